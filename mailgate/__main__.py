@@ -1,0 +1,5 @@
+"""Entry point for ``python -m mailgate``."""
+
+from mailgate.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,136 @@
+"""The composition root: build engine, stores, codec, spool and worker from config, and run them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import uuid
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mailgate.blobs import BlobStore
+from mailgate.clock import Clock, SystemClock
+from mailgate.config import Config
+from mailgate.core.address import AddressPolicy, QueueAddresses
+from mailgate.core.tokens import TokenCodec
+from mailgate.errors import StorageUnavailable
+from mailgate.intake.spool import Spool
+from mailgate.process import Processor
+from mailgate.store.db import create_engine, create_schema, session, storage_errors
+from mailgate.store.repos import Repo
+
+log = structlog.get_logger("mailgate.app")
+
+
+@dataclass
+class App:
+    """Everything a command needs, built once and passed down."""
+
+    config: Config
+    engine: AsyncEngine
+    codec: TokenCodec
+    policy: AddressPolicy
+    spool: Spool
+    processor: Processor
+    clock: Clock
+    wake: asyncio.Event
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def load_secret(config: Config) -> bytes:
+    """The token secret: ``MAILGATE_SECRET``, else the data dir's secret file, made on first use."""
+    if config.tokens.secret is not None:
+        return config.tokens.secret
+    path = config.secret_file
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first
+        return path.read_bytes().strip()
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot create {path}: {exc.strerror}") from exc
+    value = secrets.token_hex(32).encode()
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(value + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    log.info("secret.generated", path=str(path))
+    return value
+
+
+def address_policy(config: Config) -> AddressPolicy:
+    return AddressPolicy(
+        queues=tuple(QueueAddresses(q.name, q.addresses) for q in config.queues),
+        plus_addressing=config.addresses.plus_addressing,
+        plus_separator=config.addresses.plus_separator,
+        case_sensitive_local_part=config.addresses.case_sensitive_local_part,
+        agent_domains=config.agents.domains,
+        agent_addresses=config.agents.addresses,
+    )
+
+
+async def build_app(config: Config, clock: Clock | None = None) -> App:
+    """Connect, create what is missing (schema, secret, installation id) and wire the parts."""
+    clock = clock or SystemClock()
+    engine = create_engine(
+        config.database.url, busy_timeout=config.database.busy_timeout, echo=config.database.echo
+    )
+    try:
+        await create_schema(engine)
+        secret = await asyncio.to_thread(load_secret, config)
+        with storage_errors("installation id"):
+            async with session(engine, write=True) as s:
+                installation = await Repo(s).installation_id(uuid.uuid4().hex, clock.now())
+    except BaseException:
+        await engine.dispose()
+        raise
+    codec = TokenCodec(secret, installation, config.tokens.prefix)
+    policy = address_policy(config)
+    wake = asyncio.Event()
+    raw = BlobStore(config.spool_dir, ".eml")
+    spool = Spool(engine, raw, clock, on_stored=lambda _id: wake.set())
+    processor = Processor(
+        engine=engine,
+        raw=raw,
+        attachments=BlobStore(config.attachment_dir),
+        codec=codec,
+        policy=policy,
+        queues={q.name: q for q in config.queues},
+        worker=config.worker,
+        clock=clock,
+    )
+    return App(config, engine, codec, policy, spool, processor, clock, wake)
+
+
+async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
+    """Run the intake worker until SIGTERM or SIGINT; mail stored earlier is processed first."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("daemon.started", database=_safe_url(app.config.database.url),
+             data_dir=str(app.config.general.data_dir), queues=[q.name for q in app.config.queues])
+    try:
+        await app.processor.run(stop, app.wake)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        log.info("daemon.stopped")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,330 @@
+"""The ``mailgate`` command line; the only place that decides exit codes.
+
+Exit codes follow sysexits(3): 0 done, 1 not found or failed, 65 the mail is
+unusable (EX_DATAERR), 75 a temporary failure, retry later (EX_TEMPFAIL),
+78 the configuration is wrong (EX_CONFIG).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, TextIO
+
+import structlog
+
+from mailgate import __version__
+from mailgate.app import App, build_app, run_daemon
+from mailgate.config import Config, load_config, resolve_config_path
+from mailgate.core.model import Action, TicketView
+from mailgate.errors import BadMail, ConfigError, MailgateError, NotFound
+from mailgate.intake.spool import Received
+from mailgate.log import configure
+from mailgate.store.db import session, storage_errors
+from mailgate.store.repos import Repo
+
+EX_OK = 0
+EX_FAILED = 1
+EX_USAGE = 2
+EX_DATAERR = 65
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
+
+log = structlog.get_logger("mailgate.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mailgate", description="Email ticket gateway.")
+    parser.add_argument("--config", metavar="PATH",
+                        help="config file (default: $MAILGATE_CONFIG or ./config.toml)")
+    parser.add_argument("--version", action="version", version=f"mailgate {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("check", help="validate the configuration and exit (0 ok, 78 invalid)")
+    sub.add_parser("init", help="create the data directory, database schema and secret")
+    sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
+    ingest = sub.add_parser("ingest", help="take one raw mail from FILE or stdin (MTA pipe mode)")
+    ingest.add_argument("file", nargs="?", default="-", metavar="FILE|-")
+    ingest.add_argument("--recipient", action="append", default=[], metavar="ADDR",
+                        help="envelope recipient (repeatable), as given by the MTA")
+    ingest.add_argument("--sender", metavar="ADDR", help="envelope sender, as given by the MTA")
+    tickets = sub.add_parser("tickets", help="list tickets")
+    tickets.add_argument("--json", action="store_true")
+    show = sub.add_parser("show", help="show one ticket: #1042, 1042 or its token")
+    show.add_argument("ref", metavar="REF")
+    show.add_argument("--json", action="store_true")
+    quarantine = sub.add_parser("quarantine", help="list quarantined mails, or retry them")
+    quarantine.add_argument("--json", action="store_true")
+    qsub = quarantine.add_subparsers(dest="quarantine_command", metavar="retry")
+    retry = qsub.add_parser("retry", help="re-run quarantined mails")
+    retry.add_argument("id", nargs="?", type=int)
+    retry.add_argument("--all", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int:
+    out = stdout or sys.stdout
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(resolve_config_path(args.config, os.environ))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EX_CONFIG
+    configure(config.general.log_level, config.general.log_format)
+    if args.command == "check":
+        print(f"{config.path}: ok ({len(config.queues)} queue(s))", file=out)
+        return EX_OK
+    if args.command == "quarantine" and args.quarantine_command == "retry" and (
+        (args.id is None) == (not args.all)
+    ):
+        parser.error("quarantine retry takes either an ID or --all")
+    handler = _COMMANDS[args.command]
+    try:
+        return asyncio.run(_with_app(config, lambda app: handler(app, args, out)))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EX_CONFIG
+    except MailgateError as exc:
+        print(f"mailgate: {exc}", file=sys.stderr)
+        if args.command == "ingest":
+            _print_json(out, {"action": "failed", "ticket": None, "reason": str(exc)})
+        if exc.temporary:
+            return EX_TEMPFAIL
+        return EX_FAILED
+    except KeyboardInterrupt:
+        return EX_OK
+
+
+async def _with_app(config: Config, body: Callable[[App], Awaitable[int]]) -> int:
+    app = await build_app(config)
+    try:
+        return await body(app)
+    finally:
+        await app.close()
+
+
+async def _init(app: App, args: argparse.Namespace, out: TextIO) -> int:
+    print(f"data directory: {app.config.general.data_dir}", file=out)
+    print("database schema: ready", file=out)
+    print(f"ticket tag example: {app.codec.subject_tag(1)}", file=out)
+    return EX_OK
+
+
+async def _run(app: App, args: argparse.Namespace, out: TextIO) -> int:
+    await run_daemon(app)
+    return EX_OK
+
+
+def _print_json(out: TextIO, value: object) -> None:
+    print(json.dumps(value, ensure_ascii=False, default=_json_default), file=out)
+
+
+def _json_default(value: object) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+async def _ingest(app: App, args: argparse.Namespace, out: TextIO) -> int:
+    """MTA pipe mode: exit 0 once the mail is durably stored, 75 when it could not be."""
+    try:
+        raw = sys.stdin.buffer.read() if args.file == "-" else _read_file(args.file)
+        stored = await app.spool.store(
+            Received(raw, "pipe", envelope_from=args.sender, envelope_to=tuple(args.recipient))
+        )
+    except BadMail as exc:
+        _print_json(out, {"action": "rejected", "ticket": None, "reason": str(exc)})
+        return EX_DATAERR
+    except MailgateError as exc:
+        _print_json(out, {"action": "failed", "ticket": None, "reason": str(exc)})
+        return EX_TEMPFAIL if exc.temporary else EX_FAILED
+    if stored.duplicate:
+        entry = await _spool_entry(app, stored.spool_id)
+        ticket = entry.ticket if entry else None
+        _print_json(out, {"action": Action.DUPLICATE.value, "ticket": _ref(ticket),
+                          "reason": f"same mail as spool item {stored.spool_id}",
+                          "spool_id": stored.spool_id})
+        return EX_OK
+    outcome = await app.processor.process(stored.spool_id)
+    if outcome is None:  # the daemon took it first
+        _print_json(out, {"action": Action.STORED.value, "ticket": None,
+                          "reason": "stored; processed by another worker",
+                          "spool_id": stored.spool_id})
+        return EX_OK
+    _print_json(out, {"action": outcome.action.value, "ticket": _ref(outcome.ticket),
+                      "reason": outcome.reason, "spool_id": stored.spool_id})
+    return EX_OK
+
+
+def _read_file(path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise NotFound(f"cannot read {path}: {exc.strerror}") from exc
+
+
+async def _spool_entry(app: App, spool_id: int) -> Any:
+    with storage_errors("spool lookup"):
+        async with session(app.engine) as s:
+            return await Repo(s).spool_get(spool_id)
+
+
+def _ref(number: int | None) -> str | None:
+    return None if number is None else f"#{number}"
+
+
+def ticket_json(app: App, ticket: TicketView, *, with_messages: bool) -> dict[str, Any]:
+    """The documented JSON shape of a ticket (``show --json``, ``tickets --json``)."""
+    result: dict[str, Any] = {
+        "ref": f"#{ticket.number}",
+        "number": ticket.number,
+        "token": app.codec.token(ticket.number),
+        "subject_tag": app.codec.subject_tag(ticket.number),
+        "queue": ticket.queue,
+        "title": ticket.title,
+        "type": ticket.type,
+        "priority": ticket.priority,
+        "status": ticket.status,
+        "requester": ticket.requester,
+        "organisation": ticket.organisation,
+        "assignee": ticket.assignee,
+        "created_at": ticket.created_at,
+        "updated_at": ticket.updated_at,
+        "updated_by": ticket.updated_by,
+        "participants": [
+            {"address": p.address, "name": p.name, "role": p.role.value,
+             "organisation": p.organisation}
+            for p in ticket.participants
+        ],
+    }
+    if with_messages:
+        result["messages"] = [
+            {
+                "direction": m.direction,
+                "kind": m.kind,
+                "from": m.from_addr,
+                "from_name": m.from_name,
+                "to": list(m.to),
+                "cc": list(m.cc),
+                "subject": m.subject,
+                "text": m.text,
+                "full_text": m.full_text,
+                "message_id": m.message_id,
+                "created_at": m.created_at,
+                "attachments": [
+                    {"filename": a.filename, "content_type": a.content_type, "size": a.size,
+                     "sha256": a.sha256}
+                    for a in m.attachments
+                ],
+            }
+            for m in ticket.messages
+        ]
+    result["events"] = [
+        {"at": e.at, "actor": e.actor, "kind": e.kind, "field": e.field, "old": e.old,
+         "new": e.new, "detail": e.detail}
+        for e in ticket.events
+    ]
+    return result
+
+
+async def _tickets(app: App, args: argparse.Namespace, out: TextIO) -> int:
+    with storage_errors("list tickets"):
+        async with session(app.engine) as s:
+            repo = Repo(s)
+            views = [await repo.ticket_view(n, with_messages=False) for n in await repo.ticket_numbers()]
+    tickets = [v for v in views if v is not None]
+    if args.json:
+        _print_json(out, [ticket_json(app, t, with_messages=False) for t in tickets])
+        return EX_OK
+    for t in tickets:
+        print(f"#{t.number:<6} {t.status:<12} {t.priority:<8} {t.requester or '-':<30} {t.title}",
+              file=out)
+    return EX_OK
+
+
+def resolve_ref(app: App, ref: str) -> int:
+    """The ticket number named by ``#1042``, ``1042`` or a token; NotFound otherwise."""
+    text = ref.strip()
+    if text.lstrip("#").isdigit():
+        return int(text.lstrip("#"))
+    token = app.codec.parse_token(text)
+    if token is None or not token.valid:
+        raise NotFound(f"not a ticket reference: {ref}")
+    return token.number
+
+
+async def _show(app: App, args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        number = resolve_ref(app, args.ref)
+    except NotFound as exc:
+        print(f"mailgate: {exc}", file=sys.stderr)
+        return EX_FAILED
+    with storage_errors("show ticket"):
+        async with session(app.engine) as s:
+            ticket = await Repo(s).ticket_view(number)
+    if ticket is None:
+        print(f"mailgate: no ticket {args.ref}", file=sys.stderr)
+        return EX_FAILED
+    if args.json:
+        _print_json(out, ticket_json(app, ticket, with_messages=True))
+        return EX_OK
+    print(f"{app.codec.subject_tag(ticket.number)} {ticket.title}", file=out)
+    print(f"queue {ticket.queue} · type {ticket.type} · priority {ticket.priority} · "
+          f"status {ticket.status}", file=out)
+    print(f"requester {ticket.requester or '-'} · last changed {ticket.updated_at:%Y-%m-%d %H:%M} "
+          f"by {ticket.updated_by}", file=out)
+    for m in ticket.messages:
+        print(f"\n--- {m.created_at:%Y-%m-%d %H:%M} {m.kind} {m.from_addr or '-'}", file=out)
+        print(m.text, file=out)
+        for a in m.attachments:
+            print(f"    [attachment] {a.filename} ({a.size} bytes)", file=out)
+    return EX_OK
+
+
+async def _quarantine(app: App, args: argparse.Namespace, out: TextIO) -> int:
+    if args.quarantine_command == "retry":
+        with storage_errors("requeue"):
+            async with session(app.engine, write=True) as s:
+                ids = await Repo(s).requeue(None if args.all else [args.id], app.clock.now())
+        if not ids and not args.all:
+            print(f"mailgate: no quarantined mail {args.id}", file=sys.stderr)
+            return EX_FAILED
+        results = [await app.processor.process(i) for i in ids]
+        for outcome in results:
+            if outcome is not None:
+                _print_json(out, {"spool_id": outcome.spool_id, "action": outcome.action.value,
+                                  "ticket": _ref(outcome.ticket), "reason": outcome.reason})
+        return EX_OK
+    with storage_errors("list quarantine"):
+        async with session(app.engine) as s:
+            entries = await Repo(s).quarantined()
+    if args.json:
+        _print_json(out, [
+            {"id": e.id, "received_at": e.received_at, "source": e.source,
+             "message_id": e.message_id, "size": e.size, "attempts": e.attempts,
+             "error": e.error, "traceback_id": e.traceback_id}
+            for e in entries
+        ])
+        return EX_OK
+    for e in entries:
+        print(f"{e.id:<6} {e.received_at:%Y-%m-%d %H:%M} {e.source:<10} {e.error} "
+              f"(traceback {e.traceback_id})", file=out)
+    return EX_OK
+
+
+_COMMANDS: dict[str, Callable[[App, argparse.Namespace, TextIO], Awaitable[int]]] = {
+    "init": _init,
+    "run": _run,
+    "ingest": _ingest,
+    "tickets": _tickets,
+    "show": _show,
+    "quarantine": _quarantine,
+}

@@ -1,0 +1,381 @@
+"""Turn config.toml and the environment into frozen, validated settings objects.
+
+Every problem is collected and raised together as one ``ConfigError``, each line
+naming the file, the key and the reason, so a sysadmin fixes all of them in one
+go. Unknown keys are errors: a typo must not pass silently. Relative paths
+resolve against the directory of the config file. Secrets never live in the
+file; they come from environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from mailgate.core.model import PRIORITIES, TICKET_TYPES
+from mailgate.errors import ConfigError
+
+DEFAULT_CONFIG = "config.toml"
+ENV_CONFIG = "MAILGATE_CONFIG"
+ENV_DATABASE_URL = "MAILGATE_DATABASE_URL"
+ENV_SECRET = "MAILGATE_SECRET"
+
+_ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_DOMAIN = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
+_PREFIX = re.compile(r"^[A-Za-z0-9]{0,16}$")
+_QUEUE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+LANGUAGES = ("nl", "en")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "json", "console")
+
+
+@dataclass(frozen=True, slots=True)
+class GeneralConfig:
+    data_dir: Path
+    log_level: str
+    log_format: str
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    url: str
+    busy_timeout: float
+    echo: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TokenConfig:
+    prefix: str
+    secret: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class AddressConfig:
+    plus_addressing: bool
+    plus_separator: str
+    case_sensitive_local_part: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    domains: tuple[str, ...]
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    poll_interval: float
+    retry_delay: float
+    max_retry_delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    name: str
+    addresses: tuple[str, ...]
+    team_address: str
+    default_type: str
+    default_priority: str
+    language: str
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path
+    general: GeneralConfig
+    database: DatabaseConfig
+    tokens: TokenConfig
+    addresses: AddressConfig
+    agents: AgentConfig
+    worker: WorkerConfig
+    queues: tuple[QueueConfig, ...]
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.general.data_dir / "spool"
+
+    @property
+    def attachment_dir(self) -> Path:
+        return self.general.data_dir / "attachments"
+
+    @property
+    def secret_file(self) -> Path:
+        return self.general.data_dir / "secret"
+
+
+class _Section:
+    """Reads one table of the TOML document, recording problems instead of raising."""
+
+    def __init__(self, reader: _Reader, label: str, table: Mapping[str, Any]) -> None:
+        self._reader = reader
+        self._label = label
+        self._table = table
+        self._seen: set[str] = set()
+
+    def _get(self, key: str) -> Any:
+        self._seen.add(key)
+        return self._table.get(key)
+
+    def problem(self, key: str, reason: str) -> None:
+        self._reader.problems.append(f"{self._reader.name}: {self._label} {key}: {reason}")
+
+    def string(
+        self, key: str, default: str, *, choices: tuple[str, ...] = (), pattern: re.Pattern[str] | None = None
+    ) -> str:
+        value = self._get(key)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            self.problem(key, f"expected a string, got {_show(value)}")
+            return default
+        if choices and value not in choices:
+            self.problem(key, f"expected one of {', '.join(choices)}, got {_show(value)}")
+            return default
+        if pattern is not None and not pattern.match(value):
+            self.problem(key, f"invalid value {_show(value)}")
+            return default
+        return value
+
+    def number(self, key: str, default: float, *, low: float, high: float) -> float:
+        value = self._get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            self.problem(key, f"expected a number {low:g}-{high:g}, got {_show(value)}")
+            return default
+        return float(value)
+
+    def integer(self, key: str, default: int, *, low: int, high: int) -> int:
+        value = self._get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.problem(key, f"expected an integer {low}-{high}, got {_show(value)}")
+            return default
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self._get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.problem(key, f"expected true or false, got {_show(value)}")
+            return default
+        return value
+
+    def strings(
+        self, key: str, default: tuple[str, ...], *, pattern: re.Pattern[str] | None = None
+    ) -> tuple[str, ...]:
+        value = self._get(key)
+        if value is None:
+            return default
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.problem(key, f"expected a list of strings, got {_show(value)}")
+            return default
+        if pattern is not None:
+            bad = [v for v in value if not pattern.match(v)]
+            if bad:
+                self.problem(key, f"invalid value {_show(bad[0])}")
+                return default
+        return tuple(value)
+
+    def path(self, key: str, default: str) -> Path:
+        raw = self.string(key, default)
+        path = Path(raw).expanduser()
+        return path if path.is_absolute() else (self._reader.base / path)
+
+    def finish(self) -> None:
+        for key in sorted(set(self._table) - self._seen):
+            self.problem(key, "unknown key")
+
+
+class _Reader:
+    def __init__(self, name: str, base: Path, document: Mapping[str, Any]) -> None:
+        self.name = name
+        self.base = base
+        self.document = document
+        self.problems: list[str] = []
+
+    def section(self, name: str) -> _Section:
+        table = self.document.get(name, {})
+        if not isinstance(table, dict):
+            self.problems.append(f"{self.name}: [{name}]: expected a table")
+            table = {}
+        return _Section(self, f"[{name}]", table)
+
+
+def _show(value: object) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)
+
+
+def resolve_config_path(explicit: str | None, environ: Mapping[str, str]) -> Path:
+    """The config file to read: ``--config``, else ``MAILGATE_CONFIG``, else ./config.toml."""
+    chosen = explicit or environ.get(ENV_CONFIG) or DEFAULT_CONFIG
+    return Path(chosen).expanduser().resolve()
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, validate and convert ``path``; raise ``ConfigError`` listing every problem."""
+    env = os.environ if environ is None else environ
+    name = path.name
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError([f"{path}: file not found"]) from exc
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{name}: not valid TOML: {exc}"]) from exc
+    return parse_config(document, name=name, base=path.parent, environ=env, path=path)
+
+
+def parse_config(
+    document: Mapping[str, Any],
+    *,
+    name: str,
+    base: Path,
+    environ: Mapping[str, str],
+    path: Path | None = None,
+) -> Config:
+    """Validate an already-parsed TOML document; all problems at once."""
+    reader = _Reader(name, base, document)
+    known = {"general", "database", "tokens", "addresses", "agents", "worker", "queues"}
+    for key in sorted(set(document) - known):
+        reader.problems.append(f"{name}: [{key}]: unknown section")
+
+    s = reader.section("general")
+    general = GeneralConfig(
+        data_dir=s.path("data_dir", "var"),
+        log_level=s.string("log_level", "info", choices=LOG_LEVELS),
+        log_format=s.string("log_format", "auto", choices=LOG_FORMATS),
+    )
+    s.finish()
+
+    s = reader.section("database")
+    url = s.string("url", "sqlite+aiosqlite:///var/mailgate.db")
+    env_url = environ.get(ENV_DATABASE_URL)
+    database = DatabaseConfig(
+        url=_database_url(s, env_url or url, Path.cwd() if env_url else base),
+        busy_timeout=s.number("busy_timeout", 5.0, low=0.0, high=600.0),
+        echo=s.boolean("echo", False),
+    )
+    s.finish()
+
+    s = reader.section("tokens")
+    secret_text = environ.get(ENV_SECRET)
+    if secret_text is not None and len(secret_text) < 16:
+        reader.problems.append(f"environment {ENV_SECRET}: must be at least 16 characters")
+    tokens = TokenConfig(
+        prefix=s.string("prefix", "", pattern=_PREFIX),
+        secret=secret_text.encode() if secret_text else None,
+    )
+    s.finish()
+
+    s = reader.section("addresses")
+    addresses = AddressConfig(
+        plus_addressing=s.boolean("plus_addressing", True),
+        plus_separator=s.string("plus_separator", "+", choices=("+", "-", "=")),
+        case_sensitive_local_part=s.boolean("case_sensitive_local_part", False),
+    )
+    s.finish()
+
+    s = reader.section("agents")
+    agents = AgentConfig(
+        domains=tuple(d.lower() for d in s.strings("domains", (), pattern=_DOMAIN)),
+        addresses=tuple(a.lower() for a in s.strings("addresses", (), pattern=_ADDRESS)),
+    )
+    s.finish()
+
+    s = reader.section("worker")
+    worker = WorkerConfig(
+        poll_interval=s.number("poll_interval", 2.0, low=0.05, high=3600.0),
+        retry_delay=s.number("retry_delay", 30.0, low=0.0, high=86400.0),
+        max_retry_delay=s.number("max_retry_delay", 3600.0, low=0.0, high=86400.0),
+    )
+    s.finish()
+
+    queues = _queues(reader, document.get("queues"))
+    if reader.problems:
+        raise ConfigError(reader.problems)
+    return Config(
+        path=path or base / name,
+        general=general,
+        database=database,
+        tokens=tokens,
+        addresses=addresses,
+        agents=agents,
+        worker=worker,
+        queues=queues,
+    )
+
+
+def _database_url(section: _Section, url: str, base: Path) -> str:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        section.problem("url", f"not a database URL: {_show(url)}")
+        return url
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.get_driver_name() != "aiosqlite":
+            parsed = parsed.set(drivername="sqlite+aiosqlite")
+        database = parsed.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            db_path = Path(database).expanduser()
+            if not db_path.is_absolute():
+                parsed = parsed.set(database=str(base / db_path))
+    elif backend == "postgresql":
+        if parsed.get_driver_name() != "asyncpg":
+            parsed = parsed.set(drivername="postgresql+asyncpg")
+    else:
+        section.problem("url", f"expected a sqlite or postgresql URL, got {_show(backend)}")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _queues(reader: _Reader, raw: object) -> tuple[QueueConfig, ...]:
+    name = reader.name
+    if raw is None:
+        reader.problems.append(f"{name}: [[queues]]: at least one queue is required")
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(q, dict) for q in raw):
+        reader.problems.append(f"{name}: [[queues]]: expected an array of tables")
+        return ()
+    result: list[QueueConfig] = []
+    seen_names: set[str] = set()
+    seen_addresses: set[str] = set()
+    for index, table in enumerate(raw):
+        s = _Section(reader, f"[[queues]] #{index + 1}", table)
+        queue = QueueConfig(
+            name=s.string("name", f"queue{index + 1}", pattern=_QUEUE_NAME),
+            addresses=tuple(a.lower() for a in s.strings("addresses", (), pattern=_ADDRESS)),
+            team_address=s.string("team_address", "", pattern=_ADDRESS).lower(),
+            default_type=s.string("default_type", "question", choices=TICKET_TYPES),
+            default_priority=s.string("default_priority", "medium", choices=PRIORITIES),
+            language=s.string("language", "nl", choices=LANGUAGES),
+        )
+        if "name" not in table:
+            s.problem("name", "required")
+        if not queue.addresses:
+            s.problem("addresses", "at least one address is required")
+        if not queue.team_address:
+            s.problem("team_address", "required")
+        if queue.name in seen_names:
+            s.problem("name", f"duplicate queue name {_show(queue.name)}")
+        for address in queue.addresses:
+            if address in seen_addresses:
+                s.problem("addresses", f"{_show(address)} belongs to another queue too")
+            seen_addresses.add(address)
+        seen_names.add(queue.name)
+        s.finish()
+        result.append(queue)
+    return tuple(result)

@@ -1,0 +1,1 @@
+"""The pure core of mailgate: decisions from facts, with no I/O, no clock and no database."""

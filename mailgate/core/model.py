@@ -1,0 +1,216 @@
+"""The typed values that cross mailgate's boundaries: mails, addresses, routing outcomes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+TICKET_TYPES = ("question", "bug", "configuration_change", "feedback", "extra_request")
+PRIORITIES = ("critical", "high", "medium", "low")
+
+
+class Direction(StrEnum):
+    IN = "in"
+    OUT = "out"
+
+
+class MessageKind(StrEnum):
+    CUSTOMER = "customer"
+    AGENT = "agent"
+    NOTE = "note"
+    AUTO = "auto"
+    SYSTEM = "system"
+
+
+class Role(StrEnum):
+    REQUESTER = "requester"
+    CC = "cc"
+    AGENT = "agent"
+
+
+class Action(StrEnum):
+    """What the intake did with one mail; printed by ``mailgate ingest``."""
+
+    CREATED = "created"
+    APPENDED = "appended"
+    DUPLICATE = "duplicate"
+    DROPPED = "dropped"
+    QUARANTINED = "quarantined"
+    DEFERRED = "deferred"
+    STORED = "stored"
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """One mailbox: the address in lower case where it is case-insensitive, and a display name."""
+
+    email: str
+    name: str = ""
+
+    @property
+    def domain(self) -> str:
+        return self.email.rpartition("@")[2].lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """One attachment of a mail, with a filename that is safe to show and to offer for download."""
+
+    filename: str
+    original_filename: str
+    content_type: str
+    data: bytes
+    sha256: str
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedMail:
+    """Everything mailgate uses from one mail, decoded; never a library's dict."""
+
+    message_id: str | None
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    subject: str
+    from_addr: Address | None
+    reply_to: tuple[Address, ...]
+    to: tuple[Address, ...]
+    cc: tuple[Address, ...]
+    date: datetime | None
+    text: str
+    html: str | None
+    attachments: tuple[Attachment, ...]
+    headers: tuple[tuple[str, str], ...]
+    defects: tuple[str, ...]
+    parser: str
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (case-insensitive), or None."""
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key.lower() == wanted:
+                return value
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The mail continues ticket ``ticket``; ``matched_by`` says which evidence decided it."""
+
+    ticket: int
+    matched_by: str
+    evidence: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewTicket:
+    """The mail opens a new ticket in ``queue``."""
+
+    queue: str
+    title: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """The mail is kept but makes no ticket and no message; ``reason`` says why."""
+
+    reason: str
+
+
+Route = Reply | NewTicket | Drop
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    """A person on a ticket."""
+
+    address: str
+    name: str
+    role: Role
+    organisation: str
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolEntry:
+    """A received mail as the spool records it."""
+
+    id: int
+    dedupe_key: str
+    raw_sha256: str
+    size: int
+    message_id: str | None
+    source: str
+    envelope_from: str | None
+    envelope_to: tuple[str, ...]
+    received_at: datetime
+    state: str
+    attempts: int
+    outcome: str | None
+    ticket: int | None
+    reason: str | None
+    error: str | None
+    traceback_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentView:
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    direction: str
+    kind: str
+    from_addr: str | None
+    from_name: str | None
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    subject: str
+    text: str
+    full_text: str
+    message_id: str | None
+    created_at: datetime
+    attachments: tuple[AttachmentView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EventView:
+    at: datetime
+    actor: str
+    kind: str
+    field: str | None
+    old: str | None
+    new: str | None
+    detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TicketView:
+    """A ticket as the CLI and later the notifications see it."""
+
+    number: int
+    queue: str
+    title: str
+    type: str
+    priority: str
+    status: str
+    requester: str | None
+    organisation: str | None
+    assignee: str | None
+    created_at: datetime
+    updated_at: datetime
+    updated_by: str
+    participants: tuple[Participant, ...]
+    messages: tuple[MessageView, ...]
+    events: tuple[EventView, ...]
+
+
+INITIAL_STATUS = "new"

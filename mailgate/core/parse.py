@@ -1,0 +1,297 @@
+"""Turn the raw bytes of one mail into a typed ``ParsedMail``; never raise on ugly mail.
+
+mail-parser does the MIME work; its dicts stay in this module. When it fails on
+a mail, the stdlib email package recovers what it can, and the failure is
+recorded among the mail's defects, so that every mail still becomes a ticket.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email
+import email.utils
+import hashlib
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from email.header import decode_header, make_header
+from email.message import Message
+from email.policy import compat32
+from typing import Any
+
+import mailparser
+
+from mailgate.core.filenames import safe_filename
+from mailgate.core.model import Address, Attachment, ParsedMail
+from mailgate.core.text import html_to_text
+
+_MSGID = re.compile(r"<([^<>\s]{1,900})>")
+_ADDRESS_HEADERS = ("from", "to", "cc", "reply-to", "sender")
+
+
+def parse_mail(raw: bytes) -> ParsedMail:
+    """Parse ``raw``; the result always exists, defects say what was wrong."""
+    try:
+        return _with_mailparser(raw)
+    except Exception as exc:  # any failure of the library: recover with the stdlib
+        return _with_stdlib(raw, (f"mail-parser failed: {type(exc).__name__}: {exc}"[:300],))
+
+
+# --- helpers shared by both paths ------------------------------------------------------
+
+
+def decode_header_value(value: object) -> str:
+    """A header value as text: RFC 2047 words decoded, raw 8-bit bytes read as UTF-8 or Latin-1."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        text = str(value)
+    else:
+        text = value
+    try:
+        decoded = str(make_header(decode_header(text)))
+    except (LookupError, UnicodeError, ValueError, binascii.Error, AssertionError):
+        decoded = text
+    decoded = decoded.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return re.sub(r"[\r\n]+[ \t]*", " ", decoded).strip()
+
+
+def message_ids(value: str | None) -> tuple[str, ...]:
+    """The ``<id>`` items of a Message-ID, In-Reply-To or References header, in order, unique."""
+    if not value:
+        return ()
+    seen: dict[str, None] = {}
+    for found in _MSGID.findall(value):
+        seen.setdefault(found, None)
+    return tuple(seen)
+
+
+def _date(value: str | None, defects: list[str]) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        defects.append("invalid Date header")
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _addresses(pairs: Iterable[tuple[str, str]]) -> tuple[Address, ...]:
+    result: list[Address] = []
+    for name, addr in pairs:
+        addr = (addr or "").strip().strip("<>")
+        if "@" not in addr or any(c.isspace() for c in addr):
+            continue
+        local, _, domain = addr.rpartition("@")
+        result.append(Address(f"{local}@{domain.lower()}", decode_header_value(name)))
+    return tuple(result)
+
+
+def _header_addresses(msg: Message, name: str) -> tuple[Address, ...]:
+    values = [decode_header_value(v) for v in msg.get_all(name, [])]
+    return _addresses(email.utils.getaddresses(values))
+
+
+def _headers(msg: Message) -> tuple[tuple[str, str], ...]:
+    return tuple((str(k), decode_header_value(v)) for k, v in msg.items())
+
+
+def _attachment(
+    name: str | None, content_type: str, data: bytes, index: int
+) -> Attachment:
+    return Attachment(
+        filename=safe_filename(name, content_type, index),
+        original_filename=decode_header_value(name) if name else "",
+        content_type=content_type.lower(),
+        data=data,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def _text(msg: Message, parts: list[str], html_parts: list[str]) -> tuple[str, str | None]:
+    html = "\n".join(p for p in html_parts if p.strip()) or None
+    text = "\n\n".join(p.strip("\n") for p in parts if p.strip())
+    if not text and html:
+        text = html_to_text(html)
+    return text.replace("\r\n", "\n"), html
+
+
+def _build(
+    raw: bytes,
+    msg: Message,
+    *,
+    subject: str,
+    from_addr: tuple[Address, ...],
+    to: tuple[Address, ...],
+    cc: tuple[Address, ...],
+    reply_to: tuple[Address, ...],
+    text: str,
+    html: str | None,
+    attachments: tuple[Attachment, ...],
+    defects: list[str],
+    parser: str,
+) -> ParsedMail:
+    ids = message_ids(msg.get("Message-ID"))
+    if not from_addr:
+        from_addr = _header_addresses(msg, "Sender") or _header_addresses(msg, "Return-Path")
+    return ParsedMail(
+        message_id=ids[0] if ids else None,
+        in_reply_to=message_ids(" ".join(str(v) for v in msg.get_all("In-Reply-To", []))),
+        references=message_ids(" ".join(str(v) for v in msg.get_all("References", []))),
+        subject=subject,
+        from_addr=from_addr[0] if from_addr else None,
+        reply_to=reply_to,
+        to=to,
+        cc=cc,
+        date=_date(msg.get("Date"), defects),
+        text=text,
+        html=html,
+        attachments=attachments,
+        headers=_headers(msg),
+        defects=tuple(dict.fromkeys(defects)),
+        parser=parser,
+    )
+
+
+# --- mail-parser ---------------------------------------------------------------------------
+
+
+def _flatten_defects(raw_defects: Iterable[Any]) -> list[str]:
+    result: list[str] = []
+    for item in raw_defects:
+        if isinstance(item, dict):
+            for key, values in item.items():
+                for value in values if isinstance(values, list) else [values]:
+                    result.append(f"{key}: {value}"[:300])
+        else:
+            result.append(str(item)[:300])
+    return result
+
+
+def _unclaimed_parts(msg: Message) -> list[Message]:
+    """Leaf parts that are neither body text nor an attachment to mail-parser.
+
+    mail-parser files a nameless part without a Content-ID (an inline image, a
+    text/calendar invitation) under "text not managed" as decoded text; keep its
+    bytes as an attachment instead, so nothing a customer sent is lost.
+    """
+    found = []
+    for part in msg.walk():
+        if part.is_multipart() or part.get_content_type() in ("text/plain", "text/html"):
+            continue
+        if part.get_filename() or (part.get_content_disposition() or "") == "attachment":
+            continue
+        if part.get("Content-ID") or part.get_content_subtype() == "rtf":
+            continue
+        found.append(part)
+    return found
+
+
+def _with_mailparser(raw: bytes) -> ParsedMail:
+    mp = mailparser.parse_from_bytes(raw)
+    msg: Message = mp.message
+    if msg is None:
+        raise ValueError("no message")
+    defects = _flatten_defects(mp.defects)
+    attachments: list[Attachment] = []
+    for index, item in enumerate(mp.attachments, start=1):
+        payload = item.get("payload") or ""
+        if item.get("binary"):
+            try:
+                data = base64.b64decode(payload)
+            except (binascii.Error, ValueError):
+                defects.append(f"attachment {index}: undecodable base64")
+                data = payload.encode("ascii", "replace")
+        else:
+            data = str(payload).encode("utf-8", "surrogateescape")
+        content_type = str(item.get("mail_content_type") or "application/octet-stream")
+        name = item.get("filename")
+        if content_type == "message/rfc822" and name and not str(name).lower().endswith(".eml"):
+            name = f"{name}.eml"
+        attachments.append(_attachment(name, content_type, data, index))
+    for part in _unclaimed_parts(msg):
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        attachments.append(
+            _attachment(None, part.get_content_type(), data, len(attachments) + 1)
+        )
+    text, html = _text(msg, list(mp.text_plain), list(mp.text_html))
+    subject = mp.subject if isinstance(mp.subject, str) else ""
+    return _build(
+        raw,
+        msg,
+        subject=decode_header_value(subject),
+        from_addr=_addresses(mp.from_ or []),
+        to=_addresses(mp.to or []),
+        cc=_addresses(mp.cc or []),
+        reply_to=_addresses(mp.reply_to or []),
+        text=text,
+        html=html,
+        attachments=tuple(attachments),
+        defects=defects,
+        parser="mail-parser",
+    )
+
+
+# --- stdlib fallback ----------------------------------------------------------------------
+
+
+def _decode_part(part: Message, defects: list[str]) -> str:
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return ""
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return payload.decode(charset)
+    except (LookupError, UnicodeDecodeError):
+        defects.append(f"charset {charset!r} failed; decoded as UTF-8 with replacements")
+        return payload.decode("utf-8", "replace")
+
+
+def _with_stdlib(raw: bytes, defects_in: tuple[str, ...]) -> ParsedMail:
+    defects = list(defects_in)
+    msg = email.message_from_bytes(raw, policy=compat32)
+    plain: list[str] = []
+    html: list[str] = []
+    attachments: list[Attachment] = []
+    try:
+        parts = list(msg.walk())
+    except RecursionError:
+        defects.append("MIME structure nested too deeply; body not recovered")
+        parts = []
+    for part in parts:
+        if part.is_multipart():
+            continue
+        content_type = part.get_content_type()
+        filename = part.get_filename()
+        disposition = (part.get_content_disposition() or "").lower()
+        try:
+            if not filename and disposition != "attachment" and content_type == "text/plain":
+                plain.append(_decode_part(part, defects))
+            elif not filename and disposition != "attachment" and content_type == "text/html":
+                html.append(_decode_part(part, defects))
+            else:
+                payload = part.get_payload(decode=True)
+                data = payload if isinstance(payload, bytes) else b""
+                attachments.append(_attachment(filename, content_type, data, len(attachments) + 1))
+        except Exception as exc:  # a broken part must not cost the rest of the mail
+            defects.append(f"part {content_type} unreadable: {type(exc).__name__}")
+    text, html_text = _text(msg, plain, html)
+    return _build(
+        raw,
+        msg,
+        subject=decode_header_value(msg.get("Subject")),
+        from_addr=_header_addresses(msg, "From"),
+        to=_header_addresses(msg, "To"),
+        cc=_header_addresses(msg, "Cc"),
+        reply_to=_header_addresses(msg, "Reply-To"),
+        text=text,
+        html=html_text,
+        attachments=tuple(attachments),
+        defects=defects,
+        parser="stdlib",
+    )

@@ -1,0 +1,43 @@
+"""Decide who a mail's people are to its ticket: requester, CC participant or agent."""
+
+from __future__ import annotations
+
+from mailgate.core.address import AddressPolicy
+from mailgate.core.model import MessageKind, ParsedMail, Participant, Role
+
+
+def sender(mail: ParsedMail) -> str | None:
+    """The address a reply to this mail's author goes to."""
+    return mail.from_addr.email if mail.from_addr else None
+
+
+def message_kind(mail: ParsedMail, policy: AddressPolicy) -> MessageKind:
+    """Whether the mail was written by a customer or by the support team."""
+    author = sender(mail)
+    if author is not None and policy.is_agent(author):
+        return MessageKind.AGENT
+    return MessageKind.CUSTOMER
+
+
+def participants(mail: ParsedMail, policy: AddressPolicy, *, new_ticket: bool) -> tuple[Participant, ...]:
+    """The people this mail adds to its ticket, never our own addresses.
+
+    On a new ticket the author is the requester; on a reply, a customer author
+    not yet on the ticket joins as CC. Everyone in Cc (and other To addresses)
+    joins as CC, agents as agents.
+    """
+    found: dict[str, Participant] = {}
+
+    def add(email: str, name: str, role: Role) -> None:
+        key = email.lower()
+        if policy.is_ours(key) or key in found:
+            return
+        if policy.is_agent(key):
+            role = Role.AGENT
+        found[key] = Participant(key, name, role, key.rpartition("@")[2])
+
+    if mail.from_addr is not None:
+        add(mail.from_addr.email, mail.from_addr.name, Role.REQUESTER if new_ticket else Role.CC)
+    for address in (*mail.to, *mail.cc):
+        add(address.email, address.name, Role.CC)
+    return tuple(found.values())

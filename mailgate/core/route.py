@@ -1,0 +1,128 @@
+"""Decide where a mail belongs: a reply to an existing ticket, a new ticket, or neither.
+
+Routing runs in two pure steps around one lookup. ``gather_evidence`` reads the
+mail for every sign of a thread (Message-IDs it answers, ticket tokens in its
+subject, plus-addresses among its recipients); the shell then asks the database
+which tickets those name; ``route`` weighs the answers in a fixed order:
+
+1. In-Reply-To, then References from newest to oldest: a Message-ID that
+   mailgate sent or received for a ticket;
+2. a ticket token in the subject whose check verifies;
+3. a recipient that is a ticket's plus-address, with a verifying token.
+
+Only when none names a ticket does the mail open a new one. The subject alone
+never threads: two customers with the subject "Printer" get two tickets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from mailgate.core.address import AddressPolicy
+from mailgate.core.model import Drop, NewTicket, ParsedMail, Reply, Route
+from mailgate.core.subject import clean_subject
+from mailgate.core.tokens import FoundToken, TokenCodec
+
+# Headers in which an MTA records the envelope recipient, read when no envelope was given.
+DELIVERY_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To")
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What one mail says about its thread and its queue, before any lookup."""
+
+    references: tuple[tuple[str, str], ...]  # (header name, message-id), strongest first
+    subject_tokens: tuple[FoundToken, ...]
+    plus_tokens: tuple[tuple[str, FoundToken], ...]  # (recipient, token)
+    queue: str
+    title: str
+
+    @property
+    def ticket_numbers(self) -> frozenset[int]:
+        """The ticket numbers named by verifying tokens, for the lookup."""
+        tokens = [*self.subject_tokens, *(t for _, t in self.plus_tokens)]
+        return frozenset(t.number for t in tokens if t.valid)
+
+    @property
+    def message_ids(self) -> tuple[str, ...]:
+        return tuple(mid for _, mid in self.references)
+
+    @property
+    def rejected_tokens(self) -> tuple[str, ...]:
+        tokens = [*self.subject_tokens, *(t for _, t in self.plus_tokens)]
+        return tuple(t.text for t in tokens if not t.valid)
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What the database knows about the evidence."""
+
+    tickets_by_message_id: Mapping[str, int]
+    existing_tickets: frozenset[int]
+
+
+def recipients(mail: ParsedMail, envelope: Iterable[str]) -> tuple[str, ...]:
+    """Every address the mail was delivered or addressed to, envelope first, unique."""
+    found: dict[str, None] = {}
+    for address in envelope:
+        found.setdefault(address.strip().strip("<>"), None)
+    for header in DELIVERY_HEADERS:
+        value = mail.header(header)
+        if value:
+            found.setdefault(value.strip().strip("<>"), None)
+    for address in (*mail.to, *mail.cc):
+        found.setdefault(address.email, None)
+    return tuple(a for a in found if a)
+
+
+def gather_evidence(
+    mail: ParsedMail, envelope: Iterable[str], codec: TokenCodec, policy: AddressPolicy
+) -> Evidence:
+    """Read every routing sign out of ``mail``; pure."""
+    references = [("In-Reply-To", mid) for mid in mail.in_reply_to]
+    references += [("References", mid) for mid in reversed(mail.references)]
+    unique: dict[str, tuple[str, str]] = {}
+    for header, mid in references:
+        unique.setdefault(mid, (header, mid))
+
+    queue_order = [q.queue for q in policy.queues]
+    matched_queues: set[str] = set()
+    plus_tokens: list[tuple[str, FoundToken]] = []
+    for address in recipients(mail, envelope):
+        own = policy.match(address)
+        if own is None:
+            continue
+        matched_queues.add(own.queue)
+        if own.detail:
+            token = codec.parse_token(own.detail)
+            if token is not None:
+                plus_tokens.append((address, token))
+    queue = next((q for q in queue_order if q in matched_queues), policy.default_queue())
+    return Evidence(
+        references=tuple(unique.values()),
+        subject_tokens=codec.find_in_subject(mail.subject),
+        plus_tokens=tuple(plus_tokens),
+        queue=queue,
+        title=clean_subject(mail.subject, remove=codec.tag_spans(mail.subject)),
+    )
+
+
+def route(mail: ParsedMail, evidence: Evidence, lookup: Lookup, policy: AddressPolicy) -> Route:
+    """The routing decision for ``mail``, with the evidence that decided it."""
+    if mail.from_addr is not None and policy.is_ours(mail.from_addr.email):
+        return Drop(f"sent from our own address {mail.from_addr.email}")
+    for header, mid in evidence.references:
+        ticket = lookup.tickets_by_message_id.get(mid)
+        if ticket is not None:
+            return Reply(ticket, header.lower(), f"<{mid}>")
+    for token in evidence.subject_tokens:
+        if token.valid and token.number in lookup.existing_tickets:
+            return Reply(token.number, "subject-token", token.text)
+    for address, token in evidence.plus_tokens:
+        if token.valid and token.number in lookup.existing_tickets:
+            return Reply(token.number, "plus-address", address)
+    reason = "no ticket reference"
+    if evidence.rejected_tokens:
+        reason = f"token check failed: {', '.join(evidence.rejected_tokens)}"
+    return NewTicket(evidence.queue, evidence.title, reason)

@@ -1,0 +1,58 @@
+"""The one error tree of mailgate; every error is either temporary or permanent.
+
+::
+
+    MailgateError                  base; ``temporary`` says whether a retry may succeed
+    ├── TemporaryError             our fault or the world's: retry later (SMTP 451, exit 75)
+    │   ├── StorageUnavailable     database locked, unreachable, or disk full
+    │   └── DeliveryDeferred       a relay said 4xx or could not be reached (outbound)
+    └── PermanentError             retrying the same input cannot help (SMTP 550, quarantine)
+        ├── ConfigError            config.toml or the environment is wrong (exit 78)
+        ├── BadMail                the mail itself cannot be taken in
+        └── NotFound               a ticket or spool item named by the user does not exist
+
+Third-party exceptions (SQLAlchemy, OSError, imapclient, smtplib) are translated
+into this tree at the one adapter that talks to them, with ``raise X(...) from exc``.
+"""
+
+from __future__ import annotations
+
+
+class MailgateError(Exception):
+    """Base of every error mailgate raises on purpose."""
+
+    temporary: bool = False
+
+
+class TemporaryError(MailgateError):
+    """A failure that may pass: the caller should retry and must not bounce the mail."""
+
+    temporary = True
+
+
+class StorageUnavailable(TemporaryError):
+    """The database or the data directory cannot take a write right now."""
+
+
+class DeliveryDeferred(TemporaryError):
+    """An outbound relay refused for now (4xx) or could not be reached."""
+
+
+class PermanentError(MailgateError):
+    """A failure that the same input will hit again."""
+
+
+class ConfigError(PermanentError):
+    """The configuration is invalid; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(problems))
+
+
+class BadMail(PermanentError):
+    """The mail cannot be taken in as it is (for instance: empty)."""
+
+
+class NotFound(PermanentError):
+    """A ticket, spool item or other object named by the user does not exist."""

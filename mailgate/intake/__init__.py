@@ -1,0 +1,1 @@
+"""The ways mail comes in; each one only hands raw bytes to the spool."""

@@ -1,0 +1,252 @@
+"""The intake worker: turn each stored mail into a ticket change in one transaction.
+
+For one spool item: read the raw bytes, parse them, store attachment bytes,
+gather the routing evidence; then, in one database transaction, claim the item,
+look up what the evidence names, route, write ticket, message, participants,
+attachments and events, and mark the item done. A crash before the commit
+leaves the item pending, so it is processed again; after the commit nothing is
+lost. A temporary failure (database locked or down) retries later with backoff;
+any other failure quarantines the mail with its error and a traceback id and
+moves on, so one bad mail never blocks the mails behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mailgate.blobs import BlobStore
+from mailgate.clock import Clock
+from mailgate.config import QueueConfig, WorkerConfig
+from mailgate.core.address import AddressPolicy
+from mailgate.core.model import (
+    INITIAL_STATUS,
+    Action,
+    Direction,
+    Drop,
+    NewTicket,
+    ParsedMail,
+    Reply,
+    Route,
+    SpoolEntry,
+)
+from mailgate.core.parse import parse_mail
+from mailgate.core.participants import message_kind, participants, sender
+from mailgate.core.route import gather_evidence, route
+from mailgate.core.text import visible_text
+from mailgate.core.tokens import TokenCodec
+from mailgate.errors import MailgateError
+from mailgate.store.db import session, storage_errors
+from mailgate.store.repos import PENDING, Repo
+
+log = structlog.get_logger("mailgate.process")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one spool item."""
+
+    spool_id: int
+    action: Action
+    ticket: int | None
+    reason: str
+
+
+class Processor:
+    """Processes spool items: one at a time, each in its own transaction."""
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        raw: BlobStore,
+        attachments: BlobStore,
+        codec: TokenCodec,
+        policy: AddressPolicy,
+        queues: Mapping[str, QueueConfig],
+        worker: WorkerConfig,
+        clock: Clock,
+    ) -> None:
+        self.engine = engine
+        self.raw = raw
+        self.attachments = attachments
+        self.codec = codec
+        self.policy = policy
+        self.queues = queues
+        self.worker = worker
+        self.clock = clock
+
+    async def process(self, spool_id: int) -> Outcome | None:
+        """Process one item; None when it is not pending (done, or another worker has it)."""
+        with structlog.contextvars.bound_contextvars(spool_id=spool_id):
+            try:
+                return await self._process(spool_id)
+            except MailgateError as exc:
+                if exc.temporary:
+                    return await self._defer(spool_id, exc)
+                return await self._quarantine(spool_id, exc)
+            except Exception as exc:  # a bug of ours: keep the mail, never lose it
+                return await self._quarantine(spool_id, exc)
+
+    async def _process(self, spool_id: int) -> Outcome | None:
+        with storage_errors("read spool"):
+            async with session(self.engine) as s:
+                entry = await Repo(s).spool_get(spool_id)
+        if entry is None or entry.state != PENDING:
+            return None
+        raw = await asyncio.to_thread(self.raw.get, entry.raw_sha256)
+        mail = await asyncio.to_thread(parse_mail, raw)
+        log.debug("mail.parsed", parser=mail.parser, defects=len(mail.defects),
+                  attachments=len(mail.attachments))
+        for item in mail.attachments:
+            await asyncio.to_thread(self.attachments.put, item.data, item.sha256)
+        evidence = gather_evidence(mail, entry.envelope_to, self.codec, self.policy)
+        with storage_errors("process mail"):
+            async with session(self.engine, write=True) as s:
+                repo = Repo(s)
+                claimed = await repo.spool_claim(spool_id)
+                if claimed is None:
+                    return None
+                lookup = await repo.lookup(evidence.message_ids, evidence.ticket_numbers)
+                decision = route(mail, evidence, lookup, self.policy)
+                outcome = await self._apply(repo, claimed, mail, decision)
+                await repo.spool_finish(
+                    spool_id,
+                    outcome=outcome.action.value,
+                    ticket=outcome.ticket,
+                    reason=outcome.reason,
+                    now=self.clock.now(),
+                )
+        for token in evidence.rejected_tokens:
+            log.warning("token.rejected", token=token)
+        log.info(
+            "mail.routed",
+            action=outcome.action.value,
+            ticket=f"#{outcome.ticket}" if outcome.ticket else None,
+            reason=outcome.reason,
+            message_id=mail.message_id,
+            queue=evidence.queue,
+        )
+        return outcome
+
+    async def _apply(self, repo: Repo, entry: SpoolEntry, mail: ParsedMail, decision: Route) -> Outcome:
+        now = self.clock.now()
+        actor = sender(mail) or "unknown sender"
+        if isinstance(decision, Drop):
+            return Outcome(entry.id, Action.DROPPED, None, decision.reason)
+        if isinstance(decision, NewTicket):
+            queue = self.queues[decision.queue]
+            requester = sender(mail)
+            ticket = await repo.ticket_create(
+                queue=decision.queue,
+                title=decision.title,
+                type_=queue.default_type,
+                priority=queue.default_priority,
+                status=INITIAL_STATUS,
+                requester=requester if requester and not self.policy.is_agent(requester) else None,
+                actor=actor,
+                now=now,
+            )
+            row = await self._add_message(repo, ticket, entry, mail)
+            await repo.participants_add(ticket, participants(mail, self.policy, new_ticket=True))
+            await repo.event_add(ticket, kind="created", actor=actor, now=now,
+                                 message_row_id=row, new=INITIAL_STATUS, detail=decision.reason)
+            log.info("ticket.created", ticket=f"#{ticket}", queue=decision.queue)
+            return Outcome(entry.id, Action.CREATED, ticket, decision.reason)
+        assert isinstance(decision, Reply)
+        ticket = decision.ticket
+        row = await self._add_message(repo, ticket, entry, mail)
+        added = await repo.participants_add(ticket, participants(mail, self.policy, new_ticket=False))
+        for person in added:
+            await repo.event_add(ticket, kind="participant_added", actor=actor, now=now,
+                                 field="participants", new=person.address, message_row_id=row)
+        reason = f"matched by {decision.matched_by} {decision.evidence}"
+        await repo.event_add(ticket, kind="message_added", actor=actor, now=now,
+                             message_row_id=row, detail=reason)
+        await repo.ticket_touch(ticket, actor=actor, now=now)
+        log.info("mail.threaded", ticket=f"#{ticket}", matched_by=decision.matched_by)
+        return Outcome(entry.id, Action.APPENDED, ticket, reason)
+
+    async def _add_message(self, repo: Repo, ticket: int, entry: SpoolEntry, mail: ParsedMail) -> int:
+        row = await repo.message_add(
+            ticket=ticket,
+            spool_id=entry.id,
+            mail=mail,
+            direction=Direction.IN.value,
+            kind=message_kind(mail, self.policy).value,
+            visible_text=visible_text(mail.text),
+            raw_sha256=entry.raw_sha256,
+            now=self.clock.now(),
+        )
+        await repo.attachments_add(row, mail.attachments)
+        return row
+
+    async def _defer(self, spool_id: int, exc: BaseException) -> Outcome:
+        error = f"{type(exc).__name__}: {exc}"[:1000]
+        try:
+            with storage_errors("defer"):
+                async with session(self.engine, write=True) as s:
+                    repo = Repo(s)
+                    entry = await repo.spool_get(spool_id)
+                    attempts = entry.attempts if entry else 0
+                    delay = min(self.worker.retry_delay * (2 ** attempts), self.worker.max_retry_delay)
+                    retry_at = self.clock.now() + timedelta(seconds=delay)
+                    await repo.spool_defer(spool_id, error=error, retry_at=retry_at)
+        except MailgateError:
+            pass  # still pending and due: the next round tries again
+        log.warning("mail.deferred", error=error)
+        return Outcome(spool_id, Action.DEFERRED, None, error)
+
+    async def _quarantine(self, spool_id: int, exc: BaseException) -> Outcome:
+        traceback_id = uuid.uuid4().hex[:12]
+        error = f"{type(exc).__name__}: {exc}"[:1000]
+        text = "".join(traceback.format_exception(exc))
+        log.error("mail.quarantined", error=error, traceback_id=traceback_id, exc_info=exc)
+        try:
+            with storage_errors("quarantine"):
+                async with session(self.engine, write=True) as s:
+                    await Repo(s).spool_quarantine(
+                        spool_id, error=error, traceback_id=traceback_id, traceback=text,
+                        now=self.clock.now(),
+                    )
+        except MailgateError as second:
+            return await self._defer(spool_id, second)
+        return Outcome(spool_id, Action.QUARANTINED, None, f"{error} (traceback {traceback_id})")
+
+    async def run_due(self, limit: int = 100) -> list[Outcome]:
+        """Process every item that is due now, up to ``limit``."""
+        with storage_errors("list due"):
+            async with session(self.engine) as s:
+                due = await Repo(s).spool_due(self.clock.now(), limit)
+        outcomes = []
+        for spool_id in due:
+            outcome = await self.process(spool_id)
+            if outcome is not None:
+                outcomes.append(outcome)
+        return outcomes
+
+    async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
+        """Work until ``stop`` is set: process what is due, then wait for a wake-up or the poll."""
+        log.info("worker.started")
+        while not stop.is_set():
+            wake.clear()
+            try:
+                outcomes = await self.run_due()
+            except MailgateError as exc:
+                log.warning("worker.storage_unavailable", error=str(exc))
+                outcomes = []
+            if any(o.action is not Action.DEFERRED for o in outcomes):
+                continue  # more may be due right away
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+            await asyncio.wait(waiters, timeout=self.worker.poll_interval,
+                               return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+        log.info("worker.stopped")

@@ -1,0 +1,108 @@
+"""Build the async database engine from a URL, and translate its failures into mailgate's errors.
+
+SQLite runs in WAL mode with ``synchronous=FULL`` (a commit is on disk before it
+returns, which is what lets the intake acknowledge a mail), foreign keys on, and
+a busy timeout from config. Writing transactions start with ``BEGIN IMMEDIATE``
+so that two writers queue for the lock up front instead of failing halfway.
+PostgreSQL runs through asyncpg.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+from sqlmodel import SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from mailgate.errors import StorageUnavailable
+
+# PostgreSQL SQLSTATEs after which the same transaction may succeed when run again.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300"})
+IMMEDIATE = "mailgate_immediate"
+
+
+def create_engine(url: str, *, busy_timeout: float = 5.0, echo: bool = False) -> AsyncEngine:
+    """An engine for ``url``; SQLite files get their directory and pragmas."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(
+            url, echo=echo, poolclass=NullPool, connect_args={"timeout": busy_timeout}
+        )
+        _sqlite_pragmas(engine, busy_timeout)
+        return engine
+    return create_async_engine(
+        url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=5,
+        connect_args={"timeout": max(busy_timeout, 1.0)},
+    )
+
+
+def _sqlite_pragmas(engine: AsyncEngine, busy_timeout: float) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when a transaction begins.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get(IMMEDIATE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def is_temporary(exc: BaseException) -> bool:
+    """Whether a database failure may pass when the same work is tried again."""
+    if isinstance(exc, OperationalError | DisconnectionError | OSError | TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        return sqlstate in RETRYABLE_SQLSTATES
+    return False
+
+
+@contextmanager
+def storage_errors(what: str) -> Iterator[None]:
+    """Translate temporary database and disk failures into ``StorageUnavailable``."""
+    try:
+        yield
+    except IntegrityError:
+        raise
+    except Exception as exc:
+        if is_temporary(exc):
+            detail = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+            raise StorageUnavailable(f"{what}: {type(exc).__name__}: {detail}") from exc
+        raise
+
+
+@asynccontextmanager
+async def session(engine: AsyncEngine, *, write: bool = False) -> AsyncIterator[AsyncSession]:
+    """One transaction; ``write=True`` takes SQLite's write lock at BEGIN."""
+    bind = engine.execution_options(**{IMMEDIATE: True}) if write else engine
+    async with AsyncSession(bind, expire_on_commit=False) as s, s.begin():
+        yield s
+
+
+async def create_schema(engine: AsyncEngine) -> None:
+    """Create the tables that do not exist yet."""
+    from mailgate.store import tables  # noqa: F401 - registers the tables
+
+    with storage_errors("create schema"):
+        async with engine.begin() as conn:
+            await conn.run_sync(SQLModel.metadata.create_all)

@@ -1,0 +1,457 @@
+"""Read and write tickets, messages and the spool in one session, speaking core types."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import func, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from mailgate.core.model import (
+    Attachment,
+    AttachmentView,
+    EventView,
+    MessageView,
+    ParsedMail,
+    Participant,
+    Role,
+    SpoolEntry,
+    TicketView,
+)
+from mailgate.core.route import Lookup
+from mailgate.store.tables import (
+    AttachmentRow,
+    EventRow,
+    InstallationRow,
+    MessageRow,
+    ParticipantRow,
+    SpoolRow,
+    TicketRow,
+)
+
+PENDING = "pending"
+DONE = "done"
+QUARANTINED = "quarantined"
+
+
+def _spool_entry(row: SpoolRow) -> SpoolEntry:
+    assert row.id is not None
+    return SpoolEntry(
+        id=row.id,
+        dedupe_key=row.dedupe_key,
+        raw_sha256=row.raw_sha256,
+        size=row.size,
+        message_id=row.message_id,
+        source=row.source,
+        envelope_from=row.envelope_from,
+        envelope_to=tuple(a for a in row.envelope_to.split("\n") if a),
+        received_at=row.received_at,
+        state=row.state,
+        attempts=row.attempts,
+        outcome=row.outcome,
+        ticket=row.ticket_id,
+        reason=row.reason,
+        error=row.error,
+        traceback_id=row.traceback_id,
+    )
+
+
+class Repo:
+    """The queries of one transaction; every method returns core values, never rows."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # --- installation -------------------------------------------------------------------
+
+    async def installation_id(self, candidate: str, now: datetime) -> str:
+        """This installation's id, recording ``candidate`` on first use."""
+        row = await self.session.get(InstallationRow, 1)
+        if row is None:
+            row = InstallationRow(id=1, installation_id=candidate, created_at=now)
+            self.session.add(row)
+            await self.session.flush()
+        return row.installation_id
+
+    # --- spool ---------------------------------------------------------------------------
+
+    async def spool_add(
+        self,
+        *,
+        dedupe_key: str,
+        raw_sha256: str,
+        size: int,
+        message_id: str | None,
+        source: str,
+        envelope_from: str | None,
+        envelope_to: Sequence[str],
+        now: datetime,
+    ) -> int:
+        """Record a stored mail as pending; IntegrityError when its dedupe key is known."""
+        row = SpoolRow(
+            dedupe_key=dedupe_key,
+            raw_sha256=raw_sha256,
+            size=size,
+            message_id=message_id,
+            source=source,
+            envelope_from=envelope_from,
+            envelope_to="\n".join(envelope_to),
+            received_at=now,
+            state=PENDING,
+            next_attempt_at=now,
+        )
+        self.session.add(row)
+        await self.session.flush()
+        assert row.id is not None
+        return row.id
+
+    async def spool_by_key(self, dedupe_key: str) -> SpoolEntry | None:
+        row = (
+            await self.session.exec(select(SpoolRow).where(SpoolRow.dedupe_key == dedupe_key))
+        ).first()
+        return None if row is None else _spool_entry(row)
+
+    async def spool_get(self, spool_id: int) -> SpoolEntry | None:
+        row = await self.session.get(SpoolRow, spool_id)
+        return None if row is None else _spool_entry(row)
+
+    async def raw_referenced(self, raw_sha256: str) -> bool:
+        found = await self.session.exec(
+            select(SpoolRow.id).where(SpoolRow.raw_sha256 == raw_sha256).limit(1)
+        )
+        return found.first() is not None
+
+    async def spool_due(self, now: datetime, limit: int) -> list[int]:
+        """Ids of pending mails whose next attempt is due, oldest first."""
+        result = await self.session.exec(
+            select(SpoolRow.id)
+            .where(SpoolRow.state == PENDING, col(SpoolRow.next_attempt_at) <= now)
+            .order_by(col(SpoolRow.id))
+            .limit(limit)
+        )
+        return [i for i in result.all() if i is not None]
+
+    async def spool_claim(self, spool_id: int) -> SpoolEntry | None:
+        """Lock a pending mail for this transaction; None if it is done or another has it."""
+        row = (
+            await self.session.exec(
+                select(SpoolRow)
+                .where(SpoolRow.id == spool_id, SpoolRow.state == PENDING)
+                .with_for_update(skip_locked=True)
+            )
+        ).first()
+        return None if row is None else _spool_entry(row)
+
+    async def spool_finish(
+        self, spool_id: int, *, outcome: str, ticket: int | None, reason: str, now: datetime
+    ) -> None:
+        await self.session.exec(
+            update(SpoolRow)
+            .where(col(SpoolRow.id) == spool_id)
+            .values(
+                state=DONE,
+                outcome=outcome,
+                ticket_id=ticket,
+                reason=reason,
+                processed_at=now,
+                attempts=SpoolRow.attempts + 1,
+            )
+        )
+
+    async def spool_defer(self, spool_id: int, *, error: str, retry_at: datetime) -> int:
+        """Count a failed attempt and set the next one; returns the attempts so far."""
+        row = await self.session.get(SpoolRow, spool_id)
+        assert row is not None
+        row.attempts += 1
+        row.error = error
+        row.next_attempt_at = retry_at
+        self.session.add(row)
+        return row.attempts
+
+    async def spool_quarantine(
+        self, spool_id: int, *, error: str, traceback_id: str, traceback: str, now: datetime
+    ) -> None:
+        await self.session.exec(
+            update(SpoolRow)
+            .where(col(SpoolRow.id) == spool_id)
+            .values(
+                state=QUARANTINED,
+                outcome="quarantined",
+                error=error,
+                traceback_id=traceback_id,
+                traceback=traceback,
+                processed_at=now,
+                attempts=SpoolRow.attempts + 1,
+            )
+        )
+
+    async def quarantined(self) -> list[SpoolEntry]:
+        rows = await self.session.exec(
+            select(SpoolRow).where(SpoolRow.state == QUARANTINED).order_by(col(SpoolRow.id))
+        )
+        return [_spool_entry(r) for r in rows.all()]
+
+    async def requeue(self, spool_ids: Iterable[int] | None, now: datetime) -> list[int]:
+        """Put quarantined mails back in line; all of them when ``spool_ids`` is None."""
+        query = select(SpoolRow).where(SpoolRow.state == QUARANTINED)
+        if spool_ids is not None:
+            query = query.where(col(SpoolRow.id).in_(list(spool_ids)))
+        rows = (await self.session.exec(query)).all()
+        for row in rows:
+            row.state = PENDING
+            row.next_attempt_at = now
+            row.outcome = None
+            self.session.add(row)
+        return [r.id for r in rows if r.id is not None]
+
+    async def spool_counts(self) -> dict[str, int]:
+        rows = await self.session.exec(
+            select(SpoolRow.state, func.count()).group_by(col(SpoolRow.state))
+        )
+        return {state: count for state, count in rows.all()}
+
+    # --- routing lookup ------------------------------------------------------------------
+
+    async def lookup(self, message_ids: Sequence[str], numbers: Iterable[int]) -> Lookup:
+        by_mid: dict[str, int] = {}
+        if message_ids:
+            rows = await self.session.exec(
+                select(MessageRow.message_id, MessageRow.ticket_id)
+                .where(col(MessageRow.message_id).in_(list(message_ids)))
+                .order_by(col(MessageRow.id))
+            )
+            for mid, ticket in rows.all():
+                if mid is not None:
+                    by_mid[mid] = ticket
+        wanted = list(set(numbers))
+        existing: set[int] = set()
+        if wanted:
+            found = await self.session.exec(select(TicketRow.id).where(col(TicketRow.id).in_(wanted)))
+            existing = {i for i in found.all() if i is not None}
+        return Lookup(by_mid, frozenset(existing))
+
+    # --- tickets -------------------------------------------------------------------------
+
+    async def ticket_create(
+        self,
+        *,
+        queue: str,
+        title: str,
+        type_: str,
+        priority: str,
+        status: str,
+        requester: str | None,
+        actor: str,
+        now: datetime,
+    ) -> int:
+        row = TicketRow(
+            queue=queue,
+            title=title,
+            type=type_,
+            priority=priority,
+            status=status,
+            requester=requester,
+            organisation=requester.rpartition("@")[2] if requester else None,
+            created_at=now,
+            updated_at=now,
+            updated_by=actor,
+        )
+        self.session.add(row)
+        await self.session.flush()
+        assert row.id is not None
+        return row.id
+
+    async def ticket_touch(self, number: int, *, actor: str, now: datetime) -> None:
+        """Record a change to the ticket: last changed, by whom, and a new version."""
+        await self.session.exec(
+            update(TicketRow)
+            .where(col(TicketRow.id) == number)
+            .values(updated_at=now, updated_by=actor, version=TicketRow.version + 1)
+        )
+
+    async def message_add(
+        self,
+        *,
+        ticket: int,
+        spool_id: int | None,
+        mail: ParsedMail,
+        direction: str,
+        kind: str,
+        visible_text: str,
+        raw_sha256: str | None,
+        now: datetime,
+    ) -> int:
+        row = MessageRow(
+            ticket_id=ticket,
+            spool_id=spool_id,
+            direction=direction,
+            kind=kind,
+            from_addr=mail.from_addr.email if mail.from_addr else None,
+            from_name=mail.from_addr.name if mail.from_addr else None,
+            to_addrs="\n".join(a.email for a in mail.to),
+            cc_addrs="\n".join(a.email for a in mail.cc),
+            subject=mail.subject,
+            visible_text=visible_text,
+            full_text=mail.text,
+            html=mail.html,
+            message_id=mail.message_id,
+            in_reply_to="\n".join(mail.in_reply_to),
+            references="\n".join(mail.references),
+            raw_sha256=raw_sha256,
+            sent_at=mail.date,
+            created_at=now,
+        )
+        self.session.add(row)
+        await self.session.flush()
+        assert row.id is not None
+        return row.id
+
+    async def attachments_add(self, message_row_id: int, attachments: Iterable[Attachment]) -> None:
+        for item in attachments:
+            self.session.add(
+                AttachmentRow(
+                    message_row_id=message_row_id,
+                    filename=item.filename,
+                    original_filename=item.original_filename,
+                    content_type=item.content_type,
+                    size=item.size,
+                    sha256=item.sha256,
+                )
+            )
+
+    async def participants_add(self, ticket: int, people: Iterable[Participant]) -> list[Participant]:
+        """Add the people not yet on the ticket; returns those added."""
+        known = set(
+            (
+                await self.session.exec(
+                    select(ParticipantRow.address).where(ParticipantRow.ticket_id == ticket)
+                )
+            ).all()
+        )
+        added = []
+        for person in people:
+            if person.address in known:
+                continue
+            known.add(person.address)
+            self.session.add(
+                ParticipantRow(
+                    ticket_id=ticket,
+                    address=person.address,
+                    name=person.name,
+                    role=person.role.value,
+                    organisation=person.organisation,
+                )
+            )
+            added.append(person)
+        return added
+
+    async def event_add(
+        self,
+        ticket: int,
+        *,
+        kind: str,
+        actor: str,
+        now: datetime,
+        field: str | None = None,
+        old: str | None = None,
+        new: str | None = None,
+        message_row_id: int | None = None,
+        detail: str | None = None,
+    ) -> None:
+        self.session.add(
+            EventRow(
+                ticket_id=ticket,
+                at=now,
+                actor=actor,
+                kind=kind,
+                field=field,
+                old=old,
+                new=new,
+                message_row_id=message_row_id,
+                detail=detail,
+            )
+        )
+
+    # --- views -----------------------------------------------------------------------------
+
+    async def ticket_numbers(self) -> list[int]:
+        rows = await self.session.exec(select(TicketRow.id).order_by(col(TicketRow.id)))
+        return [i for i in rows.all() if i is not None]
+
+    async def ticket_view(self, number: int, *, with_messages: bool = True) -> TicketView | None:
+        ticket = await self.session.get(TicketRow, number)
+        if ticket is None or ticket.id is None:
+            return None
+        people = (
+            await self.session.exec(
+                select(ParticipantRow)
+                .where(ParticipantRow.ticket_id == number)
+                .order_by(col(ParticipantRow.id))
+            )
+        ).all()
+        messages: list[MessageView] = []
+        if with_messages:
+            rows = (
+                await self.session.exec(
+                    select(MessageRow)
+                    .where(MessageRow.ticket_id == number)
+                    .order_by(col(MessageRow.id))
+                )
+            ).all()
+            ids = [m.id for m in rows]
+            files = (
+                await self.session.exec(
+                    select(AttachmentRow)
+                    .where(col(AttachmentRow.message_row_id).in_(ids))
+                    .order_by(col(AttachmentRow.id))
+                )
+            ).all()
+            for m in rows:
+                messages.append(
+                    MessageView(
+                        direction=m.direction,
+                        kind=m.kind,
+                        from_addr=m.from_addr,
+                        from_name=m.from_name,
+                        to=tuple(a for a in m.to_addrs.split("\n") if a),
+                        cc=tuple(a for a in m.cc_addrs.split("\n") if a),
+                        subject=m.subject,
+                        text=m.visible_text,
+                        full_text=m.full_text,
+                        message_id=m.message_id,
+                        created_at=m.created_at,
+                        attachments=tuple(
+                            AttachmentView(f.filename, f.content_type, f.size, f.sha256)
+                            for f in files
+                            if f.message_row_id == m.id
+                        ),
+                    )
+                )
+        events = (
+            await self.session.exec(
+                select(EventRow).where(EventRow.ticket_id == number).order_by(col(EventRow.id))
+            )
+        ).all()
+        return TicketView(
+            number=ticket.id,
+            queue=ticket.queue,
+            title=ticket.title,
+            type=ticket.type,
+            priority=ticket.priority,
+            status=ticket.status,
+            requester=ticket.requester,
+            organisation=ticket.organisation,
+            assignee=ticket.assignee,
+            created_at=ticket.created_at,
+            updated_at=ticket.updated_at,
+            updated_by=ticket.updated_by,
+            participants=tuple(
+                Participant(p.address, p.name, Role(p.role), p.organisation) for p in people
+            ),
+            messages=tuple(messages),
+            events=tuple(
+                EventView(e.at, e.actor, e.kind, e.field, e.old, e.new, e.detail) for e in events
+            ),
+        )

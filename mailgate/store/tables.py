@@ -1,0 +1,174 @@
+"""The SQLModel tables; rows never leave ``mailgate.store``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Column, DateTime, ForeignKey, Index, Integer, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite keeps no zone of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _when(*, nullable: bool = False, index: bool = False) -> Any:
+    return Field(sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def _text(*, nullable: bool = False) -> Any:
+    return Field(sa_column=Column(Text, nullable=nullable))
+
+
+def _ref(target: str, *, nullable: bool = False, index: bool = True) -> Any:
+    return Field(
+        sa_column=Column(
+            Integer, ForeignKey(target, ondelete="CASCADE"), nullable=nullable, index=index
+        )
+    )
+
+
+class InstallationRow(SQLModel, table=True):
+    """One row: the identity of this installation, shared by all its instances."""
+
+    __tablename__ = "installation"
+    id: int = Field(default=1, primary_key=True)
+    installation_id: str = Field(max_length=64)
+    created_at: datetime = _when()
+
+
+class SpoolRow(SQLModel, table=True):
+    """One received mail: where its raw bytes are, and how far processing got."""
+
+    __tablename__ = "spool"
+    __table_args__ = (Index("ix_spool_due", "state", "next_attempt_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(max_length=80, unique=True)
+    raw_sha256: str = Field(max_length=64, index=True)
+    size: int
+    message_id: str | None = _text(nullable=True)
+    source: str = Field(max_length=200)
+    envelope_from: str | None = _text(nullable=True)
+    envelope_to: str = _text()
+    received_at: datetime = _when()
+    state: str = Field(max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime = _when()
+    outcome: str | None = Field(default=None, max_length=16)
+    ticket_id: int | None = None
+    reason: str | None = _text(nullable=True)
+    error: str | None = _text(nullable=True)
+    traceback_id: str | None = Field(default=None, max_length=32)
+    traceback: str | None = _text(nullable=True)
+    processed_at: datetime | None = _when(nullable=True)
+
+
+class TicketRow(SQLModel, table=True):
+    """A ticket; its id is its human number."""
+
+    __tablename__ = "tickets"
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 - SQLAlchemy's own attribute
+    id: int | None = Field(default=None, primary_key=True)
+    queue: str = Field(max_length=64, index=True)
+    title: str = _text()
+    type: str = Field(max_length=32)
+    priority: str = Field(max_length=16)
+    status: str = Field(max_length=32, index=True)
+    requester: str | None = _text(nullable=True)
+    organisation: str | None = Field(default=None, max_length=255)
+    assignee: str | None = _text(nullable=True)
+    created_at: datetime = _when()
+    updated_at: datetime = _when()
+    updated_by: str = _text()
+    version: int = 1
+
+
+class MessageRow(SQLModel, table=True):
+    """One mail of a ticket's thread, inbound or outbound."""
+
+    __tablename__ = "messages"
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = _ref("tickets.id")
+    spool_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("spool.id"), nullable=True)
+    )
+    direction: str = Field(max_length=8)
+    kind: str = Field(max_length=16)
+    from_addr: str | None = _text(nullable=True)
+    from_name: str | None = _text(nullable=True)
+    to_addrs: str = _text()
+    cc_addrs: str = _text()
+    subject: str = _text()
+    visible_text: str = _text()
+    full_text: str = _text()
+    html: str | None = _text(nullable=True)
+    message_id: str | None = Field(default=None, max_length=1000, index=True)
+    in_reply_to: str = _text()
+    references: str = _text()
+    raw_sha256: str | None = Field(default=None, max_length=64)
+    sent_at: datetime | None = _when(nullable=True)
+    created_at: datetime = _when()
+
+
+class ParticipantRow(SQLModel, table=True):
+    """A person on a ticket: requester, CC or agent, with the organisation of their domain."""
+
+    __tablename__ = "participants"
+    __table_args__ = (UniqueConstraint("ticket_id", "address"),)
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = _ref("tickets.id")
+    address: str = Field(max_length=320)
+    name: str = _text()
+    role: str = Field(max_length=16)
+    organisation: str = Field(max_length=255)
+
+
+class AttachmentRow(SQLModel, table=True):
+    """An attachment of one message; the bytes live on disk under their SHA-256."""
+
+    __tablename__ = "attachments"
+    id: int | None = Field(default=None, primary_key=True)
+    message_row_id: int = _ref("messages.id")
+    filename: str = _text()
+    original_filename: str = _text()
+    content_type: str = Field(max_length=255)
+    size: int
+    sha256: str = Field(max_length=64, index=True)
+
+
+class EventRow(SQLModel, table=True):
+    """One line of a ticket's audit log: what changed from what to what, by whom, when."""
+
+    __tablename__ = "events"
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = _ref("tickets.id")
+    at: datetime = _when()
+    actor: str = _text()
+    kind: str = Field(max_length=32)
+    field: str | None = Field(default=None, max_length=32)
+    old: str | None = _text(nullable=True)
+    new: str | None = _text(nullable=True)
+    message_row_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("messages.id"), nullable=True)
+    )
+    detail: str | None = _text(nullable=True)
