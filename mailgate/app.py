@@ -109,6 +109,7 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
         policy=policy,
         queues={q.name: q for q in config.queues},
         worker=config.worker,
+        intake=config.intake,
         clock=clock,
     )
     return App(config, engine, codec, policy, spool, processor, clock, wake)

@@ -9,6 +9,7 @@ file; they come from environment variables.
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import tomllib
@@ -78,6 +79,11 @@ class WorkerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class IntakeConfig:
+    fallback_charsets: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class QueueConfig:
     name: str
     addresses: tuple[str, ...]
@@ -96,6 +102,7 @@ class Config:
     addresses: AddressConfig
     agents: AgentConfig
     worker: WorkerConfig
+    intake: IntakeConfig
     queues: tuple[QueueConfig, ...]
 
     @property
@@ -249,7 +256,7 @@ def parse_config(
 ) -> Config:
     """Validate an already-parsed TOML document; all problems at once."""
     reader = _Reader(name, base, document)
-    known = {"general", "database", "tokens", "addresses", "agents", "worker", "queues"}
+    known = {"general", "database", "tokens", "addresses", "agents", "worker", "intake", "queues"}
     for key in sorted(set(document) - known):
         reader.problems.append(f"{name}: [{key}]: unknown section")
 
@@ -304,6 +311,16 @@ def parse_config(
     )
     s.finish()
 
+    s = reader.section("intake")
+    charsets = s.strings("fallback_charsets", ("utf-8", "windows-1252"))
+    for charset in charsets:
+        try:
+            codecs.lookup(charset)
+        except LookupError:
+            s.problem("fallback_charsets", f"unknown charset {_show(charset)}")
+    intake = IntakeConfig(fallback_charsets=charsets)
+    s.finish()
+
     queues = _queues(reader, document.get("queues"))
     if reader.problems:
         raise ConfigError(reader.problems)
@@ -315,6 +332,7 @@ def parse_config(
         addresses=addresses,
         agents=agents,
         worker=worker,
+        intake=intake,
         queues=queues,
     )
 

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailgate.blobs import BlobStore
 from mailgate.clock import Clock
-from mailgate.config import QueueConfig, WorkerConfig
+from mailgate.config import IntakeConfig, QueueConfig, WorkerConfig
 from mailgate.core.address import AddressPolicy
 from mailgate.core.model import (
     INITIAL_STATUS,
@@ -72,6 +72,7 @@ class Processor:
         policy: AddressPolicy,
         queues: Mapping[str, QueueConfig],
         worker: WorkerConfig,
+        intake: IntakeConfig,
         clock: Clock,
     ) -> None:
         self.engine = engine
@@ -81,6 +82,7 @@ class Processor:
         self.policy = policy
         self.queues = queues
         self.worker = worker
+        self.fallback_charsets = intake.fallback_charsets
         self.clock = clock
 
     async def process(self, spool_id: int) -> Outcome | None:
@@ -102,7 +104,7 @@ class Processor:
         if entry is None or entry.state != PENDING:
             return None
         raw = await asyncio.to_thread(self.raw.get, entry.raw_sha256)
-        mail = await asyncio.to_thread(parse_mail, raw)
+        mail = await asyncio.to_thread(parse_mail, raw, self.fallback_charsets)
         log.debug("mail.parsed", parser=mail.parser, defects=len(mail.defects),
                   attachments=len(mail.attachments))
         for item in mail.attachments:

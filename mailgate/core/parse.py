@@ -27,34 +27,66 @@ from mailgate.core.model import Address, Attachment, ParsedMail
 from mailgate.core.text import html_to_text
 
 _MSGID = re.compile(r"<([^<>\s]{1,900})>")
-_ADDRESS_HEADERS = ("from", "to", "cc", "reply-to", "sender")
+# Tried in order for 8-bit text without a usable charset; configurable per installation.
+DEFAULT_FALLBACK_CHARSETS: tuple[str, ...] = ("utf-8", "windows-1252")
 
 
-def parse_mail(raw: bytes) -> ParsedMail:
-    """Parse ``raw``; the result always exists, defects say what was wrong."""
+def parse_mail(
+    raw: bytes, fallback_charsets: tuple[str, ...] = DEFAULT_FALLBACK_CHARSETS
+) -> ParsedMail:
+    """Parse ``raw``; the result always exists, defects say what was wrong.
+
+    ``fallback_charsets`` are tried, in order, for headers and bodies that carry
+    8-bit text without a usable charset declaration.
+    """
     try:
-        return _with_mailparser(raw)
+        return _with_mailparser(raw, fallback_charsets)
     except Exception as exc:  # any failure of the library: recover with the stdlib
-        return _with_stdlib(raw, (f"mail-parser failed: {type(exc).__name__}: {exc}"[:300],))
+        defect = f"mail-parser failed: {type(exc).__name__}: {exc}"[:300]
+        return _with_stdlib(raw, (defect,), fallback_charsets)
 
 
 # --- helpers shared by both paths ------------------------------------------------------
 
 
-def decode_header_value(value: object) -> str:
-    """A header value as text: RFC 2047 words decoded, raw 8-bit bytes read as UTF-8 or Latin-1."""
+def decode_8bit(text: str, fallbacks: tuple[str, ...] = DEFAULT_FALLBACK_CHARSETS) -> str:
+    """Text that may carry raw 8-bit bytes (as surrogate escapes), read in the first fitting charset."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    data = text.encode("utf-8", "surrogateescape")
+    for charset in fallbacks:
+        try:
+            return data.decode(charset)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return data.decode("utf-8", "replace")
+
+
+def decode_header_value(
+    value: object, fallbacks: tuple[str, ...] = DEFAULT_FALLBACK_CHARSETS
+) -> str:
+    """A header value as text: RFC 2047 words decoded, raw 8-bit bytes read in ``fallbacks``."""
     if value is None:
         return ""
-    if not isinstance(value, str):
-        text = str(value)
-    else:
-        text = value
+    text = decode_8bit(str(value), fallbacks)
     try:
         decoded = str(make_header(decode_header(text)))
     except (LookupError, UnicodeError, ValueError, binascii.Error, AssertionError):
         decoded = text
     decoded = decoded.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return re.sub(r"[\r\n]+[ \t]*", " ", decoded).strip()
+
+
+def raw_header(msg: Message, name: str) -> str | None:
+    """The first raw value of header ``name``, 8-bit bytes still as surrogate escapes."""
+    wanted = name.lower()
+    for key, value in msg.raw_items():
+        if key.lower() == wanted:
+            return str(value)
+    return None
 
 
 def message_ids(value: str | None) -> tuple[str, ...]:
@@ -96,8 +128,8 @@ def _header_addresses(msg: Message, name: str) -> tuple[Address, ...]:
     return _addresses(email.utils.getaddresses(values))
 
 
-def _headers(msg: Message) -> tuple[tuple[str, str], ...]:
-    return tuple((str(k), decode_header_value(v)) for k, v in msg.items())
+def _headers(msg: Message, fallbacks: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((str(k), decode_header_value(v, fallbacks)) for k, v in msg.raw_items())
 
 
 def _attachment(
@@ -134,6 +166,7 @@ def _build(
     attachments: tuple[Attachment, ...],
     defects: list[str],
     parser: str,
+    fallbacks: tuple[str, ...],
 ) -> ParsedMail:
     ids = message_ids(msg.get("Message-ID"))
     if not from_addr:
@@ -151,7 +184,7 @@ def _build(
         text=text,
         html=html,
         attachments=attachments,
-        headers=_headers(msg),
+        headers=_headers(msg, fallbacks),
         defects=tuple(dict.fromkeys(defects)),
         parser=parser,
     )
@@ -172,6 +205,41 @@ def _flatten_defects(raw_defects: Iterable[Any]) -> list[str]:
     return result
 
 
+# 7-bit charsets whose text is ASCII escape sequences: mail-parser hands these
+# parts back undecoded, since they are valid ASCII.
+_ESCAPE_CHARSETS = frozenset(
+    {"iso-2022-jp", "iso-2022-jp-1", "iso-2022-jp-2", "iso-2022-jp-3", "iso-2022-jp-ext",
+     "iso-2022-kr", "csiso2022jp", "utf-7", "hz-gb-2312", "hz"}
+)
+
+
+def _text_fixes(msg: Message, fallbacks: tuple[str, ...]) -> dict[str, str]:
+    """Body text mail-parser got wrong, mapped to the right decoding.
+
+    Two cases: escape-sequence charsets (handed back undecoded, being ASCII), and
+    8-bit text without a fitting charset (decoded as UTF-8 with replacement
+    characters), which is read in the first fitting fallback charset instead.
+    """
+    fixes: dict[str, str] = {}
+    for part in msg.walk():
+        if part.is_multipart() or part.get_content_maintype() != "text":
+            continue
+        charset = (part.get_content_charset() or "").lower()
+        if charset in _ESCAPE_CHARSETS:
+            raw_text = part.get_payload(decode=False)
+            if isinstance(raw_text, str):
+                fixes[raw_text] = _decode_part(part, [], fallbacks)
+            continue
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes) or payload.isascii():
+            continue
+        try:
+            payload.decode(charset or "utf-8")
+        except (LookupError, UnicodeDecodeError):
+            fixes[payload.decode("utf-8", "replace")] = _decode_part(part, [], fallbacks)
+    return fixes
+
+
 def _unclaimed_parts(msg: Message) -> list[Message]:
     """Leaf parts that are neither body text nor an attachment to mail-parser.
 
@@ -181,7 +249,9 @@ def _unclaimed_parts(msg: Message) -> list[Message]:
     """
     found = []
     for part in msg.walk():
-        if part.is_multipart() or part.get_content_type() in ("text/plain", "text/html"):
+        if part.is_multipart() or part.get_content_maintype() == "multipart":
+            continue
+        if part.get_content_type() in ("text/plain", "text/html"):
             continue
         if part.get_filename() or (part.get_content_disposition() or "") == "attachment":
             continue
@@ -191,7 +261,7 @@ def _unclaimed_parts(msg: Message) -> list[Message]:
     return found
 
 
-def _with_mailparser(raw: bytes) -> ParsedMail:
+def _with_mailparser(raw: bytes, fallbacks: tuple[str, ...]) -> ParsedMail:
     mp = mailparser.parse_from_bytes(raw)
     msg: Message = mp.message
     if msg is None:
@@ -219,12 +289,16 @@ def _with_mailparser(raw: bytes) -> ParsedMail:
         attachments.append(
             _attachment(None, part.get_content_type(), data, len(attachments) + 1)
         )
-    text, html = _text(msg, list(mp.text_plain), list(mp.text_html))
-    subject = mp.subject if isinstance(mp.subject, str) else ""
+    fixes = _text_fixes(msg, fallbacks)
+    text, html = _text(
+        msg,
+        [fixes.get(p, p) for p in mp.text_plain],
+        [fixes.get(p, p) for p in mp.text_html],
+    )
     return _build(
         raw,
         msg,
-        subject=decode_header_value(subject),
+        subject=decode_header_value(raw_header(msg, "Subject"), fallbacks),
         from_addr=_addresses(mp.from_ or []),
         to=_addresses(mp.to or []),
         cc=_addresses(mp.cc or []),
@@ -234,25 +308,33 @@ def _with_mailparser(raw: bytes) -> ParsedMail:
         attachments=tuple(attachments),
         defects=defects,
         parser="mail-parser",
+        fallbacks=fallbacks,
     )
 
 
 # --- stdlib fallback ----------------------------------------------------------------------
 
 
-def _decode_part(part: Message, defects: list[str]) -> str:
+def _decode_part(part: Message, defects: list[str], fallbacks: tuple[str, ...]) -> str:
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         return ""
     charset = part.get_content_charset() or "utf-8"
-    try:
-        return payload.decode(charset)
-    except (LookupError, UnicodeDecodeError):
-        defects.append(f"charset {charset!r} failed; decoded as UTF-8 with replacements")
-        return payload.decode("utf-8", "replace")
+    for candidate in (charset, *fallbacks):
+        try:
+            text = payload.decode(candidate)
+        except (LookupError, UnicodeDecodeError):
+            continue
+        if candidate != charset:
+            defects.append(f"charset {charset!r} failed; decoded as {candidate}")
+        return text
+    defects.append(f"charset {charset!r} failed; decoded as UTF-8 with replacements")
+    return payload.decode("utf-8", "replace")
 
 
-def _with_stdlib(raw: bytes, defects_in: tuple[str, ...]) -> ParsedMail:
+def _with_stdlib(
+    raw: bytes, defects_in: tuple[str, ...], fallbacks: tuple[str, ...]
+) -> ParsedMail:
     defects = list(defects_in)
     msg = email.message_from_bytes(raw, policy=compat32)
     plain: list[str] = []
@@ -271,9 +353,9 @@ def _with_stdlib(raw: bytes, defects_in: tuple[str, ...]) -> ParsedMail:
         disposition = (part.get_content_disposition() or "").lower()
         try:
             if not filename and disposition != "attachment" and content_type == "text/plain":
-                plain.append(_decode_part(part, defects))
+                plain.append(_decode_part(part, defects, fallbacks))
             elif not filename and disposition != "attachment" and content_type == "text/html":
-                html.append(_decode_part(part, defects))
+                html.append(_decode_part(part, defects, fallbacks))
             else:
                 payload = part.get_payload(decode=True)
                 data = payload if isinstance(payload, bytes) else b""
@@ -284,7 +366,7 @@ def _with_stdlib(raw: bytes, defects_in: tuple[str, ...]) -> ParsedMail:
     return _build(
         raw,
         msg,
-        subject=decode_header_value(msg.get("Subject")),
+        subject=decode_header_value(raw_header(msg, "Subject"), fallbacks),
         from_addr=_header_addresses(msg, "From"),
         to=_header_addresses(msg, "To"),
         cc=_header_addresses(msg, "Cc"),
@@ -294,4 +376,5 @@ def _with_stdlib(raw: bytes, defects_in: tuple[str, ...]) -> ParsedMail:
         attachments=tuple(attachments),
         defects=defects,
         parser="stdlib",
+        fallbacks=fallbacks,
     )

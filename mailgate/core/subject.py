@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 
 NO_SUBJECT = "(no subject)"
+MAX_TITLE = 200  # characters; longer subjects are cut at a word where one is near
 
 # Words a mail client puts before the colon of a reply or forward subject.
 REPLY_FORWARD_PREFIXES: tuple[str, ...] = (
@@ -105,4 +106,12 @@ def clean_subject(subject: str | None, *, remove: tuple[str, ...] = ()) -> str:
         text = text.replace(span, " ")
     text = strip_prefixes(_SPACE_RE.sub(" ", text)).strip(" -:")
     text = _SPACE_RE.sub(" ", text).strip()
-    return text or NO_SUBJECT
+    return _shorten(text) or NO_SUBJECT
+
+
+def _shorten(text: str) -> str:
+    if len(text) <= MAX_TITLE:
+        return text
+    cut = text[:MAX_TITLE]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > MAX_TITLE - 30 else cut).rstrip()

@@ -1,0 +1,182 @@
+"""Shared fixtures: a config per test, a database per test on SQLite and on PostgreSQL.
+
+Every test that touches the database runs twice, once on a real SQLite file and
+once on a throwaway PostgreSQL cluster this suite starts itself. With
+MAILGATE_REQUIRE_SERVERS=1 (CI) a missing server is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailgate.app import App, build_app
+from mailgate.clock import FrozenClock
+from mailgate.config import Config, parse_config
+from mailgate.intake.spool import Received
+from mailgate.process import Outcome
+
+SUPPORT = Path(__file__).parent / "support"
+REQUIRE_SERVERS = os.environ.get("MAILGATE_REQUIRE_SERVERS") == "1"
+TEST_SECRET = "test-secret-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pg_available() -> bool:
+    return any(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster for the whole session; yields its base DSN."""
+    if not _pg_available():
+        if REQUIRE_SERVERS:
+            pytest.fail("PostgreSQL server binaries are missing and MAILGATE_REQUIRE_SERVERS=1")
+        pytest.skip("PostgreSQL server binaries are missing")
+    directory = tmp_path_factory.mktemp("pg")
+    os.chmod(directory, 0o777)  # the cluster may run as the postgres system user
+    os.chmod(directory.parent, 0o755)
+    port = free_port()
+    script = str(SUPPORT / "pg-cluster.sh")
+    dsn = subprocess.run(
+        ["bash", script, "start", str(directory / "cluster"), str(port)],
+        check=True, capture_output=True, text=True, timeout=120,
+    ).stdout.strip().splitlines()[-1]
+    try:
+        yield dsn
+    finally:
+        subprocess.run(["bash", script, "stop", str(directory / "cluster")], check=False,
+                       capture_output=True, timeout=60)
+
+
+async def _pg_admin(dsn: str, statement: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database for one test."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'mailgate.db'}"
+        return
+    dsn: str = request.getfixturevalue("pg_server")
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    asyncio.run(_pg_admin(dsn, f"CREATE DATABASE {name}"))
+    base = dsn.rsplit("/", 1)[0]
+    try:
+        yield f"postgresql+asyncpg://{base.split('://', 1)[1]}/{name}"
+    finally:
+        asyncio.run(_pg_admin(dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+def config_document(db_url: str, **sections: dict[str, Any]) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "general": {"data_dir": "var", "log_level": "debug", "log_format": "json"},
+        "database": {"url": db_url, "busy_timeout": 2.0},
+        "agents": {"domains": ["example.com"]},
+        "worker": {"poll_interval": 0.1, "retry_delay": 0.0},
+        "queues": [
+            {"name": "support", "addresses": ["support@example.com"],
+             "team_address": "team@example.com"},
+            {"name": "sitedown", "addresses": ["sitedown@example.com"],
+             "team_address": "oncall@example.com", "default_type": "bug",
+             "default_priority": "critical"},
+        ],
+    }
+    for name, values in sections.items():
+        document.setdefault(name, {}).update(values)
+    return document
+
+
+@pytest.fixture
+def make_config(db_url: str, tmp_path: Path) -> Callable[..., Config]:
+    def build(**sections: dict[str, Any]) -> Config:
+        return parse_config(
+            config_document(db_url, **sections), name="config.toml", base=tmp_path,
+            environ={"MAILGATE_SECRET": TEST_SECRET},
+        )
+
+    return build
+
+
+@pytest.fixture
+def config(make_config: Callable[..., Config]) -> Config:
+    return make_config()
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+@pytest.fixture
+async def app(config: Config, clock: FrozenClock) -> AsyncIterator[App]:
+    application = await build_app(config, clock)
+    try:
+        yield application
+    finally:
+        await application.close()
+
+
+async def deliver(app: App, raw: bytes, *, to: tuple[str, ...] = (), source: str = "test") -> Outcome:
+    """The whole intake path for one mail: store, then process; returns the outcome."""
+    stored = await app.spool.store(Received(raw, source, envelope_to=to))
+    assert not stored.duplicate, "deliver() expects a new mail"
+    outcome = await app.processor.process(stored.spool_id)
+    assert outcome is not None
+    return outcome
+
+
+def write_config_file(path: Path, db_url: str, **sections: dict[str, Any]) -> Path:
+    """config.toml for a subprocess or in-process CLI test."""
+    document = config_document(db_url, **sections)
+    lines: list[str] = []
+    for name, values in document.items():
+        if name == "queues":
+            continue
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {_toml(v)}" for k, v in values.items()]
+    for queue in document["queues"]:
+        lines.append("[[queues]]")
+        lines += [f"{k} = {_toml(v)}" for k, v in queue.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return str(value)
+
+
+def have(command: str) -> bool:
+    return shutil.which(command) is not None

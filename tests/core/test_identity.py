@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from mailgate.core.identity import identify
+
+MAIL = b"Message-ID: <x@y>\r\nSubject: hi\r\n\r\nbody\r\n"
+
+
+def test_redelivery_with_extra_received_header_has_the_same_key() -> None:
+    again = b"Received: from mx2 by mx1; Mon, 5 Jan 2026 10:00:00 +0000\r\n" + MAIL
+    assert identify(again).dedupe_key == identify(MAIL).dedupe_key
+    assert identify(again).raw_sha256 != identify(MAIL).raw_sha256
+
+
+def test_same_message_id_with_another_body_is_another_mail() -> None:
+    other = MAIL.replace(b"body", b"different body")
+    assert identify(other).dedupe_key != identify(MAIL).dedupe_key
+
+
+def test_without_message_id_the_raw_bytes_decide() -> None:
+    plain = b"Subject: hi\n\nbody\n"
+    assert identify(plain).message_id is None
+    assert identify(plain).dedupe_key == identify(plain).dedupe_key
+    assert identify(plain).dedupe_key.startswith("raw:")
+    assert identify(b"Received: x\n" + plain).dedupe_key != identify(plain).dedupe_key
+
+
+def test_line_endings_do_not_change_the_body_hash() -> None:
+    assert identify(MAIL).body_sha256 == identify(MAIL.replace(b"\r\n", b"\n")).body_sha256

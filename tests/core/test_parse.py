@@ -1,0 +1,240 @@
+from __future__ import annotations
+
+import base64
+import json
+from email.message import EmailMessage
+from email.policy import SMTP
+from pathlib import Path
+
+import pytest
+
+from mailgate.core.filenames import safe_filename
+from mailgate.core.parse import message_ids, parse_mail
+from mailgate.core.subject import clean_subject
+
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
+
+
+def _raw(headers: str, body: bytes) -> bytes:
+    return headers.replace("\n", "\r\n").encode() + b"\r\n" + body
+
+
+def test_rfc2047_subject_and_names_are_decoded() -> None:
+    raw = _raw(
+        "From: =?ISO-8859-1?Q?Andr=E9_Pirard?= <andre@example.be>\n"
+        "To: =?UTF-8?B?SsO2cmcgTcO8bGxlcg==?= <support@example.com>\n"
+        "Subject: =?UTF-8?Q?Re:_Caf=C3=A9_=E2=82=AC5?= =?ISO-2022-JP?B?GyRCRnxLXDhsGyhC?=\n"
+        "Message-ID: <a@b>\n",
+        b"x\r\n",
+    )
+    mail = parse_mail(raw)
+    assert mail.from_addr is not None
+    assert mail.from_addr.name == "André Pirard"
+    assert mail.to[0].name == "Jörg Müller"
+    assert mail.subject == "Re: Café €5日本語"
+
+
+@pytest.mark.parametrize(
+    ("charset", "text"),
+    [
+        ("iso-8859-1", "Één café, naïef"),
+        ("iso-8859-15", "Prijs: 5 € œuvre"),
+        ("windows-1252", "“Aanhalingstekens” – en €"),
+        ("utf-8", "Zürich, 東京, Ελλάδα"),
+        ("iso-2022-jp", "日本語のメールです"),
+    ],
+    ids=["latin1", "latin9", "cp1252", "utf8", "iso2022jp"],
+)
+@pytest.mark.parametrize("encoding", ["8bit", "quoted-printable", "base64"])
+def test_body_charsets_decode(charset: str, text: str, encoding: str) -> None:
+    payload = text.encode(charset)
+    if encoding == "base64":
+        body = base64.encodebytes(payload)
+    elif encoding == "quoted-printable":
+        import quopri
+
+        body = quopri.encodestring(payload)
+    else:
+        body = payload
+    if charset == "iso-2022-jp" and encoding == "8bit":
+        encoding = "7bit"
+    raw = _raw(
+        "From: a@customer.nl\nSubject: x\nMIME-Version: 1.0\n"
+        f"Content-Type: text/plain; charset={charset}\nContent-Transfer-Encoding: {encoding}\n",
+        body,
+    )
+    assert parse_mail(raw).text.strip() == text
+
+
+def test_rfc2231_filename_is_decoded() -> None:
+    raw = _raw(
+        "From: a@customer.nl\nSubject: bijlage\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/mixed; boundary="b"\n',
+        b"--b\r\nContent-Type: text/plain\r\n\r\nzie bijlage\r\n--b\r\n"
+        b"Content-Type: application/pdf\r\n"
+        b"Content-Disposition: attachment; filename*=UTF-8''Offerte%20%C3%A9t%C3%A9%202026.pdf\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(b"%PDF-1.4 test") +
+        b"--b--\r\n",
+    )
+    mail = parse_mail(raw)
+    assert [a.filename for a in mail.attachments] == ["Offerte été 2026.pdf"]
+    assert mail.attachments[0].data == b"%PDF-1.4 test"
+    assert mail.text.strip() == "zie bijlage"
+
+
+def _multipart(*parts: tuple[str, bytes, str | None], text: str | None = "zie bijlagen") -> bytes:
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = "Alice <alice@customer.nl>"
+    msg["To"] = "support@example.com"
+    msg["Subject"] = "Bijlagen"
+    if text is not None:
+        msg.set_content(text)
+    for ctype, data, name in parts:
+        maintype, subtype = ctype.split("/")
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+    return msg.as_bytes()
+
+
+def test_twenty_attachments_all_kept() -> None:
+    parts = [("application/octet-stream", bytes([i]) * (i + 1), f"file{i}.bin") for i in range(20)]
+    mail = parse_mail(_multipart(*parts))
+    assert [a.filename for a in mail.attachments] == [f"file{i}.bin" for i in range(20)]
+    assert [a.size for a in mail.attachments] == [i + 1 for i in range(20)]
+
+
+@pytest.mark.parametrize(
+    ("name", "safe"),
+    [("../../etc/passwd", "passwd"), ("con.txt", "_con.txt"), ("bad\x00name.pdf", "bad_name.pdf")],
+    ids=["traversal", "reserved", "nul"],
+)
+def test_hostile_attachment_names_are_made_safe(name: str, safe: str) -> None:
+    raw = _raw(
+        "From: a@customer.nl\nSubject: x\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/mixed; boundary="b"\n',
+        b"--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\n"
+        b"Content-Type: application/octet-stream\r\n"
+        b'Content-Disposition: attachment; filename="' + name.encode() + b'"\r\n\r\n'
+        b"data\r\n--b--\r\n",
+    )
+    mail = parse_mail(raw)
+    assert [a.filename for a in mail.attachments] == [safe]
+
+
+def test_ten_megabyte_attachment_is_kept_exactly() -> None:
+    data = bytes(range(256)) * (10 * 1024 * 1024 // 256)
+    mail = parse_mail(_multipart(("application/zip", data, "big.zip")))
+    assert mail.attachments[0].size == 10 * 1024 * 1024
+    assert mail.attachments[0].data == data
+
+
+def test_html_only_mail_gets_text_from_html() -> None:
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = "a@customer.nl"
+    msg["Subject"] = "html"
+    msg.set_content("<html><body><p>Hallo <b>team</b></p><p>Groet</p></body></html>", subtype="html")
+    mail = parse_mail(msg.as_bytes())
+    assert mail.text == "Hallo team\n\nGroet"
+    assert mail.html is not None and "<b>team</b>" in mail.html
+
+
+def test_no_text_body_at_all() -> None:
+    mail = parse_mail(_multipart(("image/png", b"\x89PNG fake", "scan.png"), text=None))
+    assert mail.text == ""
+    assert [a.filename for a in mail.attachments] == ["scan.png"]
+
+
+def test_missing_headers_give_none_not_errors() -> None:
+    mail = parse_mail(b"Subject: only a subject\r\n\r\nbody\r\n")
+    assert mail.from_addr is None
+    assert mail.message_id is None
+    assert mail.date is None
+    assert mail.text.strip() == "body"
+
+
+def test_bad_date_is_a_defect() -> None:
+    mail = parse_mail(b"From: a@b.nl\r\nDate: yesterday-ish\r\n\r\nbody\r\n")
+    assert mail.date is None
+    assert "invalid Date header" in mail.defects
+
+
+def test_nested_rfc822_is_kept_as_attachment() -> None:
+    inner = EmailMessage(policy=SMTP)
+    inner["From"] = "bob@other.nl"
+    inner["Subject"] = "Origineel"
+    inner.set_content("originele tekst")
+    outer = EmailMessage(policy=SMTP)
+    outer["From"] = "alice@customer.nl"
+    outer["Subject"] = "Fwd: Origineel"
+    outer.set_content("zie doorgestuurd bericht")
+    outer.add_attachment(inner, filename="origineel.eml")
+    mail = parse_mail(outer.as_bytes())
+    assert "zie doorgestuurd bericht" in mail.text
+    eml = [a for a in mail.attachments if a.content_type == "message/rfc822"]
+    assert len(eml) == 1 and eml[0].filename == "origineel.eml"
+    assert b"originele tekst" in eml[0].data
+
+
+def test_nameless_inline_image_is_not_lost() -> None:
+    raw = _raw(
+        "From: a@customer.nl\nSubject: x\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/related; boundary="b"\n',
+        b"--b\r\nContent-Type: text/plain\r\n\r\nscreenshot:\r\n--b\r\n"
+        b"Content-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(b"\x89PNGdata") + b"--b--\r\n",
+    )
+    mail = parse_mail(raw)
+    assert [(a.filename, a.data) for a in mail.attachments] == [("attachment-1.png", b"\x89PNGdata")]
+
+
+def test_threading_headers_are_read_in_order() -> None:
+    raw = (b"From: a@b.nl\r\nMessage-ID: <m3@x>\r\nIn-Reply-To: <m2@x>\r\n"
+           b"References: <m1@x>\r\n <m2@x>\r\n\r\nbody\r\n")
+    mail = parse_mail(raw)
+    assert mail.message_id == "m3@x"
+    assert mail.in_reply_to == ("m2@x",)
+    assert mail.references == ("m1@x", "m2@x")
+    assert message_ids("junk <a@b> more <c@d> <a@b>") == ("a@b", "c@d")
+
+
+def test_garbage_never_raises() -> None:
+    for raw in (b"\x00\xff\xfe" * 100, b"Content-Type: multipart/mixed\r\n\r\n--x", b"::::\n\n",
+                b"Content-Type: multipart/mixed; boundary=a\r\n\r\n" + b"--a\r\n" * 5000):
+        mail = parse_mail(raw)
+        assert isinstance(mail.text, str)
+
+
+def _corpus() -> list[dict[str, object]]:
+    manifest = CORPUS / "manifest.jsonl"
+    if not manifest.exists():
+        return []
+    entries = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    return [e for e in entries if str(e["format"]).startswith("rfc822")]
+
+
+CORPUS_MAILS = _corpus()
+
+
+@pytest.mark.parametrize("entry", CORPUS_MAILS, ids=[str(e["id"]) for e in CORPUS_MAILS])
+def test_corpus_mail_parses_and_keeps_its_attachments(entry: dict[str, object]) -> None:
+    raw = (CORPUS / str(entry["path"])).read_bytes()
+    expect_any = entry.get("expect") or {}
+    notes = str(expect_any.get("notes_from_test", "")) if isinstance(expect_any, dict) else ""
+    # Where the source project's test configured extra input charsets, so do we.
+    fallbacks = ("utf-8", "koi8-r") if "EmailInputEncodings=koi8-r" in notes else ("utf-8", "windows-1252")
+    mail = parse_mail(raw, fallbacks)
+    assert isinstance(mail.text, str)
+    expect = entry.get("expect") or {}
+    assert isinstance(expect, dict)
+    if "subject" in expect:
+        assert mail.subject == expect["subject"]
+    if "ticket_subject" in expect:
+        assert clean_subject(mail.subject) == expect["ticket_subject"]
+    if "attachment_count" in expect:
+        assert len(mail.attachments) == expect["attachment_count"]
+    if "attachment_filenames" in expect:
+        names = [safe_filename(n, "", 0) for n in expect["attachment_filenames"]]
+        assert sorted(a.filename for a in mail.attachments) == sorted(names)
+
+
+def test_corpus_is_present() -> None:
+    assert len(CORPUS_MAILS) > 200
