@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -41,15 +42,15 @@ def _pg_available() -> bool:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server() -> Iterator[str]:
     """A throwaway PostgreSQL cluster for the whole session; yields its base DSN."""
     if not _pg_available():
         if REQUIRE_SERVERS:
             pytest.fail("PostgreSQL server binaries are missing and MAILGATE_REQUIRE_SERVERS=1")
         pytest.skip("PostgreSQL server binaries are missing")
-    directory = tmp_path_factory.mktemp("pg")
-    os.chmod(directory, 0o777)  # the cluster may run as the postgres system user
-    os.chmod(directory.parent, 0o755)
+    # Not under pytest's private tmp dir: as root the cluster runs as the postgres user.
+    directory = Path(tempfile.mkdtemp(prefix="mailgate-pg-"))
+    os.chmod(directory, 0o755)
     port = free_port()
     script = str(SUPPORT / "pg-cluster.sh")
     dsn = subprocess.run(
@@ -61,6 +62,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         subprocess.run(["bash", script, "stop", str(directory / "cluster")], check=False,
                        capture_output=True, timeout=60)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 async def _pg_admin(dsn: str, statement: str) -> None:

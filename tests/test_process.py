@@ -1,0 +1,264 @@
+"""The intake path end to end on a real database: store, parse, route, persist."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from mailgate.app import App, build_app
+from mailgate.clock import FrozenClock
+from mailgate.config import Config
+from mailgate.core.model import Action
+from mailgate.intake.spool import Received
+from mailgate.store.db import session
+from mailgate.store.repos import Repo
+from tests.conftest import deliver
+from tests.core.test_subject import MANGLINGS
+from tests.mails import make_mail
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+async def _view(app: App, number: int):  # type: ignore[no-untyped-def]
+    async with session(app.engine) as s:
+        view = await Repo(s).ticket_view(number)
+    assert view is not None
+    return view
+
+
+async def _count(app: App, table: str) -> int:
+    async with session(app.engine) as s:
+        return int((await s.exec(text(f"SELECT count(*) FROM {table}"))).one()[0])  # type: ignore[call-overload]
+
+
+async def _open_ticket(app: App) -> tuple[int, str]:
+    first = make_mail(message_id="<first@customer.nl>")
+    outcome = await deliver(app, first)
+    assert outcome.action is Action.CREATED and outcome.ticket is not None
+    return outcome.ticket, app.codec.subject_tag(outcome.ticket)
+
+
+async def test_new_mail_creates_ticket_with_everything_recorded(app: App) -> None:
+    outcome = await deliver(app, make_mail(cc="Bob <bob@customer.nl>, support@example.com"))
+    assert outcome.action is Action.CREATED
+    view = await _view(app, outcome.ticket or 0)
+    assert view.title == "Printer brandt"
+    assert view.status == "new" and view.type == "question" and view.priority == "medium"
+    assert view.requester == "alice@customer.nl" and view.organisation == "customer.nl"
+    assert [(p.address, p.role.value) for p in view.participants] == [
+        ("alice@customer.nl", "requester"), ("bob@customer.nl", "cc")]
+    assert [m.kind for m in view.messages] == ["customer"]
+    assert view.messages[0].text == "Hallo, de printer brandt weer."
+    assert [e.kind for e in view.events] == ["created"]
+
+
+@pytest.mark.parametrize(("prefix", "label"), MANGLINGS[:12] + MANGLINGS[18:],
+                         ids=[m[1] for m in MANGLINGS[:12] + MANGLINGS[18:]])
+async def test_reply_with_mangled_subject_and_token_is_appended(app: App, prefix: str, label: str) -> None:
+    ticket, tag = await _open_ticket(app)
+    subject = prefix.replace("Printer", f"{tag} Printer", 1)
+    outcome = await deliver(app, make_mail(subject=subject, body="Nog steeds."))
+    assert (outcome.action, outcome.ticket) == (Action.APPENDED, ticket)
+    assert "subject-token" in outcome.reason
+
+
+async def test_reply_by_references_only_token_removed(app: App) -> None:
+    ticket, _ = await _open_ticket(app)
+    reply = make_mail(subject="Re: Printer brandt", references="<other@x> <first@customer.nl>")
+    outcome = await deliver(app, reply)
+    assert (outcome.action, outcome.ticket) == (Action.APPENDED, ticket)
+    assert outcome.reason == "matched by references <first@customer.nl>"
+
+
+async def test_reply_by_in_reply_to_of_a_received_message(app: App) -> None:
+    ticket, tag = await _open_ticket(app)
+    second = await deliver(app, make_mail(subject=f"Re: {tag}", message_id="<second@customer.nl>"))
+    assert second.ticket == ticket
+    outcome = await deliver(app, make_mail(subject="andere titel", in_reply_to="<second@customer.nl>"))
+    assert (outcome.action, outcome.ticket) == (Action.APPENDED, ticket)
+    assert outcome.reason.startswith("matched by in-reply-to")
+
+
+async def test_reply_via_plus_address(app: App) -> None:
+    ticket, _ = await _open_ticket(app)
+    address = app.policy.plus_address("support@example.com", app.codec.token(ticket))
+    outcome = await deliver(app, make_mail(subject="Re: iets", to=address))
+    assert (outcome.action, outcome.ticket) == (Action.APPENDED, ticket)
+    assert "plus-address" in outcome.reason
+    envelope = await deliver(app, make_mail(subject="x", to="support@example.com"), to=(address,))
+    assert (envelope.action, envelope.ticket) == (Action.APPENDED, ticket)
+
+
+async def test_unrelated_mail_with_same_subject_is_a_new_ticket(app: App) -> None:
+    ticket, _ = await _open_ticket(app)
+    other = await deliver(app, make_mail(sender="Carol <carol@elders.nl>", subject="Re: Printer brandt"))
+    assert other.action is Action.CREATED and other.ticket != ticket
+
+
+async def test_forged_token_and_foreign_installation_open_new_tickets(app: App) -> None:
+    ticket, tag = await _open_ticket(app)
+    check = app.codec.check(ticket)
+    forged = f"[#{ticket}-{'0' if check[0] != '0' else '1'}{check[1:]}]"
+    outcome = await deliver(app, make_mail(subject=f"Re: {forged} Printer brandt"))
+    assert outcome.action is Action.CREATED and outcome.ticket != ticket
+    assert "token check failed" in outcome.reason
+    foreign = await deliver(app, make_mail(subject=f"Re: [OTHER#{ticket}-{check}] Printer"))
+    assert foreign.action is Action.CREATED and foreign.ticket != ticket
+
+
+async def test_reply_adds_new_cc_participants_with_an_event(app: App) -> None:
+    ticket, tag = await _open_ticket(app)
+    await deliver(app, make_mail(subject=f"Re: {tag}", cc="dave@customer.nl"))
+    view = await _view(app, ticket)
+    assert "dave@customer.nl" in [p.address for p in view.participants]
+    assert [e.kind for e in view.events] == ["created", "participant_added", "message_added"]
+
+
+async def test_agent_reply_is_an_agent_message(app: App) -> None:
+    ticket, tag = await _open_ticket(app)
+    await deliver(app, make_mail(sender="Bob Support <bob@example.com>", subject=f"Re: {tag}"))
+    view = await _view(app, ticket)
+    assert [m.kind for m in view.messages] == ["customer", "agent"]
+    assert view.updated_by == "bob@example.com"
+
+
+async def test_mail_from_our_own_address_is_dropped_not_lost(app: App) -> None:
+    outcome = await deliver(app, make_mail(sender="support@example.com"))
+    assert outcome.action is Action.DROPPED and outcome.ticket is None
+    assert await _count(app, "tickets") == 0
+    assert await _count(app, "spool") == 1
+
+
+async def test_queue_by_address_first_match_in_config_order(app: App) -> None:
+    outcome = await deliver(app, make_mail(to="sitedown@example.com, support@example.com"))
+    view = await _view(app, outcome.ticket or 0)
+    assert view.queue == "support"
+    down = await deliver(app, make_mail(to="sitedown@example.com"))
+    down_view = await _view(app, down.ticket or 0)
+    assert (down_view.queue, down_view.type, down_view.priority) == ("sitedown", "bug", "critical")
+
+
+async def test_duplicate_delivery_is_processed_once(app: App) -> None:
+    raw = make_mail()
+    first = await deliver(app, raw)
+    again = await app.spool.store(Received(b"Received: from mx2\r\n" + raw, "test"))
+    assert again.duplicate and again.spool_id == first.spool_id
+    assert await _count(app, "tickets") == 1 and await _count(app, "spool") == 1
+
+
+async def test_mail_without_message_id_twice_is_processed_once(app: App) -> None:
+    raw = make_mail(message_id=None)
+    await deliver(app, raw)
+    again = await app.spool.store(Received(raw, "test"))
+    assert again.duplicate
+    assert await _count(app, "messages") == 1
+
+
+async def test_odd_mails_become_tickets(app: App) -> None:
+    no_from = await deliver(app, b"Subject: wie ben ik\r\nTo: support@example.com\r\n\r\nhoi\r\n")
+    assert no_from.action is Action.CREATED
+    view = await _view(app, no_from.ticket or 0)
+    assert view.requester is None and view.title == "wie ben ik"
+    empty_subject = await deliver(app, make_mail(subject=None))
+    assert (await _view(app, empty_subject.ticket or 0)).title == "(no subject)"
+
+
+async def test_attachments_stored_content_addressed_and_deduplicated(app: App, config: Config) -> None:
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    def with_attachment(name: str) -> bytes:
+        msg = EmailMessage(policy=SMTP)
+        msg["From"] = "alice@customer.nl"
+        msg["To"] = "support@example.com"
+        msg["Subject"] = "scan"
+        msg.set_content("bijlage")
+        msg.add_attachment(b"%PDF same bytes", maintype="application", subtype="pdf", filename=name)
+        return msg.as_bytes()
+
+    one = await deliver(app, with_attachment("../../etc/passwd"))
+    await deliver(app, with_attachment("con.txt"))
+    view = await _view(app, one.ticket or 0)
+    item = view.messages[0].attachments[0]
+    assert item.filename == "passwd"
+    stored = list(config.attachment_dir.rglob("*"))
+    assert [p.name for p in stored if p.is_file()] == [item.sha256]
+    assert (config.attachment_dir / item.sha256[:2] / item.sha256).read_bytes() == b"%PDF same bytes"
+
+
+async def test_failure_quarantines_keeps_the_mail_and_does_not_block_others(
+    app: App, config: Config
+) -> None:
+    bad = await app.spool.store(Received(make_mail(subject="kapot"), "test"))
+    good = await app.spool.store(Received(make_mail(subject="heel"), "test"))
+    # The raw file vanished (an operator's mistake): processing fails for this mail only.
+    async with session(app.engine) as s:
+        entry = await Repo(s).spool_get(bad.spool_id)
+    assert entry is not None
+    blob = app.processor.raw.path(entry.raw_sha256)
+    saved = blob.read_bytes()
+    blob.unlink()
+    outcomes = await app.processor.run_due()
+    actions = {o.spool_id: o.action for o in outcomes}
+    assert actions[good.spool_id] is Action.CREATED
+    assert actions[bad.spool_id] is Action.DEFERRED  # a missing file is a storage problem: retried
+    # A bug of ours is a permanent failure: quarantined with a traceback id.
+    blob.write_bytes(saved)
+    original = app.processor.policy
+    app.processor.policy = None  # type: ignore[assignment]
+    try:
+        outcome = await app.processor.process(bad.spool_id)
+    finally:
+        app.processor.policy = original
+    assert outcome is not None and outcome.action is Action.QUARANTINED
+    async with session(app.engine) as s:
+        listed = await Repo(s).quarantined()
+    assert [e.id for e in listed] == [bad.spool_id] and listed[0].traceback_id
+    async with session(app.engine, write=True) as s:
+        assert await Repo(s).requeue([bad.spool_id], app.clock.now()) == [bad.spool_id]
+    retried = await app.processor.process(bad.spool_id)
+    assert retried is not None and retried.action is Action.CREATED
+
+
+async def test_stored_but_unprocessed_mail_is_processed_after_restart_once(
+    config: Config, clock: FrozenClock
+) -> None:
+    first = await build_app(config, clock)
+    stored = await first.spool.store(Received(make_mail(), "test"))
+    await first.close()  # the process dies here, before processing
+    second = await build_app(config, clock)
+    try:
+        outcomes = await second.processor.run_due()
+        assert [(o.spool_id, o.action) for o in outcomes] == [(stored.spool_id, Action.CREATED)]
+        assert await second.processor.run_due() == []
+        assert await second.processor.process(stored.spool_id) is None
+        assert await _count(second, "tickets") == 1
+    finally:
+        await second.close()
+
+
+def _corpus_mails() -> list[dict[str, object]]:
+    manifest = CORPUS / "manifest.jsonl"
+    entries = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    return [e for e in entries if str(e["format"]).startswith("rfc822")]
+
+
+CORPUS_MAILS = _corpus_mails()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=False)
+async def test_every_corpus_mail_ingests_without_exception(app: App) -> None:
+    failures = []
+    for entry in CORPUS_MAILS:
+        raw = (CORPUS / str(entry["path"])).read_bytes()
+        stored = await app.spool.store(Received(raw, "corpus"))
+        if stored.duplicate:
+            continue
+        outcome = await app.processor.process(stored.spool_id)
+        if outcome is None or outcome.action in (Action.QUARANTINED, Action.DEFERRED):
+            failures.append((entry["id"], outcome))
+    assert failures == []
+    assert await _count(app, "spool") >= len(CORPUS_MAILS) - 5
