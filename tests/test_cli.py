@@ -1,0 +1,175 @@
+"""The mailgate command as a sysadmin and an MTA use it: real processes, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_SECRET, write_config_file
+from tests.mails import make_mail
+
+
+def mailgate(config: Path, *args: str, stdin: bytes | None = None,
+             env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    environment = {**os.environ, "MAILGATE_SECRET": TEST_SECRET, **(env or {})}
+    environment.pop("MAILGATE_DATABASE_URL", None) if "MAILGATE_DATABASE_URL" not in (env or {}) else None
+    return subprocess.run(
+        [sys.executable, "-m", "mailgate", "--config", str(config), *args],
+        input=stdin, capture_output=True, env=environment, timeout=timeout, check=False,
+    )
+
+
+def json_line(result: subprocess.CompletedProcess[bytes]) -> dict[str, object]:
+    return dict(json.loads(result.stdout.decode().strip().splitlines()[-1]))
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, db_url: str) -> Path:
+    return write_config_file(tmp_path / "config.toml", db_url)
+
+
+def test_check_reports_every_problem_with_file_key_and_reason(tmp_path: Path) -> None:
+    bad = tmp_path / "config.toml"
+    bad.write_text(
+        '[general]\nlog_level = "loud"\ntypo_key = 1\n[database]\nbusy_timeout = "abc"\n'
+        '[[queues]]\nname = "support"\naddresses = ["not-an-address"]\n'
+    )
+    result = mailgate(bad, "check")
+    assert result.returncode == 78
+    err = result.stderr.decode()
+    assert 'config.toml: [general] log_level: expected one of debug, info, warning, error, got "loud"' in err
+    assert "config.toml: [general] typo_key: unknown key" in err
+    assert 'config.toml: [database] busy_timeout: expected a number 0-600, got "abc"' in err
+    assert 'config.toml: [[queues]] #1 addresses: invalid value "not-an-address"' in err
+    assert "config.toml: [[queues]] #1 team_address: required" in err
+
+
+def test_shipped_config_checks_ok() -> None:
+    shipped = Path(__file__).resolve().parents[1] / "config.toml"
+    result = mailgate(shipped, "check")
+    assert result.returncode == 0, result.stderr.decode()
+
+
+def test_ingest_created_then_reply_then_duplicate_and_show(config_file: Path) -> None:
+    first = make_mail(message_id="<one@customer.nl>")
+    created = mailgate(config_file, "ingest", "-", stdin=first)
+    assert created.returncode == 0, created.stderr.decode()
+    line = json_line(created)
+    assert line["action"] == "created" and line["ticket"] == "#1"
+    shown = mailgate(config_file, "show", "#1", "--json")
+    ticket = json.loads(shown.stdout)
+    assert ticket["ref"] == "#1" and ticket["subject_tag"] == f"[#{ticket['token']}]"
+    reply = make_mail(subject=f"AW: {ticket['subject_tag']} Printer brandt", body="nog steeds")
+    appended = json_line(mailgate(config_file, "ingest", stdin=reply))
+    assert appended["action"] == "appended" and appended["ticket"] == "#1"
+    duplicate = json_line(mailgate(config_file, "ingest", stdin=first))
+    assert duplicate["action"] == "duplicate" and duplicate["ticket"] == "#1"
+    by_token = json.loads(mailgate(config_file, "show", str(ticket["token"]).lower(), "--json").stdout)
+    assert [m["text"] for m in by_token["messages"]] == ["Hallo, de printer brandt weer.", "nog steeds"]
+    assert set(by_token["messages"][0]) >= {"direction", "kind", "from", "subject", "text", "attachments"}
+    listed = json.loads(mailgate(config_file, "tickets", "--json").stdout)
+    assert [t["ref"] for t in listed] == ["#1"] and "messages" not in listed[0]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_ingest_exits_75_when_database_locked_and_leaves_nothing(config_file: Path, tmp_path: Path) -> None:
+    mail = make_mail()
+    assert mailgate(config_file, "init").returncode == 0
+    database = tmp_path / "mailgate.db"
+    blocker = sqlite3.connect(database, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        result = mailgate(config_file, "ingest", stdin=mail)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert result.returncode == 75, result.stderr.decode()
+    assert json_line(result)["action"] == "failed"
+    assert [p for p in (tmp_path / "var" / "spool").rglob("*.eml")] == []
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("SELECT count(*) FROM spool").fetchone() == (0,)
+    retried = mailgate(config_file, "ingest", stdin=mail)
+    assert retried.returncode == 0 and json_line(retried)["action"] == "created"
+    again = mailgate(config_file, "ingest", stdin=mail)
+    assert json_line(again)["action"] == "duplicate"
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_ingest_exits_75_when_postgresql_is_unreachable(tmp_path: Path, db_url: str) -> None:
+    from tests.conftest import free_port
+
+    down = write_config_file(tmp_path / "down.toml", f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/x")
+    result = mailgate(down, "ingest", stdin=make_mail())
+    assert result.returncode == 75, result.stderr.decode()
+    assert list((tmp_path / "var").rglob("*.eml")) == []
+    up = write_config_file(tmp_path / "up.toml", db_url)
+    assert json_line(mailgate(up, "ingest", stdin=make_mail(message_id="<x@y>")))["action"] == "created"
+
+
+def test_ingest_rejects_an_empty_mail_permanently(config_file: Path) -> None:
+    result = mailgate(config_file, "ingest", stdin=b"")
+    assert result.returncode == 65
+    assert json_line(result)["action"] == "rejected"
+
+
+def test_show_unknown_ticket_fails(config_file: Path) -> None:
+    assert mailgate(config_file, "show", "#999").returncode == 1
+    assert mailgate(config_file, "show", "1-AAAAAAAA").returncode == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_daemon_processes_stored_mail_on_start_and_stops_on_sigterm(config_file: Path, tmp_path: Path) -> None:
+    # A mail stored by a process that died before processing it: a spool row, pending.
+    import asyncio
+
+    from mailgate.app import build_app
+    from mailgate.config import load_config
+    from mailgate.intake.spool import Received
+
+    async def store_only() -> None:
+        app = await build_app(load_config(config_file, {"MAILGATE_SECRET": TEST_SECRET}))
+        await app.spool.store(Received(make_mail(subject="opgeslagen"), "test"))
+        await app.close()
+
+    asyncio.run(store_only())
+    env = {**os.environ, "MAILGATE_SECRET": TEST_SECRET}
+    for _ in range(2):  # the second start must not process the mail again
+        daemon = subprocess.Popen([sys.executable, "-m", "mailgate", "--config", str(config_file), "run"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        try:
+            assert daemon.stderr is not None
+            started: list[bytes] = []
+            while not started or b"worker.started" not in started[-1]:
+                line = daemon.stderr.readline()
+                assert line, b"".join(started).decode()  # EOF: the daemon died
+                started.append(line)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with sqlite3.connect(tmp_path / "mailgate.db") as conn:
+                    if conn.execute("SELECT count(*) FROM spool WHERE state='done'").fetchone()[0]:
+                        break
+                time.sleep(0.1)
+            time.sleep(0.3)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            _, rest = daemon.communicate(timeout=30)
+        err = b"".join(started) + rest
+        assert daemon.returncode == 0, err.decode()
+        assert b"daemon.stopped" in err
+    with sqlite3.connect(tmp_path / "mailgate.db") as conn:
+        assert conn.execute("SELECT count(*) FROM tickets").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM messages").fetchone() == (1,)
+
+
+def test_quarantine_lists_nothing_on_a_fresh_install(config_file: Path) -> None:
+    result = mailgate(config_file, "quarantine", "--json")
+    assert result.returncode == 0 and json.loads(result.stdout) == []
+    assert mailgate(config_file, "quarantine", "retry", "5").returncode == 1
