@@ -121,8 +121,12 @@ async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("daemon.started", database=_safe_url(app.config.database.url),
-             data_dir=str(app.config.general.data_dir), queues=[q.name for q in app.config.queues])
+    log.info(
+        "daemon.started",
+        database=_safe_url(app.config.database.url),
+        data_dir=str(app.config.general.data_dir),
+        queues=[q.name for q in app.config.queues],
+    )
     try:
         await app.processor.run(stop, app.wake)
     finally:

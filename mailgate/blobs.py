@@ -34,7 +34,7 @@ class BlobStore:
                     handle.write(data)
                     handle.flush()
                     os.fsync(handle.fileno())
-                os.replace(tmp, target)
+                Path(tmp).replace(target)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise

@@ -40,8 +40,9 @@ log = structlog.get_logger("mailgate.cli")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailgate", description="Email ticket gateway.")
-    parser.add_argument("--config", metavar="PATH",
-                        help="config file (default: $MAILGATE_CONFIG or ./config.toml)")
+    parser.add_argument(
+        "--config", metavar="PATH", help="config file (default: $MAILGATE_CONFIG or ./config.toml)"
+    )
     parser.add_argument("--version", action="version", version=f"mailgate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("check", help="validate the configuration and exit (0 ok, 78 invalid)")
@@ -49,8 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
     ingest = sub.add_parser("ingest", help="take one raw mail from FILE or stdin (MTA pipe mode)")
     ingest.add_argument("file", nargs="?", default="-", metavar="FILE|-")
-    ingest.add_argument("--recipient", action="append", default=[], metavar="ADDR",
-                        help="envelope recipient (repeatable), as given by the MTA")
+    ingest.add_argument(
+        "--recipient",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="envelope recipient (repeatable), as given by the MTA",
+    )
     ingest.add_argument("--sender", metavar="ADDR", help="envelope sender, as given by the MTA")
     tickets = sub.add_parser("tickets", help="list tickets")
     tickets.add_argument("--json", action="store_true")
@@ -80,8 +86,10 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
     if args.command == "check":
         print(f"{config.path}: ok ({len(config.queues)} queue(s))", file=out)
         return EX_OK
-    if args.command == "quarantine" and args.quarantine_command == "retry" and (
-        (args.id is None) == (not args.all)
+    if (
+        args.command == "quarantine"
+        and args.quarantine_command == "retry"
+        and ((args.id is None) == (not args.all))
     ):
         parser.error("quarantine retry takes either an ID or --all")
     handler = _COMMANDS[args.command]
@@ -148,18 +156,37 @@ async def _ingest(app: App, args: argparse.Namespace, out: TextIO) -> int:
     if stored.duplicate:
         entry = await _spool_entry(app, stored.spool_id)
         ticket = entry.ticket if entry else None
-        _print_json(out, {"action": Action.DUPLICATE.value, "ticket": _ref(ticket),
-                          "reason": f"same mail as spool item {stored.spool_id}",
-                          "spool_id": stored.spool_id})
+        _print_json(
+            out,
+            {
+                "action": Action.DUPLICATE.value,
+                "ticket": _ref(ticket),
+                "reason": f"same mail as spool item {stored.spool_id}",
+                "spool_id": stored.spool_id,
+            },
+        )
         return EX_OK
     outcome = await app.processor.process(stored.spool_id)
     if outcome is None:  # the daemon took it first
-        _print_json(out, {"action": Action.STORED.value, "ticket": None,
-                          "reason": "stored; processed by another worker",
-                          "spool_id": stored.spool_id})
+        _print_json(
+            out,
+            {
+                "action": Action.STORED.value,
+                "ticket": None,
+                "reason": "stored; processed by another worker",
+                "spool_id": stored.spool_id,
+            },
+        )
         return EX_OK
-    _print_json(out, {"action": outcome.action.value, "ticket": _ref(outcome.ticket),
-                      "reason": outcome.reason, "spool_id": stored.spool_id})
+    _print_json(
+        out,
+        {
+            "action": outcome.action.value,
+            "ticket": _ref(outcome.ticket),
+            "reason": outcome.reason,
+            "spool_id": stored.spool_id,
+        },
+    )
     return EX_OK
 
 
@@ -200,8 +227,12 @@ def ticket_json(app: App, ticket: TicketView, *, with_messages: bool) -> dict[st
         "updated_at": ticket.updated_at,
         "updated_by": ticket.updated_by,
         "participants": [
-            {"address": p.address, "name": p.name, "role": p.role.value,
-             "organisation": p.organisation}
+            {
+                "address": p.address,
+                "name": p.name,
+                "role": p.role.value,
+                "organisation": p.organisation,
+            }
             for p in ticket.participants
         ],
     }
@@ -220,16 +251,27 @@ def ticket_json(app: App, ticket: TicketView, *, with_messages: bool) -> dict[st
                 "message_id": m.message_id,
                 "created_at": m.created_at,
                 "attachments": [
-                    {"filename": a.filename, "content_type": a.content_type, "size": a.size,
-                     "sha256": a.sha256}
+                    {
+                        "filename": a.filename,
+                        "content_type": a.content_type,
+                        "size": a.size,
+                        "sha256": a.sha256,
+                    }
                     for a in m.attachments
                 ],
             }
             for m in ticket.messages
         ]
     result["events"] = [
-        {"at": e.at, "actor": e.actor, "kind": e.kind, "field": e.field, "old": e.old,
-         "new": e.new, "detail": e.detail}
+        {
+            "at": e.at,
+            "actor": e.actor,
+            "kind": e.kind,
+            "field": e.field,
+            "old": e.old,
+            "new": e.new,
+            "detail": e.detail,
+        }
         for e in ticket.events
     ]
     return result
@@ -239,14 +281,18 @@ async def _tickets(app: App, args: argparse.Namespace, out: TextIO) -> int:
     with storage_errors("list tickets"):
         async with session(app.engine) as s:
             repo = Repo(s)
-            views = [await repo.ticket_view(n, with_messages=False) for n in await repo.ticket_numbers()]
+            views = [
+                await repo.ticket_view(n, with_messages=False) for n in await repo.ticket_numbers()
+            ]
     tickets = [v for v in views if v is not None]
     if args.json:
         _print_json(out, [ticket_json(app, t, with_messages=False) for t in tickets])
         return EX_OK
     for t in tickets:
-        print(f"#{t.number:<6} {t.status:<12} {t.priority:<8} {t.requester or '-':<30} {t.title}",
-              file=out)
+        print(
+            f"#{t.number:<6} {t.status:<12} {t.priority:<8} {t.requester or '-':<30} {t.title}",
+            file=out,
+        )
     return EX_OK
 
 
@@ -277,10 +323,16 @@ async def _show(app: App, args: argparse.Namespace, out: TextIO) -> int:
         _print_json(out, ticket_json(app, ticket, with_messages=True))
         return EX_OK
     print(f"{app.codec.subject_tag(ticket.number)} {ticket.title}", file=out)
-    print(f"queue {ticket.queue} · type {ticket.type} · priority {ticket.priority} · "
-          f"status {ticket.status}", file=out)
-    print(f"requester {ticket.requester or '-'} · last changed {ticket.updated_at:%Y-%m-%d %H:%M} "
-          f"by {ticket.updated_by}", file=out)
+    print(
+        f"queue {ticket.queue} · type {ticket.type} · priority {ticket.priority} · "
+        f"status {ticket.status}",
+        file=out,
+    )
+    print(
+        f"requester {ticket.requester or '-'} · last changed {ticket.updated_at:%Y-%m-%d %H:%M} "
+        f"by {ticket.updated_by}",
+        file=out,
+    )
     for m in ticket.messages:
         print(f"\n--- {m.created_at:%Y-%m-%d %H:%M} {m.kind} {m.from_addr or '-'}", file=out)
         print(m.text, file=out)
@@ -300,23 +352,43 @@ async def _quarantine(app: App, args: argparse.Namespace, out: TextIO) -> int:
         results = [await app.processor.process(i) for i in ids]
         for outcome in results:
             if outcome is not None:
-                _print_json(out, {"spool_id": outcome.spool_id, "action": outcome.action.value,
-                                  "ticket": _ref(outcome.ticket), "reason": outcome.reason})
+                _print_json(
+                    out,
+                    {
+                        "spool_id": outcome.spool_id,
+                        "action": outcome.action.value,
+                        "ticket": _ref(outcome.ticket),
+                        "reason": outcome.reason,
+                    },
+                )
         return EX_OK
     with storage_errors("list quarantine"):
         async with session(app.engine) as s:
             entries = await Repo(s).quarantined()
     if args.json:
-        _print_json(out, [
-            {"id": e.id, "received_at": e.received_at, "source": e.source,
-             "message_id": e.message_id, "size": e.size, "attempts": e.attempts,
-             "error": e.error, "traceback_id": e.traceback_id}
-            for e in entries
-        ])
+        _print_json(
+            out,
+            [
+                {
+                    "id": e.id,
+                    "received_at": e.received_at,
+                    "source": e.source,
+                    "message_id": e.message_id,
+                    "size": e.size,
+                    "attempts": e.attempts,
+                    "error": e.error,
+                    "traceback_id": e.traceback_id,
+                }
+                for e in entries
+            ],
+        )
         return EX_OK
     for e in entries:
-        print(f"{e.id:<6} {e.received_at:%Y-%m-%d %H:%M} {e.source:<10} {e.error} "
-              f"(traceback {e.traceback_id})", file=out)
+        print(
+            f"{e.id:<6} {e.received_at:%Y-%m-%d %H:%M} {e.source:<10} {e.error} "
+            f"(traceback {e.traceback_id})",
+            file=out,
+        )
     return EX_OK
 
 

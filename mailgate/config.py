@@ -27,7 +27,7 @@ from mailgate.errors import ConfigError
 DEFAULT_CONFIG = "config.toml"
 ENV_CONFIG = "MAILGATE_CONFIG"
 ENV_DATABASE_URL = "MAILGATE_DATABASE_URL"
-ENV_SECRET = "MAILGATE_SECRET"
+ENV_SECRET = "MAILGATE_SECRET"  # noqa: S105 - the variable name, not a secret
 
 _ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DOMAIN = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
@@ -135,7 +135,12 @@ class _Section:
         self._reader.problems.append(f"{self._reader.name}: {self._label} {key}: {reason}")
 
     def string(
-        self, key: str, default: str, *, choices: tuple[str, ...] = (), pattern: re.Pattern[str] | None = None
+        self,
+        key: str,
+        default: str,
+        *,
+        choices: tuple[str, ...] = (),
+        pattern: re.Pattern[str] | None = None,
     ) -> str:
         value = self._get(key)
         if value is None:
@@ -155,7 +160,11 @@ class _Section:
         value = self._get(key)
         if value is None:
             return default
-        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+        ):
             self.problem(key, f"expected a number {low:g}-{high:g}, got {_show(value)}")
             return default
         return float(value)

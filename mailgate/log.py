@@ -8,8 +8,12 @@ from typing import TextIO
 
 import structlog
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "error": logging.ERROR}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
@@ -17,14 +21,18 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     out = stream or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer()
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info if use_json else structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info
+            if use_json
+            else structlog.processors.StackInfoRenderer(),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
@@ -32,6 +40,8 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         cache_logger_on_first_use=False,
     )
     # Libraries log through the standard library; keep their chatter out of our stream.
-    logging.basicConfig(level=logging.WARNING, stream=out, format="%(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, stream=out, format="%(name)s %(levelname)s %(message)s"
+    )
     for noisy in ("mailparser", "mail-parser", "aiosqlite", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)

@@ -105,8 +105,12 @@ class Processor:
             return None
         raw = await asyncio.to_thread(self.raw.get, entry.raw_sha256)
         mail = await asyncio.to_thread(parse_mail, raw, self.fallback_charsets)
-        log.debug("mail.parsed", parser=mail.parser, defects=len(mail.defects),
-                  attachments=len(mail.attachments))
+        log.debug(
+            "mail.parsed",
+            parser=mail.parser,
+            defects=len(mail.defects),
+            attachments=len(mail.attachments),
+        )
         for item in mail.attachments:
             await asyncio.to_thread(self.attachments.put, item.data, item.sha256)
         evidence = gather_evidence(mail, entry.envelope_to, self.codec, self.policy)
@@ -138,7 +142,9 @@ class Processor:
         )
         return outcome
 
-    async def _apply(self, repo: Repo, entry: SpoolEntry, mail: ParsedMail, decision: Route) -> Outcome:
+    async def _apply(
+        self, repo: Repo, entry: SpoolEntry, mail: ParsedMail, decision: Route
+    ) -> Outcome:
         now = self.clock.now()
         actor = sender(mail) or "unknown sender"
         if isinstance(decision, Drop):
@@ -158,25 +164,44 @@ class Processor:
             )
             row = await self._add_message(repo, ticket, entry, mail)
             await repo.participants_add(ticket, participants(mail, self.policy, new_ticket=True))
-            await repo.event_add(ticket, kind="created", actor=actor, now=now,
-                                 message_row_id=row, new=INITIAL_STATUS, detail=decision.reason)
+            await repo.event_add(
+                ticket,
+                kind="created",
+                actor=actor,
+                now=now,
+                message_row_id=row,
+                new=INITIAL_STATUS,
+                detail=decision.reason,
+            )
             log.info("ticket.created", ticket=f"#{ticket}", queue=decision.queue)
             return Outcome(entry.id, Action.CREATED, ticket, decision.reason)
         assert isinstance(decision, Reply)
         ticket = decision.ticket
         row = await self._add_message(repo, ticket, entry, mail)
-        added = await repo.participants_add(ticket, participants(mail, self.policy, new_ticket=False))
+        added = await repo.participants_add(
+            ticket, participants(mail, self.policy, new_ticket=False)
+        )
         for person in added:
-            await repo.event_add(ticket, kind="participant_added", actor=actor, now=now,
-                                 field="participants", new=person.address, message_row_id=row)
+            await repo.event_add(
+                ticket,
+                kind="participant_added",
+                actor=actor,
+                now=now,
+                field="participants",
+                new=person.address,
+                message_row_id=row,
+            )
         reason = f"matched by {decision.matched_by} {decision.evidence}"
-        await repo.event_add(ticket, kind="message_added", actor=actor, now=now,
-                             message_row_id=row, detail=reason)
+        await repo.event_add(
+            ticket, kind="message_added", actor=actor, now=now, message_row_id=row, detail=reason
+        )
         await repo.ticket_touch(ticket, actor=actor, now=now)
         log.info("mail.threaded", ticket=f"#{ticket}", matched_by=decision.matched_by)
         return Outcome(entry.id, Action.APPENDED, ticket, reason)
 
-    async def _add_message(self, repo: Repo, ticket: int, entry: SpoolEntry, mail: ParsedMail) -> int:
+    async def _add_message(
+        self, repo: Repo, ticket: int, entry: SpoolEntry, mail: ParsedMail
+    ) -> int:
         row = await repo.message_add(
             ticket=ticket,
             spool_id=entry.id,
@@ -198,7 +223,9 @@ class Processor:
                     repo = Repo(s)
                     entry = await repo.spool_get(spool_id)
                     attempts = entry.attempts if entry else 0
-                    delay = min(self.worker.retry_delay * (2 ** attempts), self.worker.max_retry_delay)
+                    delay = min(
+                        self.worker.retry_delay * (2**attempts), self.worker.max_retry_delay
+                    )
                     retry_at = self.clock.now() + timedelta(seconds=delay)
                     await repo.spool_defer(spool_id, error=error, retry_at=retry_at)
         except MailgateError:
@@ -215,7 +242,10 @@ class Processor:
             with storage_errors("quarantine"):
                 async with session(self.engine, write=True) as s:
                     await Repo(s).spool_quarantine(
-                        spool_id, error=error, traceback_id=traceback_id, traceback=text,
+                        spool_id,
+                        error=error,
+                        traceback_id=traceback_id,
+                        traceback=text,
                         now=self.clock.now(),
                     )
         except MailgateError as second:
@@ -247,8 +277,9 @@ class Processor:
             if any(o.action is not Action.DEFERRED for o in outcomes):
                 continue  # more may be due right away
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-            await asyncio.wait(waiters, timeout=self.worker.poll_interval,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                waiters, timeout=self.worker.poll_interval, return_when=asyncio.FIRST_COMPLETED
+            )
             for waiter in waiters:
                 waiter.cancel()
         log.info("worker.stopped")

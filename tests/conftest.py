@@ -53,15 +53,26 @@ def pg_server() -> Iterator[str]:
     os.chmod(directory, 0o755)
     port = free_port()
     script = str(SUPPORT / "pg-cluster.sh")
-    dsn = subprocess.run(
-        ["bash", script, "start", str(directory / "cluster"), str(port)],
-        check=True, capture_output=True, text=True, timeout=120,
-    ).stdout.strip().splitlines()[-1]
+    dsn = (
+        subprocess.run(
+            ["bash", script, "start", str(directory / "cluster"), str(port)],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     try:
         yield dsn
     finally:
-        subprocess.run(["bash", script, "stop", str(directory / "cluster")], check=False,
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            ["bash", script, "stop", str(directory / "cluster")],
+            check=False,
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -103,11 +114,18 @@ def config_document(db_url: str, **sections: dict[str, Any]) -> dict[str, Any]:
         "agents": {"domains": ["example.com"]},
         "worker": {"poll_interval": 0.1, "retry_delay": 0.0},
         "queues": [
-            {"name": "support", "addresses": ["support@example.com"],
-             "team_address": "team@example.com"},
-            {"name": "sitedown", "addresses": ["sitedown@example.com"],
-             "team_address": "oncall@example.com", "default_type": "bug",
-             "default_priority": "critical"},
+            {
+                "name": "support",
+                "addresses": ["support@example.com"],
+                "team_address": "team@example.com",
+            },
+            {
+                "name": "sitedown",
+                "addresses": ["sitedown@example.com"],
+                "team_address": "oncall@example.com",
+                "default_type": "bug",
+                "default_priority": "critical",
+            },
         ],
     }
     for name, values in sections.items():
@@ -119,7 +137,9 @@ def config_document(db_url: str, **sections: dict[str, Any]) -> dict[str, Any]:
 def make_config(db_url: str, tmp_path: Path) -> Callable[..., Config]:
     def build(**sections: dict[str, Any]) -> Config:
         return parse_config(
-            config_document(db_url, **sections), name="config.toml", base=tmp_path,
+            config_document(db_url, **sections),
+            name="config.toml",
+            base=tmp_path,
             environ={"MAILGATE_SECRET": TEST_SECRET},
         )
 
@@ -145,7 +165,9 @@ async def app(config: Config, clock: FrozenClock) -> AsyncIterator[App]:
         await application.close()
 
 
-async def deliver(app: App, raw: bytes, *, to: tuple[str, ...] = (), source: str = "test") -> Outcome:
+async def deliver(
+    app: App, raw: bytes, *, to: tuple[str, ...] = (), source: str = "test"
+) -> Outcome:
     """The whole intake path for one mail: store, then process; returns the outcome."""
     stored = await app.spool.store(Received(raw, source, envelope_to=to))
     assert not stored.duplicate, "deliver() expects a new mail"

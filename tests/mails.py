@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
-from datetime import UTC, datetime
 
 _counter = itertools.count(1)
 
@@ -18,7 +18,7 @@ def make_mail(
     to: str = "support@example.com",
     cc: str | None = None,
     body: str = "Hallo, de printer brandt weer.",
-    message_id: str | None | bool = True,
+    message_id: str | bool | None = True,
     in_reply_to: str | None = None,
     references: str | None = None,
     headers: dict[str, str] | None = None,

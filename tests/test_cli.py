@@ -17,13 +17,24 @@ from tests.conftest import TEST_SECRET, write_config_file
 from tests.mails import make_mail
 
 
-def mailgate(config: Path, *args: str, stdin: bytes | None = None,
-             env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+def mailgate(
+    config: Path,
+    *args: str,
+    stdin: bytes | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[bytes]:
     environment = {**os.environ, "MAILGATE_SECRET": TEST_SECRET, **(env or {})}
-    environment.pop("MAILGATE_DATABASE_URL", None) if "MAILGATE_DATABASE_URL" not in (env or {}) else None
+    environment.pop("MAILGATE_DATABASE_URL", None) if "MAILGATE_DATABASE_URL" not in (
+        env or {}
+    ) else None
     return subprocess.run(
         [sys.executable, "-m", "mailgate", "--config", str(config), *args],
-        input=stdin, capture_output=True, env=environment, timeout=timeout, check=False,
+        input=stdin,
+        capture_output=True,
+        env=environment,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -45,7 +56,10 @@ def test_check_reports_every_problem_with_file_key_and_reason(tmp_path: Path) ->
     result = mailgate(bad, "check")
     assert result.returncode == 78
     err = result.stderr.decode()
-    assert 'config.toml: [general] log_level: expected one of debug, info, warning, error, got "loud"' in err
+    assert (
+        'config.toml: [general] log_level: expected one of debug, info, warning, error, got "loud"'
+        in err
+    )
     assert "config.toml: [general] typo_key: unknown key" in err
     assert 'config.toml: [database] busy_timeout: expected a number 0-600, got "abc"' in err
     assert 'config.toml: [[queues]] #1 addresses: invalid value "not-an-address"' in err
@@ -72,15 +86,29 @@ def test_ingest_created_then_reply_then_duplicate_and_show(config_file: Path) ->
     assert appended["action"] == "appended" and appended["ticket"] == "#1"
     duplicate = json_line(mailgate(config_file, "ingest", stdin=first))
     assert duplicate["action"] == "duplicate" and duplicate["ticket"] == "#1"
-    by_token = json.loads(mailgate(config_file, "show", str(ticket["token"]).lower(), "--json").stdout)
-    assert [m["text"] for m in by_token["messages"]] == ["Hallo, de printer brandt weer.", "nog steeds"]
-    assert set(by_token["messages"][0]) >= {"direction", "kind", "from", "subject", "text", "attachments"}
+    by_token = json.loads(
+        mailgate(config_file, "show", str(ticket["token"]).lower(), "--json").stdout
+    )
+    assert [m["text"] for m in by_token["messages"]] == [
+        "Hallo, de printer brandt weer.",
+        "nog steeds",
+    ]
+    assert set(by_token["messages"][0]) >= {
+        "direction",
+        "kind",
+        "from",
+        "subject",
+        "text",
+        "attachments",
+    }
     listed = json.loads(mailgate(config_file, "tickets", "--json").stdout)
     assert [t["ref"] for t in listed] == ["#1"] and "messages" not in listed[0]
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-def test_ingest_exits_75_when_database_locked_and_leaves_nothing(config_file: Path, tmp_path: Path) -> None:
+def test_ingest_exits_75_when_database_locked_and_leaves_nothing(
+    config_file: Path, tmp_path: Path
+) -> None:
     mail = make_mail()
     assert mailgate(config_file, "init").returncode == 0
     database = tmp_path / "mailgate.db"
@@ -93,7 +121,7 @@ def test_ingest_exits_75_when_database_locked_and_leaves_nothing(config_file: Pa
         blocker.close()
     assert result.returncode == 75, result.stderr.decode()
     assert json_line(result)["action"] == "failed"
-    assert [p for p in (tmp_path / "var" / "spool").rglob("*.eml")] == []
+    assert list((tmp_path / "var" / "spool").rglob("*.eml")) == []
     with sqlite3.connect(database) as conn:
         assert conn.execute("SELECT count(*) FROM spool").fetchone() == (0,)
     retried = mailgate(config_file, "ingest", stdin=mail)
@@ -106,12 +134,17 @@ def test_ingest_exits_75_when_database_locked_and_leaves_nothing(config_file: Pa
 def test_ingest_exits_75_when_postgresql_is_unreachable(tmp_path: Path, db_url: str) -> None:
     from tests.conftest import free_port
 
-    down = write_config_file(tmp_path / "down.toml", f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/x")
+    down = write_config_file(
+        tmp_path / "down.toml", f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/x"
+    )
     result = mailgate(down, "ingest", stdin=make_mail())
     assert result.returncode == 75, result.stderr.decode()
     assert list((tmp_path / "var").rglob("*.eml")) == []
     up = write_config_file(tmp_path / "up.toml", db_url)
-    assert json_line(mailgate(up, "ingest", stdin=make_mail(message_id="<x@y>")))["action"] == "created"
+    assert (
+        json_line(mailgate(up, "ingest", stdin=make_mail(message_id="<x@y>")))["action"]
+        == "created"
+    )
 
 
 def test_ingest_rejects_an_empty_mail_permanently(config_file: Path) -> None:
@@ -126,7 +159,9 @@ def test_show_unknown_ticket_fails(config_file: Path) -> None:
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-def test_daemon_processes_stored_mail_on_start_and_stops_on_sigterm(config_file: Path, tmp_path: Path) -> None:
+def test_daemon_processes_stored_mail_on_start_and_stops_on_sigterm(
+    config_file: Path, tmp_path: Path
+) -> None:
     # A mail stored by a process that died before processing it: a spool row, pending.
     import asyncio
 
@@ -142,8 +177,12 @@ def test_daemon_processes_stored_mail_on_start_and_stops_on_sigterm(config_file:
     asyncio.run(store_only())
     env = {**os.environ, "MAILGATE_SECRET": TEST_SECRET}
     for _ in range(2):  # the second start must not process the mail again
-        daemon = subprocess.Popen([sys.executable, "-m", "mailgate", "--config", str(config_file), "run"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "mailgate", "--config", str(config_file), "run"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
         try:
             assert daemon.stderr is not None
             started: list[bytes] = []

@@ -49,15 +49,22 @@ async def test_new_mail_creates_ticket_with_everything_recorded(app: App) -> Non
     assert view.status == "new" and view.type == "question" and view.priority == "medium"
     assert view.requester == "alice@customer.nl" and view.organisation == "customer.nl"
     assert [(p.address, p.role.value) for p in view.participants] == [
-        ("alice@customer.nl", "requester"), ("bob@customer.nl", "cc")]
+        ("alice@customer.nl", "requester"),
+        ("bob@customer.nl", "cc"),
+    ]
     assert [m.kind for m in view.messages] == ["customer"]
     assert view.messages[0].text == "Hallo, de printer brandt weer."
     assert [e.kind for e in view.events] == ["created"]
 
 
-@pytest.mark.parametrize(("prefix", "label"), MANGLINGS[:12] + MANGLINGS[18:],
-                         ids=[m[1] for m in MANGLINGS[:12] + MANGLINGS[18:]])
-async def test_reply_with_mangled_subject_and_token_is_appended(app: App, prefix: str, label: str) -> None:
+@pytest.mark.parametrize(
+    ("prefix", "label"),
+    MANGLINGS[:12] + MANGLINGS[18:],
+    ids=[m[1] for m in MANGLINGS[:12] + MANGLINGS[18:]],
+)
+async def test_reply_with_mangled_subject_and_token_is_appended(
+    app: App, prefix: str, label: str
+) -> None:
     ticket, tag = await _open_ticket(app)
     subject = prefix.replace("Printer", f"{tag} Printer", 1)
     outcome = await deliver(app, make_mail(subject=subject, body="Nog steeds."))
@@ -77,7 +84,9 @@ async def test_reply_by_in_reply_to_of_a_received_message(app: App) -> None:
     ticket, tag = await _open_ticket(app)
     second = await deliver(app, make_mail(subject=f"Re: {tag}", message_id="<second@customer.nl>"))
     assert second.ticket == ticket
-    outcome = await deliver(app, make_mail(subject="andere titel", in_reply_to="<second@customer.nl>"))
+    outcome = await deliver(
+        app, make_mail(subject="andere titel", in_reply_to="<second@customer.nl>")
+    )
     assert (outcome.action, outcome.ticket) == (Action.APPENDED, ticket)
     assert outcome.reason.startswith("matched by in-reply-to")
 
@@ -94,12 +103,14 @@ async def test_reply_via_plus_address(app: App) -> None:
 
 async def test_unrelated_mail_with_same_subject_is_a_new_ticket(app: App) -> None:
     ticket, _ = await _open_ticket(app)
-    other = await deliver(app, make_mail(sender="Carol <carol@elders.nl>", subject="Re: Printer brandt"))
+    other = await deliver(
+        app, make_mail(sender="Carol <carol@elders.nl>", subject="Re: Printer brandt")
+    )
     assert other.action is Action.CREATED and other.ticket != ticket
 
 
 async def test_forged_token_and_foreign_installation_open_new_tickets(app: App) -> None:
-    ticket, tag = await _open_ticket(app)
+    ticket, _tag = await _open_ticket(app)
     check = app.codec.check(ticket)
     forged = f"[#{ticket}-{'0' if check[0] != '0' else '1'}{check[1:]}]"
     outcome = await deliver(app, make_mail(subject=f"Re: {forged} Printer brandt"))
@@ -166,7 +177,9 @@ async def test_odd_mails_become_tickets(app: App) -> None:
     assert (await _view(app, empty_subject.ticket or 0)).title == "(no subject)"
 
 
-async def test_attachments_stored_content_addressed_and_deduplicated(app: App, config: Config) -> None:
+async def test_attachments_stored_content_addressed_and_deduplicated(
+    app: App, config: Config
+) -> None:
     from email.message import EmailMessage
     from email.policy import SMTP
 
@@ -186,7 +199,9 @@ async def test_attachments_stored_content_addressed_and_deduplicated(app: App, c
     assert item.filename == "passwd"
     stored = list(config.attachment_dir.rglob("*"))
     assert [p.name for p in stored if p.is_file()] == [item.sha256]
-    assert (config.attachment_dir / item.sha256[:2] / item.sha256).read_bytes() == b"%PDF same bytes"
+    assert (
+        config.attachment_dir / item.sha256[:2] / item.sha256
+    ).read_bytes() == b"%PDF same bytes"
 
 
 async def test_failure_quarantines_keeps_the_mail_and_does_not_block_others(

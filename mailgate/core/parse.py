@@ -50,7 +50,7 @@ def parse_mail(
 
 
 def decode_8bit(text: str, fallbacks: tuple[str, ...] = DEFAULT_FALLBACK_CHARSETS) -> str:
-    """Text that may carry raw 8-bit bytes (as surrogate escapes), read in the first fitting charset."""
+    """Text that may carry raw 8-bit bytes (as surrogate escapes), in the first fitting charset."""
     try:
         text.encode("utf-8")
         return text
@@ -132,9 +132,7 @@ def _headers(msg: Message, fallbacks: tuple[str, ...]) -> tuple[tuple[str, str],
     return tuple((str(k), decode_header_value(v, fallbacks)) for k, v in msg.raw_items())
 
 
-def _attachment(
-    name: str | None, content_type: str, data: bytes, index: int
-) -> Attachment:
+def _attachment(name: str | None, content_type: str, data: bytes, index: int) -> Attachment:
     return Attachment(
         filename=safe_filename(name, content_type, index),
         original_filename=decode_header_value(name) if name else "",
@@ -208,8 +206,18 @@ def _flatten_defects(raw_defects: Iterable[Any]) -> list[str]:
 # 7-bit charsets whose text is ASCII escape sequences: mail-parser hands these
 # parts back undecoded, since they are valid ASCII.
 _ESCAPE_CHARSETS = frozenset(
-    {"iso-2022-jp", "iso-2022-jp-1", "iso-2022-jp-2", "iso-2022-jp-3", "iso-2022-jp-ext",
-     "iso-2022-kr", "csiso2022jp", "utf-7", "hz-gb-2312", "hz"}
+    {
+        "iso-2022-jp",
+        "iso-2022-jp-1",
+        "iso-2022-jp-2",
+        "iso-2022-jp-3",
+        "iso-2022-jp-ext",
+        "iso-2022-kr",
+        "csiso2022jp",
+        "utf-7",
+        "hz-gb-2312",
+        "hz",
+    }
 )
 
 
@@ -286,9 +294,7 @@ def _with_mailparser(raw: bytes, fallbacks: tuple[str, ...]) -> ParsedMail:
     for part in _unclaimed_parts(msg):
         payload = part.get_payload(decode=True)
         data = payload if isinstance(payload, bytes) else b""
-        attachments.append(
-            _attachment(None, part.get_content_type(), data, len(attachments) + 1)
-        )
+        attachments.append(_attachment(None, part.get_content_type(), data, len(attachments) + 1))
     fixes = _text_fixes(msg, fallbacks)
     text, html = _text(
         msg,
@@ -332,9 +338,7 @@ def _decode_part(part: Message, defects: list[str], fallbacks: tuple[str, ...]) 
     return payload.decode("utf-8", "replace")
 
 
-def _with_stdlib(
-    raw: bytes, defects_in: tuple[str, ...], fallbacks: tuple[str, ...]
-) -> ParsedMail:
+def _with_stdlib(raw: bytes, defects_in: tuple[str, ...], fallbacks: tuple[str, ...]) -> ParsedMail:
     defects = list(defects_in)
     msg = email.message_from_bytes(raw, policy=compat32)
     plain: list[str] = []

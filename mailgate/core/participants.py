@@ -19,7 +19,9 @@ def message_kind(mail: ParsedMail, policy: AddressPolicy) -> MessageKind:
     return MessageKind.CUSTOMER
 
 
-def participants(mail: ParsedMail, policy: AddressPolicy, *, new_ticket: bool) -> tuple[Participant, ...]:
+def participants(
+    mail: ParsedMail, policy: AddressPolicy, *, new_ticket: bool
+) -> tuple[Participant, ...]:
     """The people this mail adds to its ticket, never our own addresses.
 
     On a new ticket the author is the requester; on a reply, a customer author

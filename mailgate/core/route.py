@@ -71,8 +71,8 @@ def recipients(mail: ParsedMail, envelope: Iterable[str]) -> tuple[str, ...]:
         value = mail.header(header)
         if value:
             found.setdefault(value.strip().strip("<>"), None)
-    for address in (*mail.to, *mail.cc):
-        found.setdefault(address.email, None)
+    for person in (*mail.to, *mail.cc):
+        found.setdefault(person.email, None)
     return tuple(a for a in found if a)
 
 

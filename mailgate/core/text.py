@@ -14,8 +14,11 @@ import re
 from html.parser import HTMLParser
 
 _BLOCK_TAGS = frozenset(
-    "address article aside blockquote br dd div dl dt footer form h1 h2 h3 h4 h5 h6 header hr "
-    "li main nav ol p pre section table tr ul".split()
+    {
+        *("address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt"),
+        *("footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li"),
+        *("main", "nav", "ol", "p", "pre", "section", "table", "tr", "ul"),
+    }
 )
 _SKIP_TAGS = frozenset({"script", "style", "head", "title", "template"})
 
@@ -64,9 +67,12 @@ QUOTE_HEADERS: tuple[re.Pattern[str], ...] = (
     re.compile(r"^\s*Op\b.{0,300}\b(schreef|geschreven)\b.{0,80}:\s*$", re.IGNORECASE),  # Dutch
     re.compile(r"^\s*Am\b.{0,300}\bschrieb\b.{0,80}:\s*$", re.IGNORECASE),  # German
     re.compile(r"^\s*Le\b.{0,300}\ba écrit\s*:\s*$", re.IGNORECASE),  # French
-    re.compile(r"^\s*-{2,}\s*(Original Message|Oorspronkelijk bericht|Origineel bericht|"
-               r"Ursprüngliche Nachricht|Message d'origine|Forwarded message|"
-               r"Doorgestuurd bericht)\s*-{2,}\s*$", re.IGNORECASE),
+    re.compile(
+        r"^\s*-{2,}\s*(Original Message|Oorspronkelijk bericht|Origineel bericht|"
+        r"Ursprüngliche Nachricht|Message d'origine|Forwarded message|"
+        r"Doorgestuurd bericht)\s*-{2,}\s*$",
+        re.IGNORECASE,
+    ),
     re.compile(r"^\s*_{20,}\s*$"),  # Outlook's rule above its header block
     re.compile(r"^\s*(From|Van|Von|De)\s*:\s*.+$", re.IGNORECASE),  # Outlook header block
 )
@@ -79,8 +85,13 @@ def _is_quote_header(lines: list[str], index: int) -> bool:
     if re.match(r"^\s*(From|Van|Von|De)\s*:", line, re.IGNORECASE):
         # An Outlook header block: From: followed within three lines by Sent/Date/To.
         following = " ".join(lines[index + 1 : index + 4])
-        return bool(re.search(r"\b(Sent|Verzonden|Gesendet|Envoyé|Date|Datum|To|Aan|An)\s*:",
-                              following, re.IGNORECASE))
+        return bool(
+            re.search(
+                r"\b(Sent|Verzonden|Gesendet|Envoyé|Date|Datum|To|Aan|An)\s*:",
+                following,
+                re.IGNORECASE,
+            )
+        )
     return True
 
 

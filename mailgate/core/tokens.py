@@ -90,7 +90,5 @@ class TokenCodec:
 
     def tag_spans(self, subject: str) -> tuple[str, ...]:
         """The spans of ``subject`` that are our tags, brackets included, for title cleaning."""
-        pattern = re.compile(
-            rf"[\[(]?\s*{self._subject_pattern().pattern}\s*[\])]?", re.IGNORECASE
-        )
+        pattern = re.compile(rf"[\[(]?\s*{self._subject_pattern().pattern}\s*[\])]?", re.IGNORECASE)
         return tuple(m.group(0) for m in pattern.finditer(subject))

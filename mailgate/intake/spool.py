@@ -74,11 +74,14 @@ class Spool:
             return Stored(existing.id, True, ident.message_id)
         _, created = await asyncio.to_thread(self.raw.put, received.raw, ident.raw_sha256)
         try:
-            spool_id = await self._record(received, ident.dedupe_key, ident.raw_sha256,
-                                          ident.message_id)
+            spool_id = await self._record(
+                received, ident.dedupe_key, ident.raw_sha256, ident.message_id
+            )
         except IntegrityError:
             # Another delivery of the same mail won the race.
-            return await self._duplicate(ident.dedupe_key, ident.raw_sha256, created, ident.message_id)
+            return await self._duplicate(
+                ident.dedupe_key, ident.raw_sha256, created, ident.message_id
+            )
         except BaseException:
             if created:
                 self.raw.discard(ident.raw_sha256)

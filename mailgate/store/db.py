@@ -42,7 +42,11 @@ def create_engine(url: str, *, busy_timeout: float = 5.0, echo: bool = False) ->
         _sqlite_pragmas(engine, busy_timeout)
         return engine
     return create_async_engine(
-        url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=5,
+        url,
+        echo=echo,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=5,
         connect_args={"timeout": max(busy_timeout, 1.0)},
     )
 

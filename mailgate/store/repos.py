@@ -210,7 +210,7 @@ class Repo:
         rows = await self.session.exec(
             select(SpoolRow.state, func.count()).group_by(col(SpoolRow.state))
         )
-        return {state: count for state, count in rows.all()}
+        return dict(rows.all())
 
     # --- routing lookup ------------------------------------------------------------------
 
@@ -228,7 +228,9 @@ class Repo:
         wanted = list(set(numbers))
         existing: set[int] = set()
         if wanted:
-            found = await self.session.exec(select(TicketRow.id).where(col(TicketRow.id).in_(wanted)))
+            found = await self.session.exec(
+                select(TicketRow.id).where(col(TicketRow.id).in_(wanted))
+            )
             existing = {i for i in found.all() if i is not None}
         return Lookup(by_mid, frozenset(existing))
 
@@ -321,7 +323,9 @@ class Repo:
                 )
             )
 
-    async def participants_add(self, ticket: int, people: Iterable[Participant]) -> list[Participant]:
+    async def participants_add(
+        self, ticket: int, people: Iterable[Participant]
+    ) -> list[Participant]:
         """Add the people not yet on the ticket; returns those added."""
         known = set(
             (

@@ -87,7 +87,7 @@ class TicketRow(SQLModel, table=True):
     """A ticket; its id is its human number."""
 
     __tablename__ = "tickets"
-    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 - SQLAlchemy's own attribute
+    __table_args__ = {"sqlite_autoincrement": True}
     id: int | None = Field(default=None, primary_key=True)
     queue: str = Field(max_length=64, index=True)
     title: str = _text()

@@ -21,9 +21,20 @@ from mailgate.core.filenames import MAX_FILENAME_BYTES, safe_filename
         ("trailing dots...", "trailing dots"),
         ("Café offerte.pdf", "Café offerte.pdf"),
     ],
-    ids=["plain", "unix-traversal", "windows-traversal", "reserved-con", "reserved-nul",
-         "reserved-lpt", "nul-byte", "crlf", "windows-forbidden", "dotfile", "trailing-dots",
-         "unicode"],
+    ids=[
+        "plain",
+        "unix-traversal",
+        "windows-traversal",
+        "reserved-con",
+        "reserved-nul",
+        "reserved-lpt",
+        "nul-byte",
+        "crlf",
+        "windows-forbidden",
+        "dotfile",
+        "trailing-dots",
+        "unicode",
+    ],
 )
 def test_names_are_made_safe(name: str, expected: str) -> None:
     assert safe_filename(name, "application/octet-stream", 1) == expected

@@ -73,8 +73,9 @@ def test_rfc2231_filename_is_decoded() -> None:
         b"--b\r\nContent-Type: text/plain\r\n\r\nzie bijlage\r\n--b\r\n"
         b"Content-Type: application/pdf\r\n"
         b"Content-Disposition: attachment; filename*=UTF-8''Offerte%20%C3%A9t%C3%A9%202026.pdf\r\n"
-        b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(b"%PDF-1.4 test") +
-        b"--b--\r\n",
+        b"Content-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(b"%PDF-1.4 test")
+        + b"--b--\r\n",
     )
     mail = parse_mail(raw)
     assert [a.filename for a in mail.attachments] == ["Offerte été 2026.pdf"]
@@ -131,7 +132,9 @@ def test_html_only_mail_gets_text_from_html() -> None:
     msg = EmailMessage(policy=SMTP)
     msg["From"] = "a@customer.nl"
     msg["Subject"] = "html"
-    msg.set_content("<html><body><p>Hallo <b>team</b></p><p>Groet</p></body></html>", subtype="html")
+    msg.set_content(
+        "<html><body><p>Hallo <b>team</b></p><p>Groet</p></body></html>", subtype="html"
+    )
     mail = parse_mail(msg.as_bytes())
     assert mail.text == "Hallo team\n\nGroet"
     assert mail.html is not None and "<b>team</b>" in mail.html
@@ -180,15 +183,20 @@ def test_nameless_inline_image_is_not_lost() -> None:
         'Content-Type: multipart/related; boundary="b"\n',
         b"--b\r\nContent-Type: text/plain\r\n\r\nscreenshot:\r\n--b\r\n"
         b"Content-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n\r\n"
-        + base64.encodebytes(b"\x89PNGdata") + b"--b--\r\n",
+        + base64.encodebytes(b"\x89PNGdata")
+        + b"--b--\r\n",
     )
     mail = parse_mail(raw)
-    assert [(a.filename, a.data) for a in mail.attachments] == [("attachment-1.png", b"\x89PNGdata")]
+    assert [(a.filename, a.data) for a in mail.attachments] == [
+        ("attachment-1.png", b"\x89PNGdata")
+    ]
 
 
 def test_threading_headers_are_read_in_order() -> None:
-    raw = (b"From: a@b.nl\r\nMessage-ID: <m3@x>\r\nIn-Reply-To: <m2@x>\r\n"
-           b"References: <m1@x>\r\n <m2@x>\r\n\r\nbody\r\n")
+    raw = (
+        b"From: a@b.nl\r\nMessage-ID: <m3@x>\r\nIn-Reply-To: <m2@x>\r\n"
+        b"References: <m1@x>\r\n <m2@x>\r\n\r\nbody\r\n"
+    )
     mail = parse_mail(raw)
     assert mail.message_id == "m3@x"
     assert mail.in_reply_to == ("m2@x",)
@@ -197,8 +205,12 @@ def test_threading_headers_are_read_in_order() -> None:
 
 
 def test_garbage_never_raises() -> None:
-    for raw in (b"\x00\xff\xfe" * 100, b"Content-Type: multipart/mixed\r\n\r\n--x", b"::::\n\n",
-                b"Content-Type: multipart/mixed; boundary=a\r\n\r\n" + b"--a\r\n" * 5000):
+    for raw in (
+        b"\x00\xff\xfe" * 100,
+        b"Content-Type: multipart/mixed\r\n\r\n--x",
+        b"::::\n\n",
+        b"Content-Type: multipart/mixed; boundary=a\r\n\r\n" + b"--a\r\n" * 5000,
+    ):
         mail = parse_mail(raw)
         assert isinstance(mail.text, str)
 
@@ -220,7 +232,9 @@ def test_corpus_mail_parses_and_keeps_its_attachments(entry: dict[str, object]) 
     expect_any = entry.get("expect") or {}
     notes = str(expect_any.get("notes_from_test", "")) if isinstance(expect_any, dict) else ""
     # Where the source project's test configured extra input charsets, so do we.
-    fallbacks = ("utf-8", "koi8-r") if "EmailInputEncodings=koi8-r" in notes else ("utf-8", "windows-1252")
+    fallbacks = (
+        ("utf-8", "koi8-r") if "EmailInputEncodings=koi8-r" in notes else ("utf-8", "windows-1252")
+    )
     mail = parse_mail(raw, fallbacks)
     assert isinstance(mail.text, str)
     expect = entry.get("expect") or {}

@@ -9,8 +9,22 @@ import pytest
 
 import mailgate.core
 
-FORBIDDEN = {"asyncio", "sqlmodel", "sqlalchemy", "aiosmtpd", "imapclient", "jinja2", "socket",
-             "os", "subprocess", "pathlib", "structlog", "aiosqlite", "asyncpg", "time"}
+FORBIDDEN = {
+    "asyncio",
+    "sqlmodel",
+    "sqlalchemy",
+    "aiosmtpd",
+    "imapclient",
+    "jinja2",
+    "socket",
+    "os",
+    "subprocess",
+    "pathlib",
+    "structlog",
+    "aiosqlite",
+    "asyncpg",
+    "time",
+}
 CORE = Path(mailgate.core.__file__).parent
 MODULES = sorted(CORE.glob("*.py"))
 

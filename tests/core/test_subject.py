@@ -52,15 +52,24 @@ def test_every_mangling_cleans_to_the_title(subject: str, label: str) -> None:
         ("Refund: order 12", "Refund: order 12"),
         ("Question about [EXTERNAL] tags", "Question about [EXTERNAL] tags"),
     ],
-    ids=["words-in-middle-kept", "word-not-prefix", "re-in-word", "antw-in-word",
-         "ref-in-word", "tag-not-leading"],
+    ids=[
+        "words-in-middle-kept",
+        "word-not-prefix",
+        "re-in-word",
+        "antw-in-word",
+        "ref-in-word",
+        "tag-not-leading",
+    ],
 )
 def test_words_that_only_look_like_prefixes_stay(subject: str, expected: str) -> None:
     assert clean_subject(subject) == expected
 
 
-@pytest.mark.parametrize("subject", [None, "", "   ", "Re:", "RE: FW: "], ids=["none", "empty",
-                         "blank", "only-re", "only-prefixes"])
+@pytest.mark.parametrize(
+    "subject",
+    [None, "", "   ", "Re:", "RE: FW: "],
+    ids=["none", "empty", "blank", "only-re", "only-prefixes"],
+)
 def test_empty_subject_becomes_no_subject(subject: str | None) -> None:
     assert clean_subject(subject) == NO_SUBJECT
 

@@ -6,8 +6,10 @@ from mailgate.core.text import html_to_text, visible_text
 
 
 def test_html_to_text_keeps_blocks_and_drops_scripts() -> None:
-    html = "<html><head><style>p{}</style></head><body><p>Hallo&nbsp;Bob,</p>" \
-           "<div>regel <b>twee</b></div><script>alert(1)</script><br>eind</body></html>"
+    html = (
+        "<html><head><style>p{}</style></head><body><p>Hallo&nbsp;Bob,</p>"
+        "<div>regel <b>twee</b></div><script>alert(1)</script><br>eind</body></html>"
+    )
     assert html_to_text(html) == "Hallo Bob,\n\nregel twee\n\neind"
 
 

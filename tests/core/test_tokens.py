@@ -54,8 +54,15 @@ def test_ten_thousand_random_checks_are_all_rejected() -> None:
         "Re: [#1042-{lower}] Printer",
         "Re:{tag}Printer",
     ],
-    ids=["front", "moved-to-end", "middle", "parentheses", "extra-spaces", "lower-case",
-         "no-spaces"],
+    ids=[
+        "front",
+        "moved-to-end",
+        "middle",
+        "parentheses",
+        "extra-spaces",
+        "lower-case",
+        "no-spaces",
+    ],
 )
 def test_token_survives_client_mangling(template: str) -> None:
     check = CODEC.check(1042)
