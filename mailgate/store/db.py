@@ -18,7 +18,6 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -36,9 +35,7 @@ def create_engine(url: str, *, busy_timeout: float = 5.0, echo: bool = False) ->
         database = parsed.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(
-            url, echo=echo, poolclass=NullPool, connect_args={"timeout": busy_timeout}
-        )
+        engine = create_async_engine(url, echo=echo, connect_args={"timeout": busy_timeout})
         _sqlite_pragmas(engine, busy_timeout)
         return engine
     return create_async_engine(

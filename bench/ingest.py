@@ -1,0 +1,149 @@
+"""Benchmark: mails per second through the intake path (store + parse + route + persist).
+
+Generates 2,000 mails (half of them replies to earlier ones, by subject token,
+References or plus-address), runs each through the same path as `mailgate
+ingest` on a fresh SQLite database, and prints throughput and peak RSS. The
+baseline, measured in the same run on the same disk, is the floor any durable
+intake pays: one fsync'd file write plus one committed SQLite row per mail with
+the stdlib sqlite3 module (WAL, synchronous=FULL). The ratio says how much the
+whole intake costs on top of that floor.
+
+    .venv/bin/python bench/ingest.py [--mails 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import random
+import resource
+import sqlite3
+import sys
+import tempfile
+import time
+from email.message import EmailMessage
+from email.policy import SMTP
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mailgate.app import build_app  # noqa: E402
+from mailgate.config import parse_config  # noqa: E402
+from mailgate.core.model import Action  # noqa: E402
+from mailgate.intake.spool import Received  # noqa: E402
+
+WORDS = "printer factuur inloggen rooster export koppeling wachtwoord rapport agenda".split()
+
+
+def new_mail(rng: random.Random, i: int) -> bytes:
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = f"Klant {i} <klant{i}@org{i % 50}.nl>"
+    msg["To"] = "support@example.com"
+    msg["Subject"] = f"{rng.choice(WORDS).capitalize()} werkt niet ({i})"
+    msg["Message-ID"] = f"<new-{i}@bench.example>"
+    msg.set_content(" ".join(rng.choice(WORDS) for _ in range(400)))
+    return msg.as_bytes()
+
+
+def reply_mail(rng: random.Random, i: int, ticket: int, tag: str, token: str, ref: str) -> bytes:
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = f"Klant <klant{ticket}@org{ticket % 50}.nl>"
+    style = i % 3
+    msg["To"] = f"support+{token.lower()}@example.com" if style == 2 else "support@example.com"
+    msg["Subject"] = f"RE: {tag} antwoord" if style == 0 else "RE: antwoord"
+    if style == 1:
+        msg["References"] = ref
+    msg["Message-ID"] = f"<reply-{i}@bench.example>"
+    msg.set_content("Dank, " + " ".join(rng.choice(WORDS) for _ in range(200)) +
+                    "\n\nOp ma 5 jan. schreef Support:\n> " + "> ".join(WORDS))
+    return msg.as_bytes()
+
+
+def baseline(mails: list[bytes], directory: Path) -> float:
+    """Durable floor: fsync'd file + committed row per mail, stdlib sqlite3."""
+    conn = sqlite3.connect(directory / "baseline.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE spool (id INTEGER PRIMARY KEY, sha TEXT UNIQUE, size INT)")
+    start = time.perf_counter()
+    for raw in mails:
+        sha = hashlib.sha256(raw).hexdigest()
+        path = directory / f"{sha}.eml"
+        with open(path, "wb") as handle:
+            handle.write(raw)
+            handle.flush()
+            os.fsync(handle.fileno())
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO spool (sha, size) VALUES (?, ?)", (sha, len(raw)))
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return len(mails) / elapsed
+
+
+async def mailgate_run(count: int, directory: Path) -> tuple[float, dict[str, int]]:
+    config = parse_config(
+        {
+            "general": {"data_dir": "var", "log_level": "error", "log_format": "json"},
+            "database": {"url": "sqlite+aiosqlite:///mailgate.db"},
+            "queues": [{"name": "support", "addresses": ["support@example.com"],
+                        "team_address": "team@example.com"}],
+        },
+        name="bench.toml", base=directory, environ={"MAILGATE_SECRET": "bench-secret-0123456789"},
+    )
+    from mailgate.log import configure
+
+    configure("error", "json")
+    app = await build_app(config)
+    rng = random.Random(42)
+    counts: dict[str, int] = {}
+    tickets: list[int] = []
+    first_message: dict[int, str] = {}
+    elapsed = 0.0
+    try:
+        for i in range(count):
+            if i % 2 == 0 or not tickets:
+                raw = new_mail(rng, i)
+            else:
+                ticket = rng.choice(tickets)
+                raw = reply_mail(rng, i, ticket, app.codec.subject_tag(ticket),
+                                 app.codec.token(ticket), first_message[ticket])
+            start = time.perf_counter()
+            stored = await app.spool.store(Received(raw, "bench"))
+            outcome = await app.processor.process(stored.spool_id)
+            elapsed += time.perf_counter() - start
+            assert outcome is not None
+            counts[outcome.action.value] = counts.get(outcome.action.value, 0) + 1
+            if outcome.action is Action.CREATED and outcome.ticket is not None:
+                tickets.append(outcome.ticket)
+                first_message[outcome.ticket] = f"<new-{i}@bench.example>"
+    finally:
+        await app.close()
+    return count / elapsed, counts
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mails", type=int, default=2000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="mailgate-bench-") as tmp:
+        directory = Path(tmp)
+        rng = random.Random(7)
+        sample = [new_mail(rng, i) for i in range(args.mails)]
+        (directory / "base").mkdir()
+        base_rate = baseline(sample, directory / "base")
+        (directory / "mg").mkdir()
+        rate, counts = asyncio.run(mailgate_run(args.mails, directory / "mg"))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"mails:                 {args.mails} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})")
+    print(f"mailgate intake:       {rate:8.1f} mails/s (store + parse + route + persist)")
+    print(f"baseline (file+row):   {base_rate:8.1f} mails/s (fsync'd file + committed sqlite3 row)")
+    print(f"ratio mailgate/base:   {rate / base_rate:8.3f}")
+    print(f"peak RSS:              {peak_mb:8.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

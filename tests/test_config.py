@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailgate.config import load_config, parse_config, resolve_config_path
+from mailgate.errors import ConfigError
+
+MINIMAL = {
+    "queues": [
+        {
+            "name": "support",
+            "addresses": ["support@example.com"],
+            "team_address": "team@example.com",
+        }
+    ]
+}
+
+
+def test_paths_resolve_against_the_config_directory(tmp_path: Path) -> None:
+    config = parse_config(MINIMAL, name="config.toml", base=tmp_path, environ={})
+    assert config.general.data_dir == tmp_path / "var"
+    assert config.database.url == f"sqlite+aiosqlite:///{tmp_path}/var/mailgate.db"
+
+
+def test_database_url_from_environment_wins(tmp_path: Path) -> None:
+    config = parse_config(
+        MINIMAL,
+        name="config.toml",
+        base=tmp_path,
+        environ={"MAILGATE_DATABASE_URL": "postgresql://u@db/mailgate"},
+    )
+    assert config.database.url == "postgresql+asyncpg://u@db/mailgate"
+
+
+def test_secret_from_environment_and_too_short_secret(tmp_path: Path) -> None:
+    config = parse_config(
+        MINIMAL, name="c.toml", base=tmp_path, environ={"MAILGATE_SECRET": "x" * 20}
+    )
+    assert config.tokens.secret == b"x" * 20
+    with pytest.raises(ConfigError, match="MAILGATE_SECRET: must be at least 16"):
+        parse_config(MINIMAL, name="c.toml", base=tmp_path, environ={"MAILGATE_SECRET": "short"})
+
+
+def test_all_problems_reported_together(tmp_path: Path) -> None:
+    document = {
+        "smtp": {},
+        "database": {"url": "mysql://x/y"},
+        "intake": {"fallback_charsets": ["klingon-8"]},
+        "queues": [
+            {"name": "a", "addresses": ["a@example.com"], "team_address": "t@example.com"},
+            {
+                "name": "a",
+                "addresses": ["a@example.com"],
+                "team_address": "t@example.com",
+                "default_type": "rant",
+            },
+        ],
+    }
+    with pytest.raises(ConfigError) as raised:
+        parse_config(document, name="config.toml", base=tmp_path, environ={})
+    assert raised.value.problems == (
+        "config.toml: [smtp]: unknown section",
+        'config.toml: [database] url: expected a sqlite or postgresql URL, got "mysql"',
+        'config.toml: [intake] fallback_charsets: unknown charset "klingon-8"',
+        "config.toml: [[queues]] #2 default_type: expected one of question, bug, "
+        'configuration_change, feedback, extra_request, got "rant"',
+        'config.toml: [[queues]] #2 name: duplicate queue name "a"',
+        'config.toml: [[queues]] #2 addresses: "a@example.com" belongs to another queue too',
+    )
+
+
+def test_missing_and_broken_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.toml", {})
+    broken = tmp_path / "config.toml"
+    broken.write_text("[general\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(broken, {})
+
+
+def test_config_path_selection(tmp_path: Path) -> None:
+    assert resolve_config_path(str(tmp_path / "a.toml"), {}) == tmp_path / "a.toml"
+    assert (
+        resolve_config_path(None, {"MAILGATE_CONFIG": str(tmp_path / "b.toml")})
+        == tmp_path / "b.toml"
+    )
+    assert resolve_config_path(None, {}).name == "config.toml"
