@@ -29,12 +29,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mailgate.app import build_app  # noqa: E402
-from mailgate.config import parse_config  # noqa: E402
-from mailgate.core.model import Action  # noqa: E402
-from mailgate.intake.spool import Received  # noqa: E402
+from mailgate.app import build_app
+from mailgate.config import parse_config
+from mailgate.core.model import Action
+from mailgate.intake.spool import Received
 
-WORDS = "printer factuur inloggen rooster export koppeling wachtwoord rapport agenda".split()
+WORDS = [
+    "printer",
+    "factuur",
+    "inloggen",
+    "rooster",
+    "export",
+    "koppeling",
+    "wachtwoord",
+    "rapport",
+    "agenda",
+]
 
 
 def new_mail(rng: random.Random, i: int) -> bytes:
@@ -56,8 +66,12 @@ def reply_mail(rng: random.Random, i: int, ticket: int, tag: str, token: str, re
     if style == 1:
         msg["References"] = ref
     msg["Message-ID"] = f"<reply-{i}@bench.example>"
-    msg.set_content("Dank, " + " ".join(rng.choice(WORDS) for _ in range(200)) +
-                    "\n\nOp ma 5 jan. schreef Support:\n> " + "> ".join(WORDS))
+    msg.set_content(
+        "Dank, "
+        + " ".join(rng.choice(WORDS) for _ in range(200))
+        + "\n\nOp ma 5 jan. schreef Support:\n> "
+        + "> ".join(WORDS)
+    )
     return msg.as_bytes()
 
 
@@ -88,10 +102,17 @@ async def mailgate_run(count: int, directory: Path) -> tuple[float, dict[str, in
         {
             "general": {"data_dir": "var", "log_level": "error", "log_format": "json"},
             "database": {"url": "sqlite+aiosqlite:///mailgate.db"},
-            "queues": [{"name": "support", "addresses": ["support@example.com"],
-                        "team_address": "team@example.com"}],
+            "queues": [
+                {
+                    "name": "support",
+                    "addresses": ["support@example.com"],
+                    "team_address": "team@example.com",
+                }
+            ],
         },
-        name="bench.toml", base=directory, environ={"MAILGATE_SECRET": "bench-secret-0123456789"},
+        name="bench.toml",
+        base=directory,
+        environ={"MAILGATE_SECRET": "bench-secret-0123456789"},
     )
     from mailgate.log import configure
 
@@ -108,8 +129,14 @@ async def mailgate_run(count: int, directory: Path) -> tuple[float, dict[str, in
                 raw = new_mail(rng, i)
             else:
                 ticket = rng.choice(tickets)
-                raw = reply_mail(rng, i, ticket, app.codec.subject_tag(ticket),
-                                 app.codec.token(ticket), first_message[ticket])
+                raw = reply_mail(
+                    rng,
+                    i,
+                    ticket,
+                    app.codec.subject_tag(ticket),
+                    app.codec.token(ticket),
+                    first_message[ticket],
+                )
             start = time.perf_counter()
             stored = await app.spool.store(Received(raw, "bench"))
             outcome = await app.processor.process(stored.spool_id)
@@ -137,7 +164,8 @@ def main() -> int:
         (directory / "mg").mkdir()
         rate, counts = asyncio.run(mailgate_run(args.mails, directory / "mg"))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"mails:                 {args.mails} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})")
+    actions = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    print(f"mails:                 {args.mails} ({actions})")
     print(f"mailgate intake:       {rate:8.1f} mails/s (store + parse + route + persist)")
     print(f"baseline (file+row):   {base_rate:8.1f} mails/s (fsync'd file + committed sqlite3 row)")
     print(f"ratio mailgate/base:   {rate / base_rate:8.3f}")
