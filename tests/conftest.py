@@ -8,6 +8,7 @@ MAILGATE_REQUIRE_SERVERS=1 (CI) a missing server is a failure, never a skip.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -27,6 +28,21 @@ from mailgate.intake.spool import Received
 from mailgate.process import Outcome
 
 SUPPORT = Path(__file__).parent / "support"
+# The shared corpus of real mails lives beside the repository (or where MAILGATE_CORPUS says).
+CORPUS = Path(
+    os.environ.get("MAILGATE_CORPUS") or Path(__file__).resolve().parents[2] / "shared" / "corpus"
+)
+
+
+def corpus_mails() -> list[dict[str, Any]]:
+    """The whole mails of the corpus manifest (not bare bodies), in manifest order."""
+    manifest = CORPUS / "manifest.jsonl"
+    if not manifest.exists():
+        return []
+    entries = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    return [e for e in entries if str(e["format"]).startswith("rfc822")]
+
+
 REQUIRE_SERVERS = os.environ.get("MAILGATE_REQUIRE_SERVERS") == "1"
 TEST_SECRET = "test-secret-0123456789abcdef"
 

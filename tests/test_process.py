@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 from sqlalchemy import text
 
@@ -15,11 +12,9 @@ from mailgate.core.model import Action
 from mailgate.intake.spool import Received
 from mailgate.store.db import session
 from mailgate.store.repos import Repo
-from tests.conftest import deliver
+from tests.conftest import CORPUS, corpus_mails, deliver
 from tests.core.test_subject import MANGLINGS
 from tests.mails import make_mail
-
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 
 async def _view(app: App, number: int):  # type: ignore[no-untyped-def]
@@ -255,13 +250,7 @@ async def test_stored_but_unprocessed_mail_is_processed_after_restart_once(
         await second.close()
 
 
-def _corpus_mails() -> list[dict[str, object]]:
-    manifest = CORPUS / "manifest.jsonl"
-    entries = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-    return [e for e in entries if str(e["format"]).startswith("rfc822")]
-
-
-CORPUS_MAILS = _corpus_mails()
+CORPUS_MAILS = corpus_mails()
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=False)
@@ -275,5 +264,6 @@ async def test_every_corpus_mail_ingests_without_exception(app: App) -> None:
         outcome = await app.processor.process(stored.spool_id)
         if outcome is None or outcome.action in (Action.QUARANTINED, Action.DEFERRED):
             failures.append((entry["id"], outcome))
+    assert CORPUS_MAILS, f"corpus missing at {CORPUS}"
     assert failures == []
     assert await _count(app, "spool") >= len(CORPUS_MAILS) - 5

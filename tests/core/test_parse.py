@@ -1,18 +1,15 @@
 from __future__ import annotations
 
 import base64
-import json
 from email.message import EmailMessage
 from email.policy import SMTP
-from pathlib import Path
 
 import pytest
 
 from mailgate.core.filenames import safe_filename
 from mailgate.core.parse import message_ids, parse_mail
 from mailgate.core.subject import clean_subject
-
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
+from tests.conftest import CORPUS, corpus_mails
 
 
 def _raw(headers: str, body: bytes) -> bytes:
@@ -215,15 +212,7 @@ def test_garbage_never_raises() -> None:
         assert isinstance(mail.text, str)
 
 
-def _corpus() -> list[dict[str, object]]:
-    manifest = CORPUS / "manifest.jsonl"
-    if not manifest.exists():
-        return []
-    entries = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-    return [e for e in entries if str(e["format"]).startswith("rfc822")]
-
-
-CORPUS_MAILS = _corpus()
+CORPUS_MAILS = corpus_mails()
 
 
 @pytest.mark.parametrize("entry", CORPUS_MAILS, ids=[str(e["id"]) for e in CORPUS_MAILS])
