@@ -21,7 +21,7 @@ import structlog
 from mailgate import __version__
 from mailgate.app import App, build_app, run_daemon
 from mailgate.config import Config, load_config, resolve_config_path
-from mailgate.core.model import Action, TicketView
+from mailgate.core.model import Action, SpoolEntry, TicketView
 from mailgate.errors import BadMail, ConfigError, MailgateError, NotFound
 from mailgate.intake.spool import Received
 from mailgate.log import configure
@@ -198,7 +198,7 @@ def _read_file(path: str) -> bytes:
         raise NotFound(f"cannot read {path}: {exc.strerror}") from exc
 
 
-async def _spool_entry(app: App, spool_id: int) -> Any:
+async def _spool_entry(app: App, spool_id: int) -> SpoolEntry | None:
     with storage_errors("spool lookup"):
         async with session(app.engine) as s:
             return await Repo(s).spool_get(spool_id)

@@ -142,7 +142,7 @@ def _attachment(name: str | None, content_type: str, data: bytes, index: int) ->
     )
 
 
-def _text(msg: Message, parts: list[str], html_parts: list[str]) -> tuple[str, str | None]:
+def _text(parts: list[str], html_parts: list[str]) -> tuple[str, str | None]:
     html = "\n".join(p for p in html_parts if p.strip()) or None
     text = "\n\n".join(p.strip("\n") for p in parts if p.strip())
     if not text and html:
@@ -151,7 +151,6 @@ def _text(msg: Message, parts: list[str], html_parts: list[str]) -> tuple[str, s
 
 
 def _build(
-    raw: bytes,
     msg: Message,
     *,
     subject: str,
@@ -297,12 +296,10 @@ def _with_mailparser(raw: bytes, fallbacks: tuple[str, ...]) -> ParsedMail:
         attachments.append(_attachment(None, part.get_content_type(), data, len(attachments) + 1))
     fixes = _text_fixes(msg, fallbacks)
     text, html = _text(
-        msg,
         [fixes.get(p, p) for p in mp.text_plain],
         [fixes.get(p, p) for p in mp.text_html],
     )
     return _build(
-        raw,
         msg,
         subject=decode_header_value(raw_header(msg, "Subject"), fallbacks),
         from_addr=_addresses(mp.from_ or []),
@@ -366,9 +363,8 @@ def _with_stdlib(raw: bytes, defects_in: tuple[str, ...], fallbacks: tuple[str, 
                 attachments.append(_attachment(filename, content_type, data, len(attachments) + 1))
         except Exception as exc:  # a broken part must not cost the rest of the mail
             defects.append(f"part {content_type} unreadable: {type(exc).__name__}")
-    text, html_text = _text(msg, plain, html)
+    text, html_text = _text(plain, html)
     return _build(
-        raw,
         msg,
         subject=decode_header_value(raw_header(msg, "Subject"), fallbacks),
         from_addr=_header_addresses(msg, "From"),
