@@ -18,6 +18,7 @@ from mailgate.config import Config
 from mailgate.core.address import AddressPolicy, QueueAddresses
 from mailgate.core.tokens import TokenCodec
 from mailgate.errors import StorageUnavailable
+from mailgate.intake.smtp import Listeners, start_listeners
 from mailgate.intake.spool import Spool
 from mailgate.process import Processor
 from mailgate.store.db import create_engine, create_schema, session, storage_errors
@@ -38,6 +39,7 @@ class App:
     processor: Processor
     clock: Clock
     wake: asyncio.Event
+    listeners: Listeners | None = None
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -116,20 +118,46 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
 
 
 async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
-    """Run the intake worker until SIGTERM or SIGINT; mail stored earlier is processed first."""
+    """Listen and process until SIGTERM or SIGINT; mail stored earlier is processed first.
+
+    Shutdown order: stop accepting and let SMTP/LMTP transactions in flight
+    finish (``[smtp] shutdown_grace``), then let the worker finish its mail.
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    config = app.config
     log.info(
         "daemon.started",
-        database=_safe_url(app.config.database.url),
-        data_dir=str(app.config.general.data_dir),
-        queues=[q.name for q in app.config.queues],
+        database=_safe_url(config.database.url),
+        data_dir=str(config.general.data_dir),
+        queues=[q.name for q in config.queues],
     )
+    listeners: Listeners | None = None
+    worker_stop = asyncio.Event()
+    worker = asyncio.create_task(app.processor.run(worker_stop, app.wake))
     try:
-        await app.processor.run(stop, app.wake)
+        if config.smtp.enabled or config.lmtp.enabled:
+            listeners = await start_listeners(
+                smtp=config.smtp,
+                lmtp=config.lmtp,
+                spool=app.spool,
+                policy=app.policy,
+                clock=app.clock,
+            )
+            app.listeners = listeners
+        stopping = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({stopping, worker}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if worker in done:
+            worker.result()  # the worker died: raise its error so the supervisor restarts us
     finally:
+        if listeners is not None:
+            await listeners.close()
+        worker_stop.set()
+        if not worker.done():
+            await worker
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         log.info("daemon.stopped")

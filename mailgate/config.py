@@ -79,6 +79,44 @@ class WorkerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SmtpAccount:
+    username: str
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    """The SMTP listener, and the limits that the LMTP listener shares."""
+
+    enabled: bool
+    host: str
+    port: int
+    tls_port: int  # implicit TLS (SMTPS); 0 = off
+    hostname: str
+    tls_cert: Path | None
+    tls_key: Path | None
+    require_tls: bool
+    auth_required: bool
+    accounts: tuple[SmtpAccount, ...]
+    max_message_size: int
+    max_recipients: int
+    max_connections: int
+    connections_per_ip_per_minute: int
+    messages_per_ip_per_minute: int
+    timeout: float
+    max_line_length: int
+    shutdown_grace: float
+
+
+@dataclass(frozen=True, slots=True)
+class LmtpConfig:
+    enabled: bool
+    host: str
+    port: int
+    socket: Path | None
+
+
+@dataclass(frozen=True, slots=True)
 class IntakeConfig:
     fallback_charsets: tuple[str, ...]
 
@@ -103,6 +141,8 @@ class Config:
     agents: AgentConfig
     worker: WorkerConfig
     intake: IntakeConfig
+    smtp: SmtpConfig
+    lmtp: LmtpConfig
     queues: tuple[QueueConfig, ...]
 
     @property
@@ -203,6 +243,15 @@ class _Section:
                 return default
         return tuple(value)
 
+    def table_list(self, key: str) -> list[dict[str, Any]]:
+        value = self._get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            self.problem(key, "expected an array of tables")
+            return []
+        return value
+
     def path(self, key: str, default: str) -> Path:
         raw = self.string(key, default)
         path = Path(raw).expanduser()
@@ -265,7 +314,10 @@ def parse_config(
 ) -> Config:
     """Validate an already-parsed TOML document; all problems at once."""
     reader = _Reader(name, base, document)
-    known = {"general", "database", "tokens", "addresses", "agents", "worker", "intake", "queues"}
+    known = {
+        *("general", "database", "tokens", "addresses", "agents", "worker", "intake", "smtp"),
+        *("lmtp", "queues"),
+    }
     for key in sorted(set(document) - known):
         reader.problems.append(f"{name}: [{key}]: unknown section")
 
@@ -330,6 +382,17 @@ def parse_config(
     intake = IntakeConfig(fallback_charsets=charsets)
     s.finish()
 
+    smtp = _smtp(reader, environ)
+    s = reader.section("lmtp")
+    socket_path = s.string("socket", "")
+    lmtp = LmtpConfig(
+        enabled=s.boolean("enabled", False),
+        host=s.string("host", "127.0.0.1"),
+        port=s.integer("port", 2424, low=0, high=65535),
+        socket=(base / socket_path) if socket_path else None,
+    )
+    s.finish()
+
     queues = _queues(reader, document.get("queues"))
     if reader.problems:
         raise ConfigError(reader.problems)
@@ -342,6 +405,8 @@ def parse_config(
         agents=agents,
         worker=worker,
         intake=intake,
+        smtp=smtp,
+        lmtp=lmtp,
         queues=queues,
     )
 
@@ -367,6 +432,65 @@ def _database_url(section: _Section, url: str, base: Path) -> str:
     else:
         section.problem("url", f"expected a sqlite or postgresql URL, got {_show(backend)}")
     return parsed.render_as_string(hide_password=False)
+
+
+def _smtp(reader: _Reader, environ: Mapping[str, str]) -> SmtpConfig:
+    s = reader.section("smtp")
+    raw_accounts = s.table_list("accounts")
+    accounts: list[SmtpAccount] = []
+    for index, table in enumerate(raw_accounts):
+        a = _Section(reader, f"[[smtp.accounts]] #{index + 1}", table)
+        username = a.string("username", "")
+        password_env = a.string("password_env", "")
+        a.finish()
+        if not username:
+            a.problem("username", "required")
+        if not password_env:
+            a.problem("password_env", "required (the name of an environment variable)")
+        elif not environ.get(password_env):
+            a.problem("password_env", f"environment variable {password_env} is not set")
+        else:
+            accounts.append(SmtpAccount(username, environ[password_env]))
+    cert = s.string("tls_cert", "")
+    key = s.string("tls_key", "")
+    config = SmtpConfig(
+        enabled=s.boolean("enabled", True),
+        host=s.string("host", "127.0.0.1"),
+        port=s.integer("port", 2525, low=0, high=65535),
+        tls_port=s.integer("tls_port", 0, low=0, high=65535),
+        hostname=s.string("hostname", ""),
+        tls_cert=(reader.base / cert) if cert else None,
+        tls_key=(reader.base / key) if key else None,
+        require_tls=s.boolean("require_tls", False),
+        auth_required=s.boolean("auth_required", False),
+        accounts=tuple(accounts),
+        max_message_size=s.integer("max_message_size", 25 * 1024 * 1024, low=1024, high=2**31),
+        max_recipients=s.integer("max_recipients", 50, low=1, high=10000),
+        max_connections=s.integer("max_connections", 100, low=1, high=100000),
+        connections_per_ip_per_minute=s.integer(
+            "connections_per_ip_per_minute", 120, low=1, high=10**6
+        ),
+        messages_per_ip_per_minute=s.integer("messages_per_ip_per_minute", 240, low=1, high=10**6),
+        timeout=s.number("timeout", 300.0, low=1.0, high=3600.0),
+        max_line_length=s.integer("max_line_length", 1000, low=78, high=1_000_000),
+        shutdown_grace=s.number("shutdown_grace", 30.0, low=0.0, high=3600.0),
+    )
+    s.finish()
+    if (config.tls_cert is None) != (config.tls_key is None):
+        s.problem("tls_cert", "tls_cert and tls_key go together")
+    for name, path in (("tls_cert", config.tls_cert), ("tls_key", config.tls_key)):
+        if path is not None and not path.is_file():
+            s.problem(name, f"no such file: {path}")
+    if config.tls_port and config.tls_cert is None:
+        s.problem("tls_port", "implicit TLS needs tls_cert and tls_key")
+    if (config.require_tls or config.auth_required) and config.tls_cert is None:
+        s.problem(
+            "require_tls" if config.require_tls else "auth_required",
+            "needs tls_cert and tls_key (AUTH is only offered over TLS)",
+        )
+    if config.auth_required and not config.accounts:
+        s.problem("auth_required", "needs at least one [[smtp.accounts]] entry")
+    return config
 
 
 def _queues(reader: _Reader, raw: object) -> tuple[QueueConfig, ...]:

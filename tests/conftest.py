@@ -123,6 +123,13 @@ def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iter
         asyncio.run(_pg_admin(dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
+def test_environ() -> dict[str, str]:
+    """The process environment for configs built in tests, with the test secret."""
+    environ = {k: v for k, v in os.environ.items() if k != "MAILGATE_DATABASE_URL"}
+    environ["MAILGATE_SECRET"] = TEST_SECRET
+    return environ
+
+
 def config_document(db_url: str, **sections: dict[str, Any]) -> dict[str, Any]:
     document: dict[str, Any] = {
         "general": {"data_dir": "var", "log_level": "debug", "log_format": "json"},
@@ -156,7 +163,7 @@ def make_config(db_url: str, tmp_path: Path) -> Callable[..., Config]:
             config_document(db_url, **sections),
             name="config.toml",
             base=tmp_path,
-            environ={"MAILGATE_SECRET": TEST_SECRET},
+            environ=test_environ(),
         )
 
     return build

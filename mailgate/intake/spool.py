@@ -9,6 +9,7 @@ nothing half-done: a file this call created is removed again.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -34,6 +35,11 @@ class Received:
     source: str
     envelope_from: str | None = None
     envelope_to: tuple[str, ...] = ()
+    trace: bytes = b""  # our own Received: header, stored in front; not part of the identity
+
+    @property
+    def stored_bytes(self) -> bytes:
+        return self.trace + self.raw
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,21 +78,19 @@ class Spool:
         if existing is not None:
             bound.info("mail.duplicate", spool_id=existing.id)
             return Stored(existing.id, True, ident.message_id)
-        _, created = await asyncio.to_thread(self.raw.put, received.raw, ident.raw_sha256)
+        data = received.stored_bytes
+        raw_sha256 = hashlib.sha256(data).hexdigest() if received.trace else ident.raw_sha256
+        _, created = await asyncio.to_thread(self.raw.put, data, raw_sha256)
         try:
-            spool_id = await self._record(
-                received, ident.dedupe_key, ident.raw_sha256, ident.message_id
-            )
+            spool_id = await self._record(received, ident.dedupe_key, raw_sha256, ident.message_id)
         except IntegrityError:
             # Another delivery of the same mail won the race.
-            return await self._duplicate(
-                ident.dedupe_key, ident.raw_sha256, created, ident.message_id
-            )
+            return await self._duplicate(ident.dedupe_key, raw_sha256, created, ident.message_id)
         except BaseException:
             if created:
-                self.raw.discard(ident.raw_sha256)
+                self.raw.discard(raw_sha256)
             raise
-        bound.info("mail.stored", spool_id=spool_id, size=len(received.raw))
+        bound.info("mail.stored", spool_id=spool_id, size=len(data))
         if self.on_stored is not None:
             self.on_stored(spool_id)
         return Stored(spool_id, False, ident.message_id)
@@ -99,7 +103,7 @@ class Spool:
                 return await Repo(s).spool_add(
                     dedupe_key=key,
                     raw_sha256=raw_sha256,
-                    size=len(received.raw),
+                    size=len(received.stored_bytes),
                     message_id=message_id,
                     source=received.source,
                     envelope_from=received.envelope_from,
