@@ -1,0 +1,149 @@
+"""The daemon as a process: SMTP load, kill -9, restart; nothing acknowledged is lost or doubled."""
+
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_SECRET, free_port, write_config_file
+from tests.mails import make_mail
+
+
+def start_daemon(config: Path) -> tuple[subprocess.Popen[bytes], list[bytes]]:
+    env = {**os.environ, "MAILGATE_SECRET": TEST_SECRET}
+    env.pop("MAILGATE_DATABASE_URL", None)
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "mailgate", "--config", str(config), "run"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert daemon.stderr is not None
+    lines: list[bytes] = []
+    while not lines or b"smtp.listening" not in lines[-1]:
+        line = daemon.stderr.readline()
+        assert line, b"".join(lines).decode()
+        lines.append(line)
+    # Keep draining stderr so the daemon never blocks on a full pipe.
+    threading.Thread(target=lambda: lines.extend(daemon.stderr or []), daemon=True).start()
+    return daemon, lines
+
+
+def stop_daemon(daemon: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
+    daemon.send_signal(sig)
+    code = daemon.wait(timeout=60)
+    time.sleep(0.05)  # let the drain thread see EOF
+    if daemon.stderr is not None:
+        daemon.stderr.close()
+    return code
+
+
+def wait_until_processed(database: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with sqlite3.connect(database) as conn:
+            if conn.execute("SELECT count(*) FROM spool WHERE state = 'pending'").fetchone() == (
+                0,
+            ):
+                return
+        time.sleep(0.2)
+    raise AssertionError("spool not drained")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_kill_9_under_load_then_restart_loses_and_doubles_nothing(
+    tmp_path: Path, db_url: str
+) -> None:
+    port = free_port()
+    config = write_config_file(
+        tmp_path / "config.toml",
+        db_url,
+        smtp={
+            "port": port,
+            "messages_per_ip_per_minute": 100000,
+            "connections_per_ip_per_minute": 100000,
+        },
+    )
+    database = tmp_path / "mailgate.db"
+    daemon, _ = start_daemon(config)
+    acknowledged: list[str] = []
+    lock = threading.Lock()
+    killed = threading.Event()
+
+    def client(worker: int) -> None:
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+                for i in range(125):
+                    message_id = f"load-{worker}-{i}@customer.nl"
+                    raw = make_mail(subject=f"load {worker} {i}", message_id=f"<{message_id}>")
+                    smtp.sendmail("a@customer.nl", ["support@example.com"], raw)
+                    with lock:
+                        acknowledged.append(message_id)
+        except (smtplib.SMTPException, OSError):
+            assert killed.is_set(), "a client failed before the daemon was killed"
+
+    clients = [threading.Thread(target=client, args=(w,)) for w in range(4)]
+    for thread in clients:
+        thread.start()
+    while len(acknowledged) < 150:
+        time.sleep(0.01)
+    killed.set()
+    stop_daemon(daemon, signal.SIGKILL)
+    for thread in clients:
+        thread.join(timeout=60)
+    assert 150 <= len(acknowledged) < 500
+
+    daemon, log_lines = start_daemon(config)
+    try:
+        wait_until_processed(database)
+    finally:
+        assert stop_daemon(daemon) == 0, b"".join(log_lines).decode()
+    with sqlite3.connect(database) as conn:
+        per_id = dict(
+            conn.execute("SELECT message_id, count(*) FROM messages GROUP BY message_id").fetchall()
+        )
+        tickets = conn.execute("SELECT count(*) FROM tickets").fetchone()[0]
+    assert all(per_id.get(mid) == 1 for mid in acknowledged), "an acknowledged mail is missing"
+    assert max(per_id.values()) == 1, "a mail was processed twice"
+    assert tickets == len(per_id)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_sigterm_finishes_a_transaction_in_flight_and_exits_0(tmp_path: Path, db_url: str) -> None:
+    port = free_port()
+    config = write_config_file(
+        tmp_path / "config.toml", db_url, smtp={"port": port, "shutdown_grace": 10.0}
+    )
+    daemon, lines = start_daemon(config)
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+        smtp.ehlo("c.example.org")
+        smtp.mail("a@customer.nl")
+        smtp.rcpt("support@example.com")
+        smtp.putcmd("data")
+        assert smtp.getreply()[0] == 354
+        smtp.send(b"Subject: half\r\n\r\nbegun")
+        daemon.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert daemon.poll() is None, "the daemon left before the transaction ended"
+        smtp.send(b" and finished\r\n.\r\n")
+        code, _ = smtp.getreply()
+        assert code == 250
+    assert daemon.wait(timeout=30) == 0, b"".join(lines).decode()
+    stop_daemon(daemon)
+    # Restart picks up what was stored and not yet processed.
+    daemon, lines = start_daemon(config)
+    try:
+        wait_until_processed(tmp_path / "mailgate.db")
+    finally:
+        stop_daemon(daemon)
+    with sqlite3.connect(tmp_path / "mailgate.db") as conn:
+        assert conn.execute("SELECT title FROM tickets").fetchall() == [("half",)]
