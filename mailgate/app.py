@@ -113,6 +113,7 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
         worker=config.worker,
         intake=config.intake,
         clock=clock,
+        intake_busy=spool.busy,
     )
     return App(config, engine, codec, policy, spool, processor, clock, wake)
 

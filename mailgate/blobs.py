@@ -23,25 +23,40 @@ class BlobStore:
     def put(self, data: bytes, sha256: str | None = None) -> tuple[str, bool]:
         """Store ``data`` durably; returns its hash and whether this call created the file."""
         digest = sha256 or hashlib.sha256(data).hexdigest()
-        target = self.path(digest)
+        (created,) = self.put_many([(data, digest)])
+        return digest, created
+
+    def put_many(self, items: list[tuple[bytes, str]]) -> list[bool]:
+        """Store several blobs durably, syncing each directory once; whether each was created."""
+        created: list[bool] = []
+        directories: set[Path] = set()
         try:
-            if target.exists() and target.stat().st_size == len(data):
-                return digest, False
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                Path(tmp).replace(target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-            _fsync_dir(target.parent)
+            for data, digest in items:
+                target = self.path(digest)
+                if target.exists() and target.stat().st_size == len(data):
+                    created.append(False)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+                try:
+                    with os.fdopen(fd, "wb") as handle:
+                        handle.write(data)
+                        handle.flush()
+                        os.fsync(handle.fileno())
+                    Path(tmp).replace(target)
+                except BaseException:
+                    Path(tmp).unlink(missing_ok=True)
+                    raise
+                directories.add(target.parent)
+                created.append(True)
+            for directory in directories:
+                _fsync_dir(directory)
         except OSError as exc:
-            raise StorageUnavailable(f"cannot write {target.parent}: {exc.strerror}") from exc
-        return digest, True
+            for (_, digest), made in zip(items, created, strict=False):
+                if made:
+                    self.discard(digest)
+            raise StorageUnavailable(f"cannot write under {self.root}: {exc.strerror}") from exc
+        return created
 
     def get(self, sha256: str) -> bytes:
         try:

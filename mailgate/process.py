@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import traceback
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -74,6 +74,7 @@ class Processor:
         worker: WorkerConfig,
         intake: IntakeConfig,
         clock: Clock,
+        intake_busy: Callable[[], bool] | None = None,
     ) -> None:
         self.engine = engine
         self.raw = raw
@@ -83,6 +84,7 @@ class Processor:
         self.queues = queues
         self.worker = worker
         self.fallback_charsets = intake.fallback_charsets
+        self.intake_busy = intake_busy
         self.clock = clock
 
     async def process(self, spool_id: int) -> Outcome | None:
@@ -259,10 +261,24 @@ class Processor:
                 due = await Repo(s).spool_due(self.clock.now(), limit)
         outcomes = []
         for spool_id in due:
+            await self._give_way()
             outcome = await self.process(spool_id)
             if outcome is not None:
                 outcomes.append(outcome)
         return outcomes
+
+    async def _give_way(self, longest: float = 0.5) -> None:
+        """While mail is being received, wait (at most ``longest``) so that 250s come first.
+
+        A client waits for each acknowledgment; a stored mail can wait to be
+        processed. The cap keeps the backlog moving under sustained load.
+        """
+        if self.intake_busy is None:
+            return
+        waited = 0.0
+        while waited < longest and self.intake_busy():
+            await asyncio.sleep(0.01)
+            waited += 0.01
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
         """Work until ``stop`` is set: process what is due, then wait for a wake-up or the poll."""

@@ -45,7 +45,7 @@ def test_secret_from_environment_and_too_short_secret(tmp_path: Path) -> None:
 
 def test_all_problems_reported_together(tmp_path: Path) -> None:
     document = {
-        "smtp": {},
+        "smpt": {},
         "database": {"url": "mysql://x/y"},
         "intake": {"fallback_charsets": ["klingon-8"]},
         "queues": [
@@ -61,7 +61,7 @@ def test_all_problems_reported_together(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as raised:
         parse_config(document, name="config.toml", base=tmp_path, environ={})
     assert raised.value.problems == (
-        "config.toml: [smtp]: unknown section",
+        "config.toml: [smpt]: unknown section",
         'config.toml: [database] url: expected a sqlite or postgresql URL, got "mysql"',
         'config.toml: [intake] fallback_charsets: unknown charset "klingon-8"',
         "config.toml: [[queues]] #2 default_type: expected one of question, bug, "

@@ -124,7 +124,8 @@ def test_sigterm_finishes_a_transaction_in_flight_and_exits_0(tmp_path: Path, db
         tmp_path / "config.toml", db_url, smtp={"port": port, "shutdown_grace": 10.0}
     )
     daemon, lines = start_daemon(config)
-    with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+    smtp = smtplib.SMTP("127.0.0.1", port, timeout=30)
+    try:
         smtp.ehlo("c.example.org")
         smtp.mail("a@customer.nl")
         smtp.rcpt("support@example.com")
@@ -137,6 +138,10 @@ def test_sigterm_finishes_a_transaction_in_flight_and_exits_0(tmp_path: Path, db
         smtp.send(b" and finished\r\n.\r\n")
         code, _ = smtp.getreply()
         assert code == 250
+        # Then the daemon says goodbye on its own: 421, service shutting down.
+        assert smtp.getreply()[0] == 421
+    finally:
+        smtp.close()
     assert daemon.wait(timeout=30) == 0, b"".join(lines).decode()
     stop_daemon(daemon)
     # Restart picks up what was stored and not yet processed.

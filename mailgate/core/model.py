@@ -136,6 +136,28 @@ class Participant:
 
 
 @dataclass(frozen=True, slots=True)
+class NewSpoolItem:
+    """A mail about to be recorded in the spool."""
+
+    dedupe_key: str
+    raw_sha256: str
+    size: int
+    message_id: str | None
+    source: str
+    envelope_from: str | None
+    envelope_to: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolReceipt:
+    """What recording one item gave: its row, or the row it duplicates."""
+
+    spool_id: int
+    duplicate: bool
+    raw_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
 class SpoolEntry:
     """A received mail as the spool records it."""
 

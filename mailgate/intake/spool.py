@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mailgate.blobs import BlobStore
 from mailgate.clock import Clock
 from mailgate.core.identity import identify
+from mailgate.core.model import NewSpoolItem, SpoolReceipt
 from mailgate.errors import BadMail
 from mailgate.store.db import session, storage_errors
 from mailgate.store.repos import Repo
@@ -52,7 +54,13 @@ class Stored:
 
 
 class Spool:
-    """Durable intake shared by every listener, poller and the pipe."""
+    """Durable intake shared by every listener, poller and the pipe.
+
+    Rows are written by group commit: mails that arrive while a commit is in
+    progress are recorded together in the next one, so concurrent SMTP
+    transactions share one fsync instead of queueing for one each. Each caller
+    still returns only after the commit that holds its own row.
+    """
 
     def __init__(
         self,
@@ -60,70 +68,98 @@ class Spool:
         raw: BlobStore,
         clock: Clock,
         on_stored: Callable[[int], None] | None = None,
+        batch_size: int = 64,
     ) -> None:
         self.engine = engine
         self.raw = raw
         self.clock = clock
         self.on_stored = on_stored
+        self.batch_size = batch_size
+        self._waiting: list[
+            tuple[NewSpoolItem, bytes, asyncio.Future[tuple[SpoolReceipt, bool]]]
+        ] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._last_store = float("-inf")
+
+    def busy(self, within: float = 0.05) -> bool:
+        """Whether mail is being received right now (for the worker to give way)."""
+        return bool(self._waiting) or time.monotonic() - self._last_store < within
 
     async def store(self, received: Received) -> Stored:
         """Store ``received`` durably; a second delivery of the same mail is a duplicate."""
         if not received.raw.strip():
             raise BadMail("empty message")
+        self._last_store = time.monotonic()
         ident = identify(received.raw)
-        bound = log.bind(message_id=ident.message_id, source=received.source)
-        with storage_errors("spool lookup"):
-            async with session(self.engine) as s:
-                existing = await Repo(s).spool_by_key(ident.dedupe_key)
-        if existing is not None:
-            bound.info("mail.duplicate", spool_id=existing.id)
-            return Stored(existing.id, True, ident.message_id)
         data = received.stored_bytes
         raw_sha256 = hashlib.sha256(data).hexdigest() if received.trace else ident.raw_sha256
-        _, created = await asyncio.to_thread(self.raw.put, data, raw_sha256)
-        try:
-            spool_id = await self._record(received, ident.dedupe_key, raw_sha256, ident.message_id)
-        except IntegrityError:
-            # Another delivery of the same mail won the race.
-            return await self._duplicate(ident.dedupe_key, raw_sha256, created, ident.message_id)
-        except BaseException:
-            if created:
-                self.raw.discard(raw_sha256)
-            raise
-        bound.info("mail.stored", spool_id=spool_id, size=len(data))
+        item = NewSpoolItem(
+            dedupe_key=ident.dedupe_key,
+            raw_sha256=raw_sha256,
+            size=len(data),
+            message_id=ident.message_id,
+            source=received.source,
+            envelope_from=received.envelope_from,
+            envelope_to=tuple(_clean(received.envelope_to)),
+        )
+        receipt, created = await self._record(item, data)
+        bound = log.bind(message_id=ident.message_id, source=received.source,
+                         spool_id=receipt.spool_id)
+        if receipt.duplicate:
+            if created and receipt.raw_sha256 != raw_sha256:
+                self.raw.discard(raw_sha256)  # this copy differs only in trace headers
+            bound.info("mail.duplicate")
+            return Stored(receipt.spool_id, True, ident.message_id)
+        bound.info("mail.stored", size=len(data))
         if self.on_stored is not None:
-            self.on_stored(spool_id)
-        return Stored(spool_id, False, ident.message_id)
+            self.on_stored(receipt.spool_id)
+        return Stored(receipt.spool_id, False, ident.message_id)
 
-    async def _record(
-        self, received: Received, key: str, raw_sha256: str, message_id: str | None
-    ) -> int:
-        with storage_errors("spool insert"):
-            async with session(self.engine, write=True) as s:
-                return await Repo(s).spool_add(
-                    dedupe_key=key,
-                    raw_sha256=raw_sha256,
-                    size=len(received.stored_bytes),
-                    message_id=message_id,
-                    source=received.source,
-                    envelope_from=received.envelope_from,
-                    envelope_to=_clean(received.envelope_to),
-                    now=self.clock.now(),
-                )
+    async def _record(self, item: NewSpoolItem, data: bytes) -> tuple[SpoolReceipt, bool]:
+        """Queue the item for the next group commit and wait for it."""
+        future: asyncio.Future[tuple[SpoolReceipt, bool]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._waiting.append((item, data, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_batches())
+        return await asyncio.shield(future)
 
-    async def _duplicate(
-        self, key: str, raw_sha256: str, created: bool, message_id: str | None
-    ) -> Stored:
-        with storage_errors("spool lookup"):
-            async with session(self.engine) as s:
-                repo = Repo(s)
-                existing = await repo.spool_by_key(key)
-                referenced = await repo.raw_referenced(raw_sha256)
-        if created and not referenced:
-            self.raw.discard(raw_sha256)
-        assert existing is not None
-        log.info("mail.duplicate", spool_id=existing.id, message_id=message_id)
-        return Stored(existing.id, True, message_id)
+    async def _write_batches(self) -> None:
+        """Commit what is waiting, batch after batch: files first (fsync'd), then the rows."""
+        while self._waiting:
+            batch = self._waiting[: self.batch_size]
+            del self._waiting[: self.batch_size]
+            files = [(data, item.raw_sha256) for item, data, _ in batch]
+            created: list[bool] = []
+            try:
+                created = await asyncio.to_thread(self.raw.put_many, files)
+                receipts = await self._insert([item for item, _, _ in batch])
+            except BaseException as exc:
+                for (_, digest), made in zip(files, created, strict=False):
+                    if made:
+                        self.raw.discard(digest)
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_, _, future), receipt, made in zip(batch, receipts, created, strict=True):
+                if not future.done():
+                    future.set_result((receipt, made))
+
+    async def _insert(self, items: list[NewSpoolItem]) -> list[SpoolReceipt]:
+        for attempt in range(3):
+            try:
+                with storage_errors("spool insert"):
+                    async with session(self.engine, write=True, urgent=True) as s:
+                        return await Repo(s).spool_add(items, self.clock.now())
+            except IntegrityError:
+                # Another instance recorded one of these keys meanwhile: look again.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
 
 def _clean(addresses: Sequence[str]) -> list[str]:

@@ -9,6 +9,10 @@ PostgreSQL runs through asyncpg.
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -92,11 +96,76 @@ def storage_errors(what: str) -> Iterator[None]:
         raise
 
 
+# SQLite has one writer at a time. Writers of this process queue on an asyncio
+# lock (first come, first served) instead of polling SQLite's busy handler,
+# which starves unlucky writers under load; busy_timeout still covers writers
+# in other processes (``mailgate ingest`` beside the daemon).
+class WriteLock:
+    """A FIFO lock in which urgent waiters (mail intake) go before the others (the worker)."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._urgent: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._normal: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @asynccontextmanager
+    async def hold(self, *, urgent: bool) -> AsyncIterator[None]:
+        if self._held or self._urgent or self._normal:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            (self._urgent if urgent else self._normal).append(future)
+            try:
+                await future
+            except BaseException:
+                if future.done() and not future.cancelled():
+                    self._release()  # we were handed the lock while being cancelled
+                else:
+                    with contextlib.suppress(ValueError):
+                        (self._urgent if urgent else self._normal).remove(future)
+                raise
+        else:
+            self._held = True
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        for queue in (self._urgent, self._normal):
+            while queue:
+                future = queue.popleft()
+                if not future.done():
+                    future.set_result(None)  # ownership passes on; _held stays True
+                    return
+        self._held = False
+
+    @property
+    def urgent_waiting(self) -> bool:
+        return bool(self._urgent)
+
+
+_WRITE_LOCKS: weakref.WeakKeyDictionary[AsyncEngine, WriteLock] = weakref.WeakKeyDictionary()
+
+
 @asynccontextmanager
-async def session(engine: AsyncEngine, *, write: bool = False) -> AsyncIterator[AsyncSession]:
-    """One transaction; ``write=True`` takes SQLite's write lock at BEGIN."""
-    bind = engine.execution_options(**{IMMEDIATE: True}) if write else engine
-    async with AsyncSession(bind, expire_on_commit=False) as s, s.begin():
+async def session(
+    engine: AsyncEngine, *, write: bool = False, urgent: bool = False
+) -> AsyncIterator[AsyncSession]:
+    """One transaction; ``write=True`` takes SQLite's write lock at BEGIN.
+
+    ``urgent`` writers (recording received mail, which a client waits on) go
+    before the others in this process.
+    """
+    if not write:
+        async with AsyncSession(engine, expire_on_commit=False) as s, s.begin():
+            yield s
+        return
+    bind = engine.execution_options(**{IMMEDIATE: True})
+    if engine.dialect.name != "sqlite":
+        async with AsyncSession(bind, expire_on_commit=False) as s, s.begin():
+            yield s
+        return
+    lock = _WRITE_LOCKS.setdefault(engine, WriteLock())
+    async with lock.hold(urgent=urgent), AsyncSession(bind, expire_on_commit=False) as s, s.begin():
         yield s
 
 

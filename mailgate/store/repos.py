@@ -14,10 +14,12 @@ from mailgate.core.model import (
     AttachmentView,
     EventView,
     MessageView,
+    NewSpoolItem,
     ParsedMail,
     Participant,
     Role,
     SpoolEntry,
+    SpoolReceipt,
     TicketView,
 )
 from mailgate.core.route import Lookup
@@ -77,35 +79,56 @@ class Repo:
 
     # --- spool ---------------------------------------------------------------------------
 
-    async def spool_add(
-        self,
-        *,
-        dedupe_key: str,
-        raw_sha256: str,
-        size: int,
-        message_id: str | None,
-        source: str,
-        envelope_from: str | None,
-        envelope_to: Sequence[str],
-        now: datetime,
-    ) -> int:
-        """Record a stored mail as pending; IntegrityError when its dedupe key is known."""
-        row = SpoolRow(
-            dedupe_key=dedupe_key,
-            raw_sha256=raw_sha256,
-            size=size,
-            message_id=message_id,
-            source=source,
-            envelope_from=envelope_from,
-            envelope_to="\n".join(envelope_to),
-            received_at=now,
-            state=PENDING,
-            next_attempt_at=now,
-        )
-        self.session.add(row)
+    async def spool_add(self, items: Sequence[NewSpoolItem], now: datetime) -> list[SpoolReceipt]:
+        """Record stored mails as pending, in order; a known dedupe key is a duplicate.
+
+        Duplicates are recognised against the table and within ``items``. Under
+        concurrent writers the unique constraint on the key is the last word:
+        the caller retries the batch on IntegrityError.
+        """
+        keys = list({item.dedupe_key for item in items})
+        known: dict[str, SpoolReceipt] = {}
+        if keys:
+            rows = await self.session.exec(
+                select(SpoolRow.dedupe_key, SpoolRow.id, SpoolRow.raw_sha256).where(
+                    col(SpoolRow.dedupe_key).in_(keys)
+                )
+            )
+            for key, spool_id, raw_sha256 in rows.all():
+                assert spool_id is not None
+                known[key] = SpoolReceipt(spool_id, True, raw_sha256)
+        fresh: dict[str, SpoolRow] = {}
+        for item in items:
+            if item.dedupe_key in known or item.dedupe_key in fresh:
+                continue
+            fresh[item.dedupe_key] = SpoolRow(
+                dedupe_key=item.dedupe_key,
+                raw_sha256=item.raw_sha256,
+                size=item.size,
+                message_id=item.message_id,
+                source=item.source,
+                envelope_from=item.envelope_from,
+                envelope_to="\n".join(item.envelope_to),
+                received_at=now,
+                state=PENDING,
+                next_attempt_at=now,
+            )
+        self.session.add_all(fresh.values())
         await self.session.flush()
-        assert row.id is not None
-        return row.id
+        receipts: list[SpoolReceipt] = []
+        claimed: set[str] = set()
+        for item in items:
+            row = fresh.get(item.dedupe_key)
+            if row is not None and item.dedupe_key not in claimed:
+                claimed.add(item.dedupe_key)
+                assert row.id is not None
+                receipts.append(SpoolReceipt(row.id, False, row.raw_sha256))
+            elif row is not None:
+                assert row.id is not None
+                receipts.append(SpoolReceipt(row.id, True, row.raw_sha256))
+            else:
+                receipts.append(known[item.dedupe_key])
+        return receipts
 
     async def spool_by_key(self, dedupe_key: str) -> SpoolEntry | None:
         row = (
