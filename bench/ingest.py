@@ -29,22 +29,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import WORDS
+
 from mailgate.app import build_app
 from mailgate.config import parse_config
 from mailgate.core.model import Action
 from mailgate.intake.spool import Received
-
-WORDS = [
-    "printer",
-    "factuur",
-    "inloggen",
-    "rooster",
-    "export",
-    "koppeling",
-    "wachtwoord",
-    "rapport",
-    "agenda",
-]
 
 
 def new_mail(rng: random.Random, i: int) -> bytes:

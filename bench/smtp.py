@@ -31,6 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common import WORDS  # noqa: E402
+
 from tests.conftest import free_port, write_config_file  # noqa: E402
 
 SINK = textwrap.dedent(
@@ -53,7 +55,6 @@ SINK = textwrap.dedent(
     asyncio.run(main())
     """
 )
-WORDS = "printer factuur inloggen rooster export koppeling wachtwoord rapport agenda".split()
 
 
 def mail(i: int) -> bytes:
@@ -107,7 +108,9 @@ class Connection:
         self.writer.close()
 
 
-async def drive(port: int, mails: list[bytes], connections: int, reuse: bool) -> tuple[float, list[float]]:
+async def drive(
+    port: int, mails: list[bytes], connections: int, reuse: bool
+) -> tuple[float, list[float]]:
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for raw in mails:
         queue.put_nowait(raw)
@@ -145,16 +148,23 @@ def start_sink(port: int) -> subprocess.Popen[bytes]:
 
 def start_mailgate(directory: Path, port: int) -> subprocess.Popen[bytes]:
     config = write_config_file(
-        directory / "config.toml", f"sqlite+aiosqlite:///{directory / 'mailgate.db'}",
+        directory / "config.toml",
+        f"sqlite+aiosqlite:///{directory / 'mailgate.db'}",
         general={"log_level": "warning"},
-        smtp={"port": port, "messages_per_ip_per_minute": 10**6,
-              "connections_per_ip_per_minute": 10**6, "max_connections": 1000},
+        smtp={
+            "port": port,
+            "messages_per_ip_per_minute": 10**6,
+            "connections_per_ip_per_minute": 10**6,
+            "max_connections": 1000,
+        },
     )
     env = {**os.environ, "MAILGATE_SECRET": "bench-secret-0123456789"}
     env.pop("MAILGATE_DATABASE_URL", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "mailgate", "--config", str(config), "run"],
-        stderr=subprocess.DEVNULL, env=env, cwd=ROOT,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=ROOT,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -198,9 +208,11 @@ def main() -> int:
                     process.send_signal(signal.SIGTERM)
                     process.wait(timeout=60)
             rates[name] = rate
-            print(f"{mode:<22}{name:<10}{rate:9.1f}{percentile(latencies, 0.5):9.2f}"
-                  f"{percentile(latencies, 0.99):9.2f}"
-                  + (f"   processing finished {drained:.1f} s after the last 250" if drained else ""))
+            print(
+                f"{mode:<22}{name:<10}{rate:9.1f}{percentile(latencies, 0.5):9.2f}"
+                f"{percentile(latencies, 0.99):9.2f}"
+                + (f"   processing finished {drained:.1f} s after the last 250" if drained else "")
+            )
         print(f"{mode:<22}ratio mailgate/sink = {rates['mailgate'] / rates['sink']:.3f}")
         _ = statistics  # imported for readers who extend the summary
     return 0

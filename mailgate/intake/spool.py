@@ -103,8 +103,9 @@ class Spool:
             envelope_to=tuple(_clean(received.envelope_to)),
         )
         receipt, created = await self._record(item, data)
-        bound = log.bind(message_id=ident.message_id, source=received.source,
-                         spool_id=receipt.spool_id)
+        bound = log.bind(
+            message_id=ident.message_id, source=received.source, spool_id=receipt.spool_id
+        )
         if receipt.duplicate:
             if created and receipt.raw_sha256 != raw_sha256:
                 self.raw.discard(raw_sha256)  # this copy differs only in trace headers
