@@ -15,6 +15,7 @@ from typing import Any
 
 import aiosmtplib
 import pytest
+import structlog
 from sqlalchemy import text
 
 from mailgate.app import App, build_app
@@ -153,10 +154,39 @@ async def test_rcpt_policy_refuses_foreign_and_unknown_accepts_ours(server: Serv
                 client.rcpt("SUPPORT@Example.COM"),
             ]
 
-    replies = await in_thread(talk)
+    with structlog.testing.capture_logs() as logs:
+        replies = await in_thread(talk)
     assert [code for code, _ in replies] == [550, 550, 250, 250]
     assert replies[0][1].startswith(b"5.1.1")
     assert await server.count() == 0
+    rejected = [e for e in logs if e["event"] == "smtp.rejected"]
+    assert [(e["code"], e["recipient"], e["peer"]) for e in rejected] == [
+        ("550", "someone@foreign.org", "127.0.0.1"),
+        ("550", "nobody@example.com", "127.0.0.1"),
+    ]
+
+
+async def test_greetings_and_extensions(server: Server) -> None:
+    def talk() -> tuple[dict[str, str], int]:
+        with smtplib.SMTP("127.0.0.1", server.port, timeout=20) as client:
+            client.ehlo("client.example.org")
+            features = dict(client.esmtp_features)
+            helo = smtplib.SMTP("127.0.0.1", server.port, timeout=20)
+            code = helo.helo("old.example.org")[0]
+            helo.quit()
+            return features, code
+
+    features, helo_code = await in_thread(talk)
+    assert {"pipelining", "enhancedstatuscodes", "8bitmime", "smtputf8", "size"} <= set(features)
+    assert helo_code == 250
+
+
+async def test_accepted_mail_is_logged_with_peer(server: Server) -> None:
+    with structlog.testing.capture_logs() as logs:
+        assert await send(server.port, ["support@example.com"], make_mail()) == {}
+    accepted = [e for e in logs if e["event"] == "smtp.accepted"]
+    assert len(accepted) == 1 and accepted[0]["peer"] == "127.0.0.1"
+    assert accepted[0]["spool_id"] == 1
 
 
 async def test_250_only_after_the_mail_is_stored(server: Server) -> None:
