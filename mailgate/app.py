@@ -138,6 +138,7 @@ async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
     listeners: Listeners | None = None
     worker_stop = asyncio.Event()
     worker = asyncio.create_task(app.processor.run(worker_stop, app.wake))
+    pollers: list[asyncio.Task[None]] = []
     try:
         if config.smtp.enabled or config.lmtp.enabled:
             listeners = await start_listeners(
@@ -148,20 +149,40 @@ async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
                 clock=app.clock,
             )
             app.listeners = listeners
+        for mailbox in config.imap:
+            poller = ImapPoller(
+                mailbox,
+                spool=app.spool,
+                engine=app.engine,
+                clock=app.clock,
+                envelope_to=queue_envelope(config, mailbox.queue),
+            )
+            pollers.append(asyncio.create_task(poller.run(stop)))
         stopping = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({stopping, worker}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
         if worker in done:
             worker.result()  # the worker died: raise its error so the supervisor restarts us
     finally:
+        stop.set()
         if listeners is not None:
             await listeners.close()
+        if pollers:
+            await asyncio.wait(pollers, timeout=config.smtp.shutdown_grace + 5)
         worker_stop.set()
         if not worker.done():
             await worker
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         log.info("daemon.stopped")
+
+
+def queue_envelope(config: Config, queue: str | None) -> tuple[str, ...]:
+    """The envelope recipient that files a source's mail in ``queue`` (none: by address)."""
+    for candidate in config.queues:
+        if candidate.name == queue:
+            return (candidate.addresses[0],)
+    return ()
 
 
 def _safe_url(url: str) -> str:

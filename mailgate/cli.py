@@ -22,7 +22,8 @@ from mailgate import __version__
 from mailgate.app import App, build_app, run_daemon
 from mailgate.config import Config, load_config, resolve_config_path
 from mailgate.core.model import Action, SpoolEntry, TicketView
-from mailgate.errors import BadMail, ConfigError, MailgateError, NotFound
+from mailgate.errors import BadMail, ConfigError, LoginFailed, MailgateError, NotFound
+from mailgate.intake.imap import probe
 from mailgate.intake.spool import Received
 from mailgate.log import configure
 from mailgate.store.db import session, storage_errors
@@ -85,7 +86,7 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
     configure(config.general.log_level, config.general.log_format)
     if args.command == "check":
         print(f"{config.path}: ok ({len(config.queues)} queue(s))", file=out)
-        return EX_OK
+        return asyncio.run(_check_sources(config, out))
     if (
         args.command == "quarantine"
         and args.quarantine_command == "retry"
@@ -108,6 +109,27 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
         return EX_FAILED
     except KeyboardInterrupt:
         return EX_OK
+
+
+async def _check_sources(config: Config, out: TextIO) -> int:
+    """Log in to every configured IMAP mailbox and report what waits there."""
+    code = EX_OK
+    for mailbox in config.imap:
+        try:
+            state = await probe(mailbox)
+        except LoginFailed as exc:
+            print(f"imap {mailbox.name}: login failed: {exc}", file=out)
+            code = EX_CONFIG
+        except MailgateError as exc:
+            print(f"imap {mailbox.name}: unreachable: {exc}", file=out)
+            code = code or EX_TEMPFAIL
+        else:
+            print(
+                f"imap {mailbox.name}: ok, {state.waiting} mail(s) waiting in "
+                f"{mailbox.folder} (UIDVALIDITY {state.uidvalidity})",
+                file=out,
+            )
+    return code
 
 
 async def _with_app(config: Config, body: Callable[[App], Awaitable[int]]) -> int:

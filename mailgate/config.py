@@ -14,7 +14,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +117,30 @@ class LmtpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ImapConfig:
+    """One watched IMAP mailbox."""
+
+    name: str
+    host: str
+    port: int
+    security: str  # tls | starttls | none
+    username: str
+    password: str = field(repr=False)
+    password_env: str
+    ca_file: Path | None
+    folder: str
+    processed_folder: str
+    failed_folder: str
+    poll_interval: float
+    idle: bool
+    idle_renew: float
+    batch_size: int
+    timeout: float
+    max_message_size: int
+    queue: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class IntakeConfig:
     fallback_charsets: tuple[str, ...]
 
@@ -143,6 +167,7 @@ class Config:
     intake: IntakeConfig
     smtp: SmtpConfig
     lmtp: LmtpConfig
+    imap: tuple[ImapConfig, ...]
     queues: tuple[QueueConfig, ...]
 
     @property
@@ -316,7 +341,7 @@ def parse_config(
     reader = _Reader(name, base, document)
     known = {
         *("general", "database", "tokens", "addresses", "agents", "worker", "intake", "smtp"),
-        *("lmtp", "queues"),
+        *("lmtp", "imap", "queues"),
     }
     for key in sorted(set(document) - known):
         reader.problems.append(f"{name}: [{key}]: unknown section")
@@ -394,6 +419,7 @@ def parse_config(
     s.finish()
 
     queues = _queues(reader, document.get("queues"))
+    imap = _imap(reader, document.get("imap"), environ, {q.name for q in queues})
     if reader.problems:
         raise ConfigError(reader.problems)
     return Config(
@@ -407,6 +433,7 @@ def parse_config(
         intake=intake,
         smtp=smtp,
         lmtp=lmtp,
+        imap=imap,
         queues=queues,
     )
 
@@ -491,6 +518,72 @@ def _smtp(reader: _Reader, environ: Mapping[str, str]) -> SmtpConfig:
     if config.auth_required and not config.accounts:
         s.problem("auth_required", "needs at least one [[smtp.accounts]] entry")
     return config
+
+
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _imap(
+    reader: _Reader, raw: object, environ: Mapping[str, str], queue_names: set[str]
+) -> tuple[ImapConfig, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+        reader.problems.append(f"{reader.name}: [[imap]]: expected an array of tables")
+        return ()
+    result: list[ImapConfig] = []
+    names: set[str] = set()
+    for index, table in enumerate(raw):
+        s = _Section(reader, f"[[imap]] #{index + 1}", table)
+        name = s.string("name", f"imap{index + 1}", pattern=_QUEUE_NAME)
+        security = s.string("security", "tls", choices=("tls", "starttls", "none"))
+        host = s.string("host", "")
+        password_env = s.string("password_env", "")
+        ca_file = s.string("ca_file", "")
+        queue = s.string("queue", "")
+        mailbox = ImapConfig(
+            name=name,
+            host=host,
+            port=s.integer("port", 993 if security == "tls" else 143, low=1, high=65535),
+            security=security,
+            username=s.string("username", ""),
+            password=environ.get(password_env, "") if password_env else "",
+            password_env=password_env,
+            ca_file=(reader.base / ca_file) if ca_file else None,
+            folder=s.string("folder", "INBOX"),
+            processed_folder=s.string("processed_folder", "mailgate/processed"),
+            failed_folder=s.string("failed_folder", "mailgate/failed"),
+            poll_interval=s.number("poll_interval", 60.0, low=0.2, high=86400.0),
+            idle=s.boolean("idle", True),
+            idle_renew=s.number("idle_renew", 25 * 60.0, low=1.0, high=29 * 60.0),
+            batch_size=s.integer("batch_size", 100, low=1, high=10000),
+            timeout=s.number("timeout", 60.0, low=1.0, high=3600.0),
+            max_message_size=s.integer("max_message_size", 25 * 1024 * 1024, low=1024, high=2**31),
+            queue=queue or None,
+        )
+        s.finish()
+        for key, value in (
+            ("host", host),
+            ("username", mailbox.username),
+            ("password_env", password_env),
+        ):
+            if not value:
+                s.problem(key, "required")
+        if password_env and not mailbox.password:
+            s.problem("password_env", f"environment variable {password_env} is not set")
+        if security == "none" and host and host not in _LOOPBACK:
+            s.problem("security", '"none" is only allowed for a loopback host')
+        if mailbox.ca_file is not None and not mailbox.ca_file.is_file():
+            s.problem("ca_file", f"no such file: {mailbox.ca_file}")
+        if queue and queue not in queue_names:
+            s.problem("queue", f"no queue named {_show(queue)}")
+        if name in names:
+            s.problem("name", f"duplicate mailbox name {_show(name)}")
+        names.add(name)
+        if mailbox.folder in (mailbox.processed_folder, mailbox.failed_folder):
+            s.problem("folder", "must differ from processed_folder and failed_folder")
+        result.append(mailbox)
+    return tuple(result)
 
 
 def _queues(reader: _Reader, raw: object) -> tuple[QueueConfig, ...]:

@@ -5,10 +5,12 @@
     MailgateError                  base; ``temporary`` says whether a retry may succeed
     ├── TemporaryError             our fault or the world's: retry later (SMTP 451, exit 75)
     │   ├── StorageUnavailable     database locked, unreachable, or disk full
+    │   ├── SourceUnavailable      an IMAP server could not be reached or dropped us
     │   └── DeliveryDeferred       a relay said 4xx or could not be reached (outbound)
     └── PermanentError             retrying the same input cannot help (SMTP 550, quarantine)
         ├── ConfigError            config.toml or the environment is wrong (exit 78)
         ├── BadMail                the mail itself cannot be taken in
+        ├── LoginFailed            an IMAP server refused our credentials
         └── NotFound               a ticket or spool item named by the user does not exist
 
 Third-party exceptions (SQLAlchemy, OSError, imapclient, smtplib) are translated
@@ -34,6 +36,10 @@ class StorageUnavailable(TemporaryError):
     """The database or the data directory cannot take a write right now."""
 
 
+class SourceUnavailable(TemporaryError):
+    """A mail source (an IMAP server) could not be reached, or the connection broke."""
+
+
 class DeliveryDeferred(TemporaryError):
     """An outbound relay refused for now (4xx) or could not be reached."""
 
@@ -52,6 +58,10 @@ class ConfigError(PermanentError):
 
 class BadMail(PermanentError):
     """The mail cannot be taken in as it is (for instance: empty)."""
+
+
+class LoginFailed(PermanentError):
+    """A mail source refused the configured credentials; retrying will not help soon."""
 
 
 class NotFound(PermanentError):

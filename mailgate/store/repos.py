@@ -26,6 +26,7 @@ from mailgate.core.route import Lookup
 from mailgate.store.tables import (
     AttachmentRow,
     EventRow,
+    ImapCheckpointRow,
     InstallationRow,
     MessageRow,
     ParticipantRow,
@@ -234,6 +235,32 @@ class Repo:
             select(SpoolRow.state, func.count()).group_by(col(SpoolRow.state))
         )
         return dict(rows.all())
+
+    # --- IMAP checkpoints ----------------------------------------------------------------
+
+    async def imap_checkpoint(self, mailbox: str, folder: str) -> tuple[int, int] | None:
+        """(UIDVALIDITY, last stored UID) of ``mailbox``'s ``folder``, if recorded."""
+        row = await self.session.get(ImapCheckpointRow, mailbox)
+        if row is None or row.folder != folder:
+            return None
+        return row.uidvalidity, row.last_uid
+
+    async def imap_checkpoint_set(
+        self, mailbox: str, folder: str, uidvalidity: int, last_uid: int, now: datetime
+    ) -> None:
+        row = await self.session.get(ImapCheckpointRow, mailbox)
+        if row is None:
+            row = ImapCheckpointRow(
+                mailbox=mailbox,
+                folder=folder,
+                uidvalidity=uidvalidity,
+                last_uid=last_uid,
+                updated_at=now,
+            )
+        elif (row.folder, row.uidvalidity) != (folder, uidvalidity) or last_uid > row.last_uid:
+            row.folder, row.uidvalidity, row.last_uid = folder, uidvalidity, last_uid
+            row.updated_at = now
+        self.session.add(row)
 
     # --- routing lookup ------------------------------------------------------------------
 

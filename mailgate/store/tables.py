@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, ForeignKey, Index, Integer, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -172,3 +181,14 @@ class EventRow(SQLModel, table=True):
         default=None, sa_column=Column(Integer, ForeignKey("messages.id"), nullable=True)
     )
     detail: str | None = _text(nullable=True)
+
+
+class ImapCheckpointRow(SQLModel, table=True):
+    """How far one IMAP mailbox was stored: the folder's UIDVALIDITY and highest stored UID."""
+
+    __tablename__ = "imap_checkpoints"
+    mailbox: str = Field(primary_key=True, max_length=64)
+    folder: str = _text()
+    uidvalidity: int = Field(sa_column=Column(BigInteger, nullable=False))
+    last_uid: int = Field(sa_column=Column(BigInteger, nullable=False))
+    updated_at: datetime = _when()

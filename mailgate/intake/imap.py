@@ -1,0 +1,401 @@
+"""The IMAP poller: take new mail from a hosted mailbox into the spool, exactly once.
+
+Per mailbox, one blocking imapclient connection runs in a worker thread. Each
+round fetches what waits in the watched folder with ``BODY.PEEK[]`` (never
+marking it seen), stores every mail through the spool (fsync'd, committed),
+records a checkpoint (UIDVALIDITY, highest stored UID), and only then MOVEs the
+mails to the processed folder (COPY + ``\\Deleted`` + UID EXPUNGE where MOVE is
+missing). A crash before the MOVE leaves the mail on the server; the next
+round finds it below the checkpoint and only moves it, and the spool's
+de-duplication catches whatever is fetched twice. Between rounds the poller
+waits in IDLE when the server offers it (renewed before the server's 29-minute
+limit), else it polls. Any connection failure reconnects with exponential
+backoff and jitter; a refused login is logged loudly and retried slowly,
+without touching the other mailboxes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import ssl
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+import structlog
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+from imapclient.imapclient import SocketTimeout
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mailgate.clock import Clock
+from mailgate.config import ImapConfig
+from mailgate.errors import BadMail, LoginFailed, MailgateError, SourceUnavailable
+from mailgate.intake.spool import Received, Spool, Stored
+from mailgate.store.db import session, storage_errors
+from mailgate.store.repos import Repo
+
+log = structlog.get_logger("mailgate.imap")
+
+T = TypeVar("T")
+FETCH_BYTES = 16 * 1024 * 1024  # fetch bodies in slices of about this many bytes
+MAX_BACKOFF = 300.0
+
+
+@contextmanager
+def imap_errors(mailbox: str, what: str) -> Iterator[None]:
+    """Translate imapclient, socket and TLS failures into mailgate's errors, here only."""
+    try:
+        yield
+    except LoginError as exc:
+        raise LoginFailed(f"{mailbox}: {what}: {_reason(exc)}") from exc
+    except (IMAPClientAbortError, ssl.SSLError, TimeoutError, OSError) as exc:
+        raise SourceUnavailable(f"{mailbox}: {what}: {_reason(exc)}") from exc
+    except IMAPClientError as exc:
+        raise SourceUnavailable(f"{mailbox}: {what}: {_reason(exc)}") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.replace("b'", "").replace("'", "")[:200]
+
+
+@dataclass(frozen=True, slots=True)
+class FolderState:
+    uidvalidity: int
+    waiting: int
+
+
+class ImapConnection:
+    """One logged-in connection to one mailbox; every call blocks (run it in a thread)."""
+
+    def __init__(self, config: ImapConfig) -> None:
+        self.config = config
+        self.client: IMAPClient | None = None
+        self.delimiter = "/"
+
+    def open(self) -> FolderState:
+        cfg = self.config
+        context = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
+        timeout = SocketTimeout(connect=min(cfg.timeout, 30.0), read=cfg.timeout)
+        with imap_errors(cfg.name, "connect"):
+            client = IMAPClient(
+                cfg.host,
+                port=cfg.port,
+                ssl=cfg.security == "tls",
+                ssl_context=context,
+                timeout=timeout,
+            )
+        self.client = client
+        if cfg.security == "starttls":
+            with imap_errors(cfg.name, "starttls"):
+                client.starttls(context)
+        with imap_errors(cfg.name, "login"):
+            try:
+                client.login(cfg.username, cfg.password)
+            except IMAPClientError as exc:
+                if isinstance(exc, IMAPClientAbortError):
+                    raise
+                raise LoginError(str(exc)) from exc
+        with imap_errors(cfg.name, "select"):
+            namespace = client.namespace()
+            if namespace.personal and namespace.personal[0][1]:
+                self.delimiter = str(namespace.personal[0][1])
+            for folder in (cfg.processed_folder, cfg.failed_folder):
+                path = self.path(folder)
+                if not client.folder_exists(path):
+                    client.create_folder(path)
+            selected = client.select_folder(self.path(cfg.folder))
+        return FolderState(int(selected[b"UIDVALIDITY"]), int(selected.get(b"EXISTS", 0)))
+
+    def path(self, folder: str) -> str:
+        """A configured folder name (with ``/``) in the server's own hierarchy delimiter."""
+        return folder if folder.upper() == "INBOX" else folder.replace("/", self.delimiter)
+
+    @property
+    def connected(self) -> IMAPClient:
+        assert self.client is not None
+        return self.client
+
+    def waiting(self) -> list[int]:
+        with imap_errors(self.config.name, "search"):
+            return sorted(int(uid) for uid in self.connected.search(["NOT", "DELETED"]))
+
+    def sizes(self, uids: list[int]) -> dict[int, int]:
+        with imap_errors(self.config.name, "fetch sizes"):
+            found = self.connected.fetch(uids, ["RFC822.SIZE"])
+        return {int(uid): int(data.get(b"RFC822.SIZE", 0)) for uid, data in found.items()}
+
+    def bodies(self, uids: list[int]) -> dict[int, bytes]:
+        with imap_errors(self.config.name, "fetch"):
+            found = self.connected.fetch(uids, ["BODY.PEEK[]"])
+        return {int(uid): bytes(data.get(b"BODY[]") or b"") for uid, data in found.items()}
+
+    def move(self, uids: list[int], folder: str) -> None:
+        if not uids:
+            return
+        client = self.connected
+        target = self.path(folder)
+        with imap_errors(self.config.name, f"move to {folder}"):
+            if client.has_capability("MOVE"):
+                client.move(uids, target)
+                return
+            client.copy(uids, target)
+            client.add_flags(uids, [b"\\Deleted"])
+            if client.has_capability("UIDPLUS"):
+                client.uid_expunge(uids)
+            else:
+                client.expunge()
+
+    def can_idle(self) -> bool:
+        return self.config.idle and self.connected.has_capability("IDLE")
+
+    def idle(self, renew: float, stopped: threading.Event) -> None:
+        """Wait in IDLE until the folder changes, ``renew`` seconds pass, or we are stopped."""
+        client = self.connected
+        with imap_errors(self.config.name, "idle"):
+            client.idle()
+            try:
+                began = time.monotonic()
+                while not stopped.is_set() and time.monotonic() - began < renew:
+                    responses = client.idle_check(timeout=1)
+                    if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
+                        return
+            finally:
+                client.idle_done()
+
+    def noop(self) -> None:
+        with imap_errors(self.config.name, "noop"):
+            self.connected.noop()
+
+    def close(self) -> None:
+        if self.client is None:
+            return
+        try:
+            self.client.logout()
+        except Exception:  # already broken: just drop the socket
+            with contextlib.suppress(Exception):
+                self.client.shutdown()
+        self.client = None
+
+
+class ImapPoller:
+    """Watches one mailbox for the daemon's lifetime."""
+
+    def __init__(
+        self,
+        config: ImapConfig,
+        *,
+        spool: Spool,
+        engine: AsyncEngine,
+        clock: Clock,
+        envelope_to: tuple[str, ...] = (),
+    ) -> None:
+        self.config = config
+        self.spool = spool
+        self.engine = engine
+        self.clock = clock
+        self.envelope_to = envelope_to
+        self.stopped = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stop: asyncio.Event | None = None
+        self.log = log.bind(mailbox=config.name)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until ``stop`` is set, reconnecting after failures."""
+        self.loop = asyncio.get_running_loop()
+        self.stop = stop
+        watcher = asyncio.create_task(self._watch(stop))
+        failures = 0
+        try:
+            while not self.stopped.is_set():
+                try:
+                    await asyncio.to_thread(self._session)
+                    failures = 0
+                except LoginFailed as exc:
+                    failures += 1
+                    self.log.error("imap.login_failed", reason=str(exc), attempt=failures)
+                    await self._pause(max(60.0, self._backoff(failures)))
+                except MailgateError as exc:
+                    failures += 1
+                    delay = self._backoff(failures)
+                    self.log.warning("imap.disconnected", reason=str(exc), retry_in=round(delay, 1))
+                    await self._pause(delay)
+        finally:
+            watcher.cancel()
+
+    async def _watch(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self.stopped.set()
+
+    def _backoff(self, failures: int) -> float:
+        base = min(MAX_BACKOFF, 2.0 ** min(failures, 9) / 2)
+        return base * random.uniform(0.5, 1.5)  # jitter, not cryptography
+
+    async def _pause(self, seconds: float) -> None:
+        assert self.stop is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), seconds)
+
+    # --- the blocking side, in a worker thread -------------------------------------------
+
+    def _call(self, make: Callable[[], Awaitable[T]]) -> T:
+        """Run a coroutine on the daemon's loop from this thread and wait for it."""
+        assert self.loop is not None
+
+        async def wrapper() -> T:
+            return await make()
+
+        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result()
+
+    def _session(self) -> None:
+        connection = ImapConnection(self.config)
+        try:
+            state = connection.open()
+            idle = connection.can_idle()
+            self.log.info(
+                "imap.connected",
+                folder=self.config.folder,
+                waiting=state.waiting,
+                uidvalidity=state.uidvalidity,
+                idle=idle,
+            )
+            while not self.stopped.is_set():
+                self._drain(connection, state.uidvalidity)
+                if self.stopped.is_set():
+                    break
+                if idle:
+                    connection.idle(min(self.config.idle_renew, 29 * 60.0), self.stopped)
+                else:
+                    self._sleep(self.config.poll_interval)
+                    connection.noop()
+        finally:
+            connection.close()
+
+    def _sleep(self, seconds: float) -> None:
+        self.stopped.wait(seconds)
+
+    def _checkpoint(self) -> tuple[int, int] | None:
+        async def read() -> tuple[int, int] | None:
+            with storage_errors("imap checkpoint"):
+                async with session(self.engine) as s:
+                    return await Repo(s).imap_checkpoint(self.config.name, self.config.folder)
+
+        return self._call(read)
+
+    def _record(self, uidvalidity: int, last_uid: int) -> None:
+        async def write() -> None:
+            with storage_errors("imap checkpoint"):
+                async with session(self.engine, write=True) as s:
+                    await Repo(s).imap_checkpoint_set(
+                        self.config.name,
+                        self.config.folder,
+                        uidvalidity,
+                        last_uid,
+                        self.clock.now(),
+                    )
+
+        self._call(write)
+
+    def _drain(self, connection: ImapConnection, uidvalidity: int) -> None:
+        """Store and move everything waiting in the folder, in UID order, batch by batch."""
+        checkpoint = self._checkpoint()
+        if checkpoint is not None and checkpoint[0] != uidvalidity:
+            self.log.warning("imap.uidvalidity_changed", old=checkpoint[0], new=uidvalidity)
+            checkpoint = None  # every mail present is fetched; the spool's dedupe decides
+        stored_up_to = checkpoint[1] if checkpoint else 0
+        uids = connection.waiting()
+        for start in range(0, len(uids), self.config.batch_size):
+            if self.stopped.is_set():
+                return
+            batch = uids[start : start + self.config.batch_size]
+            known = [uid for uid in batch if uid <= stored_up_to]
+            fresh = [uid for uid in batch if uid > stored_up_to]
+            stored, failed = self._store(connection, fresh, known, uidvalidity)
+            connection.move(stored, self.config.processed_folder)
+            connection.move(failed, self.config.failed_folder)
+
+    def _store_one(self, received: Received) -> Stored:
+        return self._call(lambda: self.spool.store(received))
+
+    def _store(
+        self, connection: ImapConnection, uids: list[int], known: list[int], uidvalidity: int
+    ) -> tuple[list[int], list[int]]:
+        """Store ``uids``; returns what goes to the processed and to the failed folder.
+
+        ``known`` were stored in an earlier round (below the checkpoint): they are
+        only sorted into processed or failed again.
+        """
+        if not uids and not known:
+            return [], []
+        sizes = connection.sizes(uids + known)
+        stored: list[int] = []
+        failed: list[int] = []
+        wanted: list[int] = []
+        for uid in known:
+            too_large = sizes.get(uid, 0) > self.config.max_message_size
+            (failed if too_large else stored).append(uid)
+        for uid in uids:
+            if sizes.get(uid, 0) > self.config.max_message_size:
+                self.log.warning(
+                    "imap.too_large",
+                    uid=uid,
+                    size=sizes[uid],
+                    limit=self.config.max_message_size,
+                    folder=self.config.failed_folder,
+                )
+                failed.append(uid)
+            elif uid in sizes:
+                wanted.append(uid)
+        for chunk in _slices(wanted, sizes, FETCH_BYTES):
+            bodies = connection.bodies(chunk)
+            for uid in chunk:
+                raw = bodies.get(uid, b"")
+                received = Received(raw, f"imap:{self.config.name}", envelope_to=self.envelope_to)
+                try:
+                    result = self._store_one(received)
+                except BadMail as exc:
+                    self.log.warning(
+                        "imap.unusable", uid=uid, reason=str(exc), folder=self.config.failed_folder
+                    )
+                    failed.append(uid)
+                    continue
+                stored.append(uid)
+                self.log.info(
+                    "imap.stored", uid=uid, spool_id=result.spool_id, duplicate=result.duplicate
+                )
+            # Every mail up to here is committed: remember it before moving anything.
+            self._record(uidvalidity, max([*stored, *failed, *chunk]))
+        return stored, failed
+
+
+def _slices(uids: list[int], sizes: dict[int, int], budget: int) -> Iterator[list[int]]:
+    """Consecutive groups of UIDs whose bodies add up to about ``budget`` bytes."""
+    current: list[int] = []
+    total = 0
+    for uid in uids:
+        if current and total + sizes.get(uid, 0) > budget:
+            yield current
+            current, total = [], 0
+        current.append(uid)
+        total += sizes.get(uid, 0)
+    if current:
+        yield current
+
+
+async def probe(config: ImapConfig) -> FolderState:
+    """Log in and look at the watched folder once (for ``mailgate check``)."""
+
+    def look() -> FolderState:
+        connection = ImapConnection(config)
+        try:
+            return connection.open()
+        finally:
+            connection.close()
+
+    return await asyncio.to_thread(look)
