@@ -18,6 +18,7 @@ from mailgate.config import Config
 from mailgate.core.address import AddressPolicy, QueueAddresses
 from mailgate.core.tokens import TokenCodec
 from mailgate.errors import StorageUnavailable
+from mailgate.intake.imap import ImapPoller
 from mailgate.intake.smtp import Listeners, start_listeners
 from mailgate.intake.spool import Spool
 from mailgate.process import Processor
