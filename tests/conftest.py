@@ -130,7 +130,7 @@ def test_environ() -> dict[str, str]:
     return environ
 
 
-def config_document(db_url: str, **sections: dict[str, Any]) -> dict[str, Any]:
+def config_document(db_url: str, **sections: Any) -> dict[str, Any]:
     document: dict[str, Any] = {
         "general": {"data_dir": "var", "log_level": "debug", "log_format": "json"},
         "database": {"url": db_url, "busy_timeout": 2.0},
@@ -152,7 +152,10 @@ def config_document(db_url: str, **sections: dict[str, Any]) -> dict[str, Any]:
         ],
     }
     for name, values in sections.items():
-        document.setdefault(name, {}).update(values)
+        if isinstance(values, list):  # arrays of tables: [[imap]]
+            document[name] = values
+        else:
+            document.setdefault(name, {}).update(values)
     return document
 
 
@@ -199,18 +202,21 @@ async def deliver(
     return outcome
 
 
-def write_config_file(path: Path, db_url: str, **sections: dict[str, Any]) -> Path:
+def write_config_file(path: Path, db_url: str, **sections: Any) -> Path:
     """config.toml for a subprocess or in-process CLI test."""
     document = config_document(db_url, **sections)
     lines: list[str] = []
     for name, values in document.items():
-        if name == "queues":
+        if isinstance(values, list):
             continue
         lines.append(f"[{name}]")
         lines += [f"{k} = {_toml(v)}" for k, v in values.items()]
-    for queue in document["queues"]:
-        lines.append("[[queues]]")
-        lines += [f"{k} = {_toml(v)}" for k, v in queue.items()]
+    for name, values in document.items():
+        if not isinstance(values, list):
+            continue
+        for table in values:
+            lines.append(f"[[{name}]]")
+            lines += [f"{k} = {_toml(v)}" for k, v in table.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 
