@@ -201,7 +201,7 @@ async def running(
         await instance.app.close()
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 20.0) -> None:
+async def eventually(check: Callable[[], Any], timeout: float = 20.0) -> None:  # noqa: ASYNC109
     deadline = time.monotonic() + timeout
     while True:
         result = check()
