@@ -320,8 +320,13 @@ class ImapPoller:
             connection.move(stored, self.config.processed_folder)
             connection.move(failed, self.config.failed_folder)
 
-    def _store_one(self, received: Received) -> Stored:
-        return self._call(lambda: self.spool.store(received))
+    def _store_all(self, received: list[Received]) -> list[Stored | BaseException]:
+        async def store_all() -> list[Stored | BaseException]:
+            return await asyncio.gather(
+                *(self.spool.store(r) for r in received), return_exceptions=True
+            )
+
+        return self._call(store_all)
 
     def _store(
         self, connection: ImapConnection, uids: list[int], known: list[int], uidvalidity: int
@@ -354,21 +359,30 @@ class ImapPoller:
                 wanted.append(uid)
         for chunk in _slices(wanted, sizes, FETCH_BYTES):
             bodies = connection.bodies(chunk)
-            for uid in chunk:
-                raw = bodies.get(uid, b"")
-                received = Received(raw, f"imap:{self.config.name}", envelope_to=self.envelope_to)
-                try:
-                    result = self._store_one(received)
-                except BadMail as exc:
+            received = [
+                Received(
+                    bodies.get(uid, b""), f"imap:{self.config.name}", envelope_to=self.envelope_to
+                )
+                for uid in chunk
+            ]
+            # Stored concurrently, so that the spool commits the chunk in few group commits.
+            results = self._store_all(received)
+            for uid, result in zip(chunk, results, strict=True):
+                if isinstance(result, BadMail):
                     self.log.warning(
-                        "imap.unusable", uid=uid, reason=str(exc), folder=self.config.failed_folder
+                        "imap.unusable",
+                        uid=uid,
+                        reason=str(result),
+                        folder=self.config.failed_folder,
                     )
                     failed.append(uid)
-                    continue
-                stored.append(uid)
-                self.log.info(
-                    "imap.stored", uid=uid, spool_id=result.spool_id, duplicate=result.duplicate
-                )
+                elif isinstance(result, BaseException):
+                    raise result
+                else:
+                    stored.append(uid)
+                    self.log.info(
+                        "imap.stored", uid=uid, spool_id=result.spool_id, duplicate=result.duplicate
+                    )
             # Every mail up to here is committed: remember it before moving anything.
             self._record(uidvalidity, max([*stored, *failed, *chunk]))
         return stored, failed

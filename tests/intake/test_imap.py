@@ -386,3 +386,25 @@ async def test_implicit_tls_with_a_trusted_certificate(
         )
     )
     await eventually(instance.count)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_check_logs_in_and_reports_each_mailbox(
+    dovecot: Dovecot, tmp_path: Path, db_url: str, imap_env: None
+) -> None:
+    from tests.conftest import write_config_file
+    from tests.test_cli import mailgate
+
+    dovecot.append([make_mail(), make_mail()])
+    good = write_config_file(tmp_path / "good.toml", db_url, imap=[mailbox(dovecot)])
+    result = mailgate(good, "check", env={"MAILGATE_TEST_IMAP_PASSWORD": PASSWORD})
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+    assert "imap support: ok, 2 mail(s) waiting in INBOX" in result.stdout.decode()
+    bad = write_config_file(
+        tmp_path / "bad.toml",
+        db_url,
+        imap=[mailbox(dovecot, password_env="MAILGATE_TEST_IMAP_WRONG")],
+    )
+    refused = mailgate(bad, "check", env={"MAILGATE_TEST_IMAP_WRONG": "nope"})
+    assert refused.returncode == 78
+    assert "imap support: login failed" in refused.stdout.decode()
