@@ -408,3 +408,53 @@ def test_check_logs_in_and_reports_each_mailbox(
     refused = mailgate(bad, "check", env={"MAILGATE_TEST_IMAP_WRONG": "nope"})
     assert refused.returncode == 78
     assert "imap support: login failed" in refused.stdout.decode()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_daemon_killed_mid_backlog_then_restarted_makes_each_ticket_once(
+    dovecot: Dovecot, tmp_path: Path, db_url: str
+) -> None:
+    import signal
+    import sqlite3
+
+    from tests.conftest import write_config_file
+    from tests.test_daemon import start_daemon, stop_daemon, wait_until_processed
+
+    mails = [
+        make_mail(subject=f"kill {i}", message_id=f"<kill-{i}@customer.nl>") for i in range(200)
+    ]
+    dovecot.append(mails)
+    config = write_config_file(
+        tmp_path / "config.toml",
+        db_url,
+        smtp={"port": free_port()},
+        imap=[mailbox(dovecot, batch_size=10)],
+    )
+    os.environ["MAILGATE_TEST_IMAP_PASSWORD"] = PASSWORD
+    try:
+        daemon, _ = start_daemon(config)
+        database = tmp_path / "mailgate.db"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with sqlite3.connect(database) as conn:
+                if conn.execute("SELECT count(*) FROM spool").fetchone()[0] >= 40:
+                    break
+            time.sleep(0.02)
+        stop_daemon(daemon, signal.SIGKILL)
+        daemon, lines = start_daemon(config)
+        try:
+            deadline = time.monotonic() + 90
+            while dovecot.count("INBOX") and time.monotonic() < deadline:
+                time.sleep(0.2)
+            wait_until_processed(database)
+        finally:
+            assert stop_daemon(daemon) == 0, b"".join(lines).decode()
+    finally:
+        os.environ.pop("MAILGATE_TEST_IMAP_PASSWORD", None)
+    assert dovecot.count("INBOX") == 0
+    assert dovecot.count("mailgate/processed") == 200
+    with sqlite3.connect(tmp_path / "mailgate.db") as conn:
+        per_id = dict(
+            conn.execute("SELECT message_id, count(*) FROM messages GROUP BY message_id").fetchall()
+        )
+    assert len(per_id) == 200 and set(per_id.values()) == {1}
