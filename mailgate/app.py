@@ -21,6 +21,10 @@ from mailgate.errors import StorageUnavailable
 from mailgate.intake.imap import ImapPoller
 from mailgate.intake.smtp import Listeners, start_listeners
 from mailgate.intake.spool import Spool
+from mailgate.outbound.notifier import Notifier
+from mailgate.outbound.render import Templates
+from mailgate.outbound.sender import Sender
+from mailgate.outbound.transport import transport_for
 from mailgate.process import Processor
 from mailgate.store.db import create_engine, create_schema, session, storage_errors
 from mailgate.store.repos import Repo
@@ -40,6 +44,9 @@ class App:
     processor: Processor
     clock: Clock
     wake: asyncio.Event
+    sender: Sender
+    templates: Templates
+    outbox_wake: asyncio.Event
     listeners: Listeners | None = None
 
     async def close(self) -> None:
@@ -99,9 +106,16 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
     except BaseException:
         await engine.dispose()
         raise
+    templates = Templates(config.outbound.template_dir)
+    try:
+        templates.check()
+    except BaseException:
+        await engine.dispose()
+        raise
     codec = TokenCodec(secret, installation, config.tokens.prefix)
     policy = address_policy(config)
     wake = asyncio.Event()
+    outbox_wake = asyncio.Event()
     raw = BlobStore(config.spool_dir, ".eml")
     spool = Spool(engine, raw, clock, on_stored=lambda _id: wake.set())
     processor = Processor(
@@ -115,8 +129,18 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
         intake=config.intake,
         clock=clock,
         intake_busy=spool.busy,
+        notifier=Notifier(config=config, templates=templates, codec=codec, policy=policy),
+        on_outbox=outbox_wake.set,
     )
-    return App(config, engine, codec, policy, spool, processor, clock, wake)
+    sender = Sender(
+        engine=engine,
+        transport=transport_for(config.outbound.relay, config.outbound.maildir),
+        config=config.outbound,
+        clock=clock,
+    )
+    return App(
+        config, engine, codec, policy, spool, processor, clock, wake, sender, templates, outbox_wake
+    )
 
 
 async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
@@ -139,6 +163,7 @@ async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
     listeners: Listeners | None = None
     worker_stop = asyncio.Event()
     worker = asyncio.create_task(app.processor.run(worker_stop, app.wake))
+    sender = asyncio.create_task(app.sender.run(worker_stop, app.outbox_wake))
     pollers: list[asyncio.Task[None]] = []
     try:
         if config.smtp.enabled or config.lmtp.enabled:
@@ -173,6 +198,7 @@ async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
         worker_stop.set()
         if not worker.done():
             await worker
+        await sender
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         log.info("daemon.stopped")

@@ -22,6 +22,7 @@ from mailgate import __version__
 from mailgate.app import App, build_app, run_daemon
 from mailgate.config import Config, load_config, resolve_config_path
 from mailgate.core.model import Action, SpoolEntry, TicketView
+from mailgate.core.notify import LANGUAGES, Kind
 from mailgate.errors import BadMail, ConfigError, LoginFailed, MailgateError, NotFound
 from mailgate.intake.imap import probe
 from mailgate.intake.spool import Received
@@ -70,6 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     retry = qsub.add_parser("retry", help="re-run quarantined mails")
     retry.add_argument("id", nargs="?", type=int)
     retry.add_argument("--all", action="store_true")
+    outbox = sub.add_parser("outbox", help="list outgoing mail, or retry dead mail")
+    outbox.add_argument("--json", action="store_true")
+    outbox.add_argument("--state", choices=("pending", "sending", "sent", "dead"))
+    osub = outbox.add_subparsers(dest="outbox_command", metavar="retry")
+    oretry = osub.add_parser("retry", help="put dead mail back in line")
+    oretry.add_argument("id", nargs="?", type=int)
+    oretry.add_argument("--dead", action="store_true", help="all dead mail")
+    preview = sub.add_parser("preview", help="print a notification as it would be sent")
+    preview.add_argument("template", choices=[k.value for k in Kind], metavar="TEMPLATE")
+    preview.add_argument("--ticket", required=True, metavar="REF")
+    preview.add_argument("--lang", choices=LANGUAGES, default=None)
     return parser
 
 
@@ -209,6 +221,10 @@ async def _ingest(app: App, args: argparse.Namespace, out: TextIO) -> int:
             "spool_id": stored.spool_id,
         },
     )
+    try:  # deliver what this mail caused; what fails stays in the outbox for the daemon
+        await app.sender.run_due()
+    except MailgateError as exc:
+        log.warning("outbox.deferred", error=str(exc))
     return EX_OK
 
 
@@ -414,6 +430,76 @@ async def _quarantine(app: App, args: argparse.Namespace, out: TextIO) -> int:
     return EX_OK
 
 
+async def _outbox(app: App, args: argparse.Namespace, out: TextIO) -> int:
+    if args.outbox_command == "retry":
+        with storage_errors("outbox retry"):
+            async with session(app.engine, write=True) as s:
+                ids = await Repo(s).outbox_retry(None if args.dead else [args.id], app.clock.now())
+        if not ids and not args.dead:
+            print(f"mailgate: no dead outbox mail {args.id}", file=sys.stderr)
+            return EX_FAILED
+        for delivery in [await app.sender.deliver(i) for i in ids]:
+            if delivery is not None:
+                _print_json(
+                    out,
+                    {"id": delivery.outbox_id, "state": delivery.state, "detail": delivery.detail},
+                )
+        return EX_OK
+    with storage_errors("outbox list"):
+        async with session(app.engine) as s:
+            items = await Repo(s).outbox_list(args.state)
+    if args.json:
+        _print_json(
+            out,
+            [
+                {
+                    "id": i.id,
+                    "ticket": _ref(i.ticket),
+                    "kind": i.kind,
+                    "to": list(i.recipients),
+                    "envelope_from": i.envelope_from,
+                    "message_id": i.message_id,
+                    "state": i.state,
+                    "attempts": i.attempts,
+                    "last_error": i.last_error,
+                    "created_at": i.created_at,
+                    "sent_at": i.sent_at,
+                }
+                for i in items
+            ],
+        )
+        return EX_OK
+    for i in items:
+        print(
+            f"{i.id:<6} {i.state:<8} {_ref(i.ticket) or '-':<8} {i.kind:<20} "
+            f"{', '.join(i.recipients)} {i.last_error or ''}",
+            file=out,
+        )
+    return EX_OK
+
+
+async def _preview(app: App, args: argparse.Namespace, out: TextIO) -> int:
+    """Render a notification for a real ticket, exactly as the outbox would hold it."""
+    number = resolve_ref(app, args.ticket)
+    with storage_errors("preview"):
+        async with session(app.engine) as s:
+            repo = Repo(s)
+            view = await repo.ticket_view(number)
+            if view is None:
+                print(f"mailgate: no ticket {args.ticket}", file=sys.stderr)
+                return EX_FAILED
+            queue = next(
+                (q for q in app.config.queues if q.name == view.queue), app.config.queues[0]
+            )
+            notifier = app.processor.notifier
+            assert notifier is not None
+            raw = await notifier.preview(
+                repo, view, queue, Kind(args.template), args.lang or queue.language, app.clock.now()
+            )
+    out.write(raw.decode("utf-8", "replace"))
+    return EX_OK
+
+
 _COMMANDS: dict[str, Callable[[App, argparse.Namespace, TextIO], Awaitable[int]]] = {
     "init": _init,
     "run": _run,
@@ -421,4 +507,6 @@ _COMMANDS: dict[str, Callable[[App, argparse.Namespace, TextIO], Awaitable[int]]
     "tickets": _tickets,
     "show": _show,
     "quarantine": _quarantine,
+    "outbox": _outbox,
+    "preview": _preview,
 }

@@ -31,6 +31,7 @@ ENV_SECRET = "MAILGATE_SECRET"  # noqa: S105 - the variable name, not a secret
 
 _ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DOMAIN = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
+_DOMAIN_OR_EMPTY = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)?$")
 _PREFIX = re.compile(r"^[A-Za-z0-9]{0,16}$")
 _QUEUE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 LANGUAGES = ("nl", "en")
@@ -141,6 +142,32 @@ class ImapConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RelayConfig:
+    """Where outgoing mail goes; no host means the local maildir."""
+
+    host: str
+    port: int
+    security: str  # starttls | tls | none
+    username: str
+    password: str = field(repr=False)
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundConfig:
+    from_name: str
+    domain: str
+    template_dir: Path | None
+    maildir: Path
+    max_attempts: int
+    retry_delay: float
+    max_retry_delay: float
+    poll_interval: float
+    organisation_languages: dict[str, str]
+    relay: RelayConfig
+
+
+@dataclass(frozen=True, slots=True)
 class IntakeConfig:
     fallback_charsets: tuple[str, ...]
 
@@ -168,6 +195,7 @@ class Config:
     smtp: SmtpConfig
     lmtp: LmtpConfig
     imap: tuple[ImapConfig, ...]
+    outbound: OutboundConfig
     queues: tuple[QueueConfig, ...]
 
     @property
@@ -341,7 +369,7 @@ def parse_config(
     reader = _Reader(name, base, document)
     known = {
         *("general", "database", "tokens", "addresses", "agents", "worker", "intake", "smtp"),
-        *("lmtp", "imap", "queues"),
+        *("lmtp", "imap", "outbound", "relay", "queues"),
     }
     for key in sorted(set(document) - known):
         reader.problems.append(f"{name}: [{key}]: unknown section")
@@ -420,6 +448,7 @@ def parse_config(
 
     queues = _queues(reader, document.get("queues"))
     imap = _imap(reader, document.get("imap"), environ, {q.name for q in queues})
+    outbound = _outbound(reader, environ)
     if reader.problems:
         raise ConfigError(reader.problems)
     return Config(
@@ -434,6 +463,7 @@ def parse_config(
         smtp=smtp,
         lmtp=lmtp,
         imap=imap,
+        outbound=outbound,
         queues=queues,
     )
 
@@ -521,6 +551,49 @@ def _smtp(reader: _Reader, environ: Mapping[str, str]) -> SmtpConfig:
 
 
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _outbound(reader: _Reader, environ: Mapping[str, str]) -> OutboundConfig:
+    r = reader.section("relay")
+    security = r.string("security", "starttls", choices=("starttls", "tls", "none"))
+    password_env = r.string("password_env", "")
+    relay = RelayConfig(
+        host=r.string("host", ""),
+        port=r.integer("port", 465 if security == "tls" else 587, low=1, high=65535),
+        security=security,
+        username=r.string("username", ""),
+        password=environ.get(password_env, "") if password_env else "",
+        timeout=r.number("timeout", 60.0, low=1.0, high=3600.0),
+    )
+    r.finish()
+    if password_env and not relay.password:
+        r.problem("password_env", f"environment variable {password_env} is not set")
+    if relay.username and not password_env:
+        r.problem("password_env", "required with username")
+    s = reader.section("outbound")
+    template_dir = s.string("template_dir", "")
+    languages = s._get("organisation_languages") or {}
+    if not isinstance(languages, dict) or not all(
+        isinstance(v, str) and v in LANGUAGES for v in languages.values()
+    ):
+        s.problem("organisation_languages", f"expected a table of domain = one of {LANGUAGES}")
+        languages = {}
+    config = OutboundConfig(
+        from_name=s.string("from_name", "Support"),
+        domain=s.string("domain", "", pattern=_DOMAIN_OR_EMPTY),
+        template_dir=(reader.base / template_dir) if template_dir else None,
+        maildir=s.path("maildir", "var/outbox-maildir"),
+        max_attempts=s.integer("max_attempts", 8, low=1, high=100),
+        retry_delay=s.number("retry_delay", 60.0, low=0.0, high=86400.0),
+        max_retry_delay=s.number("max_retry_delay", 3600.0, low=0.0, high=86400.0),
+        poll_interval=s.number("poll_interval", 2.0, low=0.05, high=3600.0),
+        organisation_languages={str(k).lower(): str(v) for k, v in languages.items()},
+        relay=relay,
+    )
+    s.finish()
+    if config.template_dir is not None and not config.template_dir.is_dir():
+        s.problem("template_dir", f"no such directory: {config.template_dir}")
+    return config
 
 
 def _imap(

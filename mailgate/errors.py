@@ -11,6 +11,7 @@
         ├── ConfigError            config.toml or the environment is wrong (exit 78)
         ├── BadMail                the mail itself cannot be taken in
         ├── LoginFailed            an IMAP server refused our credentials
+        ├── DeliveryFailed         a relay refused a mail for good (5xx)
         └── NotFound               a ticket or spool item named by the user does not exist
 
 Third-party exceptions (SQLAlchemy, OSError, imapclient, smtplib) are translated
@@ -62,6 +63,10 @@ class BadMail(PermanentError):
 
 class LoginFailed(PermanentError):
     """A mail source refused the configured credentials; retrying will not help soon."""
+
+
+class DeliveryFailed(PermanentError):
+    """A relay refused an outgoing mail permanently; ``reply`` is what it said."""
 
 
 class NotFound(PermanentError):

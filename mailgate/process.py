@@ -26,6 +26,7 @@ from mailgate.blobs import BlobStore
 from mailgate.clock import Clock
 from mailgate.config import IntakeConfig, QueueConfig, WorkerConfig
 from mailgate.core.address import AddressPolicy
+from mailgate.core.loops import automatic_reason
 from mailgate.core.model import (
     INITIAL_STATUS,
     Action,
@@ -43,6 +44,7 @@ from mailgate.core.route import gather_evidence, route
 from mailgate.core.text import visible_text
 from mailgate.core.tokens import TokenCodec
 from mailgate.errors import MailgateError
+from mailgate.outbound.notifier import Change, Notifier
 from mailgate.store.db import session, storage_errors
 from mailgate.store.repos import PENDING, Repo
 
@@ -75,6 +77,8 @@ class Processor:
         intake: IntakeConfig,
         clock: Clock,
         intake_busy: Callable[[], bool] | None = None,
+        notifier: Notifier | None = None,
+        on_outbox: Callable[[], None] | None = None,
     ) -> None:
         self.engine = engine
         self.raw = raw
@@ -85,6 +89,8 @@ class Processor:
         self.worker = worker
         self.fallback_charsets = intake.fallback_charsets
         self.intake_busy = intake_busy
+        self.notifier = notifier
+        self.on_outbox = on_outbox
         self.clock = clock
 
     async def process(self, spool_id: int) -> Outcome | None:
@@ -134,6 +140,8 @@ class Processor:
                 )
         for token in evidence.rejected_tokens:
             log.warning("token.rejected", token=token)
+        if self.on_outbox is not None and outcome.action in (Action.CREATED, Action.APPENDED):
+            self.on_outbox()
         log.info(
             "mail.routed",
             action=outcome.action.value,
@@ -144,11 +152,20 @@ class Processor:
         )
         return outcome
 
+    async def _notify(self, repo: Repo, change: Change) -> None:
+        if self.notifier is not None:
+            await self.notifier.after(repo, change, self.clock.now())
+
     async def _apply(
         self, repo: Repo, entry: SpoolEntry, mail: ParsedMail, decision: Route
     ) -> Outcome:
         now = self.clock.now()
         actor = sender(mail) or "unknown sender"
+        automatic = automatic_reason(mail, entry.envelope_from)
+        if automatic is not None:
+            log.info("mail.automatic", reason=automatic)
+        kind = message_kind(mail, self.policy)
+        text = visible_text(mail.text)
         if isinstance(decision, Drop):
             return Outcome(entry.id, Action.DROPPED, None, decision.reason)
         if isinstance(decision, NewTicket):
@@ -175,6 +192,9 @@ class Processor:
                 new=INITIAL_STATUS,
                 detail=decision.reason,
             )
+            await self._notify(
+                repo, Change(ticket, mail, True, kind, sender(mail), text, automatic is not None)
+            )
             log.info("ticket.created", ticket=f"#{ticket}", queue=decision.queue)
             return Outcome(entry.id, Action.CREATED, ticket, decision.reason)
         assert isinstance(decision, Reply)
@@ -198,6 +218,9 @@ class Processor:
             ticket, kind="message_added", actor=actor, now=now, message_row_id=row, detail=reason
         )
         await repo.ticket_touch(ticket, actor=actor, now=now)
+        await self._notify(
+            repo, Change(ticket, mail, False, kind, sender(mail), text, automatic is not None)
+        )
         log.info("mail.threaded", ticket=f"#{ticket}", matched_by=decision.matched_by)
         return Outcome(entry.id, Action.APPENDED, ticket, reason)
 

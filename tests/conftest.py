@@ -233,3 +233,14 @@ def _toml(value: Any) -> str:
 
 def have(command: str) -> bool:
     return shutil.which(command) is not None
+
+
+def inbound_per_message_id(database: Path) -> dict[str, int]:
+    """How many inbound messages each Message-ID has in a SQLite database."""
+    import sqlite3
+
+    with sqlite3.connect(database) as conn:
+        rows = conn.execute(
+            "SELECT message_id, count(*) FROM messages WHERE direction = 'in' GROUP BY message_id"
+        ).fetchall()
+    return {str(mid): int(count) for mid, count in rows}

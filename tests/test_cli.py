@@ -89,7 +89,7 @@ def test_ingest_created_then_reply_then_duplicate_and_show(config_file: Path) ->
     by_token = json.loads(
         mailgate(config_file, "show", str(ticket["token"]).lower(), "--json").stdout
     )
-    assert [m["text"] for m in by_token["messages"]] == [
+    assert [m["text"] for m in by_token["messages"] if m["direction"] == "in"] == [
         "Hallo, de printer brandt weer.",
         "nog steeds",
     ]
@@ -205,7 +205,8 @@ def test_daemon_processes_stored_mail_on_start_and_stops_on_sigterm(
         assert b"daemon.stopped" in err
     with sqlite3.connect(tmp_path / "mailgate.db") as conn:
         assert conn.execute("SELECT count(*) FROM tickets").fetchone() == (1,)
-        assert conn.execute("SELECT count(*) FROM messages").fetchone() == (1,)
+        inbound = "SELECT count(*) FROM messages WHERE direction = 'in'"
+        assert conn.execute(inbound).fetchone() == (1,)
 
 
 def test_quarantine_lists_nothing_on_a_fresh_install(config_file: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_SECRET, free_port, write_config_file
+from tests.conftest import TEST_SECRET, free_port, inbound_per_message_id, write_config_file
 from tests.mails import make_mail
 
 
@@ -107,10 +107,8 @@ def test_kill_9_under_load_then_restart_loses_and_doubles_nothing(
         wait_until_processed(database)
     finally:
         assert stop_daemon(daemon) == 0, b"".join(log_lines).decode()
+    per_id = inbound_per_message_id(database)
     with sqlite3.connect(database) as conn:
-        per_id = dict(
-            conn.execute("SELECT message_id, count(*) FROM messages GROUP BY message_id").fetchall()
-        )
         tickets = conn.execute("SELECT count(*) FROM tickets").fetchone()[0]
     assert all(per_id.get(mid) == 1 for mid in acknowledged), "an acknowledged mail is missing"
     assert max(per_id.values()) == 1, "a mail was processed twice"

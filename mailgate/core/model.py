@@ -236,3 +236,20 @@ class TicketView:
 
 
 INITIAL_STATUS = "new"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One mail in the outbox, as the sender and ``mailgate outbox`` see it."""
+
+    id: int
+    ticket: int | None
+    kind: str
+    recipients: tuple[str, ...]
+    envelope_from: str
+    message_id: str
+    state: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None

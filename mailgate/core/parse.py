@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import email
 import email.utils
 import hashlib
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from email.header import decode_header, make_header
+from email.header import decode_header
 from email.message import Message
 from email.policy import compat32
 from typing import Any
@@ -73,9 +74,17 @@ def decode_header_value(
         return ""
     text = decode_8bit(str(value), fallbacks)
     try:
-        decoded = str(make_header(decode_header(text)))
-    except (LookupError, UnicodeError, ValueError, binascii.Error, AssertionError):
-        decoded = text
+        parts = decode_header(text)
+    except (ValueError, binascii.Error, AssertionError):
+        parts = [(text, None)]
+    chunks: list[str] = []
+    for chunk, charset in parts:
+        if isinstance(chunk, str):
+            chunks.append(chunk)
+            continue
+        chunks.append(_decode_words(chunk, charset, fallbacks))
+    # decode_header keeps the whitespace between plain words but drops it around encoded ones.
+    decoded = "".join(chunks) if len(parts) > 1 or not isinstance(parts[0][0], str) else text
     decoded = decoded.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return re.sub(r"[\r\n]+[ \t]*", " ", decoded).strip()
 
@@ -87,6 +96,37 @@ def raw_header(msg: Message, name: str) -> str | None:
         if key.lower() == wanted:
             return str(value)
     return None
+
+
+# Charsets whose labels senders use for text that only a superset decodes.
+_SUPERSETS = {
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "iso-8859-1": "windows-1252",
+    "ascii": "windows-1252",
+    "us-ascii": "windows-1252",
+    "ks_c_5601-1987": "cp949",
+}
+
+
+def _decode_words(data: bytes, charset: str | None, fallbacks: tuple[str, ...]) -> str:
+    label = (charset or "").lower()
+    for candidate in (label, _SUPERSETS.get(label, ""), *fallbacks):
+        if not candidate:
+            continue
+        try:
+            return data.decode(candidate)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return data.decode(label if _known(label) else "utf-8", "replace")
+
+
+def _known(charset: str) -> bool:
+    try:
+        codecs.lookup(charset)
+    except LookupError:
+        return False
+    return True
 
 
 def message_ids(value: str | None) -> tuple[str, ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import func, update
+from sqlalchemy import and_, func, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -15,6 +15,7 @@ from mailgate.core.model import (
     EventView,
     MessageView,
     NewSpoolItem,
+    OutboxItem,
     ParsedMail,
     Participant,
     Role,
@@ -29,12 +30,17 @@ from mailgate.store.tables import (
     ImapCheckpointRow,
     InstallationRow,
     MessageRow,
+    OutboxRow,
     ParticipantRow,
     SpoolRow,
     TicketRow,
 )
 
 PENDING = "pending"
+OUTBOX_PENDING = "pending"
+OUTBOX_SENDING = "sending"
+OUTBOX_SENT = "sent"
+OUTBOX_DEAD = "dead"
 DONE = "done"
 QUARANTINED = "quarantined"
 
@@ -58,6 +64,23 @@ def _spool_entry(row: SpoolRow) -> SpoolEntry:
         reason=row.reason,
         error=row.error,
         traceback_id=row.traceback_id,
+    )
+
+
+def _outbox_item(row: OutboxRow) -> OutboxItem:
+    assert row.id is not None
+    return OutboxItem(
+        id=row.id,
+        ticket=row.ticket_id,
+        kind=row.kind,
+        recipients=tuple(a for a in row.recipients.split("\n") if a),
+        envelope_from=row.envelope_from,
+        message_id=row.message_id,
+        state=row.state,
+        attempts=row.attempts,
+        last_error=row.last_error,
+        created_at=row.created_at,
+        sent_at=row.sent_at,
     )
 
 
@@ -427,6 +450,178 @@ class Repo:
                 detail=detail,
             )
         )
+
+    # --- outbox --------------------------------------------------------------------------
+
+    async def outbox_add(
+        self,
+        *,
+        ticket: int | None,
+        kind: str,
+        recipients: Sequence[str],
+        message_id: str,
+        raw: bytes,
+        now: datetime,
+    ) -> int:
+        row = OutboxRow(
+            ticket_id=ticket,
+            kind=kind,
+            recipients="\n".join(recipients),
+            envelope_from="",
+            message_id=message_id,
+            raw=raw,
+            state=OUTBOX_PENDING,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        self.session.add(row)
+        await self.session.flush()
+        assert row.id is not None
+        return row.id
+
+    async def outbox_set_envelope(self, outbox_id: int, envelope_from: str) -> None:
+        await self.session.exec(
+            update(OutboxRow)
+            .where(col(OutboxRow.id) == outbox_id)
+            .values(envelope_from=envelope_from)
+        )
+
+    async def outbox_due(self, now: datetime, stale_before: datetime, limit: int) -> list[int]:
+        """Pending mails that are due, and mails stuck in sending since before ``stale_before``."""
+        rows = await self.session.exec(
+            select(OutboxRow.id)
+            .where(
+                or_(
+                    and_(
+                        col(OutboxRow.state) == OUTBOX_PENDING,
+                        col(OutboxRow.next_attempt_at) <= now,
+                    ),
+                    and_(
+                        col(OutboxRow.state) == OUTBOX_SENDING,
+                        col(OutboxRow.claimed_at) < stale_before,
+                    ),
+                )
+            )
+            .order_by(col(OutboxRow.id))
+            .limit(limit)
+        )
+        return [i for i in rows.all() if i is not None]
+
+    async def outbox_claim(
+        self, outbox_id: int, now: datetime, stale_before: datetime
+    ) -> tuple[OutboxItem, bytes] | None:
+        """Mark a due mail as sending (one attempt more); None if it is not due any more."""
+        row = (
+            await self.session.exec(
+                select(OutboxRow).where(OutboxRow.id == outbox_id).with_for_update(skip_locked=True)
+            )
+        ).first()
+        if row is None:
+            return None
+        due = (row.state == OUTBOX_PENDING and row.next_attempt_at <= now) or (
+            row.state == OUTBOX_SENDING
+            and row.claimed_at is not None
+            and row.claimed_at < stale_before
+        )
+        if not due:
+            return None
+        row.state = OUTBOX_SENDING
+        row.claimed_at = now
+        row.attempts += 1
+        self.session.add(row)
+        return _outbox_item(row), bytes(row.raw)
+
+    async def outbox_finish(
+        self,
+        outbox_id: int,
+        *,
+        state: str,
+        now: datetime,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> None:
+        values: dict[str, object] = {"state": state, "last_error": error, "claimed_at": None}
+        if state == OUTBOX_SENT:
+            values["sent_at"] = now
+        if retry_at is not None:
+            values["next_attempt_at"] = retry_at
+        await self.session.exec(
+            update(OutboxRow).where(col(OutboxRow.id) == outbox_id).values(**values)
+        )
+
+    async def outbox_list(self, state: str | None = None) -> list[OutboxItem]:
+        query = select(OutboxRow).order_by(col(OutboxRow.id))
+        if state is not None:
+            query = query.where(OutboxRow.state == state)
+        return [_outbox_item(r) for r in (await self.session.exec(query)).all()]
+
+    async def outbox_retry(self, outbox_ids: Iterable[int] | None, now: datetime) -> list[int]:
+        """Put dead mails back in line (all dead ones when ``outbox_ids`` is None)."""
+        query = select(OutboxRow).where(OutboxRow.state == OUTBOX_DEAD)
+        if outbox_ids is not None:
+            query = query.where(col(OutboxRow.id).in_(list(outbox_ids)))
+        rows = (await self.session.exec(query)).all()
+        for row in rows:
+            row.state, row.next_attempt_at, row.attempts = OUTBOX_PENDING, now, 0
+            self.session.add(row)
+        return [r.id for r in rows if r.id is not None]
+
+    async def thread_anchor(self, ticket: int) -> tuple[str | None, tuple[str, ...]]:
+        """The latest inbound Message-ID of a ticket and the References a reply to it carries."""
+        row = (
+            await self.session.exec(
+                select(MessageRow)
+                .where(
+                    MessageRow.ticket_id == ticket,
+                    MessageRow.direction == "in",
+                    col(MessageRow.message_id).is_not(None),
+                )
+                .order_by(col(MessageRow.id).desc())
+                .limit(1)
+            )
+        ).first()
+        if row is None or row.message_id is None:
+            return None, ()
+        refs = tuple(r for r in row.references.split("\n") if r)
+        return row.message_id, (*refs, row.message_id)
+
+    async def message_add_out(
+        self,
+        *,
+        ticket: int,
+        kind: str,
+        from_addr: str,
+        to: Sequence[str],
+        subject: str,
+        text: str,
+        html: str,
+        message_id: str,
+        now: datetime,
+    ) -> int:
+        row = MessageRow(
+            ticket_id=ticket,
+            spool_id=None,
+            direction="out",
+            kind=kind,
+            from_addr=from_addr,
+            from_name=None,
+            to_addrs="\n".join(to),
+            cc_addrs="",
+            subject=subject,
+            visible_text=text,
+            full_text=text,
+            html=html,
+            message_id=message_id,
+            in_reply_to="",
+            references="",
+            raw_sha256=None,
+            sent_at=now,
+            created_at=now,
+        )
+        self.session.add(row)
+        await self.session.flush()
+        assert row.id is not None
+        return row.id
 
     # --- views -----------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     Text,
     UniqueConstraint,
 )
@@ -192,3 +193,26 @@ class ImapCheckpointRow(SQLModel, table=True):
     uidvalidity: int = Field(sa_column=Column(BigInteger, nullable=False))
     last_uid: int = Field(sa_column=Column(BigInteger, nullable=False))
     updated_at: datetime = _when()
+
+
+class OutboxRow(SQLModel, table=True):
+    """One rendered outgoing mail and how far its delivery got."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("tickets.id"), nullable=True)
+    )
+    kind: str = Field(max_length=32)
+    recipients: str = _text()
+    envelope_from: str = _text()
+    message_id: str = Field(max_length=1000)
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    state: str = Field(max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime = _when()
+    claimed_at: datetime | None = _when(nullable=True)
+    last_error: str | None = _text(nullable=True)
+    created_at: datetime = _when()
+    sent_at: datetime | None = _when(nullable=True)

@@ -417,7 +417,7 @@ def test_daemon_killed_mid_backlog_then_restarted_makes_each_ticket_once(
     import signal
     import sqlite3
 
-    from tests.conftest import write_config_file
+    from tests.conftest import inbound_per_message_id, write_config_file
     from tests.test_daemon import start_daemon, stop_daemon, wait_until_processed
 
     mails = [
@@ -453,8 +453,5 @@ def test_daemon_killed_mid_backlog_then_restarted_makes_each_ticket_once(
         os.environ.pop("MAILGATE_TEST_IMAP_PASSWORD", None)
     assert dovecot.count("INBOX") == 0
     assert dovecot.count("mailgate/processed") == 200
-    with sqlite3.connect(tmp_path / "mailgate.db") as conn:
-        per_id = dict(
-            conn.execute("SELECT message_id, count(*) FROM messages GROUP BY message_id").fetchall()
-        )
+    per_id = inbound_per_message_id(tmp_path / "mailgate.db")
     assert len(per_id) == 200 and set(per_id.values()) == {1}

@@ -1,0 +1,127 @@
+"""Decide which notifications a ticket change sends, to whom, and in which language.
+
+The rules are a table read top to bottom; the shell renders each ``Notice``
+from its template and writes it to the outbox in the same transaction as the
+change. Nothing automatic is ever sent in answer to automatic mail.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from mailgate.core.model import MessageKind, ParsedMail, Participant, Role
+
+
+class Kind(StrEnum):
+    """Every notification mailgate sends; each has a template per language."""
+
+    ACK = "ack"
+    AGENT_REPLY = "agent_reply"
+    STATUS_CHANGED = "status_changed"
+    ACTION_REQUIRED = "action_required"
+    RESOLVED = "resolved"
+    REMINDER = "reminder"
+    TEAM_NEW_TICKET = "team_new_ticket"
+    TEAM_CUSTOMER_REPLY = "team_customer_reply"
+    COMMAND_FAILED = "command_failed"
+
+
+# RFC 3834: an acknowledgment answers a mail (auto-replied); other notices are generated.
+# An agent's relayed answer is written by a person: it carries no Auto-Submitted.
+AUTO_SUBMITTED: Mapping[Kind, str] = {
+    kind: ("auto-replied" if kind is Kind.ACK else "auto-generated")
+    for kind in Kind
+    if kind is not Kind.AGENT_REPLY
+}
+LANGUAGES = ("nl", "en")
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One mail to send: which template, to whom, in which language."""
+
+    kind: Kind
+    to: tuple[str, ...]
+    language: str
+    auto_submitted: str
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """Who is on a ticket, and the language settings that apply to it."""
+
+    participants: tuple[Participant, ...]
+    team_address: str
+    queue_language: str
+    organisation_languages: Mapping[str, str]
+
+
+def language_for(mail: ParsedMail | None, audience: Audience, address: str | None) -> str:
+    """The customer's language: their mail's Content-Language or Accept-Language, then their
+    organisation's setting, then the queue's default."""
+    if mail is not None:
+        for header in ("Content-Language", "Accept-Language"):
+            for tag in re.split(r"[,;\s]+", (mail.header(header) or "").lower()):
+                primary = tag.split("-")[0]
+                if primary in LANGUAGES:
+                    return primary
+    if address:
+        domain = address.rpartition("@")[2].lower()
+        if domain in audience.organisation_languages:
+            return audience.organisation_languages[domain]
+    return audience.queue_language
+
+
+def _customers(audience: Audience) -> tuple[str, ...]:
+    return tuple(p.address for p in audience.participants if p.role is not Role.AGENT)
+
+
+def on_new_ticket(
+    mail: ParsedMail, audience: Audience, *, requester: str | None, automatic: bool
+) -> tuple[Notice, ...]:
+    """A mail opened a ticket: acknowledge a person's mail; always tell the team."""
+    notices = []
+    if requester is not None and not automatic:
+        notices.append(
+            Notice(
+                Kind.ACK,
+                (requester,),
+                language_for(mail, audience, requester),
+                AUTO_SUBMITTED[Kind.ACK],
+            )
+        )
+    notices.append(
+        Notice(
+            Kind.TEAM_NEW_TICKET,
+            (audience.team_address,),
+            audience.queue_language,
+            AUTO_SUBMITTED[Kind.TEAM_NEW_TICKET],
+        )
+    )
+    return tuple(notices)
+
+
+def on_reply(
+    mail: ParsedMail, audience: Audience, *, kind: MessageKind, author: str | None, automatic: bool
+) -> tuple[Notice, ...]:
+    """A mail threaded onto a ticket: relay an agent's answer, or tell the team of a customer's."""
+    if automatic:
+        return ()
+    if kind is MessageKind.AGENT:
+        customers = tuple(a for a in _customers(audience) if a != author)
+        if not customers:
+            return ()
+        return (
+            Notice(Kind.AGENT_REPLY, customers, language_for(None, audience, customers[0]), ""),
+        )
+    return (
+        Notice(
+            Kind.TEAM_CUSTOMER_REPLY,
+            (audience.team_address,),
+            audience.queue_language,
+            AUTO_SUBMITTED[Kind.TEAM_CUSTOMER_REPLY],
+        ),
+    )

@@ -1,0 +1,1 @@
+"""The way out: render notifications, keep them in the outbox, deliver them."""

@@ -1,0 +1,235 @@
+"""Write the notifications of a ticket change into the outbox, inside the change's transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import make_msgid
+
+import structlog
+
+from mailgate.config import Config, QueueConfig
+from mailgate.core.address import AddressPolicy
+from mailgate.core.model import MessageKind, ParsedMail, Role, TicketView
+from mailgate.core.notify import AUTO_SUBMITTED, Audience, Kind, Notice, on_new_ticket, on_reply
+from mailgate.core.tokens import TokenCodec
+from mailgate.outbound.render import (
+    Envelope,
+    NoticeContext,
+    Rendered,
+    Templates,
+    TicketFacts,
+    compose,
+)
+from mailgate.store.repos import Repo
+
+log = structlog.get_logger("mailgate.notify")
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What happened to a ticket, as far as notifications care."""
+
+    ticket: int
+    mail: ParsedMail | None
+    new_ticket: bool
+    kind: MessageKind
+    author: str | None
+    message_text: str
+    automatic: bool
+
+
+class Notifier:
+    """Renders and queues the mails that a change calls for."""
+
+    def __init__(
+        self, *, config: Config, templates: Templates, codec: TokenCodec, policy: AddressPolicy
+    ) -> None:
+        self.config = config
+        self.templates = templates
+        self.codec = codec
+        self.policy = policy
+        self.queues = {q.name: q for q in config.queues}
+
+    def _audience(self, view: TicketView, queue: QueueConfig) -> Audience:
+        return Audience(
+            view.participants,
+            queue.team_address,
+            queue.language,
+            self.config.outbound.organisation_languages,
+        )
+
+    async def after(self, repo: Repo, change: Change, now: datetime) -> list[int]:
+        """Queue the notices for ``change``; returns the outbox ids written."""
+        view = await repo.ticket_view(change.ticket, with_messages=False)
+        assert view is not None
+        queue = self.queues.get(view.queue) or self.config.queues[0]
+        audience = self._audience(view, queue)
+        if change.new_ticket:
+            requester = view.requester if change.kind is MessageKind.CUSTOMER else None
+            notices = on_new_ticket(
+                change.mail or _EMPTY, audience, requester=requester, automatic=change.automatic
+            )
+        else:
+            notices = on_reply(
+                change.mail or _EMPTY,
+                audience,
+                kind=change.kind,
+                author=change.author,
+                automatic=change.automatic,
+            )
+        written = []
+        for notice in notices:
+            written.append(await self._queue(repo, view, queue, notice, change, now))
+        return written
+
+    async def _build(
+        self,
+        repo: Repo,
+        view: TicketView,
+        queue: QueueConfig,
+        notice: Notice,
+        change: Change,
+        now: datetime,
+    ) -> tuple[Rendered, bytes, str, str]:
+        """The rendered notice, its MIME bytes, its Message-ID, and our domain."""
+        from_address = queue.addresses[0]
+        domain = self.config.outbound.domain or from_address.rpartition("@")[2]
+        token = self.codec.token(view.number)
+        reply_to = (
+            self.policy.plus_address(from_address, token)
+            if self.config.addresses.plus_addressing
+            else from_address
+        )
+        requester = next((p for p in view.participants if p.role is Role.REQUESTER), None)
+        author = next((p for p in view.participants if p.address == change.author), None)
+        context = NoticeContext(
+            ticket=TicketFacts(
+                view.number,
+                f"#{view.number}",
+                self.codec.subject_tag(view.number),
+                view.title,
+                view.queue,
+                view.type,
+                view.priority,
+                view.status,
+            ),
+            language=notice.language,
+            team_name=self.config.outbound.from_name,
+            customer_name=requester.name if requester else "",
+            customer_address=requester.address if requester else "",
+            author_name=(author.name or author.address)
+            if author
+            else self.config.outbound.from_name,
+            message_text=change.message_text,
+        )
+        rendered = self.templates.render(notice.kind, notice.language, context)
+        in_reply_to, references = await repo.thread_anchor(view.number)
+        message_id = make_msgid(domain=domain).strip("<>")
+        raw = compose(
+            rendered,
+            Envelope(
+                from_name=self.config.outbound.from_name,
+                from_address=from_address,
+                to=notice.to,
+                reply_to=reply_to,
+                message_id=message_id,
+                in_reply_to=in_reply_to,
+                references=references,
+                auto_submitted=notice.auto_submitted,
+                language=notice.language,
+                date=now,
+            ),
+        )
+        return rendered, raw, message_id, domain
+
+    async def _queue(
+        self,
+        repo: Repo,
+        view: TicketView,
+        queue: QueueConfig,
+        notice: Notice,
+        change: Change,
+        now: datetime,
+    ) -> int:
+        rendered, raw, message_id, domain = await self._build(
+            repo, view, queue, notice, change, now
+        )
+        outbox_id = await repo.outbox_add(
+            ticket=view.number,
+            kind=notice.kind.value,
+            recipients=notice.to,
+            message_id=message_id,
+            raw=raw,
+            now=now,
+        )
+        check = self.codec.sign("outbox", outbox_id).lower()
+        await repo.outbox_set_envelope(outbox_id, f"bounces+{outbox_id}-{check}@{domain}")
+        await repo.message_add_out(
+            ticket=view.number,
+            kind=MessageKind.AGENT.value
+            if notice.kind is Kind.AGENT_REPLY
+            else MessageKind.SYSTEM.value,
+            from_addr=queue.addresses[0],
+            to=notice.to,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            message_id=message_id,
+            now=now,
+        )
+        log.info(
+            "outbox.queued",
+            outbox_id=outbox_id,
+            kind=notice.kind.value,
+            ticket=f"#{view.number}",
+            recipients=len(notice.to),
+            language=notice.language,
+        )
+        return outbox_id
+
+    async def preview(
+        self,
+        repo: Repo,
+        view: TicketView,
+        queue: QueueConfig,
+        kind: Kind,
+        language: str,
+        now: datetime,
+    ) -> bytes:
+        """The mail ``kind`` would be for this ticket now, without queueing it."""
+        latest = next((m for m in reversed(view.messages) if m.direction == "in"), None)
+        to = (view.requester,) if view.requester else (queue.team_address,)
+        if kind in (Kind.TEAM_NEW_TICKET, Kind.TEAM_CUSTOMER_REPLY, Kind.COMMAND_FAILED):
+            to = (queue.team_address,)
+        notice = Notice(kind, to, language, AUTO_SUBMITTED.get(kind, ""))
+        change = Change(
+            view.number,
+            None,
+            False,
+            MessageKind.CUSTOMER,
+            latest.from_addr if latest else None,
+            latest.text if latest else "",
+            False,
+        )
+        _, raw, _, _ = await self._build(repo, view, queue, notice, change, now)
+        return raw
+
+
+_EMPTY = ParsedMail(
+    message_id=None,
+    in_reply_to=(),
+    references=(),
+    subject="",
+    from_addr=None,
+    reply_to=(),
+    to=(),
+    cc=(),
+    date=None,
+    text="",
+    html=None,
+    attachments=(),
+    headers=(),
+    defects=(),
+    parser="none",
+)

@@ -1,0 +1,154 @@
+"""The sender: deliver due outbox mails, retrying what may pass and burying what cannot.
+
+A mail is marked ``sending`` (committed) before the SMTP transaction and
+``sent`` (committed) after the relay's 250. A crash between the two is the only
+window in which a mail can go out twice: it stays ``sending`` and is tried
+again once its claim is older than ``STALE_CLAIM``. That window is the length
+of one SMTP transaction; SMTP offers no way to make it smaller. 4xx replies and
+connection errors retry with exponential backoff and jitter; a 5xx, or
+``max_attempts`` tries, make the mail dead, recorded on the ticket's events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mailgate.clock import Clock
+from mailgate.config import OutboundConfig
+from mailgate.errors import DeliveryDeferred, DeliveryFailed, MailgateError
+from mailgate.outbound.transport import Transport
+from mailgate.store.db import session, storage_errors
+from mailgate.store.repos import OUTBOX_DEAD, OUTBOX_PENDING, OUTBOX_SENT, Repo
+
+log = structlog.get_logger("mailgate.outbox")
+STALE_CLAIM = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    outbox_id: int
+    state: str
+    detail: str
+
+
+class Sender:
+    """Delivers the outbox through one transport."""
+
+    def __init__(
+        self, *, engine: AsyncEngine, transport: Transport, config: OutboundConfig, clock: Clock
+    ) -> None:
+        self.engine = engine
+        self.transport = transport
+        self.config = config
+        self.clock = clock
+
+    def _backoff(self, attempts: int) -> timedelta:
+        base = min(
+            self.config.retry_delay * (2 ** max(attempts - 1, 0)), self.config.max_retry_delay
+        )
+        return timedelta(seconds=base * random.uniform(0.8, 1.2))  # jitter, not cryptography
+
+    async def deliver(self, outbox_id: int) -> Delivery | None:
+        """One attempt for one mail; None when it is not due (sent, dead, or taken)."""
+        now = self.clock.now()
+        with storage_errors("outbox claim"):
+            async with session(self.engine, write=True) as s:
+                claimed = await Repo(s).outbox_claim(outbox_id, now, now - STALE_CLAIM)
+        if claimed is None:
+            return None
+        item, raw = claimed
+        bound = log.bind(
+            outbox_id=outbox_id, kind=item.kind, ticket=f"#{item.ticket}" if item.ticket else None
+        )
+        try:
+            receipt = await self.transport.send(item.envelope_from, item.recipients, raw)
+        except DeliveryFailed as exc:
+            return await self._bury(item.id, item.ticket, f"refused: {exc}", bound)
+        except DeliveryDeferred as exc:
+            if item.attempts >= self.config.max_attempts:
+                return await self._bury(
+                    item.id, item.ticket, f"gave up after {item.attempts} tries: {exc}", bound
+                )
+            retry_at = self.clock.now() + self._backoff(item.attempts)
+            with storage_errors("outbox defer"):
+                async with session(self.engine, write=True) as s:
+                    await Repo(s).outbox_finish(
+                        item.id,
+                        state=OUTBOX_PENDING,
+                        now=now,
+                        error=str(exc)[:1000],
+                        retry_at=retry_at,
+                    )
+            bound.warning(
+                "outbox.deferred",
+                error=str(exc),
+                attempts=item.attempts,
+                retry_at=retry_at.isoformat(),
+            )
+            return Delivery(item.id, OUTBOX_PENDING, str(exc))
+        with storage_errors("outbox sent"):
+            async with session(self.engine, write=True) as s:
+                await Repo(s).outbox_finish(item.id, state=OUTBOX_SENT, now=self.clock.now())
+        bound.info("outbox.sent", receipt=receipt[:200], recipients=len(item.recipients))
+        return Delivery(item.id, OUTBOX_SENT, receipt)
+
+    async def _bury(
+        self,
+        outbox_id: int,
+        ticket: int | None,
+        reason: str,
+        bound: structlog.typing.FilteringBoundLogger,
+    ) -> Delivery:
+        now = self.clock.now()
+        with storage_errors("outbox dead"):
+            async with session(self.engine, write=True) as s:
+                repo = Repo(s)
+                await repo.outbox_finish(outbox_id, state=OUTBOX_DEAD, now=now, error=reason[:1000])
+                if ticket is not None:
+                    await repo.event_add(
+                        ticket,
+                        kind="delivery_failed",
+                        actor="mailgate",
+                        now=now,
+                        detail=f"outbox {outbox_id}: {reason}"[:2000],
+                    )
+        bound.error("outbox.dead", reason=reason)
+        return Delivery(outbox_id, OUTBOX_DEAD, reason)
+
+    async def run_due(self, limit: int = 50) -> list[Delivery]:
+        now = self.clock.now()
+        with storage_errors("outbox due"):
+            async with session(self.engine) as s:
+                due = await Repo(s).outbox_due(now, now - STALE_CLAIM, limit)
+        results = []
+        for outbox_id in due:
+            result = await self.deliver(outbox_id)
+            if result is not None:
+                results.append(result)
+        return results
+
+    async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
+        """Deliver until ``stop``: what is due, then wait for a wake-up or the poll interval."""
+        while not stop.is_set():
+            wake.clear()
+            try:
+                results = await self.run_due()
+            except MailgateError as exc:
+                log.warning("outbox.storage_unavailable", error=str(exc))
+                results = []
+            if any(r.state == OUTBOX_SENT for r in results):
+                continue
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait(
+                    waiters, timeout=self.config.poll_interval, return_when=asyncio.FIRST_COMPLETED
+                )
+            for waiter in waiters:
+                waiter.cancel()
