@@ -47,6 +47,7 @@ from mailgate.errors import MailgateError
 from mailgate.outbound.notifier import Change, Notifier
 from mailgate.store.db import session, storage_errors
 from mailgate.store.repos import PENDING, Repo
+from mailgate.tasks import wait_for_work
 
 log = structlog.get_logger("mailgate.process")
 
@@ -315,10 +316,5 @@ class Processor:
                 outcomes = []
             if any(o.action is not Action.DEFERRED for o in outcomes):
                 continue  # more may be due right away
-            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-            await asyncio.wait(
-                waiters, timeout=self.worker.poll_interval, return_when=asyncio.FIRST_COMPLETED
-            )
-            for waiter in waiters:
-                waiter.cancel()
+            await wait_for_work(stop, wake, self.worker.poll_interval)
         log.info("worker.stopped")

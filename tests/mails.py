@@ -41,7 +41,7 @@ def make_mail(
         msg["In-Reply-To"] = in_reply_to
     if references:
         msg["References"] = references
-    for key, value in (headers or {}).items():
-        msg[key] = value
     msg.set_content(body)
+    for key, value in (headers or {}).items():  # after set_content, which clears Content-*
+        msg[key] = value
     return msg.as_bytes()

@@ -213,3 +213,20 @@ def test_quarantine_lists_nothing_on_a_fresh_install(config_file: Path) -> None:
     result = mailgate(config_file, "quarantine", "--json")
     assert result.returncode == 0 and json.loads(result.stdout) == []
     assert mailgate(config_file, "quarantine", "retry", "5").returncode == 1
+
+
+def test_outbox_and_preview_commands(config_file: Path) -> None:
+    assert mailgate(config_file, "ingest", stdin=make_mail()).returncode == 0
+    listed = json.loads(mailgate(config_file, "outbox", "--json").stdout)
+    assert [(i["kind"], i["state"], i["ticket"]) for i in listed] == [
+        ("ack", "sent", "#1"),
+        ("team_new_ticket", "sent", "#1"),
+    ]
+    assert listed[0]["envelope_from"].startswith(f"bounces+{listed[0]['id']}-")
+    assert json.loads(mailgate(config_file, "outbox", "--json", "--state", "dead").stdout) == []
+    preview = mailgate(config_file, "preview", "resolved", "--ticket", "#1", "--lang", "en")
+    assert preview.returncode == 0, preview.stderr.decode()
+    text = preview.stdout.decode()
+    assert "Subject: Resolved: Printer brandt [#1-" in text
+    assert "Auto-Submitted: auto-generated" in text
+    assert mailgate(config_file, "outbox", "retry", "99").returncode == 1

@@ -178,7 +178,7 @@ def compose(rendered: Rendered, envelope: Envelope) -> bytes:
         msg["Auto-Submitted"] = envelope.auto_submitted
         msg["X-Auto-Response-Suppress"] = "All"
         msg["Precedence"] = "bulk" if envelope.auto_submitted == "auto-generated" else "auto_reply"
-    msg["Content-Language"] = envelope.language
     msg.set_content(rendered.text)
     msg.add_alternative(rendered.html, subtype="html")
+    msg["Content-Language"] = envelope.language  # after set_content, which clears Content-*
     return msg.as_bytes()

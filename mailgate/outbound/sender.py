@@ -12,7 +12,6 @@ connection errors retry with exponential backoff and jitter; a 5xx, or
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,6 +25,7 @@ from mailgate.errors import DeliveryDeferred, DeliveryFailed, MailgateError
 from mailgate.outbound.transport import Transport
 from mailgate.store.db import session, storage_errors
 from mailgate.store.repos import OUTBOX_DEAD, OUTBOX_PENDING, OUTBOX_SENT, Repo
+from mailgate.tasks import wait_for_work
 
 log = structlog.get_logger("mailgate.outbox")
 STALE_CLAIM = timedelta(minutes=5)
@@ -145,10 +145,4 @@ class Sender:
                 results = []
             if any(r.state == OUTBOX_SENT for r in results):
                 continue
-            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait(
-                    waiters, timeout=self.config.poll_interval, return_when=asyncio.FIRST_COMPLETED
-                )
-            for waiter in waiters:
-                waiter.cancel()
+            await wait_for_work(stop, wake, self.config.poll_interval)

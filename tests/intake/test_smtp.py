@@ -470,21 +470,26 @@ async def test_600_mails_from_8_concurrent_clients_are_600_intakes(server: Serve
     assert await server.count() == 600
 
 
-async def test_slow_client_does_not_stall_others(server: Server) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+async def begin_data(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw client connection that has just been told 354 (go ahead with DATA)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     await reader.readline()
-    for line in (
-        b"EHLO slow.example.org",
+    commands = (
+        b"EHLO c.example.org",
         b"MAIL FROM:<s@customer.nl>",
         b"RCPT TO:<support@example.com>",
         b"DATA",
-    ):
+    )
+    for line in commands:
         writer.write(line + b"\r\n")
         await writer.drain()
-        while True:
-            answer = await reader.readline()
-            if answer[3:4] != b"-":
-                break
+        while (await reader.readline())[3:4] == b"-":
+            pass
+    return reader, writer
+
+
+async def test_slow_client_does_not_stall_others(server: Server) -> None:
+    reader, writer = await begin_data(server.port)
     writer.write(b"Subject: slow\r\n\r\n")
 
     async def dribble() -> bytes:
@@ -499,32 +504,18 @@ async def test_slow_client_does_not_stall_others(server: Server) -> None:
     slow = asyncio.create_task(dribble())
     fast = aiosmtplib.SMTP(hostname="127.0.0.1", port=server.port, timeout=30)
     await fast.connect()
-    loop = asyncio.get_running_loop()
-    begun = loop.time()
     for i in range(5):
         await fast.sendmail(
             "a@customer.nl", ["support@example.com"], make_mail(subject=f"fast {i}")
         )
-    fast_elapsed = loop.time() - begun
     await fast.quit()
-    assert not slow.done(), "the fast client finished while the slow one was still sending"
-    assert fast_elapsed < 1.5
+    assert not slow.done(), "the fast client had to wait for the slow one"
     assert (await slow).startswith(b"250")
     writer.close()
 
 
 async def test_graceful_close_finishes_the_transaction_in_flight(server: Server) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    await reader.readline()
-    for line in (
-        b"EHLO c.example.org",
-        b"MAIL FROM:<s@customer.nl>",
-        b"RCPT TO:<support@example.com>",
-        b"DATA",
-    ):
-        writer.write(line + b"\r\n")
-        while (await reader.readline())[3:4] == b"-":
-            pass
+    reader, writer = await begin_data(server.port)
     writer.write(b"Subject: in flight\r\n\r\nhalf")
     await writer.drain()
     closing = asyncio.create_task(server.listeners.close())

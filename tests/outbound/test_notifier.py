@@ -1,0 +1,119 @@
+"""Notifications written with the change, and replies to them threading back."""
+
+from __future__ import annotations
+
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
+
+from sqlalchemy import select
+
+from mailgate.app import App
+from mailgate.core.model import Action
+from mailgate.store.db import session
+from mailgate.store.repos import Repo
+from mailgate.store.tables import OutboxRow
+from tests.conftest import deliver
+from tests.mails import make_mail
+
+
+async def outbox(app: App) -> list[tuple[str, tuple[str, ...], EmailMessage]]:
+    async with session(app.engine) as s:
+        rows = (await s.exec(select(OutboxRow).order_by(OutboxRow.id))).scalars().all()  # type: ignore[call-overload]
+    result = []
+    for row in rows:
+        message = message_from_bytes(row.raw, policy=default)
+        assert isinstance(message, EmailMessage)
+        result.append((row.kind, tuple(row.recipients.split("\n")), message))
+    return result
+
+
+async def test_new_ticket_queues_ack_and_team_notice_in_the_same_transaction(app: App) -> None:
+    outcome = await deliver(app, make_mail(message_id="<orig@customer.nl>"))
+    queued = await outbox(app)
+    assert [(k, to) for k, to, _ in queued] == [
+        ("ack", ("alice@customer.nl",)),
+        ("team_new_ticket", ("team@example.com",)),
+    ]
+    ack = queued[0][2]
+    tag = app.codec.subject_tag(outcome.ticket or 0)
+    assert tag in ack["Subject"]
+    assert ack["In-Reply-To"] == "<orig@customer.nl>"
+    assert ack["Reply-To"] == app.policy.plus_address(
+        "support@example.com", app.codec.token(outcome.ticket or 0)
+    )
+    assert ack["Message-ID"].endswith("@example.com>")
+    assert ack["Auto-Submitted"] == "auto-replied"
+    assert ack["Content-Language"] == "nl"
+
+
+async def test_language_from_the_customers_mail(app: App) -> None:
+    await deliver(app, make_mail(headers={"Content-Language": "en-GB"}))
+    ack = (await outbox(app))[0][2]
+    assert ack["Content-Language"] == "en"
+    assert "Thank you for your message" in ack.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+
+async def test_replies_to_the_acknowledgment_thread_back_however_the_client_builds_them(
+    app: App,
+) -> None:
+    outcome = await deliver(app, make_mail(message_id="<orig@customer.nl>"))
+    ack = (await outbox(app))[0][2]
+    ack_id = ack["Message-ID"]
+    outlook = make_mail(
+        subject=f"AW: {ack['Subject']}",
+        in_reply_to=ack_id,
+        references=f"{ack['References']} {ack_id}",
+    )
+    gmail = make_mail(subject=f"Re: {ack['Subject']}", in_reply_to=ack_id)
+    stripped = make_mail(subject="Re: Printer brandt", in_reply_to=ack_id)
+    for raw in (outlook, gmail, stripped):
+        reply = await deliver(app, raw)
+        assert (reply.action, reply.ticket) == (Action.APPENDED, outcome.ticket)
+    assert reply.reason == f"matched by in-reply-to {ack_id}"
+
+
+async def test_customer_reply_tells_the_team_and_agent_reply_is_relayed(app: App) -> None:
+    outcome = await deliver(
+        app, make_mail(message_id="<orig@customer.nl>", cc="Bob <bob@customer.nl>")
+    )
+    tag = app.codec.subject_tag(outcome.ticket or 0)
+    await deliver(app, make_mail(subject=f"Re: {tag}", body="Nog een detail."))
+    await deliver(
+        app,
+        make_mail(
+            sender="Piet Support <piet@example.com>",
+            subject=f"Re: {tag}",
+            body="Probeer het nu eens opnieuw.\n\nOp ma schreef Alice:\n> oud",
+        ),
+    )
+    queued = await outbox(app)
+    kinds = [(k, to) for k, to, _ in queued]
+    assert kinds[2] == ("team_customer_reply", ("team@example.com",))
+    assert kinds[3] == ("agent_reply", ("alice@customer.nl", "bob@customer.nl"))
+    relayed = queued[3][2]
+    body = relayed.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Probeer het nu eens opnieuw." in body and "> oud" not in body
+    assert relayed["Auto-Submitted"] is None
+    async with session(app.engine) as s:
+        view = await Repo(s).ticket_view(outcome.ticket or 0)
+    assert view is not None
+    outgoing = [m for m in view.messages if m.direction == "out"]
+    assert [m.kind for m in outgoing] == ["system", "system", "system", "agent"]
+
+
+async def test_automatic_mail_gets_no_answer_but_the_team_hears_of_it(app: App) -> None:
+    await deliver(app, make_mail(headers={"Auto-Submitted": "auto-replied"}))
+    await deliver(app, make_mail(sender="MAILER-DAEMON@mx.customer.nl", subject="Undelivered"))
+    kinds = [k for k, _, _ in await outbox(app)]
+    assert "ack" not in kinds
+    assert kinds == ["team_new_ticket", "team_new_ticket"]
+
+
+async def test_automatic_reply_on_a_ticket_is_not_forwarded(app: App) -> None:
+    outcome = await deliver(app, make_mail())
+    tag = app.codec.subject_tag(outcome.ticket or 0)
+    await deliver(
+        app, make_mail(subject=f"Out of Office: {tag}", headers={"Auto-Submitted": "auto-replied"})
+    )
+    assert [k for k, _, _ in await outbox(app)] == ["ack", "team_new_ticket"]

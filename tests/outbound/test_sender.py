@@ -1,0 +1,188 @@
+"""Delivery through a real SMTP relay on loopback (aiosmtpd), and into the default maildir."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from mailgate.app import App, build_app
+from mailgate.clock import FrozenClock
+from mailgate.config import Config
+from mailgate.store.db import session
+from mailgate.store.repos import Repo
+from tests.conftest import deliver, free_port
+from tests.mails import make_mail
+
+
+@dataclass
+class RelayHandler:
+    """A relay that records what it accepts and answers DATA with ``reply``."""
+
+    reply: str = "250 2.0.0 Ok: queued"
+    received: list[tuple[str, list[str], bytes]] = field(default_factory=list)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.reply.startswith("250"):
+            self.received.append(
+                (str(envelope.mail_from), list(envelope.rcpt_tos), envelope.original_content or b"")
+            )
+        return self.reply
+
+
+class Relay:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.handler = RelayHandler()
+        self.server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            lambda: SMTP(self.handler, hostname="relay", loop=loop), "127.0.0.1", self.port
+        )
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+            self.server = None
+
+
+@pytest.fixture
+async def relay() -> AsyncIterator[Relay]:
+    instance = Relay(free_port())
+    yield instance
+    await instance.stop()
+
+
+@pytest.fixture
+async def relayed_app(
+    make_config: Callable[..., Config], clock: FrozenClock, relay: Relay
+) -> AsyncIterator[App]:
+    config = make_config(
+        relay={"host": "127.0.0.1", "port": relay.port, "security": "none", "timeout": 5.0},
+        outbound={"retry_delay": 60.0, "max_attempts": 3},
+    )
+    app = await build_app(config, clock)
+    yield app
+    await app.close()
+
+
+async def _states(app: App) -> list[tuple[str, str, int]]:
+    async with session(app.engine) as s:
+        return [(i.kind, i.state, i.attempts) for i in await Repo(s).outbox_list()]
+
+
+async def test_relay_down_then_up_delivers_every_mail_exactly_once(
+    relayed_app: App, relay: Relay, clock: FrozenClock
+) -> None:
+    await deliver(relayed_app, make_mail())
+    first = await relayed_app.sender.run_due()
+    assert [d.state for d in first] == ["pending", "pending"]  # relay down: deferred
+    assert await relayed_app.sender.run_due() == []  # not due yet
+    await relay.start()
+    clock.advance(timedelta(minutes=5))
+    second = await relayed_app.sender.run_due()
+    assert [d.state for d in second] == ["sent", "sent"]
+    clock.advance(timedelta(hours=2))
+    assert await relayed_app.sender.run_due() == []
+    assert len(relay.handler.received) == 2
+    kinds = sorted(k for k, _, _ in await _states(relayed_app))
+    assert kinds == ["ack", "team_new_ticket"]
+    envelope_from, recipients, raw = relay.handler.received[0]
+    assert envelope_from.startswith("bounces+") and envelope_from.endswith("@example.com")
+    assert recipients in (["alice@customer.nl"], ["team@example.com"])
+    assert b"Auto-Submitted:" in raw
+
+
+async def test_relay_550_makes_the_mail_dead_with_its_reply_on_the_ticket(
+    relayed_app: App, relay: Relay
+) -> None:
+    relay.handler.reply = "550 5.7.1 Mailbox of this user is blocked"
+    await relay.start()
+    outcome = await deliver(relayed_app, make_mail())
+    results = await relayed_app.sender.run_due()
+    assert [d.state for d in results] == ["dead", "dead"]
+    async with session(relayed_app.engine) as s:
+        repo = Repo(s)
+        dead = await repo.outbox_list("dead")
+        view = await repo.ticket_view(outcome.ticket or 0)
+    assert "550 5.7.1 Mailbox of this user is blocked" in (dead[0].last_error or "")
+    assert view is not None
+    failures = [e for e in view.events if e.kind == "delivery_failed"]
+    assert len(failures) == 2 and "5.7.1" in (failures[0].detail or "")
+
+
+async def test_relay_451_is_retried_later_with_backoff(
+    relayed_app: App, relay: Relay, clock: FrozenClock
+) -> None:
+    relay.handler.reply = "451 4.3.0 Try again later"
+    await relay.start()
+    await deliver(relayed_app, make_mail())
+    assert [d.state for d in await relayed_app.sender.run_due()] == ["pending", "pending"]
+    assert await relayed_app.sender.run_due() == []
+    relay.handler.reply = "250 2.0.0 Ok"
+    clock.advance(timedelta(seconds=80))  # 60 s +-20 % jitter
+    assert [d.state for d in await relayed_app.sender.run_due()] == ["sent", "sent"]
+    assert [a for _, _, a in await _states(relayed_app)] == [2, 2]
+
+
+async def test_gives_up_after_max_attempts(relayed_app: App, clock: FrozenClock) -> None:
+    await deliver(relayed_app, make_mail())
+    for _ in range(3):
+        await relayed_app.sender.run_due()
+        clock.advance(timedelta(hours=2))
+    assert [s for _, s, _ in await _states(relayed_app)] == ["dead", "dead"]
+
+
+async def test_crash_while_sending_is_retried_after_the_claim_goes_stale(
+    relayed_app: App, relay: Relay, clock: FrozenClock
+) -> None:
+    await relay.start()
+    await deliver(relayed_app, make_mail())
+    async with session(relayed_app.engine, write=True) as s:  # a sender that died mid-send
+        repo = Repo(s)
+        for item in await repo.outbox_list():
+            await repo.outbox_claim(item.id, clock.now(), clock.now() - timedelta(minutes=5))
+    assert await relayed_app.sender.run_due() == []
+    clock.advance(timedelta(minutes=6))
+    assert [d.state for d in await relayed_app.sender.run_due()] == ["sent", "sent"]
+
+
+async def test_dead_mail_can_be_retried(relayed_app: App, relay: Relay) -> None:
+    relay.handler.reply = "550 5.1.1 no"
+    await relay.start()
+    await deliver(relayed_app, make_mail())
+    await relayed_app.sender.run_due()
+    relay.handler.reply = "250 2.0.0 Ok"
+    async with session(relayed_app.engine, write=True) as s:
+        ids = await Repo(s).outbox_retry(None, relayed_app.clock.now())
+    assert len(ids) == 2
+    assert [d.state for d in await relayed_app.sender.run_due()] == ["sent", "sent"]
+
+
+def test_ingest_with_the_shipped_config_writes_one_acknowledgment_into_the_maildir(
+    tmp_path: Any,
+) -> None:
+    import shutil
+    from pathlib import Path
+
+    from tests.test_cli import json_line, mailgate
+
+    shipped = Path(__file__).resolve().parents[2] / "config.toml"
+    config = tmp_path / "config.toml"
+    shutil.copy(shipped, config)
+    result = mailgate(config, "ingest", stdin=make_mail())
+    assert result.returncode == 0, result.stderr.decode()
+    assert json_line(result)["action"] == "created"
+    files = sorted((tmp_path / "var" / "outbox-maildir" / "new").iterdir())
+    acks = [f for f in files if b"Auto-Submitted: auto-replied" in f.read_bytes()]
+    assert len(acks) == 1
+    assert b"To: alice@customer.nl" in acks[0].read_bytes()
+    assert len(files) == 2  # and the team's notice
