@@ -162,7 +162,7 @@ class Processor:
     ) -> Outcome:
         now = self.clock.now()
         actor = sender(mail) or "unknown sender"
-        automatic = automatic_reason(mail, entry.envelope_from)
+        automatic = automatic_reason(mail, entry.envelope_from, self.codec.installation_id)
         if automatic is not None:
             log.info("mail.automatic", reason=automatic)
         kind = message_kind(mail, self.policy)

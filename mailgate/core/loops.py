@@ -25,13 +25,30 @@ AUTO_HEADERS = (
     "List-Post",
 )
 BULK_PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply"})
+LOOP_HEADER = "X-Mailgate-Loop"
+# Subjects that out-of-office and auto-reply robots write, in English, Dutch, German, French.
+AUTO_REPLY_SUBJECTS = re.compile(
+    r"^\s*(out of (the )?office|automatic reply|auto(matic)?[- ]?reply|autoreply|"
+    r"automatisch antwoord|afwezig|niet aanwezig|abwesenheitsnotiz|automatische antwort|"
+    r"r[ée]ponse automatique|absence)\b",
+    re.IGNORECASE,
+)
 MACHINE_SENDERS = re.compile(
     r"^(mailer-daemon|postmaster|no-?reply|do-?not-?reply|bounces?)([+-].*)?@", re.IGNORECASE
 )
 
 
-def automatic_reason(mail: ParsedMail, envelope_from: str | None = None) -> str | None:
-    """Why ``mail`` looks automatic, or None when a person seems to have written it."""
+def automatic_reason(
+    mail: ParsedMail, envelope_from: str | None = None, installation_id: str | None = None
+) -> str | None:
+    """Why ``mail`` looks automatic, or None when a person seems to have written it.
+
+    ``installation_id``: a mail carrying our own loop header with this value is
+    one of ours come back, whatever else it says.
+    """
+    loop = mail.header(LOOP_HEADER)
+    if loop is not None and (installation_id is None or loop.strip() == installation_id):
+        return f"{LOOP_HEADER}: our own mail came back"
     auto = (mail.header("Auto-Submitted") or "").split(";")[0].strip().lower()
     if auto and auto != "no":
         return f"Auto-Submitted: {auto}"
@@ -50,4 +67,8 @@ def automatic_reason(mail: ParsedMail, envelope_from: str | None = None) -> str 
         return f"machine sender {mail.from_addr.email}"
     if "multipart/report" in (mail.header("Content-Type") or "").lower():
         return "multipart/report"
+    if mail.header("X-Auto-Response-Suppress") is not None:
+        return "X-Auto-Response-Suppress present"
+    if AUTO_REPLY_SUBJECTS.match(mail.subject):
+        return "auto-reply subject"
     return None

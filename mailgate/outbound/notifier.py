@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import make_msgid
 
@@ -80,6 +80,12 @@ class Notifier:
             )
         written = []
         for notice in notices:
+            # Never mail one of our own addresses: that is a loop by construction.
+            recipients = tuple(a for a in notice.to if not self.policy.is_ours(a))
+            if not recipients:
+                log.warning("outbox.skipped", kind=notice.kind.value, reason="own address")
+                continue
+            notice = replace(notice, to=recipients)
             written.append(await self._queue(repo, view, queue, notice, change, now))
         return written
 
@@ -139,6 +145,7 @@ class Notifier:
                 auto_submitted=notice.auto_submitted,
                 language=notice.language,
                 date=now,
+                loop_id=self.codec.installation_id,
             ),
         )
         return rendered, raw, message_id, domain

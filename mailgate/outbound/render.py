@@ -22,6 +22,7 @@ from typing import Any
 
 import jinja2
 
+from mailgate.core.loops import LOOP_HEADER
 from mailgate.core.notify import LANGUAGES, Kind
 from mailgate.errors import ConfigError
 
@@ -157,6 +158,7 @@ class Envelope:
     auto_submitted: str
     language: str
     date: datetime
+    loop_id: str = ""
 
 
 def compose(rendered: Rendered, envelope: Envelope) -> bytes:
@@ -181,4 +183,6 @@ def compose(rendered: Rendered, envelope: Envelope) -> bytes:
     msg.set_content(rendered.text)
     msg.add_alternative(rendered.html, subtype="html")
     msg["Content-Language"] = envelope.language  # after set_content, which clears Content-*
+    if envelope.loop_id:
+        msg[LOOP_HEADER] = envelope.loop_id
     return msg.as_bytes()

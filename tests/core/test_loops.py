@@ -43,3 +43,32 @@ def test_automatic_mail_is_recognised(
 
 def test_empty_envelope_sender_is_automatic() -> None:
     assert automatic_reason(parse_mail(make_mail()), envelope_from="<>") == "empty envelope sender"
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Out of Office: Printer",
+        "Automatic reply: vraag",
+        "Automatisch antwoord: x",
+        "Afwezig",
+        "Niet aanwezig tot maandag",
+        "Abwesenheitsnotiz: Printer",
+        "Automatische Antwort",
+        "Réponse automatique : absent",
+        "AutoReply",
+    ],
+)
+def test_auto_reply_subjects_in_four_languages(subject: str) -> None:
+    assert automatic_reason(parse_mail(make_mail(subject=subject))) == "auto-reply subject"
+
+
+def test_an_ordinary_subject_is_not_an_auto_reply() -> None:
+    assert automatic_reason(parse_mail(make_mail(subject="Office 365 login werkt niet"))) is None
+
+
+def test_our_own_loop_header_marks_our_mail_come_back() -> None:
+    mail = parse_mail(make_mail(headers={"X-Mailgate-Loop": "abc123"}))
+    assert automatic_reason(mail, installation_id="abc123") == (
+        "X-Mailgate-Loop: our own mail came back"
+    )

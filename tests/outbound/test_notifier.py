@@ -117,3 +117,30 @@ async def test_automatic_reply_on_a_ticket_is_not_forwarded(app: App) -> None:
         app, make_mail(subject=f"Out of Office: {tag}", headers={"Auto-Submitted": "auto-replied"})
     )
     assert [k for k, _, _ in await outbox(app)] == ["ack", "team_new_ticket"]
+
+
+async def test_outgoing_mail_carries_our_loop_header_and_coming_back_it_gets_no_answer(
+    app: App,
+) -> None:
+    await deliver(app, make_mail())
+    ack = (await outbox(app))[0][2]
+    assert ack["X-Mailgate-Loop"] == app.codec.installation_id
+    # A robot sends our acknowledgment back to us, headers and all, from elsewhere.
+    bounced = ack.as_bytes().replace(
+        b"From: Support <support@example.com>", b"From: robot@elsewhere.org"
+    )
+    outcome = await deliver(app, bounced)
+    assert outcome.action is Action.APPENDED  # it threads, and is answered by nothing
+    assert [k for k, _, _ in await outbox(app)] == ["ack", "team_new_ticket"]
+
+
+async def test_two_gateways_pointed_at_each_other_stop_at_once(app: App) -> None:
+    # The other side is a copy of us: it answers whatever we send with its own acknowledgment.
+    await deliver(
+        app,
+        make_mail(
+            sender="helpdesk@other-gateway.example",
+            headers={"Auto-Submitted": "auto-replied", "X-Mailgate-Loop": "another-installation"},
+        ),
+    )
+    assert [k for k, _, _ in await outbox(app)] == ["team_new_ticket"]
