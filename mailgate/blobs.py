@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from mailgate.errors import StorageUnavailable
@@ -16,6 +18,13 @@ class BlobStore:
     def __init__(self, root: Path, suffix: str = "") -> None:
         self.root = root
         self.suffix = suffix
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _flusher(self) -> ThreadPoolExecutor:
+        """Threads that fsync the files of one batch side by side."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="mailgate-fsync")
+        return self._pool
 
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / f"{sha256}{self.suffix}"
@@ -27,34 +36,39 @@ class BlobStore:
         return digest, created
 
     def put_many(self, items: list[tuple[bytes, str]]) -> list[bool]:
-        """Store several blobs durably, syncing each directory once; whether each was created."""
+        """Store several blobs durably; whether each was created.
+
+        All files are written first, then fsync'd in parallel, renamed into
+        place, and their directories fsync'd in parallel: a batch costs about
+        one disk flush instead of two per file.
+        """
         created: list[bool] = []
-        directories: set[Path] = set()
+        pending: list[tuple[int, str, Path]] = []  # (fd, temporary path, target)
         try:
             for data, digest in items:
                 target = self.path(digest)
                 if target.exists() and target.stat().st_size == len(data):
                     created.append(False)
                     continue
+                if any(t == target for _, _, t in pending):
+                    created.append(False)  # the same content twice in one batch
+                    continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-                try:
-                    with os.fdopen(fd, "wb") as handle:
-                        handle.write(data)
-                        handle.flush()
-                        os.fsync(handle.fileno())
-                    Path(tmp).replace(target)
-                except BaseException:
-                    Path(tmp).unlink(missing_ok=True)
-                    raise
-                directories.add(target.parent)
+                pending.append((fd, tmp, target))
+                _write_all(fd, data)
                 created.append(True)
-            for directory in directories:
-                _fsync_dir(directory)
+            list(self._flusher().map(lambda entry: os.fsync(entry[0]), pending))
+            for fd, tmp, target in pending:
+                os.close(fd)
+                Path(tmp).replace(target)
+            list(self._flusher().map(_fsync_dir, {target.parent for _, _, target in pending}))
         except OSError as exc:
-            for (_, digest), made in zip(items, created, strict=False):
-                if made:
-                    self.discard(digest)
+            for fd, tmp, target in pending:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                Path(tmp).unlink(missing_ok=True)
+                target.unlink(missing_ok=True)
             raise StorageUnavailable(f"cannot write under {self.root}: {exc.strerror}") from exc
         return created
 
@@ -66,6 +80,13 @@ class BlobStore:
 
     def discard(self, sha256: str) -> None:
         self.path(sha256).unlink(missing_ok=True)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
 
 
 def _fsync_dir(directory: Path) -> None:
