@@ -61,7 +61,7 @@ class Notifier:
 
     async def after(self, repo: Repo, change: Change, now: datetime) -> list[int]:
         """Queue the notices for ``change``; returns the outbox ids written."""
-        view = await repo.ticket_view(change.ticket, with_messages=False)
+        view = await repo.ticket_view(change.ticket, with_messages=False, with_events=False)
         assert view is not None
         queue = self.queues.get(view.queue) or self.config.queues[0]
         audience = self._audience(view, queue)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from email.headerregistry import Address
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
@@ -161,9 +161,28 @@ class Envelope:
     loop_id: str = ""
 
 
+class _CachedHeaderRegistry(HeaderRegistry):
+    """The stdlib registry builds a new header class on every lookup; build each once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = super().__getitem__(name)
+        return cls
+
+
+# The modern SMTP policy (CRLF, RFC 2047/2231 as needed, no raw CR/LF in headers).
+POLICY = SMTP.clone(header_factory=_CachedHeaderRegistry())
+
+
 def compose(rendered: Rendered, envelope: Envelope) -> bytes:
     """A multipart/alternative mail built with the modern email policy (no header injection)."""
-    msg = EmailMessage(policy=SMTP)
+    msg = EmailMessage(policy=POLICY)
     local, _, domain = envelope.from_address.rpartition("@")
     msg["From"] = Address(one_line(envelope.from_name), local, domain)
     msg["To"] = ", ".join(envelope.to)

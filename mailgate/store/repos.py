@@ -629,7 +629,9 @@ class Repo:
         rows = await self.session.exec(select(TicketRow.id).order_by(col(TicketRow.id)))
         return [i for i in rows.all() if i is not None]
 
-    async def ticket_view(self, number: int, *, with_messages: bool = True) -> TicketView | None:
+    async def ticket_view(
+        self, number: int, *, with_messages: bool = True, with_events: bool = True
+    ) -> TicketView | None:
         ticket = await self.session.get(TicketRow, number)
         if ticket is None or ticket.id is None:
             return None
@@ -678,11 +680,13 @@ class Repo:
                         ),
                     )
                 )
-        events = (
-            await self.session.exec(
-                select(EventRow).where(EventRow.ticket_id == number).order_by(col(EventRow.id))
-            )
-        ).all()
+        events: Sequence[EventRow] = ()
+        if with_events:
+            events = (
+                await self.session.exec(
+                    select(EventRow).where(EventRow.ticket_id == number).order_by(col(EventRow.id))
+                )
+            ).all()
         return TicketView(
             number=ticket.id,
             queue=ticket.queue,
