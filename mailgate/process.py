@@ -32,6 +32,7 @@ from mailgate.core.model import (
     Action,
     Direction,
     Drop,
+    MessageKind,
     NewTicket,
     ParsedMail,
     Reply,
@@ -182,7 +183,7 @@ class Processor:
                 actor=actor,
                 now=now,
             )
-            row = await self._add_message(repo, ticket, entry, mail)
+            row = await self._add_message(repo, ticket, entry, mail, kind, text)
             await repo.participants_add(ticket, participants(mail, self.policy, new_ticket=True))
             await repo.event_add(
                 ticket,
@@ -200,7 +201,7 @@ class Processor:
             return Outcome(entry.id, Action.CREATED, ticket, decision.reason)
         assert isinstance(decision, Reply)
         ticket = decision.ticket
-        row = await self._add_message(repo, ticket, entry, mail)
+        row = await self._add_message(repo, ticket, entry, mail, kind, text)
         added = await repo.participants_add(
             ticket, participants(mail, self.policy, new_ticket=False)
         )
@@ -226,15 +227,21 @@ class Processor:
         return Outcome(entry.id, Action.APPENDED, ticket, reason)
 
     async def _add_message(
-        self, repo: Repo, ticket: int, entry: SpoolEntry, mail: ParsedMail
+        self,
+        repo: Repo,
+        ticket: int,
+        entry: SpoolEntry,
+        mail: ParsedMail,
+        kind: MessageKind,
+        text: str,
     ) -> int:
         row = await repo.message_add(
             ticket=ticket,
             spool_id=entry.id,
             mail=mail,
             direction=Direction.IN.value,
-            kind=message_kind(mail, self.policy).value,
-            visible_text=visible_text(mail.text),
+            kind=kind.value,
+            visible_text=text,
             raw_sha256=entry.raw_sha256,
             now=self.clock.now(),
         )
