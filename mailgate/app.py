@@ -26,7 +26,13 @@ from mailgate.outbound.render import Templates
 from mailgate.outbound.sender import Sender
 from mailgate.outbound.transport import transport_for
 from mailgate.process import Processor
-from mailgate.store.db import create_engine, create_schema, session, storage_errors
+from mailgate.store.db import (
+    create_engine,
+    create_schema,
+    create_sqlite_sync_engine,
+    session,
+    storage_errors,
+)
 from mailgate.store.repos import Repo
 
 log = structlog.get_logger("mailgate.app")
@@ -50,6 +56,7 @@ class App:
     listeners: Listeners | None = None
 
     async def close(self) -> None:
+        await asyncio.to_thread(self.spool.close)
         await self.engine.dispose()
 
 
@@ -117,7 +124,13 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
     wake = asyncio.Event()
     outbox_wake = asyncio.Event()
     raw = BlobStore(config.spool_dir, ".eml")
-    spool = Spool(engine, raw, clock, on_stored=lambda _id: wake.set())
+    spool = Spool(
+        engine,
+        raw,
+        clock,
+        on_stored=lambda _id: wake.set(),
+        sync_engine=create_sqlite_sync_engine(engine, config.database.busy_timeout),
+    )
     processor = Processor(
         engine=engine,
         raw=raw,

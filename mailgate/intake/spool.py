@@ -12,9 +12,12 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 
 import structlog
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -23,8 +26,8 @@ from mailgate.clock import Clock
 from mailgate.core.identity import identify
 from mailgate.core.model import NewSpoolItem, SpoolReceipt
 from mailgate.errors import BadMail
-from mailgate.store.db import session, storage_errors
-from mailgate.store.repos import Repo
+from mailgate.store.db import IMMEDIATE, session, storage_errors, write_lock
+from mailgate.store.repos import Repo, spool_add_rows
 
 log = structlog.get_logger("mailgate.intake")
 
@@ -69,12 +72,15 @@ class Spool:
         clock: Clock,
         on_stored: Callable[[int], None] | None = None,
         batch_size: int = 64,
+        sync_engine: Engine | None = None,
     ) -> None:
         self.engine = engine
         self.raw = raw
         self.clock = clock
         self.on_stored = on_stored
         self.batch_size = batch_size
+        self.sync_engine = sync_engine
+        self._executor: ThreadPoolExecutor | None = None
         self._waiting: list[
             tuple[NewSpoolItem, bytes, asyncio.Future[tuple[SpoolReceipt, bool]]]
         ] = []
@@ -132,14 +138,10 @@ class Spool:
             batch = self._waiting[: self.batch_size]
             del self._waiting[: self.batch_size]
             files = [(data, item.raw_sha256) for item, data, _ in batch]
-            created: list[bool] = []
+            items = [item for item, _, _ in batch]
             try:
-                created = await asyncio.to_thread(self.raw.put_many, files)
-                receipts = await self._insert([item for item, _, _ in batch])
+                receipts, created = await self._commit(files, items)
             except BaseException as exc:
-                for (_, digest), made in zip(files, created, strict=False):
-                    if made:
-                        self.raw.discard(digest)
                 for _, _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
@@ -150,17 +152,67 @@ class Spool:
                 if not future.done():
                     future.set_result((receipt, made))
 
-    async def _insert(self, items: list[NewSpoolItem]) -> list[SpoolReceipt]:
-        for attempt in range(3):
-            try:
-                with storage_errors("spool insert"):
-                    async with session(self.engine, write=True, urgent=True) as s:
-                        return await Repo(s).spool_add(items, self.clock.now())
-            except IntegrityError:
-                # Another instance recorded one of these keys meanwhile: look again.
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+    async def _commit(
+        self, files: list[tuple[bytes, str]], items: list[NewSpoolItem]
+    ) -> tuple[list[SpoolReceipt], list[bool]]:
+        """Write one batch durably; files that this batch created are removed on failure."""
+        now = self.clock.now()
+        lock = write_lock(self.engine)
+        if self.sync_engine is not None and lock is not None:
+            # SQLite: files and rows in one hop to the spool's own thread.
+            async with lock.hold(urgent=True):
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(
+                    self._thread(), self._commit_sync, files, items, now
+                )
+        created = await asyncio.to_thread(self.raw.put_many, files)
+        try:
+            for attempt in range(3):
+                try:
+                    with storage_errors("spool insert"):
+                        async with session(self.engine, write=True, urgent=True) as s:
+                            return await Repo(s).spool_add(items, now), created
+                except IntegrityError:
+                    # Another instance recorded one of these keys meanwhile: look again.
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+        except BaseException:
+            self._discard(files, created)
+            raise
+
+    def _commit_sync(
+        self, files: list[tuple[bytes, str]], items: list[NewSpoolItem], now: datetime
+    ) -> tuple[list[SpoolReceipt], list[bool]]:
+        assert self.sync_engine is not None
+        created = self.raw.put_many(files)
+        try:
+            with (
+                storage_errors("spool insert"),
+                self.sync_engine.execution_options(**{IMMEDIATE: True}).begin() as conn,
+            ):
+                return spool_add_rows(conn, items, now), created
+        except BaseException:
+            self._discard(files, created)
+            raise
+
+    def _discard(self, files: list[tuple[bytes, str]], created: list[bool]) -> None:
+        for (_, digest), made in zip(files, created, strict=False):
+            if made:
+                self.raw.discard(digest)
+
+    def _thread(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailgate-spool")
+        return self._executor
+
+    def close(self) -> None:
+        """Release the spool's own thread and its connection (closed in that thread)."""
+        if self._executor is not None:
+            if self.sync_engine is not None:
+                self._executor.submit(self.sync_engine.dispose).result()
+            self._executor.shutdown(wait=True)
+            self._executor = None
 
 
 def _clean(addresses: Sequence[str]) -> list[str]:

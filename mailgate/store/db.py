@@ -18,10 +18,12 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import SingletonThreadPool
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -40,7 +42,7 @@ def create_engine(url: str, *, busy_timeout: float = 5.0, echo: bool = False) ->
         if database and database != ":memory:" and not database.startswith("file:"):
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": busy_timeout})
-        _sqlite_pragmas(engine, busy_timeout)
+        _sqlite_pragmas(engine.sync_engine, busy_timeout)
         return engine
     return create_async_engine(
         url,
@@ -52,8 +54,26 @@ def create_engine(url: str, *, busy_timeout: float = 5.0, echo: bool = False) ->
     )
 
 
-def _sqlite_pragmas(engine: AsyncEngine, busy_timeout: float) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def create_sqlite_sync_engine(engine: AsyncEngine, busy_timeout: float) -> Engine | None:
+    """A blocking engine on the same SQLite file (same pragmas), for one dedicated thread.
+
+    The spool records each batch with one thread hop through it instead of a
+    hop per statement through aiosqlite. None for any other backend.
+    """
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or (url.database or ":memory:") == ":memory:":
+        return None
+    sync = sa_create_engine(
+        url.set(drivername="sqlite"),
+        poolclass=SingletonThreadPool,
+        connect_args={"timeout": busy_timeout, "check_same_thread": True},
+    )
+    _sqlite_pragmas(sync, busy_timeout)
+    return sync
+
+
+def _sqlite_pragmas(engine: Engine, busy_timeout: float) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, decide when a transaction begins.
         dbapi_connection.isolation_level = None
@@ -64,7 +84,7 @@ def _sqlite_pragmas(engine: AsyncEngine, busy_timeout: float) -> None:
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         immediate = connection.get_execution_options().get(IMMEDIATE, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
@@ -146,6 +166,13 @@ class WriteLock:
 _WRITE_LOCKS: weakref.WeakKeyDictionary[AsyncEngine, WriteLock] = weakref.WeakKeyDictionary()
 
 
+def write_lock(engine: AsyncEngine) -> WriteLock | None:
+    """This process's queue of SQLite writers for ``engine``; None for other backends."""
+    if engine.dialect.name != "sqlite":
+        return None
+    return _WRITE_LOCKS.setdefault(engine, WriteLock())
+
+
 @asynccontextmanager
 async def session(
     engine: AsyncEngine, *, write: bool = False, urgent: bool = False
@@ -164,7 +191,8 @@ async def session(
         async with AsyncSession(bind, expire_on_commit=False) as s, s.begin():
             yield s
         return
-    lock = _WRITE_LOCKS.setdefault(engine, WriteLock())
+    lock = write_lock(engine)
+    assert lock is not None
     async with lock.hold(urgent=urgent), AsyncSession(bind, expire_on_commit=False) as s, s.begin():
         yield s
 

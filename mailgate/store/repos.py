@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, update
-from sqlmodel import col, select
+from sqlalchemy import Connection, and_, func, insert, or_, update
+from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from mailgate.core.model import (
@@ -67,6 +67,55 @@ def _spool_entry(row: SpoolRow) -> SpoolEntry:
     )
 
 
+def spool_add_rows(
+    conn: Connection, items: Sequence[NewSpoolItem], now: datetime
+) -> list[SpoolReceipt]:
+    """Record stored mails as pending, in order; a known dedupe key is a duplicate.
+
+    Duplicates are recognised against the table and within ``items``. Under
+    concurrent writers the unique constraint on the key is the last word: the
+    caller retries the batch on IntegrityError. Blocking: it runs inside an
+    async session (``Repo.spool_add``) or on the spool's own SQLite thread.
+    """
+    table = SQLModel.metadata.tables["spool"]
+    keys = list({item.dedupe_key for item in items})
+    known: dict[str, SpoolReceipt] = {}
+    if keys:
+        found = conn.execute(
+            select(table.c.dedupe_key, table.c.id, table.c.raw_sha256).where(
+                table.c.dedupe_key.in_(keys)
+            )
+        )
+        for key, spool_id, raw_sha256 in found:
+            known[key] = SpoolReceipt(int(spool_id), True, raw_sha256)
+    receipts: list[SpoolReceipt] = []
+    for item in items:
+        if item.dedupe_key in known:
+            receipts.append(known[item.dedupe_key])
+            continue
+        spool_id = conn.execute(
+            insert(table)
+            .values(
+                dedupe_key=item.dedupe_key,
+                raw_sha256=item.raw_sha256,
+                size=item.size,
+                message_id=item.message_id,
+                source=item.source,
+                envelope_from=item.envelope_from,
+                envelope_to="\n".join(item.envelope_to),
+                received_at=now,
+                state=PENDING,
+                attempts=0,
+                next_attempt_at=now,
+            )
+            .returning(table.c.id)
+        ).scalar_one()
+        receipts.append(SpoolReceipt(int(spool_id), False, item.raw_sha256))
+        # A second copy of the same mail in this batch is a duplicate of this one.
+        known[item.dedupe_key] = SpoolReceipt(int(spool_id), True, item.raw_sha256)
+    return receipts
+
+
 def _outbox_item(row: OutboxRow) -> OutboxItem:
     assert row.id is not None
     return OutboxItem(
@@ -104,55 +153,10 @@ class Repo:
     # --- spool ---------------------------------------------------------------------------
 
     async def spool_add(self, items: Sequence[NewSpoolItem], now: datetime) -> list[SpoolReceipt]:
-        """Record stored mails as pending, in order; a known dedupe key is a duplicate.
-
-        Duplicates are recognised against the table and within ``items``. Under
-        concurrent writers the unique constraint on the key is the last word:
-        the caller retries the batch on IntegrityError.
-        """
-        keys = list({item.dedupe_key for item in items})
-        known: dict[str, SpoolReceipt] = {}
-        if keys:
-            rows = await self.session.exec(
-                select(SpoolRow.dedupe_key, SpoolRow.id, SpoolRow.raw_sha256).where(
-                    col(SpoolRow.dedupe_key).in_(keys)
-                )
-            )
-            for key, spool_id, raw_sha256 in rows.all():
-                assert spool_id is not None
-                known[key] = SpoolReceipt(spool_id, True, raw_sha256)
-        fresh: dict[str, SpoolRow] = {}
-        for item in items:
-            if item.dedupe_key in known or item.dedupe_key in fresh:
-                continue
-            fresh[item.dedupe_key] = SpoolRow(
-                dedupe_key=item.dedupe_key,
-                raw_sha256=item.raw_sha256,
-                size=item.size,
-                message_id=item.message_id,
-                source=item.source,
-                envelope_from=item.envelope_from,
-                envelope_to="\n".join(item.envelope_to),
-                received_at=now,
-                state=PENDING,
-                next_attempt_at=now,
-            )
-        self.session.add_all(fresh.values())
-        await self.session.flush()
-        receipts: list[SpoolReceipt] = []
-        claimed: set[str] = set()
-        for item in items:
-            row = fresh.get(item.dedupe_key)
-            if row is not None and item.dedupe_key not in claimed:
-                claimed.add(item.dedupe_key)
-                assert row.id is not None
-                receipts.append(SpoolReceipt(row.id, False, row.raw_sha256))
-            elif row is not None:
-                assert row.id is not None
-                receipts.append(SpoolReceipt(row.id, True, row.raw_sha256))
-            else:
-                receipts.append(known[item.dedupe_key])
-        return receipts
+        """Record stored mails as pending (see ``spool_add_rows``)."""
+        return await self.session.run_sync(
+            lambda sync: spool_add_rows(sync.connection(), items, now)
+        )
 
     async def spool_by_key(self, dedupe_key: str) -> SpoolEntry | None:
         row = (
