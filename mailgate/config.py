@@ -164,6 +164,8 @@ class OutboundConfig:
     max_retry_delay: float
     poll_interval: float
     organisation_languages: dict[str, str]
+    max_automatic_per_recipient_per_hour: int
+    max_automatic_per_ticket_per_hour: int
     relay: RelayConfig
 
 
@@ -588,6 +590,12 @@ def _outbound(reader: _Reader, environ: Mapping[str, str]) -> OutboundConfig:
         max_retry_delay=s.number("max_retry_delay", 3600.0, low=0.0, high=86400.0),
         poll_interval=s.number("poll_interval", 2.0, low=0.05, high=3600.0),
         organisation_languages={str(k).lower(): str(v) for k, v in languages.items()},
+        max_automatic_per_recipient_per_hour=s.integer(
+            "max_automatic_per_recipient_per_hour", 10, low=1, high=10000
+        ),
+        max_automatic_per_ticket_per_hour=s.integer(
+            "max_automatic_per_ticket_per_hour", 20, low=1, high=10000
+        ),
         relay=relay,
     )
     s.finish()

@@ -37,6 +37,8 @@ AUTO_SUBMITTED: Mapping[Kind, str] = {
     if kind is not Kind.AGENT_REPLY
 }
 LANGUAGES = ("nl", "en")
+# Notices for the support team itself; the caps on automatic mail protect the outside world.
+TEAM_KINDS = frozenset({Kind.TEAM_NEW_TICKET, Kind.TEAM_CUSTOMER_REPLY, Kind.COMMAND_FAILED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,11 @@ class Notice:
     to: tuple[str, ...]
     language: str
     auto_submitted: str
+
+
+def capped(notice: Notice) -> bool:
+    """Whether ``notice`` counts against the per-recipient and per-ticket caps."""
+    return bool(notice.auto_submitted) and notice.kind not in TEAM_KINDS
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.utils import make_msgid
 
 import structlog
@@ -11,7 +11,16 @@ import structlog
 from mailgate.config import Config, QueueConfig
 from mailgate.core.address import AddressPolicy
 from mailgate.core.model import MessageKind, ParsedMail, Role, TicketView
-from mailgate.core.notify import AUTO_SUBMITTED, Audience, Kind, Notice, on_new_ticket, on_reply
+from mailgate.core.notify import (
+    AUTO_SUBMITTED,
+    TEAM_KINDS,
+    Audience,
+    Kind,
+    Notice,
+    capped,
+    on_new_ticket,
+    on_reply,
+)
 from mailgate.core.tokens import TokenCodec
 from mailgate.outbound.render import (
     Envelope,
@@ -86,8 +95,45 @@ class Notifier:
                 log.warning("outbox.skipped", kind=notice.kind.value, reason="own address")
                 continue
             notice = replace(notice, to=recipients)
+            if capped(notice):
+                notice = await self._within_caps(repo, view.number, notice, now)
+                if not notice.to:
+                    continue
             written.append(await self._queue(repo, view, queue, notice, change, now))
         return written
+
+    async def _within_caps(self, repo: Repo, ticket: int, notice: Notice, now: datetime) -> Notice:
+        """Drop recipients (or the whole notice) over the hourly caps on automatic mail.
+
+        This is the loop breaker of last resort: whatever slipped past the
+        automatic-mail rules, a robot answering every mail gets a handful of
+        answers an hour, not one per mail.
+        """
+        out = self.config.outbound
+        since = now - timedelta(hours=1)
+        kinds = [k.value for k in Kind if k not in TEAM_KINDS and AUTO_SUBMITTED.get(k)]
+        per_ticket = await repo.automatic_sent_since(kinds=kinds, since=since, ticket=ticket)
+        if per_ticket >= out.max_automatic_per_ticket_per_hour:
+            log.warning(
+                "outbox.held",
+                kind=notice.kind.value,
+                ticket=f"#{ticket}",
+                reason="ticket cap per hour reached",
+            )
+            return replace(notice, to=())
+        allowed = []
+        for address in notice.to:
+            count = await repo.automatic_sent_since(kinds=kinds, since=since, recipient=address)
+            if count >= out.max_automatic_per_recipient_per_hour:
+                log.warning(
+                    "outbox.held",
+                    kind=notice.kind.value,
+                    ticket=f"#{ticket}",
+                    reason="recipient cap per hour reached",
+                )
+            else:
+                allowed.append(address)
+        return replace(notice, to=tuple(allowed))
 
     async def _build(
         self,

@@ -483,6 +483,33 @@ class Repo:
         assert row.id is not None
         return row.id
 
+    async def automatic_sent_since(
+        self,
+        *,
+        kinds: Sequence[str],
+        since: datetime,
+        recipient: str | None = None,
+        ticket: int | None = None,
+    ) -> int:
+        """How many mails of ``kinds`` went to ``recipient`` (or for ``ticket``) since ``since``."""
+        query = (
+            select(func.count())
+            .select_from(OutboxRow)
+            .where(col(OutboxRow.kind).in_(list(kinds)), col(OutboxRow.created_at) >= since)
+        )
+        if recipient is not None:
+            query = query.where(
+                or_(
+                    col(OutboxRow.recipients) == recipient,
+                    col(OutboxRow.recipients).like(f"{recipient}\n%"),
+                    col(OutboxRow.recipients).like(f"%\n{recipient}"),
+                    col(OutboxRow.recipients).like(f"%\n{recipient}\n%"),
+                )
+            )
+        if ticket is not None:
+            query = query.where(OutboxRow.ticket_id == ticket)
+        return int((await self.session.exec(query)).one())
+
     async def outbox_set_envelope(self, outbox_id: int, envelope_from: str) -> None:
         await self.session.exec(
             update(OutboxRow)

@@ -144,3 +144,16 @@ async def test_two_gateways_pointed_at_each_other_stop_at_once(app: App) -> None
         ),
     )
     assert [k for k, _, _ in await outbox(app)] == ["team_new_ticket"]
+
+
+async def test_a_robot_that_answers_every_mail_with_a_new_one_gets_at_most_the_hourly_cap(
+    app: App,
+) -> None:
+    # A naive autoresponder without any automatic-mail header, dropping all references:
+    # every answer of its opens a new ticket, and every ticket would be acknowledged.
+    for i in range(14):
+        await deliver(app, make_mail(sender="helpdesk@robot.example", subject=f"Ticket {i}"))
+    to_robot = [k for k, to, _ in await outbox(app) if to == ("helpdesk@robot.example",)]
+    assert to_robot == ["ack"] * app.config.outbound.max_automatic_per_recipient_per_hour
+    team = [k for k, to, _ in await outbox(app) if to == ("team@example.com",)]
+    assert len(team) == 14  # the team still hears of every one
