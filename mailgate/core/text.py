@@ -1,11 +1,12 @@
 """Derive readable text from a mail: HTML to plain text, and the visible part of a reply.
 
 The visible part is the text above the quoted history a mail client appends to
-a reply. This cut is deliberately conservative: it stops only at a line a
-client writes to introduce the quote (``On ... wrote:``, ``Op ... schreef``,
-an Outlook separator or header block) or at a block of ``>``-quoted lines that
-runs to the end. The full text is always kept beside it, so a wrong cut loses
-nothing. See docs/decisions/0003-quoted-text.md.
+a reply, and above the signature. This cut is deliberately conservative: it
+stops only at a line a client writes to introduce the quote (``On ... wrote:``,
+``Op ... schreef``, an Outlook separator or header block), at a signature
+delimiter or a mobile client's "Sent from my iPhone" line, or at a block of
+``>``-quoted lines that runs to the end. The full text is always kept beside
+it, so a wrong cut loses nothing. See docs/decisions/0003-quoted-text.md.
 """
 
 from __future__ import annotations
@@ -78,6 +79,28 @@ QUOTE_HEADERS: tuple[re.Pattern[str], ...] = (
 )
 
 
+# Lines that start a signature: everything from them on is not the reply's text.
+SIGNATURE_STARTS: tuple[re.Pattern[str], ...] = (
+    re.compile(r"^-- $"),  # RFC 3676 signature delimiter
+    re.compile(
+        r"^\s*(Sent|Verzonden|Verstuurd|Envoy[ée]) (from|vanaf|van|de) (my|mijn|mon) "
+        r"(iPhone|iPad|Android|Samsung|smartphone|mobiel|mobile)\b.*$",
+        re.IGNORECASE,
+    ),
+    re.compile(
+        r"^\s*Von meinem (iPhone|iPad|Android|Smartphone|Handy) gesendet\s*$", re.IGNORECASE
+    ),
+    re.compile(r"^\s*(Sent from|Get) Outlook for (iOS|Android)\s*$", re.IGNORECASE),
+)
+
+
+def _is_signature(lines: list[str], index: int) -> bool:
+    line = lines[index]
+    if line.rstrip() == "--":  # a delimiter whose trailing space a client ate: only near the end
+        return len(lines) - index <= 8
+    return any(pattern.match(line) for pattern in SIGNATURE_STARTS)
+
+
 def _is_quote_header(lines: list[str], index: int) -> bool:
     line = lines[index]
     if not any(pattern.match(line) for pattern in QUOTE_HEADERS):
@@ -100,7 +123,7 @@ def visible_text(text: str) -> str:
     lines = text.splitlines()
     cut = len(lines)
     for index in range(len(lines)):
-        if index > 0 and _is_quote_header(lines, index):
+        if index > 0 and (_is_quote_header(lines, index) or _is_signature(lines, index)):
             cut = index
             break
     kept = lines[:cut]

@@ -53,3 +53,35 @@ def test_trailing_quote_block_is_cut_but_interleaved_answers_are_kept() -> None:
 
 def test_text_that_is_only_quote_is_kept_whole() -> None:
     assert visible_text("> alleen citaat") == "> alleen citaat"
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        "-- \nPiet Jansen\nACME BV",
+        "Sent from my iPhone",
+        "Verzonden vanaf mijn iPhone",
+        "Verstuurd vanaf mijn iPad",
+        "Von meinem iPhone gesendet",
+        "Envoyé de mon iPhone",
+        "Get Outlook for Android",
+        "--\nPiet",
+    ],
+    ids=[
+        "rfc3676",
+        "iphone-en",
+        "iphone-nl",
+        "ipad-nl",
+        "iphone-de",
+        "iphone-fr",
+        "outlook-mobile",
+        "eaten-trailing-space",
+    ],
+)
+def test_signatures_are_not_visible_text(signature: str) -> None:
+    assert visible_text(f"Het werkt weer.\n\n{signature}\n") == "Het werkt weer."
+
+
+def test_a_double_dash_in_the_middle_of_a_long_text_is_kept() -> None:
+    text = "Stap 1\n--\n" + "\n".join(f"regel {i}" for i in range(12))
+    assert visible_text(text) == text
