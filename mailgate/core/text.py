@@ -63,11 +63,17 @@ def html_to_text(html: str) -> str:
 
 
 # Lines that a mail client writes directly above the quoted original.
-QUOTE_HEADERS: tuple[re.Pattern[str], ...] = (
+# "... wrote:" lines, which clients may fold over two or three lines.
+QUOTE_INTROS: tuple[re.Pattern[str], ...] = (
     re.compile(r"^\s*On\b.{0,300}\bwrote:\s*$", re.IGNORECASE),  # English (Gmail, Apple)
+    re.compile(r"^.{0,200}\byou wrote:\s*$", re.IGNORECASE),  # "At 6/16/2016 08:32 PM, you wrote:"
+    re.compile(r"^\s*\d{4}-\d{2}-\d{2} \d{1,2}:\d{2} GMT[+-]\d{2}:\d{2} .{1,200}$"),  # Gmail
     re.compile(r"^\s*Op\b.{0,300}\b(schreef|geschreven)\b.{0,80}:\s*$", re.IGNORECASE),  # Dutch
     re.compile(r"^\s*Am\b.{0,300}\bschrieb\b.{0,80}:\s*$", re.IGNORECASE),  # German
     re.compile(r"^\s*Le\b.{0,300}\ba écrit\s*:\s*$", re.IGNORECASE),  # French
+)
+QUOTE_HEADERS: tuple[re.Pattern[str], ...] = (
+    *QUOTE_INTROS,
     re.compile(
         r"^\s*-{2,}\s*(Original Message|Oorspronkelijk bericht|Origineel bericht|"
         r"Ursprüngliche Nachricht|Message d'origine|Forwarded message|"
@@ -75,7 +81,7 @@ QUOTE_HEADERS: tuple[re.Pattern[str], ...] = (
         re.IGNORECASE,
     ),
     re.compile(r"^\s*_{20,}\s*$"),  # Outlook's rule above its header block
-    re.compile(r"^\s*(From|Van|Von|De)\s*:\s*.+$", re.IGNORECASE),  # Outlook header block
+    re.compile(r"^\s*\*?(From|Van|Von|De|Da)\*?\s*:\s*.+$", re.IGNORECASE),  # header block
 )
 
 
@@ -90,7 +96,7 @@ SIGNATURE_STARTS: tuple[re.Pattern[str], ...] = (
     re.compile(
         r"^\s*Von meinem (iPhone|iPad|Android|Smartphone|Handy) gesendet\s*$", re.IGNORECASE
     ),
-    re.compile(r"^\s*(Sent from|Get) Outlook for (iOS|Android)\s*$", re.IGNORECASE),
+    re.compile(r"^\s*(Sent from|Get) Outlook( for (iOS|Android)| Mobile)\b.*$", re.IGNORECASE),
 )
 
 
@@ -105,12 +111,13 @@ def _is_quote_header(lines: list[str], index: int) -> bool:
     line = lines[index]
     if not any(pattern.match(line) for pattern in QUOTE_HEADERS):
         return False
-    if re.match(r"^\s*(From|Van|Von|De)\s*:", line, re.IGNORECASE):
+    if re.match(r"^\s*\*?(From|Van|Von|De|Da)\*?\s*:", line, re.IGNORECASE):
         # An Outlook header block: From: followed within three lines by Sent/Date/To.
         following = " ".join(lines[index + 1 : index + 4])
         return bool(
             re.search(
-                r"\b(Sent|Verzonden|Gesendet|Envoyé|Date|Datum|To|Aan|An)\s*:",
+                r"\b(Sent|Verzonden|Gesendet|Envoy[ée]|Date|Datum|Data|Inviato|To|Aan|An|A)"
+                r"\*?\s*:",
                 following,
                 re.IGNORECASE,
             )
@@ -118,12 +125,28 @@ def _is_quote_header(lines: list[str], index: int) -> bool:
     return True
 
 
+_FOLDED_END = re.compile(r"\b(wrote|schreef|schrieb|a écrit)\s*:\s*$", re.IGNORECASE)
+
+
+def _quote_header_at(lines: list[str], index: int) -> bool:
+    """A quote header on this line, or folded over it and the next one or two lines."""
+    if _is_quote_header(lines, index):
+        return True
+    for span in (2, 3):
+        if index + span > len(lines):
+            break
+        joined = " ".join(part.strip() for part in lines[index : index + span])
+        if _FOLDED_END.search(joined) and any(p.match(joined) for p in QUOTE_INTROS):
+            return True
+    return False
+
+
 def visible_text(text: str) -> str:
     """The new text of a reply, without the quoted history below it."""
     lines = text.splitlines()
     cut = len(lines)
     for index in range(len(lines)):
-        if index > 0 and (_is_quote_header(lines, index) or _is_signature(lines, index)):
+        if index > 0 and (_quote_header_at(lines, index) or _is_signature(lines, index)):
             cut = index
             break
     kept = lines[:cut]

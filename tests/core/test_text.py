@@ -85,3 +85,50 @@ def test_signatures_are_not_visible_text(signature: str) -> None:
 def test_a_double_dash_in_the_middle_of_a_long_text_is_kept() -> None:
     text = "Stap 1\n--\n" + "\n".join(f"regel {i}" for i in range(12))
     assert visible_text(text) == text
+
+
+@pytest.mark.parametrize(
+    "history",
+    [
+        "On Mon, Feb 1, 2016 at 6:32 PM, Jeff <info@example.org>\nwrote:\n> old",
+        "At 6/16/2016 08:32 PM, you wrote:\n> old",
+        "2016-03-03 17:21 GMT+01:00 Some One <one@example.org>:\n> old",
+        "*From:* Outlook user\n*Sent:* 2016-01-27\n*To:* info@example.org",
+        "Da: Sally\nData: giovedì 8 ottobre 2015 15:26\nA: Testy\nOggetto: Test",
+        "Sent from Outlook Mobile<https://example.org>",
+    ],
+    ids=[
+        "folded-wrote",
+        "you-wrote",
+        "gmail-date-line",
+        "bold-outlook-block",
+        "italian-block",
+        "outlook-mobile",
+    ],
+)
+def test_more_clients_quote_headers(history: str) -> None:
+    assert visible_text(f"Dank je.\n\n{history}\n") == "Dank je."
+
+
+def test_reply_texts_of_the_corpus_mostly_match_what_their_projects_expect() -> None:
+    import json
+
+    from mailgate.core.parse import parse_mail
+    from tests.conftest import CORPUS
+
+    cases = []
+    for line in (CORPUS / "manifest.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        expected = (entry.get("expect") or {}).get("visible_reply_text")
+        if expected is None:
+            continue
+        raw = (CORPUS / entry["path"]).read_bytes()
+        text = (
+            raw.decode("utf-8", "replace")
+            if entry["format"] == "text_body"
+            else (parse_mail(raw).text)
+        )
+        cases.append(visible_text(text.replace("\r\n", "\n")).strip() == str(expected).strip())
+    assert len(cases) >= 60
+    # Measured: 34 of 64 (53 %). A floor against regressions, not the goal.
+    assert sum(cases) >= 34
