@@ -95,6 +95,16 @@ def address_policy(config: Config) -> AddressPolicy:
         case_sensitive_local_part=config.addresses.case_sensitive_local_part,
         agent_domains=config.agents.domains,
         agent_addresses=config.agents.addresses,
+        bounce_domains=bounce_domains(config),
+    )
+
+
+def bounce_domains(config: Config) -> tuple[str, ...]:
+    """The domains our VERP bounce addresses use: the outbound domain, else the queues'."""
+    if config.outbound.domain:
+        return (config.outbound.domain.lower(),)
+    return tuple(
+        dict.fromkeys(a.rpartition("@")[2].lower() for q in config.queues for a in q.addresses)
     )
 
 

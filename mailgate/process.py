@@ -26,10 +26,12 @@ from mailgate.blobs import BlobStore
 from mailgate.clock import Clock
 from mailgate.config import IntakeConfig, QueueConfig, WorkerConfig
 from mailgate.core.address import AddressPolicy
+from mailgate.core.bounces import delivery_report
 from mailgate.core.loops import automatic_reason
 from mailgate.core.model import (
     INITIAL_STATUS,
     Action,
+    BounceReport,
     Direction,
     Drop,
     MessageKind,
@@ -170,6 +172,8 @@ class Processor:
         text = visible_text(mail.text)
         if isinstance(decision, Drop):
             return Outcome(entry.id, Action.DROPPED, None, decision.reason)
+        if isinstance(decision, BounceReport):
+            return await self._bounce(repo, entry, mail, decision)
         if isinstance(decision, NewTicket):
             queue = self.queues[decision.queue]
             requester = sender(mail)
@@ -225,6 +229,42 @@ class Processor:
         )
         log.info("mail.threaded", ticket=f"#{ticket}", matched_by=decision.matched_by)
         return Outcome(entry.id, Action.APPENDED, ticket, reason)
+
+    async def _bounce(
+        self, repo: Repo, entry: SpoolEntry, mail: ParsedMail, decision: BounceReport
+    ) -> Outcome:
+        """A bounce of one of our mails: kept on its ticket as system mail, with an event."""
+        now = self.clock.now()
+        item = await repo.outbox_get(decision.outbox)
+        report = delivery_report(mail)
+        failed = report.recipient or (", ".join(item.recipients) if item else "?")
+        what = f"{report.status or 'no status'}" + (
+            f" {report.diagnostic}" if report.diagnostic else ""
+        )
+        reason = (
+            f"notification {decision.outbox} to {failed} failed "
+            f"({'permanently' if report.permanent else 'for now'}): {what}"
+        )[:1000]
+        log.warning(
+            "mail.bounce",
+            outbox_id=decision.outbox,
+            status=report.status,
+            permanent=report.permanent,
+        )
+        if item is None or item.ticket is None:
+            return Outcome(entry.id, Action.BOUNCE, None, reason)
+        row = await self._add_message(
+            repo, item.ticket, entry, mail, MessageKind.SYSTEM, visible_text(mail.text)
+        )
+        await repo.event_add(
+            item.ticket,
+            kind="delivery_failed",
+            actor="mailgate",
+            now=now,
+            message_row_id=row,
+            detail=reason,
+        )
+        return Outcome(entry.id, Action.BOUNCE, item.ticket, reason)
 
     async def _add_message(
         self,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+BOUNCE_LOCAL = "bounces"
+
 
 @dataclass(frozen=True, slots=True)
 class QueueAddresses:
@@ -32,6 +34,7 @@ class AddressPolicy:
     case_sensitive_local_part: bool = False
     agent_domains: tuple[str, ...] = ()
     agent_addresses: tuple[str, ...] = ()
+    bounce_domains: tuple[str, ...] = ()
 
     def _key(self, local: str, domain: str) -> str:
         local_key = local if self.case_sensitive_local_part else local.lower()
@@ -62,7 +65,17 @@ class AddressPolicy:
         return None
 
     def is_ours(self, address: str) -> bool:
-        return self.match(address) is not None
+        return self.match(address) is not None or self.bounce_detail(address) is not None
+
+    def bounce_detail(self, address: str) -> str | None:
+        """The detail of one of our VERP bounce addresses (``bounces+<detail>@``), else None."""
+        local, at, domain = address.strip().strip("<>").rpartition("@")
+        if not at or domain.lower() not in self.bounce_domains:
+            return None
+        prefix, plus, detail = local.partition("+")
+        if prefix.lower() != BOUNCE_LOCAL or not plus or not detail:
+            return None
+        return detail.lower()
 
     def is_agent(self, address: str) -> bool:
         lowered = address.lower()

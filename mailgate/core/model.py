@@ -36,6 +36,7 @@ class Action(StrEnum):
     APPENDED = "appended"
     DUPLICATE = "duplicate"
     DROPPED = "dropped"
+    BOUNCE = "bounce"
     QUARANTINED = "quarantined"
     DEFERRED = "deferred"
     STORED = "stored"
@@ -116,13 +117,21 @@ class NewTicket:
 
 
 @dataclass(frozen=True, slots=True)
+class BounceReport:
+    """The mail is a bounce of outbox mail ``outbox`` (found by its VERP address)."""
+
+    outbox: int
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
 class Drop:
     """The mail is kept but makes no ticket and no message; ``reason`` says why."""
 
     reason: str
 
 
-Route = Reply | NewTicket | Drop
+Route = Reply | NewTicket | BounceReport | Drop
 
 
 @dataclass(frozen=True, slots=True)

@@ -287,6 +287,16 @@ def _text_fixes(msg: Message, fallbacks: tuple[str, ...]) -> dict[str, str]:
     return fixes
 
 
+def _part_bytes(part: Message) -> bytes:
+    """A part's decoded bytes; for a delivery-status part, its header blocks as text."""
+    if part.get_content_type() == "message/delivery-status" and part.is_multipart():
+        blocks = part.get_payload()
+        assert isinstance(blocks, list)
+        return "\n".join(str(block) for block in blocks).encode("utf-8", "surrogateescape")
+    payload = part.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""
+
+
 def _unclaimed_parts(msg: Message) -> list[Message]:
     """Leaf parts that are neither body text nor an attachment to mail-parser.
 
@@ -296,6 +306,9 @@ def _unclaimed_parts(msg: Message) -> list[Message]:
     """
     found = []
     for part in msg.walk():
+        if part.get_content_type() == "message/delivery-status":
+            found.append(part)  # its header blocks, which the library reads as sub-messages
+            continue
         if part.is_multipart() or part.get_content_maintype() == "multipart":
             continue
         if part.get_content_type() in ("text/plain", "text/html"):
@@ -331,8 +344,7 @@ def _with_mailparser(raw: bytes, fallbacks: tuple[str, ...]) -> ParsedMail:
             name = f"{name}.eml"
         attachments.append(_attachment(name, content_type, data, index))
     for part in _unclaimed_parts(msg):
-        payload = part.get_payload(decode=True)
-        data = payload if isinstance(payload, bytes) else b""
+        data = _part_bytes(part)
         attachments.append(_attachment(None, part.get_content_type(), data, len(attachments) + 1))
     fixes = _text_fixes(msg, fallbacks)
     text, html = _text(

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from mailgate.core.address import AddressPolicy
-from mailgate.core.model import Drop, NewTicket, ParsedMail, Reply, Route
+from mailgate.core.model import BounceReport, Drop, NewTicket, ParsedMail, Reply, Route
 from mailgate.core.subject import clean_subject
 from mailgate.core.tokens import FoundToken, TokenCodec
 
@@ -37,6 +37,7 @@ class Evidence:
     plus_tokens: tuple[tuple[str, FoundToken], ...]  # (recipient, token)
     queue: str
     title: str
+    bounces: tuple[tuple[str, int], ...] = ()  # (our VERP address, outbox id), checks verified
 
     @property
     def ticket_numbers(self) -> frozenset[int]:
@@ -89,7 +90,14 @@ def gather_evidence(
     queue_order = [q.queue for q in policy.queues]
     matched_queues: set[str] = set()
     plus_tokens: list[tuple[str, FoundToken]] = []
+    bounces: list[tuple[str, int]] = []
     for address in recipients(mail, envelope):
+        detail = policy.bounce_detail(address)
+        if detail is not None:
+            outbox_id, _, check = detail.partition("-")
+            if outbox_id.isdigit() and check == codec.sign("outbox", int(outbox_id)).lower():
+                bounces.append((address, int(outbox_id)))
+            continue
         own = policy.match(address)
         if own is None:
             continue
@@ -105,11 +113,14 @@ def gather_evidence(
         plus_tokens=tuple(plus_tokens),
         queue=queue,
         title=clean_subject(mail.subject, remove=codec.tag_spans(mail.subject)),
+        bounces=tuple(bounces),
     )
 
 
 def route(mail: ParsedMail, evidence: Evidence, lookup: Lookup, policy: AddressPolicy) -> Route:
     """The routing decision for ``mail``, with the evidence that decided it."""
+    for address, outbox_id in evidence.bounces:
+        return BounceReport(outbox_id, address)
     if mail.from_addr is not None and policy.is_ours(mail.from_addr.email):
         return Drop(f"sent from our own address {mail.from_addr.email}")
     for header, mid in evidence.references:

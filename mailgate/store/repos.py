@@ -580,6 +580,10 @@ class Repo:
             update(OutboxRow).where(col(OutboxRow.id) == outbox_id).values(**values)
         )
 
+    async def outbox_get(self, outbox_id: int) -> OutboxItem | None:
+        row = await self.session.get(OutboxRow, outbox_id)
+        return None if row is None else _outbox_item(row)
+
     async def outbox_list(self, state: str | None = None) -> list[OutboxItem]:
         query = select(OutboxRow).order_by(col(OutboxRow.id))
         if state is not None:

@@ -152,11 +152,12 @@ async def test_rcpt_policy_refuses_foreign_and_unknown_accepts_ours(server: Serv
                 client.rcpt("nobody@example.com"),
                 client.rcpt("support+1-abc@example.com"),
                 client.rcpt("SUPPORT@Example.COM"),
+                client.rcpt("bounces+12-abcdefgh@example.com"),  # our VERP address
             ]
 
     with structlog.testing.capture_logs() as logs:
         replies = await in_thread(talk)
-    assert [code for code, _ in replies] == [550, 550, 250, 250]
+    assert [code for code, _ in replies] == [550, 550, 250, 250, 250]
     assert replies[0][1].startswith(b"5.1.1")
     assert await server.count() == 0
     rejected = [e for e in logs if e["event"] == "smtp.rejected"]

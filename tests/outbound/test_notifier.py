@@ -157,3 +157,28 @@ async def test_a_robot_that_answers_every_mail_with_a_new_one_gets_at_most_the_h
     assert to_robot == ["ack"] * app.config.outbound.max_automatic_per_recipient_per_hour
     team = [k for k, to, _ in await outbox(app) if to == ("team@example.com",)]
     assert len(team) == 14  # the team still hears of every one
+
+
+async def test_a_bounce_to_our_verp_address_lands_on_the_ticket_and_is_answered_by_nothing(
+    app: App,
+) -> None:
+    from tests.core.test_bounces import dsn
+
+    outcome = await deliver(app, make_mail())
+    async with session(app.engine) as s:
+        ack = (await Repo(s).outbox_list())[0]
+    assert ack.kind == "ack" and ack.envelope_from.startswith(f"bounces+{ack.id}-")
+    bounce = await deliver(app, dsn("5.1.1"), to=(ack.envelope_from,))
+    assert (bounce.action, bounce.ticket) == (Action.BOUNCE, outcome.ticket)
+    assert "alice@customer.nl failed (permanently): 5.1.1" in bounce.reason
+    async with session(app.engine) as s:
+        view = await Repo(s).ticket_view(outcome.ticket or 0)
+    assert view is not None
+    assert [e.kind for e in view.events][-1] == "delivery_failed"
+    assert [k for k, _, _ in await outbox(app)] == ["ack", "team_new_ticket"]
+    forged = ack.envelope_from.replace(ack.envelope_from.split("-")[1].split("@")[0], "zzzzzzzz")
+    other = await deliver(
+        app, dsn("5.1.1").replace(b"Subject: Undelivered", b"Subject: Bounce"), to=(forged,)
+    )
+    assert other.action is Action.CREATED  # not ours: an ordinary (automatic) mail
+    assert [k for k, _, _ in await outbox(app)] == ["ack", "team_new_ticket", "team_new_ticket"]
