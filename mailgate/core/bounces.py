@@ -29,10 +29,8 @@ _STATUS_IN_TEXT = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 def delivery_report(mail: ParsedMail) -> DeliveryReport:
     """The report of ``mail``: from its message/delivery-status part, else from its text."""
     fields: dict[str, str] = {}
-    for part in mail.attachments:
-        if part.content_type == "message/delivery-status":
-            for name, value in _FIELD.findall(part.data.decode("utf-8", "replace")):
-                fields.setdefault(name.lower(), value.strip())
+    for name, value in _FIELD.findall(mail.delivery_status):
+        fields.setdefault(name.lower(), value.strip())
     if not fields:
         for name, value in _FIELD.findall(mail.text):
             fields.setdefault(name.lower(), value.strip())

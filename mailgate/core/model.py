@@ -88,6 +88,7 @@ class ParsedMail:
     headers: tuple[tuple[str, str], ...]
     defects: tuple[str, ...]
     parser: str
+    delivery_status: str = ""  # text of a message/delivery-status part (RFC 3464), if any
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or None."""

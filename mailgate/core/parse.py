@@ -209,6 +209,7 @@ def _build(
     if not from_addr:
         from_addr = _header_addresses(msg, "Sender") or _header_addresses(msg, "Return-Path")
     return ParsedMail(
+        delivery_status=delivery_status(msg),
         message_id=ids[0] if ids else None,
         in_reply_to=message_ids(" ".join(str(v) for v in msg.get_all("In-Reply-To", []))),
         references=message_ids(" ".join(str(v) for v in msg.get_all("References", []))),
@@ -287,14 +288,22 @@ def _text_fixes(msg: Message, fallbacks: tuple[str, ...]) -> dict[str, str]:
     return fixes
 
 
-def _part_bytes(part: Message) -> bytes:
-    """A part's decoded bytes; for a delivery-status part, its header blocks as text."""
-    if part.get_content_type() == "message/delivery-status" and part.is_multipart():
-        blocks = part.get_payload()
-        assert isinstance(blocks, list)
-        return "\n".join(str(block) for block in blocks).encode("utf-8", "surrogateescape")
-    payload = part.get_payload(decode=True)
-    return payload if isinstance(payload, bytes) else b""
+def delivery_status(msg: Message) -> str:
+    """The text of every message/delivery-status part (RFC 3464), blocks joined; "" if none."""
+    texts = []
+    try:
+        parts = list(msg.walk())
+    except RecursionError:
+        return ""
+    for part in parts:
+        if part.get_content_type() != "message/delivery-status":
+            continue
+        payload = part.get_payload()
+        if isinstance(payload, list):  # the library reads the header blocks as sub-messages
+            texts.append("\n".join(str(block) for block in payload))
+        elif isinstance(payload, str):
+            texts.append(payload)
+    return "\n".join(texts)
 
 
 def _unclaimed_parts(msg: Message) -> list[Message]:
@@ -306,9 +315,6 @@ def _unclaimed_parts(msg: Message) -> list[Message]:
     """
     found = []
     for part in msg.walk():
-        if part.get_content_type() == "message/delivery-status":
-            found.append(part)  # its header blocks, which the library reads as sub-messages
-            continue
         if part.is_multipart() or part.get_content_maintype() == "multipart":
             continue
         if part.get_content_type() in ("text/plain", "text/html"):
@@ -344,7 +350,8 @@ def _with_mailparser(raw: bytes, fallbacks: tuple[str, ...]) -> ParsedMail:
             name = f"{name}.eml"
         attachments.append(_attachment(name, content_type, data, index))
     for part in _unclaimed_parts(msg):
-        data = _part_bytes(part)
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
         attachments.append(_attachment(None, part.get_content_type(), data, len(attachments) + 1))
     fixes = _text_fixes(msg, fallbacks)
     text, html = _text(
