@@ -112,25 +112,19 @@ class Notifier:
         out = self.config.outbound
         since = now - timedelta(hours=1)
         kinds = [k.value for k in Kind if k not in TEAM_KINDS and AUTO_SUBMITTED.get(k)]
+
+        def held(reason: str) -> None:
+            log.warning("outbox.held", kind=notice.kind.value, ticket=f"#{ticket}", reason=reason)
+
         per_ticket = await repo.automatic_sent_since(kinds=kinds, since=since, ticket=ticket)
         if per_ticket >= out.max_automatic_per_ticket_per_hour:
-            log.warning(
-                "outbox.held",
-                kind=notice.kind.value,
-                ticket=f"#{ticket}",
-                reason="ticket cap per hour reached",
-            )
+            held("ticket cap per hour reached")
             return replace(notice, to=())
         allowed = []
         for address in notice.to:
             count = await repo.automatic_sent_since(kinds=kinds, since=since, recipient=address)
             if count >= out.max_automatic_per_recipient_per_hour:
-                log.warning(
-                    "outbox.held",
-                    kind=notice.kind.value,
-                    ticket=f"#{ticket}",
-                    reason="recipient cap per hour reached",
-                )
+                held("recipient cap per hour reached")
             else:
                 allowed.append(address)
         return replace(notice, to=tuple(allowed))

@@ -537,39 +537,28 @@ async def test_swaks_delivers(server: Server) -> None:
         if REQUIRE_SERVERS:
             pytest.fail("swaks is missing and MAILGATE_REQUIRE_SERVERS=1")
         pytest.skip("swaks missing")
-    process = await asyncio.create_subprocess_exec(
-        "swaks",
-        "--server",
-        "127.0.0.1",
-        "--port",
-        str(server.port),
-        "--from",
-        "a@customer.nl",
-        "--to",
-        "support@example.com",
-        "--header",
-        "Subject: via swaks",
-        "--body",
-        "hallo",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+
+    async def swaks(*args: str) -> tuple[int | None, bytes]:
+        process = await asyncio.create_subprocess_exec(
+            "swaks",
+            "--server",
+            "127.0.0.1",
+            "--port",
+            str(server.port),
+            "--from",
+            "a@customer.nl",
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(process.communicate(), 60)
+        return process.returncode, output
+
+    code, output = await swaks(
+        "--to", "support@example.com", "--header", "Subject: via swaks", "--body", "hallo"
     )
-    output, _ = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, output.decode()
+    assert code == 0, output.decode()
     assert b"<-  250 2.0.0 Ok: stored as" in output
-    refused = await asyncio.create_subprocess_exec(
-        "swaks",
-        "--server",
-        "127.0.0.1",
-        "--port",
-        str(server.port),
-        "--from",
-        "a@customer.nl",
-        "--to",
-        "victim@elsewhere.org",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    refused_output, _ = await asyncio.wait_for(refused.communicate(), 60)
+    _, refused_output = await swaks("--to", "victim@elsewhere.org")
     assert b"<** 550 5.1.1" in refused_output
     assert await server.count() == 1
