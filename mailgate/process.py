@@ -16,7 +16,7 @@ import asyncio
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import structlog
@@ -43,6 +43,7 @@ from mailgate.core.model import (
 )
 from mailgate.core.parse import parse_mail
 from mailgate.core.participants import message_kind, participants, sender
+from mailgate.core.privacy import mask_bsn
 from mailgate.core.route import gather_evidence, route
 from mailgate.core.text import visible_text
 from mailgate.core.tokens import TokenCodec
@@ -63,6 +64,16 @@ class Outcome:
     action: Action
     ticket: int | None
     reason: str
+
+
+def _without_bsn(mail: ParsedMail) -> tuple[ParsedMail, int]:
+    """The mail with BSN numbers masked in its text and HTML, and how many there were."""
+    text, in_text = mask_bsn(mail.text)
+    html, in_html = mask_bsn(mail.html) if mail.html is not None else (None, 0)
+    if not in_text and not in_html:
+        return mail, 0
+    log.info("privacy.masked", count=max(in_text, in_html))
+    return replace(mail, text=text, html=html), max(in_text, in_html)
 
 
 class Processor:
@@ -169,6 +180,7 @@ class Processor:
         if automatic is not None:
             log.info("mail.automatic", reason=automatic)
         kind = message_kind(mail, self.policy)
+        mail, masked = _without_bsn(mail)
         text = visible_text(mail.text)
         if isinstance(decision, Drop):
             return Outcome(entry.id, Action.DROPPED, None, decision.reason)
@@ -198,6 +210,7 @@ class Processor:
                 new=INITIAL_STATUS,
                 detail=decision.reason,
             )
+            await self._privacy_event(repo, ticket, masked, actor, row)
             await self._notify(
                 repo, Change(ticket, mail, True, kind, sender(mail), text, automatic is not None)
             )
@@ -224,11 +237,25 @@ class Processor:
             ticket, kind="message_added", actor=actor, now=now, message_row_id=row, detail=reason
         )
         await repo.ticket_touch(ticket, actor=actor, now=now)
+        await self._privacy_event(repo, ticket, masked, actor, row)
         await self._notify(
             repo, Change(ticket, mail, False, kind, sender(mail), text, automatic is not None)
         )
         log.info("mail.threaded", ticket=f"#{ticket}", matched_by=decision.matched_by)
         return Outcome(entry.id, Action.APPENDED, ticket, reason)
+
+    async def _privacy_event(
+        self, repo: Repo, ticket: int, masked: int, actor: str, row: int
+    ) -> None:
+        if masked:
+            await repo.event_add(
+                ticket,
+                kind="privacy_masked",
+                actor=actor,
+                now=self.clock.now(),
+                message_row_id=row,
+                detail=f"{masked} BSN number(s) masked in the stored text",
+            )
 
     async def _bounce(
         self, repo: Repo, entry: SpoolEntry, mail: ParsedMail, decision: BounceReport

@@ -267,3 +267,22 @@ async def test_every_corpus_mail_ingests_without_exception(app: App) -> None:
     assert CORPUS_MAILS, f"corpus missing at {CORPUS}"
     assert failures == []
     assert await _count(app, "spool") >= len(CORPUS_MAILS) - 5
+
+
+async def test_bsn_numbers_are_masked_in_stored_text_and_notifications(app: App) -> None:
+    raw = make_mail(body="Het gaat om leerling met BSN 111222333, graag snel.")
+    outcome = await deliver(app, raw)
+    view = await _view(app, outcome.ticket or 0)
+    incoming = next(m for m in view.messages if m.direction == "in")
+    assert "111222333" not in incoming.text and "111222333" not in incoming.full_text
+    assert "[BSN verwijderd]" in incoming.text
+    assert [e.kind for e in view.events][:2] == ["created", "privacy_masked"]
+    async with session(app.engine) as s:
+        raws = (await s.exec(text("SELECT raw FROM outbox"))).all()  # type: ignore[call-overload]
+    assert raws and all(b"111222333" not in bytes(r[0]) for r in raws)
+    # The raw mail itself is kept as received.
+    entry_sha = (await app.spool.store(Received(raw, "again"))).spool_id
+    async with session(app.engine) as s:
+        spooled = await Repo(s).spool_get(entry_sha)
+    assert spooled is not None
+    assert b"111222333" in app.processor.raw.get(spooled.raw_sha256)
