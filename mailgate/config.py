@@ -172,6 +172,8 @@ class OutboundConfig:
 @dataclass(frozen=True, slots=True)
 class IntakeConfig:
     fallback_charsets: tuple[str, ...]
+    max_attachment_size: int
+    max_attachments_size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,7 +436,11 @@ def parse_config(
             codecs.lookup(charset)
         except LookupError:
             s.problem("fallback_charsets", f"unknown charset {_show(charset)}")
-    intake = IntakeConfig(fallback_charsets=charsets)
+    intake = IntakeConfig(
+        fallback_charsets=charsets,
+        max_attachment_size=s.integer("max_attachment_size", 25 * 1024 * 1024, low=1, high=2**31),
+        max_attachments_size=s.integer("max_attachments_size", 50 * 1024 * 1024, low=1, high=2**33),
+    )
     s.finish()
 
     smtp = _smtp(reader, environ)

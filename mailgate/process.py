@@ -40,6 +40,7 @@ from mailgate.core.model import (
     Reply,
     Route,
     SpoolEntry,
+    within_limits,
 )
 from mailgate.core.parse import parse_mail
 from mailgate.core.participants import message_kind, participants, sender
@@ -103,6 +104,7 @@ class Processor:
         self.queues = queues
         self.worker = worker
         self.fallback_charsets = intake.fallback_charsets
+        self.intake = intake
         self.intake_busy = intake_busy
         self.notifier = notifier
         self.on_outbox = on_outbox
@@ -134,7 +136,11 @@ class Processor:
             defects=len(mail.defects),
             attachments=len(mail.attachments),
         )
-        for item in mail.attachments:
+        kept, skipped = within_limits(
+            mail.attachments, self.intake.max_attachment_size, self.intake.max_attachments_size
+        )
+        mail = replace(mail, attachments=kept)
+        for item in kept:
             await asyncio.to_thread(self.attachments.put, item.data, item.sha256)
         evidence = gather_evidence(mail, entry.envelope_to, self.codec, self.policy)
         with storage_errors("process mail"):
@@ -146,6 +152,16 @@ class Processor:
                 lookup = await repo.lookup(evidence.message_ids, evidence.ticket_numbers)
                 decision = route(mail, evidence, lookup, self.policy)
                 outcome = await self._apply(repo, claimed, mail, decision)
+                if outcome.ticket is not None:
+                    for item in skipped:
+                        await repo.event_add(
+                            outcome.ticket,
+                            kind="attachment_skipped",
+                            actor="mailgate",
+                            now=self.clock.now(),
+                            detail=f"{item.filename} ({item.size} bytes) is over the size "
+                            "limit; it is kept in the raw mail only",
+                        )
                 await repo.spool_finish(
                     spool_id,
                     outcome=outcome.action.value,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import text
 
@@ -286,3 +288,41 @@ async def test_bsn_numbers_are_masked_in_stored_text_and_notifications(app: App)
         spooled = await Repo(s).spool_get(entry_sha)
     assert spooled is not None
     assert b"111222333" in app.processor.raw.get(spooled.raw_sha256)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_oversized_attachments_are_not_stored_and_the_ticket_says_so(
+    make_config: Any, clock: FrozenClock
+) -> None:
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    config = make_config(intake={"max_attachment_size": 1000, "max_attachments_size": 1500})
+    app = await build_app(config, clock)
+    try:
+        msg = EmailMessage(policy=SMTP)
+        msg["From"] = "alice@customer.nl"
+        msg["To"] = "support@example.com"
+        msg["Subject"] = "bijlagen"
+        msg.set_content("zie bijlagen")
+        for name, size in (
+            ("small.txt", 600),
+            ("huge.zip", 5000),
+            ("second.txt", 600),
+            ("third.txt", 600),
+        ):
+            msg.add_attachment(
+                b"x" * size, maintype="application", subtype="octet-stream", filename=name
+            )
+        outcome = await deliver(app, msg.as_bytes())
+        view = await _view(app, outcome.ticket or 0)
+        stored = [a.filename for a in view.messages[0].attachments]
+        # The third would take the mail past 1,500 bytes.
+        assert stored == ["small.txt", "second.txt"]
+        skipped = [e.detail for e in view.events if e.kind == "attachment_skipped"]
+        assert len(skipped) == 2 and "huge.zip (5000 bytes)" in (skipped[0] or "")
+        assert not config.attachment_dir.exists() or all(
+            p.stat().st_size <= 1000 for p in config.attachment_dir.rglob("*") if p.is_file()
+        )
+    finally:
+        await app.close()

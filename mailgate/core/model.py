@@ -248,6 +248,22 @@ class TicketView:
 INITIAL_STATUS = "new"
 
 
+def within_limits(
+    attachments: tuple[Attachment, ...], each: int, total: int
+) -> tuple[tuple[Attachment, ...], tuple[Attachment, ...]]:
+    """The attachments to store and those over ``each`` bytes or past ``total`` bytes in all."""
+    kept: list[Attachment] = []
+    skipped: list[Attachment] = []
+    used = 0
+    for item in attachments:
+        if item.size > each or used + item.size > total:
+            skipped.append(item)
+        else:
+            kept.append(item)
+            used += item.size
+    return tuple(kept), tuple(skipped)
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
     """One mail in the outbox, as the sender and ``mailgate outbox`` see it."""
