@@ -154,6 +154,7 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
         intake_busy=spool.busy,
         notifier=Notifier(config=config, templates=templates, codec=codec, policy=policy),
         on_outbox=outbox_wake.set,
+        outbound_suppression_days=config.outbound.suppress_after_bounce_days,
     )
     sender = Sender(
         engine=engine,

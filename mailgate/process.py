@@ -42,6 +42,7 @@ from mailgate.core.model import (
     SpoolEntry,
     within_limits,
 )
+from mailgate.core.notify import Kind
 from mailgate.core.parse import parse_mail
 from mailgate.core.participants import message_kind, participants, sender
 from mailgate.core.privacy import mask_bsn
@@ -95,6 +96,7 @@ class Processor:
         intake_busy: Callable[[], bool] | None = None,
         notifier: Notifier | None = None,
         on_outbox: Callable[[], None] | None = None,
+        outbound_suppression_days: float = 7.0,
     ) -> None:
         self.engine = engine
         self.raw = raw
@@ -108,6 +110,7 @@ class Processor:
         self.intake_busy = intake_busy
         self.notifier = notifier
         self.on_outbox = on_outbox
+        self.outbound_suppression_days = outbound_suppression_days
         self.clock = clock
 
     async def process(self, spool_id: int) -> Outcome | None:
@@ -171,7 +174,11 @@ class Processor:
                 )
         for token in evidence.rejected_tokens:
             log.warning("token.rejected", token=token)
-        if self.on_outbox is not None and outcome.action in (Action.CREATED, Action.APPENDED):
+        if self.on_outbox is not None and outcome.action in (
+            Action.CREATED,
+            Action.APPENDED,
+            Action.BOUNCE,
+        ):
             self.on_outbox()
         log.info(
             "mail.routed",
@@ -307,6 +314,15 @@ class Processor:
             message_row_id=row,
             detail=reason,
         )
+        days = self.outbound_suppression_days
+        if report.permanent and report.recipient and days > 0:
+            await repo.suppress(
+                report.recipient, until=now + timedelta(days=days), reason=reason, now=now
+            )
+        if self.notifier is not None:
+            await self.notifier.team_notice(
+                repo, item.ticket, Kind.TEAM_DELIVERY_FAILED, reason, now
+            )
         return Outcome(entry.id, Action.BOUNCE, item.ticket, reason)
 
     async def _add_message(

@@ -26,6 +26,7 @@ class Kind(StrEnum):
     REMINDER = "reminder"
     TEAM_NEW_TICKET = "team_new_ticket"
     TEAM_CUSTOMER_REPLY = "team_customer_reply"
+    TEAM_DELIVERY_FAILED = "team_delivery_failed"
     COMMAND_FAILED = "command_failed"
 
 
@@ -38,7 +39,9 @@ AUTO_SUBMITTED: Mapping[Kind, str] = {
 }
 LANGUAGES = ("nl", "en")
 # Notices for the support team itself; the caps on automatic mail protect the outside world.
-TEAM_KINDS = frozenset({Kind.TEAM_NEW_TICKET, Kind.TEAM_CUSTOMER_REPLY, Kind.COMMAND_FAILED})
+TEAM_KINDS = frozenset(
+    {Kind.TEAM_NEW_TICKET, Kind.TEAM_CUSTOMER_REPLY, Kind.TEAM_DELIVERY_FAILED, Kind.COMMAND_FAILED}
+)
 
 
 @dataclass(frozen=True, slots=True)

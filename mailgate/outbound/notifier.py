@@ -46,6 +46,7 @@ class Change:
     author: str | None
     message_text: str
     automatic: bool
+    reason: str = ""
 
 
 class Notifier:
@@ -87,12 +88,45 @@ class Notifier:
                 author=change.author,
                 automatic=change.automatic,
             )
+        return await self._send(repo, view, queue, notices, change, now)
+
+    async def team_notice(
+        self, repo: Repo, ticket: int, kind: Kind, reason: str, now: datetime
+    ) -> list[int]:
+        """Tell the ticket's team something (a failed delivery, a failed command)."""
+        view = await repo.ticket_view(ticket, with_messages=False, with_events=False)
+        assert view is not None
+        queue = self.queues.get(view.queue) or self.config.queues[0]
+        notice = Notice(kind, (queue.team_address,), queue.language, AUTO_SUBMITTED[kind])
+        change = Change(ticket, None, False, MessageKind.SYSTEM, None, "", True, reason)
+        return await self._send(repo, view, queue, (notice,), change, now)
+
+    async def _send(
+        self,
+        repo: Repo,
+        view: TicketView,
+        queue: QueueConfig,
+        notices: tuple[Notice, ...],
+        change: Change,
+        now: datetime,
+    ) -> list[int]:
         written = []
         for notice in notices:
             # Never mail one of our own addresses: that is a loop by construction.
             recipients = tuple(a for a in notice.to if not self.policy.is_ours(a))
+            if notice.kind not in TEAM_KINDS:
+                # Nor an address that bounced for good lately.
+                blocked = await repo.suppressed(recipients, now)
+                if blocked:
+                    log.warning(
+                        "outbox.suppressed",
+                        kind=notice.kind.value,
+                        ticket=f"#{view.number}",
+                        recipients=len(blocked),
+                    )
+                recipients = tuple(a for a in recipients if a.lower() not in blocked)
             if not recipients:
-                log.warning("outbox.skipped", kind=notice.kind.value, reason="own address")
+                log.warning("outbox.skipped", kind=notice.kind.value, reason="no recipient left")
                 continue
             notice = replace(notice, to=recipients)
             if capped(notice):
@@ -168,6 +202,7 @@ class Notifier:
             if author
             else self.config.outbound.from_name,
             message_text=change.message_text,
+            reason=change.reason,
         )
         rendered = self.templates.render(notice.kind, notice.language, context)
         in_reply_to, references = await repo.thread_anchor(view.number)

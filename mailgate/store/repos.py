@@ -33,6 +33,7 @@ from mailgate.store.tables import (
     OutboxRow,
     ParticipantRow,
     SpoolRow,
+    SuppressionRow,
     TicketRow,
 )
 
@@ -509,6 +510,28 @@ class Repo:
         if ticket is not None:
             query = query.where(OutboxRow.ticket_id == ticket)
         return int((await self.session.exec(query)).one())
+
+    async def suppress(self, address: str, *, until: datetime, reason: str, now: datetime) -> None:
+        row = await self.session.get(SuppressionRow, address.lower())
+        if row is None:
+            row = SuppressionRow(
+                address=address.lower(), until=until, reason=reason, created_at=now
+            )
+        else:
+            row.until, row.reason = max(row.until, until), reason
+        self.session.add(row)
+
+    async def suppressed(self, addresses: Iterable[str], now: datetime) -> set[str]:
+        """Which of ``addresses`` must not be mailed now."""
+        wanted = [a.lower() for a in addresses]
+        if not wanted:
+            return set()
+        rows = await self.session.exec(
+            select(SuppressionRow.address).where(
+                col(SuppressionRow.address).in_(wanted), col(SuppressionRow.until) > now
+            )
+        )
+        return set(rows.all())
 
     async def outbox_set_envelope(self, outbox_id: int, envelope_from: str) -> None:
         await self.session.exec(

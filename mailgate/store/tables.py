@@ -216,3 +216,13 @@ class OutboxRow(SQLModel, table=True):
     last_error: str | None = _text(nullable=True)
     created_at: datetime = _when()
     sent_at: datetime | None = _when(nullable=True)
+
+
+class SuppressionRow(SQLModel, table=True):
+    """An address mailgate does not mail until ``until``, after a permanent bounce."""
+
+    __tablename__ = "suppressions"
+    address: str = Field(primary_key=True, max_length=320)
+    until: datetime = _when()
+    reason: str = _text()
+    created_at: datetime = _when()
