@@ -159,21 +159,9 @@ class Repo:
             lambda sync: spool_add_rows(sync.connection(), items, now)
         )
 
-    async def spool_by_key(self, dedupe_key: str) -> SpoolEntry | None:
-        row = (
-            await self.session.exec(select(SpoolRow).where(SpoolRow.dedupe_key == dedupe_key))
-        ).first()
-        return None if row is None else _spool_entry(row)
-
     async def spool_get(self, spool_id: int) -> SpoolEntry | None:
         row = await self.session.get(SpoolRow, spool_id)
         return None if row is None else _spool_entry(row)
-
-    async def raw_referenced(self, raw_sha256: str) -> bool:
-        found = await self.session.exec(
-            select(SpoolRow.id).where(SpoolRow.raw_sha256 == raw_sha256).limit(1)
-        )
-        return found.first() is not None
 
     async def spool_due(self, now: datetime, limit: int) -> list[int]:
         """Ids of pending mails whose next attempt is due, oldest first."""
@@ -257,14 +245,6 @@ class Repo:
             row.outcome = None
             self.session.add(row)
         return [r.id for r in rows if r.id is not None]
-
-    async def spool_counts(self) -> dict[str, int]:
-        rows = await self.session.exec(
-            select(SpoolRow.state, func.count()).group_by(col(SpoolRow.state))
-        )
-        return dict(rows.all())
-
-    # --- IMAP checkpoints ----------------------------------------------------------------
 
     async def imap_checkpoint(self, mailbox: str, folder: str) -> tuple[int, int] | None:
         """(UIDVALIDITY, last stored UID) of ``mailbox``'s ``folder``, if recorded."""
