@@ -26,8 +26,14 @@ from mailgate.blobs import BlobStore
 from mailgate.clock import Clock
 from mailgate.config import IntakeConfig, QueueConfig, WorkerConfig
 from mailgate.core.address import AddressPolicy
-from mailgate.core.bounces import delivery_report
-from mailgate.core.loops import automatic_reason
+from mailgate.core.bounces import DeliveryReport, delivery_report
+from mailgate.core.classify import (
+    Category,
+    Classification,
+    classify,
+    confirm_bounce,
+    may_be_bounce,
+)
 from mailgate.core.model import (
     INITIAL_STATUS,
     Action,
@@ -40,6 +46,7 @@ from mailgate.core.model import (
     Reply,
     Route,
     SpoolEntry,
+    SystemMail,
     within_limits,
 )
 from mailgate.core.notify import Kind
@@ -47,7 +54,7 @@ from mailgate.core.parse import parse_mail
 from mailgate.core.participants import message_kind, participants, sender
 from mailgate.core.privacy import mask_bsn
 from mailgate.core.route import gather_evidence, route
-from mailgate.core.text import visible_text
+from mailgate.core.text import sanitize_html, visible_reply
 from mailgate.core.tokens import TokenCodec
 from mailgate.errors import MailgateError
 from mailgate.outbound.notifier import Change, Notifier
@@ -68,14 +75,27 @@ class Outcome:
     reason: str
 
 
-def _without_bsn(mail: ParsedMail) -> tuple[ParsedMail, int]:
-    """The mail with BSN numbers masked in its text and HTML, and how many there were."""
+def _for_display(mail: ParsedMail) -> tuple[ParsedMail, int]:
+    """The mail as it is stored for display: BSN numbers masked in its text and HTML, the
+    HTML sanitised; and how many BSN numbers there were."""
     text, in_text = mask_bsn(mail.text)
     html, in_html = mask_bsn(mail.html) if mail.html is not None else (None, 0)
-    if not in_text and not in_html:
-        return mail, 0
-    log.info("privacy.masked", count=max(in_text, in_html))
-    return replace(mail, text=text, html=html), max(in_text, in_html)
+    if in_text or in_html:
+        log.info("privacy.masked", count=max(in_text, in_html))
+    return (
+        replace(mail, text=text, html=sanitize_html(html) if html is not None else None),
+        max(in_text, in_html),
+    )
+
+
+def _failed_recipients(report: DeliveryReport, sent_to: tuple[str, ...]) -> tuple[str, ...]:
+    """The addresses of our mail that the report says failed; a report that names none of
+    them concerns the only recipient, if the mail had one."""
+    ours = {a.lower() for a in sent_to}
+    named = tuple(a for a in report.recipients if a in ours)
+    if named:
+        return named
+    return tuple(ours) if len(ours) == 1 else ()
 
 
 class Processor:
@@ -146,15 +166,21 @@ class Processor:
         for item in kept:
             await asyncio.to_thread(self.attachments.put, item.data, item.sha256)
         evidence = gather_evidence(mail, entry.envelope_to, self.codec, self.policy)
+        kind = classify(mail, entry.envelope_from, self.codec.installation_id)
+        report = None
+        if kind.category is Category.BOUNCE or evidence.bounces or may_be_bounce(kind, mail):
+            report = await asyncio.to_thread(delivery_report, mail, raw)
+            kind = confirm_bounce(kind, mail, report.recipients)
+        returned = report.original_message_ids if report else ()
         with storage_errors("process mail"):
             async with session(self.engine, write=True) as s:
                 repo = Repo(s)
                 claimed = await repo.spool_claim(spool_id)
                 if claimed is None:
                     return None
-                lookup = await repo.lookup(evidence.message_ids, evidence.ticket_numbers)
-                decision = route(mail, evidence, lookup, self.policy)
-                outcome = await self._apply(repo, claimed, mail, decision)
+                lookup = await repo.lookup(evidence.message_ids, evidence.ticket_numbers, returned)
+                decision = route(mail, evidence, lookup, self.policy, kind, returned)
+                outcome = await self._apply(repo, claimed, mail, decision, kind, report)
                 if outcome.ticket is not None:
                     for item in skipped:
                         await repo.event_add(
@@ -183,6 +209,7 @@ class Processor:
         log.info(
             "mail.routed",
             action=outcome.action.value,
+            category=kind.category.value,
             ticket=f"#{outcome.ticket}" if outcome.ticket else None,
             reason=outcome.reason,
             message_id=mail.message_id,
@@ -195,20 +222,28 @@ class Processor:
             await self.notifier.after(repo, change, self.clock.now())
 
     async def _apply(
-        self, repo: Repo, entry: SpoolEntry, mail: ParsedMail, decision: Route
+        self,
+        repo: Repo,
+        entry: SpoolEntry,
+        mail: ParsedMail,
+        decision: Route,
+        classified: Classification,
+        report: DeliveryReport | None,
     ) -> Outcome:
         now = self.clock.now()
         actor = sender(mail) or "unknown sender"
-        automatic = automatic_reason(mail, entry.envelope_from, self.codec.installation_id)
-        if automatic is not None:
-            log.info("mail.automatic", reason=automatic)
-        kind = message_kind(mail, self.policy)
-        mail, masked = _without_bsn(mail)
-        text = visible_text(mail.text)
+        if classified.automatic:
+            log.info("mail.automatic", category=classified.category.value, reason=classified.reason)
+        kind = MessageKind.AUTO if classified.automatic else message_kind(mail, self.policy)
+        mail, masked = _for_display(mail)
+        text = visible_reply(mail)
         if isinstance(decision, Drop):
             return Outcome(entry.id, Action.DROPPED, None, decision.reason)
+        if isinstance(decision, SystemMail):
+            return Outcome(entry.id, Action.SYSTEM, None, decision.reason)
         if isinstance(decision, BounceReport):
-            return await self._bounce(repo, entry, mail, decision)
+            assert report is not None
+            return await self._bounce(repo, entry, mail, decision, report)
         if isinstance(decision, NewTicket):
             queue = self.queues[decision.queue]
             requester = sender(mail)
@@ -235,7 +270,7 @@ class Processor:
             )
             await self._privacy_event(repo, ticket, masked, actor, row)
             await self._notify(
-                repo, Change(ticket, mail, True, kind, sender(mail), text, automatic is not None)
+                repo, Change(ticket, mail, True, kind, sender(mail), text, classified.decisions)
             )
             log.info("ticket.created", ticket=f"#{ticket}", queue=decision.queue)
             return Outcome(entry.id, Action.CREATED, ticket, decision.reason)
@@ -256,13 +291,16 @@ class Processor:
                 message_row_id=row,
             )
         reason = f"matched by {decision.matched_by} {decision.evidence}"
+        if classified.automatic:
+            reason += f"; {classified.category.value}: {classified.reason}"
         await repo.event_add(
             ticket, kind="message_added", actor=actor, now=now, message_row_id=row, detail=reason
         )
-        await repo.ticket_touch(ticket, actor=actor, now=now)
+        if not classified.automatic:  # a machine's mail is kept on the ticket, never moves it
+            await repo.ticket_touch(ticket, actor=actor, now=now)
         await self._privacy_event(repo, ticket, masked, actor, row)
         await self._notify(
-            repo, Change(ticket, mail, False, kind, sender(mail), text, automatic is not None)
+            repo, Change(ticket, mail, False, kind, sender(mail), text, classified.decisions)
         )
         log.info("mail.threaded", ticket=f"#{ticket}", matched_by=decision.matched_by)
         return Outcome(entry.id, Action.APPENDED, ticket, reason)
@@ -281,13 +319,17 @@ class Processor:
             )
 
     async def _bounce(
-        self, repo: Repo, entry: SpoolEntry, mail: ParsedMail, decision: BounceReport
+        self,
+        repo: Repo,
+        entry: SpoolEntry,
+        mail: ParsedMail,
+        decision: BounceReport,
+        report: DeliveryReport,
     ) -> Outcome:
         """A bounce of one of our mails: kept on its ticket as system mail, with an event."""
         now = self.clock.now()
         item = await repo.outbox_get(decision.outbox)
-        report = delivery_report(mail)
-        failed = report.recipient or (", ".join(item.recipients) if item else "?")
+        failed = ", ".join(report.recipients) or (", ".join(item.recipients) if item else "?")
         what = f"{report.status or 'no status'}" + (
             f" {report.diagnostic}" if report.diagnostic else ""
         )
@@ -298,13 +340,14 @@ class Processor:
         log.warning(
             "mail.bounce",
             outbox_id=decision.outbox,
+            matched_by=decision.matched_by,
             status=report.status,
             permanent=report.permanent,
         )
         if item is None or item.ticket is None:
             return Outcome(entry.id, Action.BOUNCE, None, reason)
         row = await self._add_message(
-            repo, item.ticket, entry, mail, MessageKind.SYSTEM, visible_text(mail.text)
+            repo, item.ticket, entry, mail, MessageKind.SYSTEM, visible_reply(mail)
         )
         await repo.event_add(
             item.ticket,
@@ -315,10 +358,11 @@ class Processor:
             detail=reason,
         )
         days = self.outbound_suppression_days
-        if report.permanent and report.recipient and days > 0:
-            await repo.suppress(
-                report.recipient, until=now + timedelta(days=days), reason=reason, now=now
-            )
+        if report.permanent and days > 0:
+            for address in _failed_recipients(report, item.recipients):
+                await repo.suppress(
+                    address, until=now + timedelta(days=days), reason=reason, now=now
+                )
         if self.notifier is not None:
             await self.notifier.team_notice(
                 repo, item.ticket, Kind.TEAM_DELIVERY_FAILED, reason, now

@@ -36,6 +36,7 @@ class Action(StrEnum):
     APPENDED = "appended"
     DUPLICATE = "duplicate"
     DROPPED = "dropped"
+    SYSTEM = "system"
     BOUNCE = "bounce"
     QUARANTINED = "quarantined"
     DEFERRED = "deferred"
@@ -63,6 +64,7 @@ class Attachment:
     content_type: str
     data: bytes
     sha256: str
+    content_id: str = ""  # an inline part the HTML refers to as cid:<content_id>
 
     @property
     def size(self) -> int:
@@ -89,6 +91,7 @@ class ParsedMail:
     defects: tuple[str, ...]
     parser: str
     delivery_status: str = ""  # text of a message/delivery-status part (RFC 3464), if any
+    text_from_html: bool = False  # no text/plain part: ``text`` was made from ``html``
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or None."""
@@ -119,10 +122,18 @@ class NewTicket:
 
 @dataclass(frozen=True, slots=True)
 class BounceReport:
-    """The mail is a bounce of outbox mail ``outbox`` (found by its VERP address)."""
+    """The mail is a bounce of outbox mail ``outbox``, found by ``matched_by`` (its VERP
+    address, or the Message-ID of the returned original)."""
 
     outbox: int
-    address: str
+    matched_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class SystemMail:
+    """A machine's mail that names no ticket and may not open one: kept, with the reason."""
+
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +143,7 @@ class Drop:
     reason: str
 
 
-Route = Reply | NewTicket | BounceReport | Drop
+Route = Reply | NewTicket | BounceReport | SystemMail | Drop
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from mailgate.core.classify import Decisions
 from mailgate.core.model import MessageKind, ParsedMail, Participant, Role
 
 
@@ -90,11 +91,11 @@ def _customers(audience: Audience) -> tuple[str, ...]:
 
 
 def on_new_ticket(
-    mail: ParsedMail, audience: Audience, *, requester: str | None, automatic: bool
+    mail: ParsedMail, audience: Audience, *, requester: str | None, decisions: Decisions
 ) -> tuple[Notice, ...]:
-    """A mail opened a ticket: acknowledge a person's mail; always tell the team."""
+    """A mail opened a ticket: acknowledge it if it may be answered; tell the team if told to."""
     notices = []
-    if requester is not None and not automatic:
+    if requester is not None and decisions.answer:
         notices.append(
             Notice(
                 Kind.ACK,
@@ -103,30 +104,40 @@ def on_new_ticket(
                 AUTO_SUBMITTED[Kind.ACK],
             )
         )
-    notices.append(
-        Notice(
-            Kind.TEAM_NEW_TICKET,
-            (audience.team_address,),
-            audience.queue_language,
-            AUTO_SUBMITTED[Kind.TEAM_NEW_TICKET],
+    if decisions.tell_team:
+        notices.append(
+            Notice(
+                Kind.TEAM_NEW_TICKET,
+                (audience.team_address,),
+                audience.queue_language,
+                AUTO_SUBMITTED[Kind.TEAM_NEW_TICKET],
+            )
         )
-    )
     return tuple(notices)
 
 
 def on_reply(
-    mail: ParsedMail, audience: Audience, *, kind: MessageKind, author: str | None, automatic: bool
+    mail: ParsedMail,
+    audience: Audience,
+    *,
+    kind: MessageKind,
+    author: str | None,
+    decisions: Decisions,
 ) -> tuple[Notice, ...]:
-    """A mail threaded onto a ticket: relay an agent's answer, or tell the team of a customer's."""
-    if automatic:
-        return ()
-    if kind is MessageKind.AGENT:
+    """A mail threaded onto a ticket: relay an agent's answer, or tell the team of a customer's.
+
+    A machine's mail is relayed to nobody; the team hears of it only when its
+    category says so.
+    """
+    if kind is MessageKind.AGENT and decisions.answer:
         customers = tuple(a for a in _customers(audience) if a != author)
         if not customers:
             return ()
         return (
             Notice(Kind.AGENT_REPLY, customers, language_for(None, audience, customers[0]), ""),
         )
+    if not decisions.tell_team or (kind is MessageKind.AGENT):
+        return ()
     return (
         Notice(
             Kind.TEAM_CUSTOMER_REPLY,

@@ -172,22 +172,27 @@ def _headers(msg: Message, fallbacks: tuple[str, ...]) -> tuple[tuple[str, str],
     return tuple((str(k), decode_header_value(v, fallbacks)) for k, v in msg.raw_items())
 
 
-def _attachment(name: str | None, content_type: str, data: bytes, index: int) -> Attachment:
+def _attachment(
+    name: str | None, content_type: str, data: bytes, index: int, content_id: object = None
+) -> Attachment:
     return Attachment(
         filename=safe_filename(name, content_type, index),
         original_filename=decode_header_value(name) if name else "",
         content_type=content_type.lower(),
         data=data,
         sha256=hashlib.sha256(data).hexdigest(),
+        content_id=str(content_id or "").strip().strip("<>")[:998],
     )
 
 
-def _text(parts: list[str], html_parts: list[str]) -> tuple[str, str | None]:
+def _text(parts: list[str], html_parts: list[str]) -> tuple[str, str | None, bool]:
+    """The plain text, the HTML, and whether the text had to be made from the HTML."""
     html = "\n".join(p for p in html_parts if p.strip()) or None
     text = "\n\n".join(p.strip("\n") for p in parts if p.strip())
-    if not text and html:
+    from_html = not text and html is not None
+    if from_html and html is not None:
         text = html_to_text(html)
-    return text.replace("\r\n", "\n"), html
+    return text.replace("\r\n", "\n"), html, from_html
 
 
 def _build(
@@ -198,8 +203,7 @@ def _build(
     to: tuple[Address, ...],
     cc: tuple[Address, ...],
     reply_to: tuple[Address, ...],
-    text: str,
-    html: str | None,
+    text: tuple[str, str | None, bool],
     attachments: tuple[Attachment, ...],
     defects: list[str],
     parser: str,
@@ -219,8 +223,9 @@ def _build(
         to=to,
         cc=cc,
         date=_date(msg.get("Date"), defects),
-        text=text,
-        html=html,
+        text=text[0],
+        html=text[1],
+        text_from_html=text[2],
         attachments=attachments,
         headers=_headers(msg, fallbacks),
         defects=tuple(dict.fromkeys(defects)),
@@ -348,13 +353,13 @@ def _with_mailparser(raw: bytes, fallbacks: tuple[str, ...]) -> ParsedMail:
         name = item.get("filename")
         if content_type == "message/rfc822" and name and not str(name).lower().endswith(".eml"):
             name = f"{name}.eml"
-        attachments.append(_attachment(name, content_type, data, index))
+        attachments.append(_attachment(name, content_type, data, index, item.get("content-id")))
     for part in _unclaimed_parts(msg):
         payload = part.get_payload(decode=True)
         data = payload if isinstance(payload, bytes) else b""
         attachments.append(_attachment(None, part.get_content_type(), data, len(attachments) + 1))
     fixes = _text_fixes(msg, fallbacks)
-    text, html = _text(
+    text = _text(
         [fixes.get(p, p) for p in mp.text_plain],
         [fixes.get(p, p) for p in mp.text_html],
     )
@@ -366,7 +371,6 @@ def _with_mailparser(raw: bytes, fallbacks: tuple[str, ...]) -> ParsedMail:
         cc=_addresses(mp.cc or []),
         reply_to=_addresses(mp.reply_to or []),
         text=text,
-        html=html,
         attachments=tuple(attachments),
         defects=defects,
         parser="mail-parser",
@@ -419,10 +423,14 @@ def _with_stdlib(raw: bytes, defects_in: tuple[str, ...], fallbacks: tuple[str, 
             else:
                 payload = part.get_payload(decode=True)
                 data = payload if isinstance(payload, bytes) else b""
-                attachments.append(_attachment(filename, content_type, data, len(attachments) + 1))
+                attachments.append(
+                    _attachment(
+                        filename, content_type, data, len(attachments) + 1, part.get("Content-ID")
+                    )
+                )
         except Exception as exc:  # a broken part must not cost the rest of the mail
             defects.append(f"part {content_type} unreadable: {type(exc).__name__}")
-    text, html_text = _text(plain, html)
+    text = _text(plain, html)
     return _build(
         msg,
         subject=decode_header_value(raw_header(msg, "Subject"), fallbacks),
@@ -431,7 +439,6 @@ def _with_stdlib(raw: bytes, defects_in: tuple[str, ...], fallbacks: tuple[str, 
         cc=_header_addresses(msg, "Cc"),
         reply_to=_header_addresses(msg, "Reply-To"),
         text=text,
-        html=html_text,
         attachments=tuple(attachments),
         defects=defects,
         parser="stdlib",

@@ -17,10 +17,19 @@ never threads: two customers with the subject "Printer" get two tickets.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mailgate.core.address import AddressPolicy
-from mailgate.core.model import BounceReport, Drop, NewTicket, ParsedMail, Reply, Route
+from mailgate.core.classify import PERSON, Category, Classification
+from mailgate.core.model import (
+    BounceReport,
+    Drop,
+    NewTicket,
+    ParsedMail,
+    Reply,
+    Route,
+    SystemMail,
+)
 from mailgate.core.subject import clean_subject
 from mailgate.core.tokens import FoundToken, TokenCodec
 
@@ -61,6 +70,7 @@ class Lookup:
 
     tickets_by_message_id: Mapping[str, int]
     existing_tickets: frozenset[int]
+    outbox_by_message_id: Mapping[str, int] = field(default_factory=dict)
 
 
 def recipients(mail: ParsedMail, envelope: Iterable[str]) -> tuple[str, ...]:
@@ -117,10 +127,26 @@ def gather_evidence(
     )
 
 
-def route(mail: ParsedMail, evidence: Evidence, lookup: Lookup, policy: AddressPolicy) -> Route:
-    """The routing decision for ``mail``, with the evidence that decided it."""
+def route(
+    mail: ParsedMail,
+    evidence: Evidence,
+    lookup: Lookup,
+    policy: AddressPolicy,
+    kind: Classification = PERSON,
+    returned_message_ids: tuple[str, ...] = (),
+) -> Route:
+    """The routing decision for ``mail``, with the evidence that decided it.
+
+    ``kind``: what wrote the mail (``classify``); ``returned_message_ids``: for a
+    bounce, the Message-IDs of the original it returns.
+    """
     for address, outbox_id in evidence.bounces:
-        return BounceReport(outbox_id, address)
+        return BounceReport(outbox_id, f"VERP address {address}")
+    if kind.category is Category.BOUNCE:
+        for mid in returned_message_ids:
+            returned = lookup.outbox_by_message_id.get(mid)
+            if returned is not None:
+                return BounceReport(returned, f"returned Message-ID <{mid}>")
     if mail.from_addr is not None and policy.is_ours(mail.from_addr.email):
         return Drop(f"sent from our own address {mail.from_addr.email}")
     for header, mid in evidence.references:
@@ -136,4 +162,6 @@ def route(mail: ParsedMail, evidence: Evidence, lookup: Lookup, policy: AddressP
     reason = "no ticket reference"
     if evidence.rejected_tokens:
         reason = f"token check failed: {', '.join(evidence.rejected_tokens)}"
+    if not kind.decisions.create_ticket:
+        return SystemMail(f"{kind.category.value} ({kind.reason}); {reason}, so no ticket")
     return NewTicket(evidence.queue, evidence.title, reason)

@@ -14,6 +14,10 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
+import nh3
+
+from mailgate.core.model import ParsedMail
+
 _BLOCK_TAGS = frozenset(
     {
         *("address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt"),
@@ -24,13 +28,44 @@ _BLOCK_TAGS = frozenset(
 _SKIP_TAGS = frozenset({"script", "style", "head", "title", "template"})
 
 
+# Where mail clients put the quoted original in an HTML reply: elements dropped whole
+# (Gmail, Yahoo, Thunderbird, Proton, Apple Mail's cite blockquote), and markers after which
+# everything is history (Outlook's reply header and its "append on send" point).
+QUOTE_CLASSES = frozenset({"gmail_quote", "yahoo_quoted", "moz-cite-prefix", "protonmail_quote"})
+HISTORY_MARKERS = frozenset({"divrplyfwdmsg", "appendonsend", "stopspelling"})
+_VOID_TAGS = frozenset({"br", "hr", "img", "input", "meta", "link", "wbr", "col", "area"})
+
+
 class _TextExtractor(HTMLParser):
-    def __init__(self) -> None:
+    def __init__(self, *, drop_quotes: bool = False) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self._skip = 0
+        self.drop_quotes = drop_quotes
+        self._dropping: list[str] = []  # tag names opened inside a dropped quote
+        self._done = False
+
+    def _starts_quote(self, tag: str, attrs: list[tuple[str, str | None]]) -> bool:
+        values = {name: (value or "") for name, value in attrs}
+        classes = set(values.get("class", "").split())
+        if classes & QUOTE_CLASSES:
+            return True
+        return tag == "blockquote" and values.get("type", "").lower() == "cite"
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self.drop_quotes:
+            if self._done:
+                return
+            if any(n == "id" and (v or "").lower() in HISTORY_MARKERS for n, v in attrs):
+                self._done = True
+                return
+            if self._dropping:
+                if tag not in _VOID_TAGS:
+                    self._dropping.append(tag)
+                return
+            if tag not in _VOID_TAGS and self._starts_quote(tag, attrs):
+                self._dropping.append(tag)
+                return
         if tag in _SKIP_TAGS:
             self._skip += 1
         elif tag in _BLOCK_TAGS:
@@ -39,19 +74,29 @@ class _TextExtractor(HTMLParser):
             self.parts.append("\t")
 
     def handle_endtag(self, tag: str) -> None:
+        if self._dropping:
+            if tag in self._dropping:  # close up to the matching open tag, forgiving bad nesting
+                while self._dropping and self._dropping.pop() != tag:
+                    pass
+            return
+        if self._done:
+            return
         if tag in _SKIP_TAGS:
             self._skip = max(0, self._skip - 1)
         elif tag in _BLOCK_TAGS:
             self.parts.append("\n")
 
     def handle_data(self, data: str) -> None:
-        if not self._skip:
+        if not self._skip and not self._dropping and not self._done:
             self.parts.append(data)
 
 
-def html_to_text(html: str) -> str:
-    """Plain text of an HTML body: tags dropped, blocks on their own lines, scripts removed."""
-    parser = _TextExtractor()
+def html_to_text(html: str, *, drop_quotes: bool = False) -> str:
+    """Plain text of an HTML body: tags dropped, blocks on their own lines, scripts removed.
+
+    ``drop_quotes``: leave out the quoted original that mail clients mark in HTML.
+    """
+    parser = _TextExtractor(drop_quotes=drop_quotes)
     try:
         parser.feed(html)
         parser.close()
@@ -62,42 +107,69 @@ def html_to_text(html: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
+# What stored HTML may keep: nh3's (Ammonia's) safe tags and attributes, and links and
+# images by these schemes only; cid: is how an HTML body shows its inline images.
+HTML_URL_SCHEMES = frozenset({"http", "https", "mailto", "tel", "cid"})
+
+
+def sanitize_html(html: str) -> str:
+    """``html`` without scripts, event handlers, styles, forms or unsafe links (nh3)."""
+    return nh3.clean(html, url_schemes=set(HTML_URL_SCHEMES))
+
+
+# The verb of a "... wrote:" line, in the languages of the corpus and our customers.
+_WROTE = (
+    r"(wrote|schreef|het volgende geschreven|geschreven|schrieb|a\s+écrit|escreveu|escribió|"
+    r"skrev|napisał(\(a\))?|написал(\(а\)|а)?|пише|scrisse|ha scritto|kirjoitti|írta|yazdı)"
+)
+# A "... wrote:" line names its author or date: an address or a digit must be in it.
+_WROTE_LINE = re.compile(
+    rf"^(?=.*(@|\d)).{{0,400}}\b{_WROTE}"
+    r"(\s+am\s.{0,60}|\s+[^:]{0,80}[<@\"][^:]{0,80}|\s+het volgende geschreven)?"
+    r"(\s*:\s*|\s+-{2,}\s*)$",
+    re.IGNORECASE,
+)
 # Lines that a mail client writes directly above the quoted original.
-# "... wrote:" lines, which clients may fold over two or three lines.
 QUOTE_INTROS: tuple[re.Pattern[str], ...] = (
-    re.compile(r"^\s*On\b.{0,300}\bwrote:\s*$", re.IGNORECASE),  # English (Gmail, Apple)
+    _WROTE_LINE,
     re.compile(r"^.{0,200}\byou wrote:\s*$", re.IGNORECASE),  # "At 6/16/2016 08:32 PM, you wrote:"
     re.compile(r"^\s*\d{4}-\d{2}-\d{2} \d{1,2}:\d{2} GMT[+-]\d{2}:\d{2} .{1,200}$"),  # Gmail
-    re.compile(r"^\s*Op\b.{0,300}\b(schreef|geschreven)\b.{0,80}:\s*$", re.IGNORECASE),  # Dutch
-    re.compile(r"^\s*Am\b.{0,300}\bschrieb\b.{0,80}:\s*$", re.IGNORECASE),  # German
-    re.compile(r"^\s*Le\b.{0,300}\ba écrit\s*:\s*$", re.IGNORECASE),  # French
+    re.compile(r"^\s*\d{4}/\d{1,2}/\d{1,2} .{1,200}@.{1,200}$"),  # older Gmail: date, name, address
 )
+FORWARD_SEPARATOR = re.compile(
+    r"^\s*[*_]?-{2,}\s*(Forwarded message|Doorgestuurd bericht|Weitergeleitete Nachricht|"
+    r"Message transféré)\s*-{2,}[*_]?\s*$",
+    re.IGNORECASE,
+)
+_HEADER_WORDS = r"(From|Van|Von|De|Da|Från|Od|От)"
 QUOTE_HEADERS: tuple[re.Pattern[str], ...] = (
     *QUOTE_INTROS,
     re.compile(
-        r"^\s*-{2,}\s*(Original Message|Oorspronkelijk bericht|Origineel bericht|"
-        r"Ursprüngliche Nachricht|Message d'origine|Forwarded message|"
-        r"Doorgestuurd bericht)\s*-{2,}\s*$",
+        r"^\s*[*_]?-{2,}\s*(Original Message|Oorspronkelijk bericht|Origineel bericht|"
+        r"Ursprüngliche Nachricht|Message d'origine|Mensaje original|Messaggio originale|"
+        r"Originalmeddelande)\s*-{2,}[*_]?\s*$",
         re.IGNORECASE,
     ),
     re.compile(r"^\s*_{20,}\s*$"),  # Outlook's rule above its header block
-    re.compile(r"^\s*\*?(From|Van|Von|De|Da)\*?\s*:\s*.+$", re.IGNORECASE),  # header block
+    re.compile(r"^\s*-{25,}\s*$"),  # and the dashed one of Outlook on the web
+    re.compile(rf"^\s*\*?{_HEADER_WORDS}\*?\s*:\s*.+$", re.IGNORECASE),  # header block
 )
 
 
 # Lines that start a signature: everything from them on is not the reply's text.
 SIGNATURE_STARTS: tuple[re.Pattern[str], ...] = (
     re.compile(r"^-- $"),  # RFC 3676 signature delimiter
+    # "Sent from my iPhone", "Verzonden vanaf mijn iPad", "Envoyé depuis mon iPhone", "Sendt
+    # fra min iPad", "Sent with Airmail": a short line, or it is a sentence of the reply.
     re.compile(
-        r"^\s*(Sent|Verzonden|Verstuurd|Envoy[ée]) (from|vanaf|van|de) (my|mijn|mon) "
-        r"(iPhone|iPad|Android|Samsung|smartphone|mobiel|mobile)\b.*$",
+        r"^\s*(Sent|Verzonden|Verstuurd|Envoy[ée]|Sendt|Skickat|Enviado|Inviato)\s+"
+        r"(from|vanaf|van|met|de|depuis|fra|från|desde|da|via|with)\s+(\S+\s*){1,5}$",
         re.IGNORECASE,
     ),
-    re.compile(
-        r"^\s*Von meinem (iPhone|iPad|Android|Smartphone|Handy) gesendet\s*$", re.IGNORECASE
-    ),
+    re.compile(r"^\s*Von meinem \S+( \S+)? gesendet\.?\s*$", re.IGNORECASE),
     re.compile(r"^\s*(Sent from|Get) Outlook( for (iOS|Android)| Mobile)\b.*$", re.IGNORECASE),
 )
+_QUOTED = re.compile(r"^\s*([A-Za-z]{0,3}>|\|)")
 
 
 def _is_signature(lines: list[str], index: int) -> bool:
@@ -111,13 +183,13 @@ def _is_quote_header(lines: list[str], index: int) -> bool:
     line = lines[index]
     if not any(pattern.match(line) for pattern in QUOTE_HEADERS):
         return False
-    if re.match(r"^\s*\*?(From|Van|Von|De|Da)\*?\s*:", line, re.IGNORECASE):
+    if re.match(rf"^\s*\*?{_HEADER_WORDS}\*?\s*:", line, re.IGNORECASE):
         # An Outlook header block: From: followed within three lines by Sent/Date/To.
         following = " ".join(lines[index + 1 : index + 4])
         return bool(
             re.search(
-                r"\b(Sent|Verzonden|Gesendet|Envoy[ée]|Date|Datum|Data|Inviato|To|Aan|An|A)"
-                r"\*?\s*:",
+                r"\b(Sent|Verzonden|Gesendet|Envoy[ée]|Date|Datum|Data|Inviato|To|Aan|An|A|"
+                r"Skickat|Till|Enviado|Para|Wysłano|Отправлено)\*?\s*:",
                 following,
                 re.IGNORECASE,
             )
@@ -125,36 +197,106 @@ def _is_quote_header(lines: list[str], index: int) -> bool:
     return True
 
 
-_FOLDED_END = re.compile(r"\b(wrote|schreef|schrieb|a écrit)\s*:\s*$", re.IGNORECASE)
+_INTRO_START = re.compile(r"^\s*(On|Op|Am|Le|Em|El|Den|Dnia|Il)\b", re.IGNORECASE)
 
 
-def _quote_header_at(lines: list[str], index: int) -> bool:
-    """A quote header on this line, or folded over it and the next one or two lines."""
+def _quote_header_span(lines: list[str], index: int) -> int:
+    """How many lines a quote header starting here takes (0: none). An intro may be folded
+    over up to six lines, blank ones included, as some clients wrap a long author."""
     if _is_quote_header(lines, index):
-        return True
-    for span in (2, 3):
+        return 1
+    if not lines[index].strip():
+        return 0
+    for span in range(2, 7):
         if index + span > len(lines):
             break
         joined = " ".join(part.strip() for part in lines[index : index + span])
-        if _FOLDED_END.search(joined) and any(p.match(joined) for p in QUOTE_INTROS):
-            return True
-    return False
+        opens = _INTRO_START.match(joined) or re.match(r"^\s*(\d|.*@)", lines[index])
+        if opens and any(p.match(joined) for p in QUOTE_INTROS):
+            return span
+        if span >= 3 and not _INTRO_START.match(lines[index]):
+            break
+    return 0
+
+
+def _after_quote_block(lines: list[str], start: int) -> int:
+    """The index after the ``>``-quoted lines (and blanks) from ``start``."""
+    index = start
+    while index < len(lines) and (_QUOTED.match(lines[index]) or not lines[index].strip()):
+        index += 1
+    return index
+
+
+def _forwarded_body(lines: list[str], start: int) -> int:
+    """The index of a forwarded mail's body: after its separator and header block."""
+    index = start + 1
+    while index < len(lines) and lines[index].strip():
+        index += 1
+    return index
+
+
+def _cut_signature(lines: list[str]) -> list[str]:
+    for index in range(1, len(lines)):
+        if _is_signature(lines, index):
+            return lines[:index]
+    return lines
+
+
+def _without_trailing_quote(lines: list[str]) -> list[str]:
+    """A trailing run of quoted lines (and blanks) is history too."""
+    end = len(lines)
+    while end > 0 and (_QUOTED.match(lines[end - 1]) or not lines[end - 1].strip()):
+        end -= 1
+    if 0 < end < len(lines) and any(_QUOTED.match(line) for line in lines[end:]):
+        return lines[:end]
+    return lines
 
 
 def visible_text(text: str) -> str:
-    """The new text of a reply, without the quoted history below it."""
+    """The new text of a reply, without the quoted history and the signature below it.
+
+    A quote at the top (the author answered below it) is skipped; a forwarded mail at
+    the top is shown from its body; an answer interleaved with the quote is kept whole.
+    """
     lines = text.splitlines()
-    cut = len(lines)
-    for index in range(len(lines)):
-        if index > 0 and (_quote_header_at(lines, index) or _is_signature(lines, index)):
-            cut = index
+    first = next((i for i, line in enumerate(lines) if line.strip()), len(lines))
+    start = first
+    if first < len(lines) and FORWARD_SEPARATOR.match(lines[first]):
+        start = _forwarded_body(lines, first)
+    elif first < len(lines) and (span := _quote_header_span(lines, first)):
+        start = _after_quote_block(lines, first + span)  # the answer is below the quote
+    kept: list[str] = []
+    index = start
+    while index < len(lines):
+        if index > start and FORWARD_SEPARATOR.match(lines[index]):
+            kept.extend(lines[index:])  # what a customer forwards is part of their message
             break
-    kept = lines[:cut]
-    # A trailing run of >-quoted lines (and blanks) is history too.
-    end = len(kept)
-    while end > 0 and (kept[end - 1].startswith(">") or not kept[end - 1].strip()):
-        end -= 1
-    if end > 0 and end < len(kept) and any(line.startswith(">") for line in kept[end:]):
-        kept = kept[:end]
+        span = _quote_header_span(lines, index) if index > start else 0
+        if span:
+            after = _after_quote_block(lines, index + span)
+            rest = [line for line in lines[after:] if line.strip()]
+            interleaved = (
+                any(_QUOTED.match(line) for line in lines[index + span : after])
+                and rest
+                and not _quote_header_span(lines, after)
+                and not _is_signature(lines, after)
+                and any(p.match(lines[index]) for p in QUOTE_INTROS)
+            )
+            if not interleaved:
+                break
+            kept.extend(lines[index + span : after])  # keep the quote the answer refers to
+            index = after
+            continue
+        kept.append(lines[index])
+        index += 1
+    kept = _without_trailing_quote(_cut_signature(kept))
     result = "\n".join(kept).strip()
     return result or text.strip()
+
+
+def visible_reply(mail: ParsedMail) -> str:
+    """The visible text of a mail: from its HTML without the quoted elements when it had no
+    plain-text part, else from its text."""
+    if mail.text_from_html and mail.html is not None:
+        return visible_text(html_to_text(mail.html, drop_quotes=True)) or visible_text(mail.text)
+    return visible_text(mail.text)

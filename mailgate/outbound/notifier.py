@@ -10,6 +10,7 @@ import structlog
 
 from mailgate.config import Config, QueueConfig
 from mailgate.core.address import AddressPolicy
+from mailgate.core.classify import DECISIONS, Category, Decisions
 from mailgate.core.model import MessageKind, ParsedMail, Role, TicketView
 from mailgate.core.notify import (
     AUTO_SUBMITTED,
@@ -35,6 +36,10 @@ from mailgate.store.repos import Repo
 log = structlog.get_logger("mailgate.notify")
 
 
+# A notice mailgate writes of its own accord (a failed delivery): for the team only.
+_SYSTEM = Decisions(create_ticket=False, reopen=False, answer=False, tell_team=True)
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """What happened to a ticket, as far as notifications care."""
@@ -45,7 +50,7 @@ class Change:
     kind: MessageKind
     author: str | None
     message_text: str
-    automatic: bool
+    decisions: Decisions
     reason: str = ""
 
 
@@ -78,7 +83,7 @@ class Notifier:
         if change.new_ticket:
             requester = view.requester if change.kind is MessageKind.CUSTOMER else None
             notices = on_new_ticket(
-                change.mail or _EMPTY, audience, requester=requester, automatic=change.automatic
+                change.mail or _EMPTY, audience, requester=requester, decisions=change.decisions
             )
         else:
             notices = on_reply(
@@ -86,7 +91,7 @@ class Notifier:
                 audience,
                 kind=change.kind,
                 author=change.author,
-                automatic=change.automatic,
+                decisions=change.decisions,
             )
         return await self._send(repo, view, queue, notices, change, now)
 
@@ -98,7 +103,7 @@ class Notifier:
         assert view is not None
         queue = self.queues.get(view.queue) or self.config.queues[0]
         notice = Notice(kind, (queue.team_address,), queue.language, AUTO_SUBMITTED[kind])
-        change = Change(ticket, None, False, MessageKind.SYSTEM, None, "", True, reason)
+        change = Change(ticket, None, False, MessageKind.SYSTEM, None, "", _SYSTEM, reason)
         return await self._send(repo, view, queue, (notice,), change, now)
 
     async def _send(
@@ -292,7 +297,7 @@ class Notifier:
             MessageKind.CUSTOMER,
             latest.from_addr if latest else None,
             latest.text if latest else "",
-            False,
+            DECISIONS[Category.PERSON],
         )
         _, raw, _, _ = await self._build(repo, view, queue, notice, change, now)
         return raw

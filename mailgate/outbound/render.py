@@ -22,7 +22,7 @@ from typing import Any
 
 import jinja2
 
-from mailgate.core.loops import LOOP_HEADER
+from mailgate.core.classify import LOOP_HEADER
 from mailgate.core.notify import LANGUAGES, Kind
 from mailgate.errors import ConfigError
 

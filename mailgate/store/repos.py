@@ -272,7 +272,22 @@ class Repo:
 
     # --- routing lookup ------------------------------------------------------------------
 
-    async def lookup(self, message_ids: Sequence[str], numbers: Iterable[int]) -> Lookup:
+    async def lookup(
+        self,
+        message_ids: Sequence[str],
+        numbers: Iterable[int],
+        returned_ids: Sequence[str] = (),
+    ) -> Lookup:
+        """What the database knows of the evidence; ``returned_ids``: Message-IDs a bounce
+        returns, looked up among the outbox's mails."""
+        outbox: dict[str, int] = {}
+        if returned_ids:
+            found_out = await self.session.exec(
+                select(OutboxRow.message_id, OutboxRow.id).where(
+                    col(OutboxRow.message_id).in_(list(returned_ids))
+                )
+            )
+            outbox = {mid: i for mid, i in found_out.all() if i is not None}
         by_mid: dict[str, int] = {}
         if message_ids:
             rows = await self.session.exec(
@@ -290,7 +305,7 @@ class Repo:
                 select(TicketRow.id).where(col(TicketRow.id).in_(wanted))
             )
             existing = {i for i in found.all() if i is not None}
-        return Lookup(by_mid, frozenset(existing))
+        return Lookup(by_mid, frozenset(existing), outbox)
 
     # --- tickets -------------------------------------------------------------------------
 
@@ -378,6 +393,7 @@ class Repo:
                     content_type=item.content_type,
                     size=item.size,
                     sha256=item.sha256,
+                    content_id=item.content_id,
                 )
             )
 

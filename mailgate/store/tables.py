@@ -164,6 +164,7 @@ class AttachmentRow(SQLModel, table=True):
     content_type: str = Field(max_length=255)
     size: int
     sha256: str = Field(max_length=64, index=True)
+    content_id: str = Field(default="", max_length=998)
 
 
 class EventRow(SQLModel, table=True):
@@ -199,7 +200,10 @@ class OutboxRow(SQLModel, table=True):
     """One rendered outgoing mail and how far its delivery got."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "state", "next_attempt_at"),
+        Index("ix_outbox_message_id", "message_id"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int | None = Field(
         default=None, sa_column=Column(Integer, ForeignKey("tickets.id"), nullable=True)

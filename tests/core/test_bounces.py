@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from mailgate.core.bounces import delivery_report
+from mailgate.core.bounces import DeliveryReport, delivery_report
+from mailgate.core.classify import Category, classify, confirm_bounce
 from mailgate.core.parse import parse_mail
 from tests.conftest import CORPUS
 
@@ -24,7 +25,7 @@ def dsn(status: str, action: str = "failed") -> bytes:
 
 
 def test_permanent_failure_names_recipient_and_status() -> None:
-    report = delivery_report(parse_mail(dsn("5.1.1")))
+    report = delivery_report(parse_mail(dsn("5.1.1")), dsn("5.1.1"))
     assert (report.recipient, report.status, report.permanent) == (
         "alice@customer.nl",
         "5.1.1",
@@ -34,7 +35,8 @@ def test_permanent_failure_names_recipient_and_status() -> None:
 
 
 def test_delay_is_temporary() -> None:
-    assert not delivery_report(parse_mail(dsn("4.4.7", action="delayed"))).permanent
+    raw = dsn("4.4.7", action="delayed")
+    assert not delivery_report(parse_mail(raw), raw).permanent
 
 
 def _expected(entry: dict[str, object]) -> set[str]:
@@ -56,17 +58,51 @@ def _corpus_bounces() -> list[dict[str, object]]:
 BOUNCES = _corpus_bounces()
 
 
+def _report(entry: dict[str, object]) -> DeliveryReport:
+    raw = (CORPUS / str(entry["path"])).read_bytes()
+    return delivery_report(parse_mail(raw), raw)
+
+
 @pytest.mark.parametrize("entry", BOUNCES, ids=[str(e["id"]) for e in BOUNCES])
-def test_corpus_bounces_parse_without_error(entry: dict[str, object]) -> None:
-    report = delivery_report(parse_mail((CORPUS / str(entry["path"])).read_bytes()))
-    assert report.status is None or report.status[0] in "245"
+def test_corpus_bounce_is_read_as_a_bounce(entry: dict[str, object]) -> None:
+    raw = (CORPUS / str(entry["path"])).read_bytes()
+    mail = parse_mail(raw)
+    report = delivery_report(mail, raw)
+    assert report.status is None or report.status[0] in "45"
+    kind = confirm_bounce(classify(mail), mail, report.recipients)
+    assert kind.category is Category.BOUNCE, kind.reason
 
 
-def test_standard_dsns_of_the_corpus_name_the_expected_address() -> None:
-    hits = 0
+def test_corpus_bounces_name_the_expected_address_and_permanence() -> None:
+    found = permanence_right = with_one_kind = 0
     for entry in BOUNCES:
-        report = delivery_report(parse_mail((CORPUS / str(entry["path"])).read_bytes()))
-        hits += (report.recipient or "").lower() in _expected(entry)
+        report = _report(entry)
+        expect = entry["expect"]
+        assert isinstance(expect, dict)
+        if set(report.recipients) & _expected(entry):
+            found += 1
+            permanent = bool(expect.get("bounced_addresses_permanent"))
+            if permanent != bool(expect.get("bounced_addresses_temporary")):
+                with_one_kind += 1
+                permanence_right += report.permanent is permanent
     assert len(BOUNCES) >= 100
-    # Measured: 12 of 101. Only RFC 3464 reports are read so far; a floor, not the goal.
-    assert hits >= 12
+    # Measured: the address in 97 of 101 (the standard report alone: 12), permanence right
+    # in 96 of 97 (the miss: a 4.4.7 "delayed" that flufl.bounce's own test calls permanent).
+    assert found >= 97
+    assert permanence_right >= with_one_kind - 1
+
+
+def test_the_returned_original_names_our_message_id() -> None:
+    report = _report({"path": "rt/multipart-report"})
+    assert report.original_message_ids == ("200308221615.h7MGFGac020135@mx12.other.example.com",)
+    assert report.recipients == ("jesmund@mailbox.other.example.com",)
+    assert report.permanent
+
+
+def test_text_rfc822_headers_part_names_the_original() -> None:
+    raw = dsn("5.1.1").replace(
+        b"--b--",
+        b"--b\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: support@example.com\r\n"
+        b"Message-ID: <ack-1@example.com>\r\nSubject: x\r\n\r\n--b--",
+    )
+    assert delivery_report(parse_mail(raw), raw).original_message_ids == ("ack-1@example.com",)

@@ -2,9 +2,13 @@ from __future__ import annotations
 
 import pytest
 
+from mailgate.core.classify import DECISIONS, Category
 from mailgate.core.model import Address, MessageKind, ParsedMail, Participant, Role
 from mailgate.core.notify import Audience, Kind, language_for, on_new_ticket, on_reply
 
+HUMAN = DECISIONS[Category.PERSON]
+ROBOT = DECISIONS[Category.AUTO_REPLY]
+PROGRAM = DECISIONS[Category.AUTO_GENERATED]
 AUDIENCE = Audience(
     participants=(
         Participant("alice@customer.nl", "Alice", Role.REQUESTER, "customer.nl"),
@@ -59,18 +63,19 @@ def test_language_choice(headers: tuple[tuple[str, str], ...], address: str, exp
 
 
 def test_new_ticket_acknowledges_people_only() -> None:
-    human = on_new_ticket(mail(), AUDIENCE, requester="alice@customer.nl", automatic=False)
+    human = on_new_ticket(mail(), AUDIENCE, requester="alice@customer.nl", decisions=HUMAN)
     assert [(n.kind, n.to, n.auto_submitted) for n in human] == [
         (Kind.ACK, ("alice@customer.nl",), "auto-replied"),
         (Kind.TEAM_NEW_TICKET, ("team@example.com",), "auto-generated"),
     ]
-    robot = on_new_ticket(mail(), AUDIENCE, requester="alice@customer.nl", automatic=True)
-    assert [n.kind for n in robot] == [Kind.TEAM_NEW_TICKET]
+    alert = on_new_ticket(mail(), AUDIENCE, requester="alice@customer.nl", decisions=PROGRAM)
+    assert [n.kind for n in alert] == [Kind.TEAM_NEW_TICKET]
+    assert on_new_ticket(mail(), AUDIENCE, requester="a@b.nl", decisions=ROBOT) == ()
 
 
 def test_agent_reply_goes_to_every_customer_and_is_not_automatic() -> None:
     (notice,) = on_reply(
-        mail(), AUDIENCE, kind=MessageKind.AGENT, author="piet@example.com", automatic=False
+        mail(), AUDIENCE, kind=MessageKind.AGENT, author="piet@example.com", decisions=HUMAN
     )
     assert notice.kind is Kind.AGENT_REPLY
     assert notice.to == ("alice@customer.nl", "bob@klant.be")
@@ -79,7 +84,18 @@ def test_agent_reply_goes_to_every_customer_and_is_not_automatic() -> None:
 
 def test_customer_reply_tells_the_team_and_automatic_replies_tell_nobody() -> None:
     (notice,) = on_reply(
-        mail(), AUDIENCE, kind=MessageKind.CUSTOMER, author="alice@customer.nl", automatic=False
+        mail(), AUDIENCE, kind=MessageKind.CUSTOMER, author="alice@customer.nl", decisions=HUMAN
     )
     assert (notice.kind, notice.to) == (Kind.TEAM_CUSTOMER_REPLY, ("team@example.com",))
-    assert on_reply(mail(), AUDIENCE, kind=MessageKind.CUSTOMER, author="a", automatic=True) == ()
+    assert on_reply(mail(), AUDIENCE, kind=MessageKind.AUTO, author="a", decisions=ROBOT) == ()
+    (bulk,) = on_reply(mail(), AUDIENCE, kind=MessageKind.AUTO, author="a", decisions=PROGRAM)
+    assert bulk.kind is Kind.TEAM_CUSTOMER_REPLY
+
+
+def test_an_agents_automatic_reply_is_relayed_to_nobody() -> None:
+    assert (
+        on_reply(
+            mail(), AUDIENCE, kind=MessageKind.AGENT, author="piet@example.com", decisions=ROBOT
+        )
+        == ()
+    )

@@ -7,7 +7,7 @@ from email.policy import SMTP
 import pytest
 
 from mailgate.core.filenames import safe_filename
-from mailgate.core.parse import message_ids, parse_mail
+from mailgate.core.parse import _with_stdlib, message_ids, parse_mail
 from mailgate.core.subject import clean_subject
 from tests.conftest import CORPUS, corpus_mails
 
@@ -241,3 +241,19 @@ def test_corpus_mail_parses_and_keeps_its_attachments(entry: dict[str, object]) 
 
 def test_corpus_is_present() -> None:
     assert len(CORPUS_MAILS) > 200
+
+
+def test_inline_images_keep_their_content_id_for_the_html() -> None:
+    msg = EmailMessage()
+    msg["From"] = "alice@customer.nl"
+    msg["To"] = "support@example.com"
+    msg["Subject"] = "Schermafdruk"
+    msg.set_content("Zie de afbeelding.")
+    msg.add_alternative('<p>Zie <img src="cid:scherm.1@customer.nl"></p>', subtype="html")
+    html_part = msg.get_payload()[1]
+    html_part.add_related(b"\x89PNG\r\n\x1a\nfake", "image", "png", cid="<scherm.1@customer.nl>")
+    for mail in (parse_mail(msg.as_bytes()), _with_stdlib(msg.as_bytes(), (), ())):
+        (image,) = mail.attachments
+        assert image.content_id == "scherm.1@customer.nl", mail.parser
+        assert image.content_type == "image/png"
+        assert mail.html is not None and "cid:scherm.1@customer.nl" in mail.html

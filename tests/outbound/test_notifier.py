@@ -102,12 +102,24 @@ async def test_customer_reply_tells_the_team_and_agent_reply_is_relayed(app: App
     assert [m.kind for m in outgoing] == ["system", "system", "system", "agent"]
 
 
-async def test_automatic_mail_gets_no_answer_but_the_team_hears_of_it(app: App) -> None:
-    await deliver(app, make_mail(headers={"Auto-Submitted": "auto-replied"}))
-    await deliver(app, make_mail(sender="MAILER-DAEMON@mx.customer.nl", subject="Undelivered"))
-    kinds = [k for k, _, _ in await outbox(app)]
-    assert "ack" not in kinds
-    assert kinds == ["team_new_ticket", "team_new_ticket"]
+async def test_automatic_mail_gets_no_answer_and_an_auto_reply_opens_no_ticket(app: App) -> None:
+    auto_reply = await deliver(app, make_mail(headers={"Auto-Submitted": "auto-replied"}))
+    bounce = await deliver(
+        app, make_mail(sender="MAILER-DAEMON@mx.customer.nl", subject="Undelivered")
+    )
+    assert (auto_reply.action, auto_reply.ticket) == (Action.SYSTEM, None)
+    assert (bounce.action, bounce.ticket) == (Action.SYSTEM, None)
+    assert "auto_reply (Auto-Submitted: auto-replied)" in auto_reply.reason
+    assert await outbox(app) == []
+    # A program's mail (a monitoring alert) opens a ticket for the team, and is not answered.
+    alert = await deliver(
+        app,
+        make_mail(
+            sender="alerts@monitor.customer.nl", headers={"Auto-Submitted": "auto-generated"}
+        ),
+    )
+    assert alert.action is Action.CREATED
+    assert [k for k, _, _ in await outbox(app)] == ["team_new_ticket"]
 
 
 async def test_automatic_reply_on_a_ticket_is_not_forwarded(app: App) -> None:
@@ -143,7 +155,7 @@ async def test_two_gateways_pointed_at_each_other_stop_at_once(app: App) -> None
             headers={"Auto-Submitted": "auto-replied", "X-Mailgate-Loop": "another-installation"},
         ),
     )
-    assert [k for k, _, _ in await outbox(app)] == ["team_new_ticket"]
+    assert await outbox(app) == []
 
 
 async def test_a_robot_that_answers_every_mail_with_a_new_one_gets_at_most_the_hourly_cap(
@@ -191,5 +203,28 @@ async def test_a_bounce_to_our_verp_address_lands_on_the_ticket_and_is_answered_
     other = await deliver(
         app, dsn("5.1.1").replace(b"Subject: Undelivered", b"Subject: Bounce"), to=(forged,)
     )
-    assert other.action is Action.CREATED  # not ours: an ordinary (automatic) mail
-    assert [k for k, _, _ in await outbox(app)][-1] == "team_new_ticket"
+    # Not ours by its address, nor by the original it returns: kept as system mail.
+    assert (other.action, other.ticket) == (Action.SYSTEM, None)
+    assert len(await outbox(app)) == 4
+
+
+async def test_a_bounce_that_lost_its_verp_address_is_found_by_the_returned_message_id(
+    app: App,
+) -> None:
+    from tests.core.test_bounces import dsn
+
+    outcome = await deliver(app, make_mail())
+    async with session(app.engine) as s:
+        ack = (await Repo(s).outbox_list())[0]
+    returned = dsn("5.1.1").replace(
+        b"--b--",
+        b"--b\r\nContent-Type: message/rfc822\r\n\r\nFrom: support@example.com\r\n"
+        + f"Message-ID: <{ack.message_id}>\r\n".encode()
+        + b"Subject: Ontvangen\r\n\r\nWe hebben uw mail ontvangen.\r\n--b--",
+    )
+    bounce = await deliver(app, returned)  # to support@, as a broken MTA would send it
+    assert (bounce.action, bounce.ticket) == (Action.BOUNCE, outcome.ticket)
+    async with session(app.engine) as s:
+        assert await Repo(s).suppressed(("alice@customer.nl",), ack.created_at) == {
+            "alice@customer.nl"
+        }
