@@ -53,7 +53,8 @@ from mailgate.core.notify import Kind
 from mailgate.core.parse import parse_mail
 from mailgate.core.participants import message_kind, participants, sender
 from mailgate.core.privacy import mask_bsn
-from mailgate.core.route import gather_evidence, route
+from mailgate.core.route import Evidence, gather_evidence, route
+from mailgate.core.senders import UnknownSender, authentication_failure, judge_sender
 from mailgate.core.text import sanitize_html, visible_reply
 from mailgate.core.tokens import TokenCodec
 from mailgate.errors import MailgateError
@@ -180,7 +181,7 @@ class Processor:
                     return None
                 lookup = await repo.lookup(evidence.message_ids, evidence.ticket_numbers, returned)
                 decision = route(mail, evidence, lookup, self.policy, kind, returned)
-                outcome = await self._apply(repo, claimed, mail, decision, kind, report)
+                outcome = await self._apply(repo, claimed, mail, decision, kind, report, evidence)
                 if outcome.ticket is not None:
                     for item in skipped:
                         await repo.event_add(
@@ -204,6 +205,7 @@ class Processor:
             Action.CREATED,
             Action.APPENDED,
             Action.BOUNCE,
+            Action.HELD,
         ):
             self.on_outbox()
         log.info(
@@ -229,6 +231,7 @@ class Processor:
         decision: Route,
         classified: Classification,
         report: DeliveryReport | None,
+        evidence: Evidence,
     ) -> Outcome:
         now = self.clock.now()
         actor = sender(mail) or "unknown sender"
@@ -245,37 +248,34 @@ class Processor:
             assert report is not None
             return await self._bounce(repo, entry, mail, decision, report)
         if isinstance(decision, NewTicket):
-            queue = self.queues[decision.queue]
-            requester = sender(mail)
-            ticket = await repo.ticket_create(
-                queue=decision.queue,
-                title=decision.title,
-                type_=queue.default_type,
-                priority=queue.default_priority,
-                status=INITIAL_STATUS,
-                requester=requester if requester and not self.policy.is_agent(requester) else None,
-                actor=actor,
-                now=now,
-            )
-            row = await self._add_message(repo, ticket, entry, mail, kind, text)
-            await repo.participants_add(ticket, participants(mail, self.policy, new_ticket=True))
-            await repo.event_add(
-                ticket,
-                kind="created",
-                actor=actor,
-                now=now,
-                message_row_id=row,
-                new=INITIAL_STATUS,
-                detail=decision.reason,
-            )
-            await self._privacy_event(repo, ticket, masked, actor, row)
-            await self._notify(
-                repo, Change(ticket, mail, True, kind, sender(mail), text, classified.decisions)
-            )
-            log.info("ticket.created", ticket=f"#{ticket}", queue=decision.queue)
-            return Outcome(entry.id, Action.CREATED, ticket, decision.reason)
+            return await self._create(repo, entry, mail, decision, classified, kind, text, masked)
         assert isinstance(decision, Reply)
         ticket = decision.ticket
+        reason = f"matched by {decision.matched_by} {decision.evidence}"
+        if classified.automatic:
+            reason += f"; {classified.category.value}: {classified.reason}"
+        else:
+            verdict = judge_sender(
+                sender(mail),
+                await repo.participants_of(ticket),
+                is_agent=self.policy.is_agent(actor),
+                forged=authentication_failure(mail, self.intake.trusted_authserv_ids),
+            )
+            if not verdict.known:
+                log.warning("sender.unknown", ticket=f"#{ticket}", reason=verdict.reason)
+                if kind is MessageKind.AGENT:
+                    kind = MessageKind.CUSTOMER  # a forged agent is not treated as one
+                policy = self.intake.unknown_sender
+                reason += f"; {verdict.reason}, policy {policy}"
+                if policy == UnknownSender.NEW_TICKET:
+                    own = NewTicket(
+                        evidence.queue, evidence.title, f"{reason} (reply to #{ticket})"
+                    )
+                    return await self._create(
+                        repo, entry, mail, own, classified, kind, text, masked, linked=ticket
+                    )
+                if policy == UnknownSender.HOLD:
+                    return await self._hold(repo, entry, mail, ticket, text, reason)
         row = await self._add_message(repo, ticket, entry, mail, kind, text)
         added = await repo.participants_add(
             ticket, participants(mail, self.policy, new_ticket=False)
@@ -290,33 +290,109 @@ class Processor:
                 new=person.address,
                 message_row_id=row,
             )
-        reason = f"matched by {decision.matched_by} {decision.evidence}"
-        if classified.automatic:
-            reason += f"; {classified.category.value}: {classified.reason}"
         await repo.event_add(
             ticket, kind="message_added", actor=actor, now=now, message_row_id=row, detail=reason
         )
         if not classified.automatic:  # a machine's mail is kept on the ticket, never moves it
             await repo.ticket_touch(ticket, actor=actor, now=now)
-        await self._privacy_event(repo, ticket, masked, actor, row)
+        await self._privacy_event(repo, ticket, masked, mail, kind, row)
         await self._notify(
             repo, Change(ticket, mail, False, kind, sender(mail), text, classified.decisions)
         )
         log.info("mail.threaded", ticket=f"#{ticket}", matched_by=decision.matched_by)
         return Outcome(entry.id, Action.APPENDED, ticket, reason)
 
+    async def _create(
+        self,
+        repo: Repo,
+        entry: SpoolEntry,
+        mail: ParsedMail,
+        decision: NewTicket,
+        classified: Classification,
+        kind: MessageKind,
+        text: str,
+        masked: int,
+        linked: int | None = None,
+    ) -> Outcome:
+        now = self.clock.now()
+        actor = sender(mail) or "unknown sender"
+        queue = self.queues[decision.queue]
+        requester = sender(mail)
+        ticket = await repo.ticket_create(
+            queue=decision.queue,
+            title=decision.title,
+            type_=queue.default_type,
+            priority=queue.default_priority,
+            status=INITIAL_STATUS,
+            requester=requester if requester and not self.policy.is_agent(requester) else None,
+            actor=actor,
+            now=now,
+        )
+        row = await self._add_message(repo, ticket, entry, mail, kind, text)
+        await repo.participants_add(ticket, participants(mail, self.policy, new_ticket=True))
+        await repo.event_add(
+            ticket,
+            kind="created",
+            actor=actor,
+            now=now,
+            message_row_id=row,
+            new=INITIAL_STATUS,
+            detail=decision.reason,
+        )
+        if linked is not None:
+            for here, there in ((ticket, linked), (linked, ticket)):
+                await repo.event_add(
+                    here, kind="linked", actor="mailgate", now=now, field="links", new=f"#{there}"
+                )
+        await self._privacy_event(repo, ticket, masked, mail, kind, row)
+        await self._notify(
+            repo, Change(ticket, mail, True, kind, sender(mail), text, classified.decisions)
+        )
+        log.info("ticket.created", ticket=f"#{ticket}", queue=decision.queue)
+        return Outcome(entry.id, Action.CREATED, ticket, decision.reason)
+
+    async def _hold(
+        self, repo: Repo, entry: SpoolEntry, mail: ParsedMail, ticket: int, text: str, reason: str
+    ) -> Outcome:
+        """A stranger's reply: kept on the ticket, relayed to nobody; the team decides."""
+        now = self.clock.now()
+        row = await self._add_message(repo, ticket, entry, mail, MessageKind.HELD, text)
+        await repo.event_add(
+            ticket,
+            kind="message_held",
+            actor=sender(mail) or "unknown sender",
+            now=now,
+            message_row_id=row,
+            detail=reason,
+        )
+        if self.notifier is not None:
+            await self.notifier.team_notice(repo, ticket, Kind.TEAM_HELD, reason, now)
+        return Outcome(entry.id, Action.HELD, ticket, reason)
+
     async def _privacy_event(
-        self, repo: Repo, ticket: int, masked: int, actor: str, row: int
+        self, repo: Repo, ticket: int, masked: int, mail: ParsedMail, kind: MessageKind, row: int
     ) -> None:
-        if masked:
-            await repo.event_add(
-                ticket,
-                kind="privacy_masked",
-                actor=actor,
-                now=self.clock.now(),
-                message_row_id=row,
-                detail=f"{masked} BSN number(s) masked in the stored text",
-            )
+        """Record masked BSN numbers; tell a customer once, ever, not to send them."""
+        if not masked:
+            return
+        author = sender(mail)
+        now = self.clock.now()
+        await repo.event_add(
+            ticket,
+            kind="privacy_masked",
+            actor=author or "unknown sender",
+            now=now,
+            message_row_id=row,
+            detail=f"{masked} BSN number(s) masked in the stored text",
+        )
+        if kind is not MessageKind.CUSTOMER or author is None or self.notifier is None:
+            return
+        if await repo.event_exists("privacy_told", new=author.lower()):
+            return
+        await self.notifier.customer_notice(repo, ticket, Kind.PRIVACY_NOTICE, author, mail, now)
+        await repo.event_add(
+            ticket, kind="privacy_told", actor="mailgate", now=now, new=author.lower()
+        )
 
     async def _bounce(
         self,

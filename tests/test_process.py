@@ -326,3 +326,89 @@ async def test_oversized_attachments_are_not_stored_and_the_ticket_says_so(
         )
     finally:
         await app.close()
+
+
+async def _ticket_with_ack(app: App) -> tuple[int, str]:
+    outcome = await deliver(app, make_mail())
+    assert outcome.ticket is not None
+    return outcome.ticket, app.codec.subject_tag(outcome.ticket)
+
+
+async def _kinds(app: App) -> list[tuple[str, tuple[str, ...]]]:
+    async with session(app.engine) as s:
+        return [(o.kind, o.recipients) for o in await Repo(s).outbox_list()]
+
+
+async def test_a_strangers_reply_is_held_relayed_to_nobody_and_the_team_asked(app: App) -> None:
+    ticket, tag = await _ticket_with_ack(app)
+    held = await deliver(app, make_mail(sender="eve@elsewhere.org", subject=f"Re: {tag}"))
+    assert (held.action, held.ticket) == (Action.HELD, ticket)
+    assert "eve@elsewhere.org is not on the ticket, policy hold" in held.reason
+    view = await _view(app, ticket)
+    assert [m.kind for m in view.messages if m.direction == "in"] == ["customer", "held"]
+    assert "eve@elsewhere.org" not in {p.address for p in view.participants}
+    assert (await _kinds(app))[2:] == [("team_held", ("team@example.com",))]
+
+
+async def test_a_colleague_at_the_customers_domain_is_accepted(app: App) -> None:
+    ticket, tag = await _ticket_with_ack(app)
+    reply = await deliver(app, make_mail(sender="carla@customer.nl", subject=f"Re: {tag}"))
+    assert (reply.action, reply.ticket) == (Action.APPENDED, ticket)
+    assert "carla@customer.nl" in {p.address for p in (await _view(app, ticket)).participants}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("policy", ["accept", "new_ticket"])
+async def test_the_unknown_sender_policy(make_config: Any, clock: FrozenClock, policy: str) -> None:
+    app = await build_app(make_config(intake={"unknown_sender": policy}), clock)
+    try:
+        ticket, tag = await _ticket_with_ack(app)
+        reply = await deliver(app, make_mail(sender="eve@elsewhere.org", subject=f"Re: {tag}"))
+        if policy == "accept":
+            assert (reply.action, reply.ticket) == (Action.APPENDED, ticket)
+            view = await _view(app, ticket)
+            assert "eve@elsewhere.org" in {p.address for p in view.participants}
+        else:
+            assert reply.action is Action.CREATED and reply.ticket != ticket
+            new = await _view(app, reply.ticket or 0)
+            assert new.requester == "eve@elsewhere.org"
+            links = [(e.kind, e.new) for e in new.events if e.kind == "linked"]
+            assert links == [("linked", f"#{ticket}")]
+            old = await _view(app, ticket)
+            assert ("linked", f"#{reply.ticket}") in [(e.kind, e.new) for e in old.events]
+    finally:
+        await app.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_mail_from_an_agents_address_failing_dmarc_is_not_the_agents(
+    make_config: Any, clock: FrozenClock
+) -> None:
+    app = await build_app(make_config(intake={"trusted_authserv_ids": ["mx.example.com"]}), clock)
+    try:
+        _, tag = await _ticket_with_ack(app)
+        forged = b"Authentication-Results: mx.example.com; dmarc=fail header.from=example.com\r\n"
+        reply = await deliver(
+            app, forged + make_mail(sender="piet@example.com", subject=f"Re: {tag}")
+        )
+        assert reply.action is Action.HELD
+        assert "claims to be agent piet@example.com, but dmarc=fail" in reply.reason
+        assert "agent_reply" not in [k for k, _ in await _kinds(app)]
+        # The same mail where the receiver says DMARC passed is the agent's, relayed.
+        genuine = b"Authentication-Results: mx.example.com; dmarc=pass header.from=example.com\r\n"
+        ok = await deliver(
+            app, genuine + make_mail(sender="piet@example.com", subject=f"Re: {tag}")
+        )
+        assert ok.action is Action.APPENDED
+        assert [k for k, _ in await _kinds(app)][-1] == "agent_reply"
+    finally:
+        await app.close()
+
+
+async def test_a_customer_who_sends_a_bsn_is_told_once(app: App) -> None:
+    first = await deliver(app, make_mail(body="Mijn BSN is 111222333."))
+    tag = app.codec.subject_tag(first.ticket or 0)
+    await deliver(app, make_mail(subject=f"Re: {tag}", body="Nogmaals: 111222333"))
+    await deliver(app, make_mail(subject="Andere vraag", body="BSN 111222333"))
+    told = [(k, to) for k, to in await _kinds(app) if k == "privacy_notice"]
+    assert told == [("privacy_notice", ("alice@customer.nl",))]

@@ -21,6 +21,7 @@ class MessageKind(StrEnum):
     NOTE = "note"
     AUTO = "auto"
     SYSTEM = "system"
+    HELD = "held"  # a stranger's reply, not relayed until the team decides
 
 
 class Role(StrEnum):
@@ -37,6 +38,7 @@ class Action(StrEnum):
     DUPLICATE = "duplicate"
     DROPPED = "dropped"
     SYSTEM = "system"
+    HELD = "held"
     BOUNCE = "bounce"
     QUARANTINED = "quarantined"
     DEFERRED = "deferred"

@@ -28,7 +28,9 @@ class Kind(StrEnum):
     TEAM_NEW_TICKET = "team_new_ticket"
     TEAM_CUSTOMER_REPLY = "team_customer_reply"
     TEAM_DELIVERY_FAILED = "team_delivery_failed"
+    TEAM_HELD = "team_held"
     COMMAND_FAILED = "command_failed"
+    PRIVACY_NOTICE = "privacy_notice"
 
 
 # RFC 3834: an acknowledgment answers a mail (auto-replied); other notices are generated.
@@ -41,7 +43,13 @@ AUTO_SUBMITTED: Mapping[Kind, str] = {
 LANGUAGES = ("nl", "en")
 # Notices for the support team itself; the caps on automatic mail protect the outside world.
 TEAM_KINDS = frozenset(
-    {Kind.TEAM_NEW_TICKET, Kind.TEAM_CUSTOMER_REPLY, Kind.TEAM_DELIVERY_FAILED, Kind.COMMAND_FAILED}
+    {
+        Kind.TEAM_NEW_TICKET,
+        Kind.TEAM_CUSTOMER_REPLY,
+        Kind.TEAM_DELIVERY_FAILED,
+        Kind.TEAM_HELD,
+        Kind.COMMAND_FAILED,
+    }
 )
 
 

@@ -19,6 +19,7 @@ from mailgate.core.notify import (
     Kind,
     Notice,
     capped,
+    language_for,
     on_new_ticket,
     on_reply,
 )
@@ -98,12 +99,34 @@ class Notifier:
     async def team_notice(
         self, repo: Repo, ticket: int, kind: Kind, reason: str, now: datetime
     ) -> list[int]:
-        """Tell the ticket's team something (a failed delivery, a failed command)."""
+        """Tell the ticket's team something (a failed delivery, a held mail, a failed command)."""
+        return await self._notice(repo, ticket, kind, None, None, reason, now)
+
+    async def customer_notice(
+        self, repo: Repo, ticket: int, kind: Kind, address: str, mail: ParsedMail, now: datetime
+    ) -> list[int]:
+        """Tell one customer something about their mail, in their language."""
+        return await self._notice(repo, ticket, kind, address, mail, "", now)
+
+    async def _notice(
+        self,
+        repo: Repo,
+        ticket: int,
+        kind: Kind,
+        address: str | None,
+        mail: ParsedMail | None,
+        reason: str,
+        now: datetime,
+    ) -> list[int]:
         view = await repo.ticket_view(ticket, with_messages=False, with_events=False)
         assert view is not None
         queue = self.queues.get(view.queue) or self.config.queues[0]
-        notice = Notice(kind, (queue.team_address,), queue.language, AUTO_SUBMITTED[kind])
-        change = Change(ticket, None, False, MessageKind.SYSTEM, None, "", _SYSTEM, reason)
+        if address is None:
+            notice = Notice(kind, (queue.team_address,), queue.language, AUTO_SUBMITTED[kind])
+        else:
+            language = language_for(mail, self._audience(view, queue), address)
+            notice = Notice(kind, (address,), language, AUTO_SUBMITTED[kind])
+        change = Change(ticket, mail, False, MessageKind.SYSTEM, None, "", _SYSTEM, reason)
         return await self._send(repo, view, queue, (notice,), change, now)
 
     async def _send(

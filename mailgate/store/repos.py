@@ -425,6 +425,13 @@ class Repo:
             added.append(person)
         return added
 
+    async def event_exists(self, kind: str, *, new: str) -> bool:
+        """Whether any ticket has an event of ``kind`` with value ``new``."""
+        found = await self.session.exec(
+            select(EventRow.id).where(EventRow.kind == kind, EventRow.new == new).limit(1)
+        )
+        return found.first() is not None
+
     async def event_add(
         self,
         ticket: int,
@@ -683,19 +690,23 @@ class Repo:
         rows = await self.session.exec(select(TicketRow.id).order_by(col(TicketRow.id)))
         return [i for i in rows.all() if i is not None]
 
+    async def participants_of(self, ticket: int) -> tuple[Participant, ...]:
+        rows = await self.session.exec(
+            select(ParticipantRow)
+            .where(ParticipantRow.ticket_id == ticket)
+            .order_by(col(ParticipantRow.id))
+        )
+        return tuple(
+            Participant(p.address, p.name, Role(p.role), p.organisation) for p in rows.all()
+        )
+
     async def ticket_view(
         self, number: int, *, with_messages: bool = True, with_events: bool = True
     ) -> TicketView | None:
         ticket = await self.session.get(TicketRow, number)
         if ticket is None or ticket.id is None:
             return None
-        people = (
-            await self.session.exec(
-                select(ParticipantRow)
-                .where(ParticipantRow.ticket_id == number)
-                .order_by(col(ParticipantRow.id))
-            )
-        ).all()
+        people = await self.participants_of(number)
         messages: list[MessageView] = []
         if with_messages:
             rows = (
@@ -754,9 +765,7 @@ class Repo:
             created_at=ticket.created_at,
             updated_at=ticket.updated_at,
             updated_by=ticket.updated_by,
-            participants=tuple(
-                Participant(p.address, p.name, Role(p.role), p.organisation) for p in people
-            ),
+            participants=tuple(people),
             messages=tuple(messages),
             events=tuple(
                 EventView(e.at, e.actor, e.kind, e.field, e.old, e.new, e.detail) for e in events
