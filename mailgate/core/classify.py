@@ -170,17 +170,21 @@ def classify(
     bounce = _looks_like_bounce(mail, null_sender)
     if bounce is not None:
         return Classification(Category.BOUNCE, bounce)
+    out_of_office = bool(AUTO_REPLY_SUBJECTS.match(mail.subject))
     auto = (mail.header("Auto-Submitted") or "").split(";")[0].split("(")[0].strip().lower()
     if auto and auto != "no":
-        return Classification(
-            AUTO_SUBMITTED.get(auto, Category.AUTO_GENERATED), f"Auto-Submitted: {auto}"
-        )
+        category = AUTO_SUBMITTED.get(auto, Category.AUTO_GENERATED)
+        if out_of_office:  # Exchange marks its out-of-office replies auto-generated
+            category = Category.AUTO_REPLY
+        return Classification(category, f"Auto-Submitted: {auto}")
     for name in ("Precedence", "X-Precedence"):
         value = (mail.header(name) or "").strip().lower()
         if value in PRECEDENCE:
             return Classification(PRECEDENCE[value], f"{name}: {value}")
     for name, category in MARKER_HEADERS:
         if mail.header(name) is not None:
+            if out_of_office:
+                category = Category.AUTO_REPLY
             return Classification(category, f"{name} present")
     report = _report_type(mail)
     if report is not None:
@@ -190,7 +194,7 @@ def classify(
             else (Category.AUTO_GENERATED)
         )
         return Classification(category, f"multipart/report ({report or 'no report-type'})")
-    if AUTO_REPLY_SUBJECTS.match(mail.subject):
+    if out_of_office:
         return Classification(Category.AUTO_REPLY, "auto-reply subject")
     if null_sender:
         return Classification(Category.AUTO_REPLY, "empty envelope sender (RFC 3834)")

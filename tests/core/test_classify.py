@@ -168,3 +168,38 @@ def test_corpus_normal_mails_are_persons() -> None:
         "cpython:msg_25.txt": Category.BOUNCE,
         "flanker:apache-message-news-mime.eml": Category.BULK,
     }
+
+
+EXCHANGE_OOF = (
+    b"From: Alice Jansen <alice@customer.nl>\r\n"
+    b"To: Support <support@example.com>\r\n"
+    b"Subject: Automatisch antwoord: Ontvangen: Printer brandt [#1042-K7QF3M9T]\r\n"
+    b"Thread-Topic: Ontvangen: Printer brandt [#1042-K7QF3M9T]\r\n"
+    b"Thread-Index: AQHZ1234567890abcdef==\r\n"
+    b"Date: Mon, 5 Jan 2026 10:01:00 +0000\r\n"
+    b"Message-ID: <AM0PR01MB1234ABCD@AM0PR01MB1234.eurprd01.prod.outlook.com>\r\n"
+    b"In-Reply-To: <ack-1042@example.com>\r\n"
+    b"Auto-Submitted: auto-generated\r\n"
+    b"X-Auto-Response-Suppress: All\r\n"
+    b"X-MS-Exchange-Inbox-Rules-Loop: alice@customer.nl\r\n"
+    b"X-MS-Has-Attach:\r\n"
+    b"Content-Language: nl-NL\r\n"
+    b'Content-Type: text/plain; charset="us-ascii"\r\n'
+    b"MIME-Version: 1.0\r\n\r\n"
+    b"Ik ben afwezig tot en met 12 januari.\r\n"
+)
+
+
+def test_an_exchange_out_of_office_reply_is_an_auto_reply() -> None:
+    found = classify(parse_mail(EXCHANGE_OOF))
+    assert found.category is Category.AUTO_REPLY
+    assert found.reason == "Auto-Submitted: auto-generated"
+
+
+def test_a_gmail_vacation_reply_is_an_auto_reply() -> None:
+    raw = make_mail(
+        subject="Re: Printer brandt",
+        headers={"Auto-Submitted": "auto-replied", "Precedence": "bulk"},
+        body="Ik ben op vakantie.",
+    )
+    assert classify(parse_mail(raw)).category is Category.AUTO_REPLY
