@@ -6,6 +6,7 @@ import asyncio
 import os
 import secrets
 import signal
+import sys
 import uuid
 from dataclasses import dataclass
 
@@ -136,10 +137,10 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
     raw = BlobStore(config.spool_dir, ".eml")
     spool = Spool(
         engine,
-        raw,
         clock,
         on_stored=lambda _id: wake.set(),
         sync_engine=create_sqlite_sync_engine(engine, config.database.busy_timeout),
+        busy_timeout=config.database.busy_timeout,
     )
     processor = Processor(
         engine=engine,
@@ -167,6 +168,9 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
     )
 
 
+GIL_SWITCH_INTERVAL = 0.0005  # seconds; see docs/decisions/0004-smtp-acknowledgement.md
+
+
 async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
     """Listen and process until SIGTERM or SIGINT; mail stored earlier is processed first.
 
@@ -174,6 +178,9 @@ async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
     finish (``[smtp] shutdown_grace``), then let the worker finish its mail.
     """
     stop = stop or asyncio.Event()
+    # The spool commits on its own thread while the event loop serves the clients; with
+    # the default 5 ms GIL switch interval every commit waits that long for its turn.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

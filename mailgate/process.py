@@ -150,9 +150,14 @@ class Processor:
         with storage_errors("read spool"):
             async with session(self.engine) as s:
                 entry = await Repo(s).spool_get(spool_id)
+                spooled = await Repo(s).spool_raw(spool_id) if entry else None
         if entry is None or entry.state != PENDING:
             return None
-        raw = await asyncio.to_thread(self.raw.get, entry.raw_sha256)
+        if spooled is not None:  # first attempt: move the bytes into the blob store
+            await asyncio.to_thread(self.raw.put, spooled, entry.raw_sha256)
+            raw = spooled
+        else:
+            raw = await asyncio.to_thread(self.raw.get, entry.raw_sha256)
         mail = await asyncio.to_thread(parse_mail, raw, self.fallback_charsets)
         log.debug(
             "mail.parsed",
@@ -199,6 +204,8 @@ class Processor:
                     reason=outcome.reason,
                     now=self.clock.now(),
                 )
+                if spooled is not None:
+                    await repo.spool_raw_moved(spool_id)
         for token in evidence.rejected_tokens:
             log.warning("token.rejected", token=token)
         if self.on_outbox is not None and outcome.action in (
@@ -493,6 +500,9 @@ class Processor:
         try:
             with storage_errors("quarantine"):
                 async with session(self.engine, write=True) as s:
+                    entry = await Repo(s).spool_get(spool_id)
+                    if entry is not None and self.raw.path(entry.raw_sha256).exists():
+                        await Repo(s).spool_raw_moved(spool_id)
                     await Repo(s).spool_quarantine(
                         spool_id,
                         error=error,

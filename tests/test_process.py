@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 import pytest
@@ -206,19 +207,17 @@ async def test_failure_quarantines_keeps_the_mail_and_does_not_block_others(
 ) -> None:
     bad = await app.spool.store(Received(make_mail(subject="kapot"), "test"))
     good = await app.spool.store(Received(make_mail(subject="heel"), "test"))
-    # The raw file vanished (an operator's mistake): processing fails for this mail only.
+    # The disk under the blob store fails (every write below it fails, even as root):
+    # moving the mail out of the spool is a storage problem, retried later.
+    shutil.rmtree(config.spool_dir, ignore_errors=True)
+    config.spool_dir.parent.mkdir(parents=True, exist_ok=True)
+    config.spool_dir.write_text("not a directory")
+    deferred = await app.processor.process(bad.spool_id)
+    assert deferred is not None and deferred.action is Action.DEFERRED
+    config.spool_dir.unlink()
     async with session(app.engine) as s:
-        entry = await Repo(s).spool_get(bad.spool_id)
-    assert entry is not None
-    blob = app.processor.raw.path(entry.raw_sha256)
-    saved = blob.read_bytes()
-    blob.unlink()
-    outcomes = await app.processor.run_due()
-    actions = {o.spool_id: o.action for o in outcomes}
-    assert actions[good.spool_id] is Action.CREATED
-    assert actions[bad.spool_id] is Action.DEFERRED  # a missing file is a storage problem: retried
+        assert await Repo(s).spool_raw(bad.spool_id) is not None  # nothing lost meanwhile
     # A bug of ours is a permanent failure: quarantined with a traceback id.
-    blob.write_bytes(saved)
     original = app.processor.policy
     app.processor.policy = None  # type: ignore[assignment]
     try:
@@ -229,6 +228,8 @@ async def test_failure_quarantines_keeps_the_mail_and_does_not_block_others(
     async with session(app.engine) as s:
         listed = await Repo(s).quarantined()
     assert [e.id for e in listed] == [bad.spool_id] and listed[0].traceback_id
+    outcomes = await app.processor.run_due()  # the other mail is not held up by it
+    assert [(o.spool_id, o.action) for o in outcomes] == [(good.spool_id, Action.CREATED)]
     async with session(app.engine, write=True) as s:
         assert await Repo(s).requeue([bad.spool_id], app.clock.now()) == [bad.spool_id]
     retried = await app.processor.process(bad.spool_id)
@@ -412,3 +413,18 @@ async def test_a_customer_who_sends_a_bsn_is_told_once(app: App) -> None:
     await deliver(app, make_mail(subject="Andere vraag", body="BSN 111222333"))
     told = [(k, to) for k, to in await _kinds(app) if k == "privacy_notice"]
     assert told == [("privacy_notice", ("alice@customer.nl",))]
+
+
+async def test_processing_moves_the_raw_mail_from_the_spool_into_the_blob_store(
+    app: App,
+) -> None:
+    raw = make_mail(subject="verhuis")
+    stored = await app.spool.store(Received(raw, "test"))
+    async with session(app.engine) as s:
+        assert await Repo(s).spool_raw(stored.spool_id) == raw  # committed with the row
+        entry = await Repo(s).spool_get(stored.spool_id)
+    assert entry is not None and not app.processor.raw.path(entry.raw_sha256).exists()
+    await app.processor.process(stored.spool_id)
+    async with session(app.engine) as s:
+        assert await Repo(s).spool_raw(stored.spool_id) is None
+    assert app.processor.raw.get(entry.raw_sha256) == raw

@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 
-_MSGID = re.compile(r"<([^<>\s]{1,900})>")
+_MSGID = re.compile(rb"<([^<>\s]{1,900})>")
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+# The first Message-ID header of the header block, with its folded continuation lines.
+_MESSAGE_ID_HEADER = re.compile(rb"^Message-ID[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.I | re.M)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,24 +28,18 @@ class MailIdentity:
     dedupe_key: str
 
 
-def body_bytes(raw: bytes) -> bytes:
-    """The body of ``raw`` with line endings and trailing whitespace made uniform."""
-    match = _HEADER_END.search(raw)
-    body = raw[match.end() :] if match else b""
-    return body.replace(b"\r\n", b"\n").rstrip()
-
-
 def identify(raw: bytes) -> MailIdentity:
-    """The identity of ``raw``; pure and cheap (headers are parsed, the body only hashed)."""
+    """The identity of ``raw``; pure and cheap (the Message-ID found by pattern, no parser)."""
     raw_sha = hashlib.sha256(raw).hexdigest()
-    body_sha = hashlib.sha256(body_bytes(raw)).hexdigest()
+    end = _HEADER_END.search(raw)
+    header_block = raw[: end.start()] if end else raw
+    body = raw[end.end() :] if end else b""
+    body_sha = hashlib.sha256(body.replace(b"\r\n", b"\n").rstrip()).hexdigest()
     message_id: str | None = None
-    try:
-        headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
-        found = _MSGID.search(str(headers.get("Message-ID") or ""))
-        message_id = found.group(1) if found else None
-    except Exception:  # a header block too broken to read still has a raw hash
-        message_id = None
+    header = _MESSAGE_ID_HEADER.search(header_block)
+    found = _MSGID.search(header.group(1)) if header else None
+    if found:
+        message_id = found.group(1).decode("utf-8", "replace")
     if message_id:
         key = hashlib.sha256(f"{message_id}\n{body_sha}".encode()).hexdigest()
         return MailIdentity(raw_sha, body_sha, message_id, f"mid:{key}")

@@ -1,9 +1,10 @@
-"""The one door every mail comes in through: store the raw bytes durably, then record them.
+"""The one door every mail comes in through: record the raw bytes durably.
 
-``Spool.store`` returns only after the raw mail is on disk (fsync'd) and its row
-is committed; only then may a listener answer 250, the IMAP poller move the
-mail, or the pipe exit 0. Any failure raises ``StorageUnavailable`` and leaves
-nothing half-done: a file this call created is removed again.
+``Spool.store`` returns only after the mail's row and its raw bytes are
+committed (SQLite WAL with synchronous=FULL, or PostgreSQL): only then may a
+listener answer 250, the IMAP poller move the mail, or the pipe exit 0. Any
+failure raises ``StorageUnavailable`` and leaves nothing behind. The worker
+later moves the bytes into the content-addressed blob store.
 """
 
 from __future__ import annotations
@@ -12,16 +13,14 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mailgate.blobs import BlobStore
 from mailgate.clock import Clock
 from mailgate.core.identity import identify
 from mailgate.core.model import NewSpoolItem, SpoolReceipt
@@ -68,22 +67,19 @@ class Spool:
     def __init__(
         self,
         engine: AsyncEngine,
-        raw: BlobStore,
         clock: Clock,
         on_stored: Callable[[int], None] | None = None,
         batch_size: int = 64,
         sync_engine: Engine | None = None,
+        busy_timeout: float = 5.0,
     ) -> None:
         self.engine = engine
-        self.raw = raw
         self.clock = clock
         self.on_stored = on_stored
         self.batch_size = batch_size
         self.sync_engine = sync_engine
-        self._executor: ThreadPoolExecutor | None = None
-        self._waiting: list[
-            tuple[NewSpoolItem, bytes, asyncio.Future[tuple[SpoolReceipt, bool]]]
-        ] = []
+        self.busy_ms = int(busy_timeout * 1000)
+        self._waiting: list[tuple[NewSpoolItem, bytes, asyncio.Future[SpoolReceipt]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._last_store = float("-inf")
 
@@ -108,13 +104,11 @@ class Spool:
             envelope_from=received.envelope_from,
             envelope_to=tuple(_clean(received.envelope_to)),
         )
-        receipt, created = await self._record(item, data)
+        receipt = await self._record(item, data)
         bound = log.bind(
             message_id=ident.message_id, source=received.source, spool_id=receipt.spool_id
         )
         if receipt.duplicate:
-            if created and receipt.raw_sha256 != raw_sha256:
-                self.raw.discard(raw_sha256)  # this copy differs only in trace headers
             bound.info("mail.duplicate")
             return Stored(receipt.spool_id, True, ident.message_id)
         bound.info("mail.stored", size=len(data))
@@ -122,25 +116,24 @@ class Spool:
             self.on_stored(receipt.spool_id)
         return Stored(receipt.spool_id, False, ident.message_id)
 
-    async def _record(self, item: NewSpoolItem, data: bytes) -> tuple[SpoolReceipt, bool]:
+    async def _record(self, item: NewSpoolItem, data: bytes) -> SpoolReceipt:
         """Queue the item for the next group commit and wait for it."""
-        future: asyncio.Future[tuple[SpoolReceipt, bool]] = (
-            asyncio.get_running_loop().create_future()
-        )
+        future: asyncio.Future[SpoolReceipt] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, data, future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_batches())
         return await asyncio.shield(future)
 
     async def _write_batches(self) -> None:
-        """Commit what is waiting, batch after batch: files first (fsync'd), then the rows."""
+        """Commit what is waiting, batch after batch: rows and bytes in one transaction."""
+        await asyncio.sleep(0)  # let the mails that arrived in this loop turn join the batch
         while self._waiting:
             batch = self._waiting[: self.batch_size]
             del self._waiting[: self.batch_size]
-            files = [(data, item.raw_sha256) for item, data, _ in batch]
             items = [item for item, _, _ in batch]
+            raws = [data for _, data, _ in batch]
             try:
-                receipts, created = await self._commit(files, items)
+                receipts = await self._commit(items, raws)
             except BaseException as exc:
                 for _, _, future in batch:
                     if not future.done():
@@ -148,71 +141,69 @@ class Spool:
                 if not isinstance(exc, Exception):
                     raise
                 continue
-            for (_, _, future), receipt, made in zip(batch, receipts, created, strict=True):
+            for (_, _, future), receipt in zip(batch, receipts, strict=True):
                 if not future.done():
-                    future.set_result((receipt, made))
+                    future.set_result(receipt)
 
-    async def _commit(
-        self, files: list[tuple[bytes, str]], items: list[NewSpoolItem]
-    ) -> tuple[list[SpoolReceipt], list[bool]]:
-        """Write one batch durably; files that this batch created are removed on failure."""
+    async def _commit(self, items: list[NewSpoolItem], raws: list[bytes]) -> list[SpoolReceipt]:
+        """Write one batch durably: one transaction, one fsync."""
         now = self.clock.now()
         lock = write_lock(self.engine)
         if self.sync_engine is not None and lock is not None:
-            # SQLite: files and rows in one hop to the spool's own thread.
+            # SQLite: the whole batch at once, on the event loop. A hop to a thread
+            # costs more (GIL hand-offs) than the one fsync it would overlap; see
+            # docs/decisions/0004-smtp-acknowledgement.md.
             async with lock.hold(urgent=True):
-                loop = asyncio.get_running_loop()
-                return await loop.run_in_executor(
-                    self._thread(), self._commit_sync, files, items, now
-                )
-        created = await asyncio.to_thread(self.raw.put_many, files)
-        try:
-            for attempt in range(3):
                 try:
-                    with storage_errors("spool insert"):
-                        async with session(self.engine, write=True, urgent=True) as s:
-                            return await Repo(s).spool_add(items, now), created
-                except IntegrityError:
-                    # Another instance recorded one of these keys meanwhile: look again.
-                    if attempt == 2:
-                        raise
-            raise AssertionError("unreachable")
-        except BaseException:
-            self._discard(files, created)
-            raise
+                    return self._commit_sync(items, raws, now, INLINE_BUSY_MS)
+                except _Busy:
+                    # Another process holds the write lock (``mailgate ingest``, a
+                    # backup): wait for it on a thread, not on the event loop.
+                    return await asyncio.to_thread(
+                        self._commit_sync, items, raws, now, self.busy_ms
+                    )
+        for attempt in range(3):
+            try:
+                with storage_errors("spool insert"):
+                    async with session(self.engine, write=True, urgent=True) as s:
+                        return await Repo(s).spool_add(items, raws, now)
+            except IntegrityError:
+                # Another instance recorded one of these keys meanwhile: look again.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def _commit_sync(
-        self, files: list[tuple[bytes, str]], items: list[NewSpoolItem], now: datetime
-    ) -> tuple[list[SpoolReceipt], list[bool]]:
+        self, items: list[NewSpoolItem], raws: list[bytes], now: datetime, busy_ms: int
+    ) -> list[SpoolReceipt]:
+        """One transaction on this thread's connection, waiting at most ``busy_ms`` for
+        another process's write lock (``_Busy`` when the short inline wait runs out)."""
         assert self.sync_engine is not None
-        created = self.raw.put_many(files)
-        try:
-            with (
-                storage_errors("spool insert"),
-                self.sync_engine.execution_options(**{IMMEDIATE: True}).begin() as conn,
-            ):
-                return spool_add_rows(conn, items, now), created
-        except BaseException:
-            self._discard(files, created)
-            raise
-
-    def _discard(self, files: list[tuple[bytes, str]], created: list[bool]) -> None:
-        for (_, digest), made in zip(files, created, strict=False):
-            if made:
-                self.raw.discard(digest)
-
-    def _thread(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailgate-spool")
-        return self._executor
+        with storage_errors("spool insert"), self.sync_engine.connect() as conn:
+            driver = conn.connection.driver_connection  # outside any transaction
+            assert driver is not None
+            driver.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
+            try:
+                with conn.execution_options(**{IMMEDIATE: True}).begin():
+                    return spool_add_rows(conn, items, raws, now)
+            except OperationalError as exc:
+                if busy_ms < self.busy_ms and "locked" in str(exc.orig):
+                    raise _Busy from exc
+                raise
 
     def close(self) -> None:
-        """Release the spool's own thread and its connection (closed in that thread)."""
-        if self._executor is not None:
-            if self.sync_engine is not None:
-                self._executor.submit(self.sync_engine.dispose).result()
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        """Release the spool's own SQLite connection."""
+        if self.sync_engine is not None:
+            self.sync_engine.dispose()
+
+
+class _Busy(Exception):
+    """SQLite's write lock is held by another process beyond the inline wait."""
+
+
+# How long a commit on the event loop waits for another process's SQLite write lock
+# before it moves to a thread: short, because the whole daemon waits with it.
+INLINE_BUSY_MS = 20
 
 
 def _clean(addresses: Sequence[str]) -> list[str]:

@@ -55,10 +55,12 @@ def create_engine(url: str, *, busy_timeout: float = 5.0, echo: bool = False) ->
 
 
 def create_sqlite_sync_engine(engine: AsyncEngine, busy_timeout: float) -> Engine | None:
-    """A blocking engine on the same SQLite file (same pragmas), for one dedicated thread.
+    """A blocking engine on the same SQLite file (same pragmas): one connection per thread.
 
-    The spool records each batch with one thread hop through it instead of a
-    hop per statement through aiosqlite. None for any other backend.
+    The spool records each batch through it on the event loop's thread (one
+    call instead of a thread hop per statement through aiosqlite), and on a
+    worker thread only when another process holds the write lock. None for any
+    other backend.
     """
     url = engine.url
     if url.get_backend_name() != "sqlite" or (url.database or ":memory:") == ":memory:":
@@ -66,7 +68,7 @@ def create_sqlite_sync_engine(engine: AsyncEngine, busy_timeout: float) -> Engin
     sync = sa_create_engine(
         url.set(drivername="sqlite"),
         poolclass=SingletonThreadPool,
-        connect_args={"timeout": busy_timeout, "check_same_thread": True},
+        connect_args={"timeout": busy_timeout, "check_same_thread": False},
     )
     _sqlite_pragmas(sync, busy_timeout)
     return sync

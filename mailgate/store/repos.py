@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, func, insert, or_, update
+from sqlalchemy import Connection, and_, delete, func, insert, or_, update
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -32,6 +32,7 @@ from mailgate.store.tables import (
     MessageRow,
     OutboxRow,
     ParticipantRow,
+    SpoolRawRow,
     SpoolRow,
     SuppressionRow,
     TicketRow,
@@ -68,53 +69,126 @@ def _spool_entry(row: SpoolRow) -> SpoolEntry:
     )
 
 
-def spool_add_rows(
-    conn: Connection, items: Sequence[NewSpoolItem], now: datetime
+def _spool_values(item: NewSpoolItem, now: object) -> dict[str, object]:
+    return {
+        "dedupe_key": item.dedupe_key,
+        "raw_sha256": item.raw_sha256,
+        "size": item.size,
+        "message_id": item.message_id,
+        "source": item.source,
+        "envelope_from": item.envelope_from,
+        "envelope_to": "\n".join(item.envelope_to),
+        "received_at": now,
+        "state": PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+    }
+
+
+def _new_copies(
+    items: Sequence[NewSpoolItem], raws: Sequence[bytes], known: Mapping[str, SpoolReceipt]
+) -> dict[str, tuple[NewSpoolItem, bytes]]:
+    """The first copy of each mail not yet in the spool, in order."""
+    fresh: dict[str, tuple[NewSpoolItem, bytes]] = {}
+    for item, raw in zip(items, raws, strict=True):
+        if item.dedupe_key not in known:
+            fresh.setdefault(item.dedupe_key, (item, raw))
+    return fresh
+
+
+def _receipts(
+    items: Sequence[NewSpoolItem],
+    known: Mapping[str, SpoolReceipt],
+    fresh: Mapping[str, tuple[NewSpoolItem, bytes]],
+    added: Mapping[str, int],
 ) -> list[SpoolReceipt]:
-    """Record stored mails as pending, in order; a known dedupe key is a duplicate.
+    receipts: list[SpoolReceipt] = []
+    for item in items:
+        key = item.dedupe_key
+        if key in known:
+            receipts.append(known[key])
+        elif fresh[key][0] is item:
+            receipts.append(SpoolReceipt(int(added[key]), False, item.raw_sha256))
+        else:  # a second copy of the same mail in this batch
+            receipts.append(SpoolReceipt(int(added[key]), True, fresh[key][0].raw_sha256))
+    return receipts
+
+
+def spool_add_rows(
+    conn: Connection, items: Sequence[NewSpoolItem], raws: Sequence[bytes], now: datetime
+) -> list[SpoolReceipt]:
+    """Record received mails and their bytes as pending, in order; a known dedupe key is
+    a duplicate.
 
     Duplicates are recognised against the table and within ``items``. Under
     concurrent writers the unique constraint on the key is the last word: the
     caller retries the batch on IntegrityError. Blocking: it runs inside an
-    async session (``Repo.spool_add``) or on the spool's own SQLite thread.
+    async session (``Repo.spool_add``) or on the spool's own SQLite connection,
+    where it talks to the driver directly (``_spool_add_sqlite``): the batch is
+    on the path of every SMTP 250, and SQLAlchemy's per-statement work would
+    cost more than the commit's fsync.
     """
+    if conn.dialect.name == "sqlite":
+        return _spool_add_sqlite(conn, items, raws, now)
     table = SQLModel.metadata.tables["spool"]
+    raw_table = SQLModel.metadata.tables["spool_raw"]
     keys = list({item.dedupe_key for item in items})
     known: dict[str, SpoolReceipt] = {}
-    if keys:
-        found = conn.execute(
-            select(table.c.dedupe_key, table.c.id, table.c.raw_sha256).where(
-                table.c.dedupe_key.in_(keys)
-            )
+    found = conn.execute(
+        select(table.c.dedupe_key, table.c.id, table.c.raw_sha256).where(
+            table.c.dedupe_key.in_(keys)
         )
-        for key, spool_id, raw_sha256 in found:
-            known[key] = SpoolReceipt(int(spool_id), True, raw_sha256)
-    receipts: list[SpoolReceipt] = []
-    for item in items:
-        if item.dedupe_key in known:
-            receipts.append(known[item.dedupe_key])
-            continue
-        spool_id = conn.execute(
-            insert(table)
-            .values(
-                dedupe_key=item.dedupe_key,
-                raw_sha256=item.raw_sha256,
-                size=item.size,
-                message_id=item.message_id,
-                source=item.source,
-                envelope_from=item.envelope_from,
-                envelope_to="\n".join(item.envelope_to),
-                received_at=now,
-                state=PENDING,
-                attempts=0,
-                next_attempt_at=now,
-            )
-            .returning(table.c.id)
-        ).scalar_one()
-        receipts.append(SpoolReceipt(int(spool_id), False, item.raw_sha256))
-        # A second copy of the same mail in this batch is a duplicate of this one.
-        known[item.dedupe_key] = SpoolReceipt(int(spool_id), True, item.raw_sha256)
-    return receipts
+    )
+    for key, spool_id, raw_sha256 in found:
+        known[key] = SpoolReceipt(int(spool_id), True, raw_sha256)
+    fresh = _new_copies(items, raws, known)
+    added: dict[str, int] = {}
+    if fresh:
+        rows = [_spool_values(item, now) for item, _ in fresh.values()]
+        ids = conn.execute(
+            insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
+        ).scalars()
+        added = dict(zip(fresh, ids, strict=True))
+        conn.execute(
+            insert(raw_table),
+            [{"spool_id": added[key], "raw": raw} for key, (_, raw) in fresh.items()],
+        )
+    return _receipts(items, known, fresh, added)
+
+
+_SPOOL_COLUMNS = tuple(_spool_values(NewSpoolItem("", "", 0, None, "", None, ()), None))
+# Built from our own column names and placeholders only; every value is a parameter.
+_SQLITE_INSERT = (
+    f"INSERT INTO spool ({', '.join(_SPOOL_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' for _ in _SPOOL_COLUMNS)}) RETURNING id"
+)
+
+
+def _spool_add_sqlite(
+    conn: Connection, items: Sequence[NewSpoolItem], raws: Sequence[bytes], now: datetime
+) -> list[SpoolReceipt]:
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    keys = list({item.dedupe_key for item in items})
+    lookup = "SELECT dedupe_key, id, raw_sha256 FROM spool WHERE dedupe_key IN ({})".format(  # noqa: S608
+        ", ".join("?" for _ in keys)  # placeholders only; the keys are parameters
+    )
+    known = {
+        key: SpoolReceipt(int(spool_id), True, raw_sha256)
+        for key, spool_id, raw_sha256 in driver.execute(lookup, keys)
+    }
+    fresh = _new_copies(items, raws, known)
+    column = SQLModel.metadata.tables["spool"].c.received_at
+    stamp = column.type.bind_processor(conn.dialect)(now)  # type: ignore[misc]
+    added: dict[str, int] = {}
+    for key, (item, _) in fresh.items():
+        values = _spool_values(item, stamp)
+        added[key] = driver.execute(_SQLITE_INSERT, tuple(values.values())).fetchone()[0]
+    driver.executemany(
+        "INSERT INTO spool_raw (spool_id, raw) VALUES (?, ?)",
+        [(added[key], raw) for key, (_, raw) in fresh.items()],
+    )
+    return _receipts(items, known, fresh, added)
 
 
 def _outbox_item(row: OutboxRow) -> OutboxItem:
@@ -153,11 +227,22 @@ class Repo:
 
     # --- spool ---------------------------------------------------------------------------
 
-    async def spool_add(self, items: Sequence[NewSpoolItem], now: datetime) -> list[SpoolReceipt]:
-        """Record stored mails as pending (see ``spool_add_rows``)."""
+    async def spool_add(
+        self, items: Sequence[NewSpoolItem], raws: Sequence[bytes], now: datetime
+    ) -> list[SpoolReceipt]:
+        """Record received mails and their bytes as pending (see ``spool_add_rows``)."""
         return await self.session.run_sync(
-            lambda sync: spool_add_rows(sync.connection(), items, now)
+            lambda sync: spool_add_rows(sync.connection(), items, raws, now)
         )
+
+    async def spool_raw(self, spool_id: int) -> bytes | None:
+        """The bytes of a mail not yet moved into the blob store; None once moved."""
+        row = await self.session.get(SpoolRawRow, spool_id)
+        return None if row is None else bytes(row.raw)
+
+    async def spool_raw_moved(self, spool_id: int) -> None:
+        """The mail's bytes are in the blob store now: drop the spool's copy."""
+        await self.session.exec(delete(SpoolRawRow).where(col(SpoolRawRow.spool_id) == spool_id))
 
     async def spool_get(self, spool_id: int) -> SpoolEntry | None:
         row = await self.session.get(SpoolRow, spool_id)

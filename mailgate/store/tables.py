@@ -93,6 +93,20 @@ class SpoolRow(SQLModel, table=True):
     processed_at: datetime | None = _when(nullable=True)
 
 
+class SpoolRawRow(SQLModel, table=True):
+    """The raw bytes of a received mail until the worker has moved them into the blob store.
+
+    Recording a mail is then one database commit, one fsync, for a whole group of
+    mails: the row and its bytes together (docs/decisions/0001-intake-spool-and-dedupe.md).
+    """
+
+    __tablename__ = "spool_raw"
+    spool_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("spool.id", ondelete="CASCADE"), primary_key=True)
+    )
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
 class TicketRow(SQLModel, table=True):
     """A ticket; its id is its human number."""
 

@@ -26,3 +26,12 @@ def test_without_message_id_the_raw_bytes_decide() -> None:
 
 def test_line_endings_do_not_change_the_body_hash() -> None:
     assert identify(MAIL).body_sha256 == identify(MAIL.replace(b"\r\n", b"\n")).body_sha256
+
+
+def test_a_folded_message_id_and_one_in_the_body_are_told_apart() -> None:
+    folded = b"From: a@b.nl\r\nMessage-ID:\r\n <folded@customer.nl>\r\nSubject: x\r\n\r\nbody\r\n"
+    assert identify(folded).message_id == "folded@customer.nl"
+    in_body = b"From: a@b.nl\r\nSubject: x\r\n\r\nMessage-ID: <quoted@elsewhere.nl>\r\n"
+    assert identify(in_body).message_id is None
+    lower = b"message-id: <lower@customer.nl>\n\nbody"
+    assert identify(lower).message_id == "lower@customer.nl"

@@ -220,10 +220,9 @@ async def test_one_transaction_to_two_of_our_addresses_is_one_intake(server: Ser
 
 
 async def test_storage_failure_answers_451_not_250_or_5xx(server: Server) -> None:
-    spool_dir = server.app.config.spool_dir
-    shutil.rmtree(spool_dir, ignore_errors=True)
-    spool_dir.parent.mkdir(parents=True, exist_ok=True)
-    spool_dir.write_text("not a directory")  # every write below it fails, even as root
+    # The table the raw bytes go into is gone (a broken database): every insert fails.
+    async with session(server.app.engine, write=True) as s:
+        await s.exec(text("ALTER TABLE spool_raw RENAME TO spool_raw_away"))  # type: ignore[call-overload]
 
     def send() -> None:
         with smtp_client(server.port) as client:
@@ -234,6 +233,8 @@ async def test_storage_failure_answers_451_not_250_or_5xx(server: Server) -> Non
     assert raised.value.smtp_code == 451
     assert raised.value.smtp_error.startswith(b"4.3.0")
     assert await server.count() == 0
+    async with session(server.app.engine, write=True) as s:
+        await s.exec(text("ALTER TABLE spool_raw_away RENAME TO spool_raw"))  # type: ignore[call-overload]
 
 
 async def test_oversize_is_552_and_size_is_announced(starter: Callable[..., Any]) -> None:
@@ -367,8 +368,8 @@ async def test_starttls_and_auth_over_tls_only(
     assert result["wrong_password"] == 535
     assert result["send"] == {}
     async with session(server.app.engine) as s:
-        sha = (await s.exec(text("SELECT raw_sha256 FROM spool"))).one()[0]  # type: ignore[call-overload]
-    assert b"with ESMTPSA;" in server.app.processor.raw.path(sha).read_bytes()
+        raw = (await s.exec(text("SELECT raw FROM spool_raw"))).one()[0]  # type: ignore[call-overload]
+    assert b"with ESMTPSA;" in raw  # as committed, before any processing
 
 
 async def test_implicit_tls_and_required_starttls(
