@@ -47,9 +47,10 @@ def new_mail(rng: random.Random, i: int) -> bytes:
     return msg.as_bytes()
 
 
-def reply_mail(rng: random.Random, i: int, ticket: int, tag: str, token: str, ref: str) -> bytes:
+def reply_mail(rng: random.Random, i: int, customer: int, tag: str, token: str, ref: str) -> bytes:
+    """The customer of mail ``customer`` (its index) replies, as clients do in three ways."""
     msg = EmailMessage(policy=SMTP)
-    msg["From"] = f"Klant <klant{ticket}@org{ticket % 50}.nl>"
+    msg["From"] = f"Klant {customer} <klant{customer}@org{customer % 50}.nl>"
     style = i % 3
     msg["To"] = f"support+{token.lower()}@example.com" if style == 2 else "support@example.com"
     msg["Subject"] = f"RE: {tag} antwoord" if style == 0 else "RE: antwoord"
@@ -111,7 +112,7 @@ async def mailgate_run(count: int, directory: Path) -> tuple[float, dict[str, in
     rng = random.Random(42)
     counts: dict[str, int] = {}
     tickets: list[int] = []
-    first_message: dict[int, str] = {}
+    first_message: dict[int, int] = {}  # ticket → index of the mail that opened it
     elapsed = 0.0
     try:
         for i in range(count):
@@ -119,13 +120,14 @@ async def mailgate_run(count: int, directory: Path) -> tuple[float, dict[str, in
                 raw = new_mail(rng, i)
             else:
                 ticket = rng.choice(tickets)
+                opened = first_message[ticket]
                 raw = reply_mail(
                     rng,
                     i,
-                    ticket,
+                    opened,
                     app.codec.subject_tag(ticket),
                     app.codec.token(ticket),
-                    first_message[ticket],
+                    f"<new-{opened}@bench.example>",
                 )
             start = time.perf_counter()
             stored = await app.spool.store(Received(raw, "bench"))
@@ -135,7 +137,7 @@ async def mailgate_run(count: int, directory: Path) -> tuple[float, dict[str, in
             counts[outcome.action.value] = counts.get(outcome.action.value, 0) + 1
             if outcome.action is Action.CREATED and outcome.ticket is not None:
                 tickets.append(outcome.ticket)
-                first_message[outcome.ticket] = f"<new-{i}@bench.example>"
+                first_message[outcome.ticket] = i
     finally:
         await app.close()
     return count / elapsed, counts
