@@ -10,7 +10,9 @@ later moves the bytes into the content-addressed blob store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,15 +20,16 @@ from datetime import datetime
 
 import structlog
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import PoolProxiedConnection
 
 from mailgate.clock import Clock
 from mailgate.core.identity import identify
 from mailgate.core.model import NewSpoolItem, SpoolReceipt
 from mailgate.errors import BadMail
-from mailgate.store.db import IMMEDIATE, session, storage_errors, write_lock
-from mailgate.store.repos import Repo, spool_add_rows
+from mailgate.store.db import session, storage_errors, write_lock
+from mailgate.store.repos import Repo, spool_add_sqlite, sqlite_timestamp
 
 log = structlog.get_logger("mailgate.intake")
 
@@ -79,6 +82,7 @@ class Spool:
         self.batch_size = batch_size
         self.sync_engine = sync_engine
         self.busy_ms = int(busy_timeout * 1000)
+        self._connection: PoolProxiedConnection | None = None
         self._waiting: list[tuple[NewSpoolItem, bytes, asyncio.Future[SpoolReceipt]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._last_store = float("-inf")
@@ -150,18 +154,8 @@ class Spool:
         now = self.clock.now()
         lock = write_lock(self.engine)
         if self.sync_engine is not None and lock is not None:
-            # SQLite: the whole batch at once, on the event loop. A hop to a thread
-            # costs more (GIL hand-offs) than the one fsync it would overlap; see
-            # docs/decisions/0004-smtp-acknowledgement.md.
             async with lock.hold(urgent=True):
-                try:
-                    return self._commit_sync(items, raws, now, INLINE_BUSY_MS)
-                except _Busy:
-                    # Another process holds the write lock (``mailgate ingest``, a
-                    # backup): wait for it on a thread, not on the event loop.
-                    return await asyncio.to_thread(
-                        self._commit_sync, items, raws, now, self.busy_ms
-                    )
+                return await self._commit_sqlite(items, raws, now)
         for attempt in range(3):
             try:
                 with storage_errors("spool insert"):
@@ -173,36 +167,59 @@ class Spool:
                     raise
         raise AssertionError("unreachable")
 
-    def _commit_sync(
-        self, items: list[NewSpoolItem], raws: list[bytes], now: datetime, busy_ms: int
+    async def _commit_sqlite(
+        self, items: list[NewSpoolItem], raws: list[bytes], now: datetime
     ) -> list[SpoolReceipt]:
-        """One transaction on this thread's connection, waiting at most ``busy_ms`` for
-        another process's write lock (``_Busy`` when the short inline wait runs out)."""
-        assert self.sync_engine is not None
-        with storage_errors("spool insert"), self.sync_engine.connect() as conn:
-            driver = conn.connection.driver_connection  # outside any transaction
-            assert driver is not None
-            driver.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
+        """One SQLite transaction through the driver: the inserts on the event loop (a
+        thread would fight the loop for the GIL over every statement), the COMMIT, which
+        is the fsync and releases the GIL, on a thread. Waiting for another process's
+        write lock (``mailgate ingest``, a backup) also happens on a thread. See
+        docs/decisions/0004-smtp-acknowledgement.md."""
+        driver = self._driver()
+        with storage_errors("spool insert"):
             try:
-                with conn.execution_options(**{IMMEDIATE: True}).begin():
-                    return spool_add_rows(conn, items, raws, now)
-            except OperationalError as exc:
-                if busy_ms < self.busy_ms and "locked" in str(exc.orig):
-                    raise _Busy from exc
+                driver.execute(f"PRAGMA busy_timeout = {INLINE_BUSY_MS}")
+                driver.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    raise
+                await asyncio.to_thread(self._begin_waiting, driver)
+            try:
+                assert self.sync_engine is not None
+                stamp = sqlite_timestamp(self.sync_engine.dialect, now)
+                receipts = spool_add_sqlite(driver, items, raws, stamp)
+                await asyncio.to_thread(driver.execute, "COMMIT")
+            except BaseException:
+                if driver.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        driver.execute("ROLLBACK")
                 raise
+        return receipts
+
+    def _begin_waiting(self, driver: sqlite3.Connection) -> None:
+        driver.execute(f"PRAGMA busy_timeout = {self.busy_ms}")
+        driver.execute("BEGIN IMMEDIATE")
+
+    def _driver(self) -> sqlite3.Connection:
+        """The spool's own SQLite connection, checked out of its engine for good."""
+        if self._connection is None:
+            assert self.sync_engine is not None
+            self._connection = self.sync_engine.raw_connection()
+        driver = self._connection.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        return driver
 
     def close(self) -> None:
         """Release the spool's own SQLite connection."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
         if self.sync_engine is not None:
             self.sync_engine.dispose()
 
 
-class _Busy(Exception):
-    """SQLite's write lock is held by another process beyond the inline wait."""
-
-
-# How long a commit on the event loop waits for another process's SQLite write lock
-# before it moves to a thread: short, because the whole daemon waits with it.
+# How long BEGIN on the event loop waits for another process's SQLite write lock before
+# the wait moves to a thread: short, because the whole daemon waits with it.
 INLINE_BUSY_MS = 20
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import sqlite3
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -92,9 +93,15 @@ def _sqlite_pragmas(engine: Engine, busy_timeout: float) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+_TEMPORARY = (OperationalError, sqlite3.OperationalError, DisconnectionError, OSError, TimeoutError)
+
+
 def is_temporary(exc: BaseException) -> bool:
     """Whether a database failure may pass when the same work is tried again."""
-    if isinstance(exc, OperationalError | DisconnectionError | OSError | TimeoutError):
+    if isinstance(
+        exc,
+        OperationalError | sqlite3.OperationalError | DisconnectionError | OSError | TimeoutError,
+    ):
         return True
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, update
+from sqlalchemy import Connection, Dialect, and_, delete, func, insert, or_, update
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -123,13 +124,15 @@ def spool_add_rows(
     Duplicates are recognised against the table and within ``items``. Under
     concurrent writers the unique constraint on the key is the last word: the
     caller retries the batch on IntegrityError. Blocking: it runs inside an
-    async session (``Repo.spool_add``) or on the spool's own SQLite connection,
-    where it talks to the driver directly (``_spool_add_sqlite``): the batch is
-    on the path of every SMTP 250, and SQLAlchemy's per-statement work would
-    cost more than the commit's fsync.
+    async session (``Repo.spool_add``). On SQLite it talks to the driver directly
+    (``spool_add_sqlite``, which the spool also calls itself): the batch is on
+    the path of every SMTP 250, and SQLAlchemy's per-statement work would cost
+    more than the commit's fsync.
     """
     if conn.dialect.name == "sqlite":
-        return _spool_add_sqlite(conn, items, raws, now)
+        driver = conn.connection.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        return spool_add_sqlite(driver, items, raws, sqlite_timestamp(conn.dialect, now))
     table = SQLModel.metadata.tables["spool"]
     raw_table = SQLModel.metadata.tables["spool_raw"]
     keys = list({item.dedupe_key for item in items})
@@ -164,11 +167,22 @@ _SQLITE_INSERT = (
 )
 
 
-def _spool_add_sqlite(
-    conn: Connection, items: Sequence[NewSpoolItem], raws: Sequence[bytes], now: datetime
+def sqlite_timestamp(dialect: Dialect, when: datetime) -> object:
+    """``when`` as SQLAlchemy stores it in a SQLite ``spool`` datetime column."""
+    column = SQLModel.metadata.tables["spool"].c.received_at
+    process = column.type.bind_processor(dialect)
+    assert process is not None
+    return process(when)
+
+
+def spool_add_sqlite(
+    driver: sqlite3.Connection,
+    items: Sequence[NewSpoolItem],
+    raws: Sequence[bytes],
+    stamp: object,
 ) -> list[SpoolReceipt]:
-    driver = conn.connection.driver_connection
-    assert driver is not None
+    """``spool_add_rows`` through the SQLite driver itself, inside a transaction the caller
+    opened; ``stamp``: the time from ``sqlite_timestamp``."""
     keys = list({item.dedupe_key for item in items})
     lookup = "SELECT dedupe_key, id, raw_sha256 FROM spool WHERE dedupe_key IN ({})".format(  # noqa: S608
         ", ".join("?" for _ in keys)  # placeholders only; the keys are parameters
@@ -178,8 +192,6 @@ def _spool_add_sqlite(
         for key, spool_id, raw_sha256 in driver.execute(lookup, keys)
     }
     fresh = _new_copies(items, raws, known)
-    column = SQLModel.metadata.tables["spool"].c.received_at
-    stamp = column.type.bind_processor(conn.dialect)(now)  # type: ignore[misc]
     added: dict[str, int] = {}
     for key, (item, _) in fresh.items():
         values = _spool_values(item, stamp)
