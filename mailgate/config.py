@@ -13,8 +13,10 @@ import codecs
 import os
 import re
 import tomllib
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,21 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from mailgate.core.model import PRIORITIES, TICKET_TYPES
+from mailgate.core.notify import Kind
+from mailgate.core.submission import KeywordRule
+from mailgate.core.terms import priority, ticket_type
+from mailgate.core.workflow import (
+    DEFAULT_WORKFLOW,
+    Audience,
+    ClosedReply,
+    Group,
+    State,
+    Timer,
+    Transition,
+    Trigger,
+    Workflow,
+    problems,
+)
 from mailgate.errors import ConfigError
 
 DEFAULT_CONFIG = "config.toml"
@@ -190,6 +207,15 @@ class QueueConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CalendarConfig:
+    """When the desk works: the zone its days are counted in, workdays, closed dates."""
+
+    timezone: str
+    workdays: tuple[int, ...]  # Monday = 0
+    closed_days: tuple[date, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     general: GeneralConfig
@@ -204,6 +230,9 @@ class Config:
     imap: tuple[ImapConfig, ...]
     outbound: OutboundConfig
     queues: tuple[QueueConfig, ...]
+    workflow: Workflow = DEFAULT_WORKFLOW
+    submission: tuple[KeywordRule, ...] = ()
+    calendar: CalendarConfig = CalendarConfig("Europe/Amsterdam", (0, 1, 2, 3, 4), ())
 
     @property
     def spool_dir(self) -> Path:
@@ -376,7 +405,7 @@ def parse_config(
     reader = _Reader(name, base, document)
     known = {
         *("general", "database", "tokens", "addresses", "agents", "worker", "intake", "smtp"),
-        *("lmtp", "imap", "outbound", "relay", "queues"),
+        *("lmtp", "imap", "outbound", "relay", "queues", "workflow", "submission", "calendar"),
     }
     for key in sorted(set(document) - known):
         reader.problems.append(f"{name}: [{key}]: unknown section")
@@ -462,6 +491,9 @@ def parse_config(
     queues = _queues(reader, document.get("queues"))
     imap = _imap(reader, document.get("imap"), environ, {q.name for q in queues})
     outbound = _outbound(reader, environ)
+    workflow = _workflow(reader, document.get("workflow"))
+    submission = _submission(reader)
+    calendar = _calendar(reader)
     if reader.problems:
         raise ConfigError(reader.problems)
     return Config(
@@ -478,6 +510,9 @@ def parse_config(
         imap=imap,
         outbound=outbound,
         queues=queues,
+        workflow=workflow,
+        submission=submission,
+        calendar=calendar,
     )
 
 
@@ -718,3 +753,147 @@ def _queues(reader: _Reader, raw: object) -> tuple[QueueConfig, ...]:
         s.finish()
         result.append(queue)
     return tuple(result)
+
+
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _calendar(reader: _Reader) -> CalendarConfig:
+    s = reader.section("calendar")
+    zone = s.string("timezone", "Europe/Amsterdam")
+    try:
+        zoneinfo.ZoneInfo(zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        s.problem("timezone", f"unknown time zone {_show(zone)}")
+        zone = "Europe/Amsterdam"
+    days = s.strings("workdays", _WEEKDAYS[:5])
+    bad = [d for d in days if d.lower() not in _WEEKDAYS]
+    if bad:
+        s.problem("workdays", f"expected day names {', '.join(_WEEKDAYS)}, got {_show(bad[0])}")
+    closed: list[date] = []
+    for text in s.strings("closed_days", ()):
+        try:
+            closed.append(date.fromisoformat(text))
+        except ValueError:
+            s.problem("closed_days", f"expected YYYY-MM-DD, got {_show(text)}")
+    s.finish()
+    return CalendarConfig(
+        zone,
+        tuple(sorted({_WEEKDAYS.index(d.lower()) for d in days if d.lower() in _WEEKDAYS})),
+        tuple(closed),
+    )
+
+
+def _submission(reader: _Reader) -> tuple[KeywordRule, ...]:
+    s = reader.section("submission")
+    rules: list[KeywordRule] = []
+    for index, table in enumerate(s.table_list("keywords")):
+        r = _Section(reader, f"[[submission.keywords]] #{index + 1}", table)
+        phrases = r.strings("match", ())
+        kind = r.string("type", "")
+        level = r.string("priority", "")
+        r.finish()
+        if not phrases:
+            r.problem("match", "at least one phrase is required")
+        if kind and ticket_type(kind) is None:
+            r.problem("type", f"expected one of {', '.join(TICKET_TYPES)}, got {_show(kind)}")
+        if level and priority(level) is None:
+            r.problem("priority", f"expected one of {', '.join(PRIORITIES)}, got {_show(level)}")
+        if not kind and not level:
+            r.problem("type", "a rule needs a type, a priority or both")
+        rules.append(
+            KeywordRule(
+                tuple(p.lower() for p in phrases),
+                ticket_type(kind) if kind else None,
+                priority(level) if level else None,
+            )
+        )
+    s.finish()
+    return tuple(rules)
+
+
+def _workflow(reader: _Reader, raw: object) -> Workflow:
+    """``[workflow]``: each of its parts defaults to the shipped workflow's."""
+    if raw is None:
+        return DEFAULT_WORKFLOW
+    s = reader.section("workflow")
+    default = DEFAULT_WORKFLOW
+    initial = s.string("initial", default.initial)
+    reply_to_closed = ClosedReply(
+        s.string(
+            "reply_to_closed",
+            default.reply_to_closed.value,
+            choices=tuple(c.value for c in ClosedReply),
+        )
+    )
+    reopen_to = s.string("reopen_to", default.reopen_to)
+    states = default.states
+    raw_states = s._get("states")
+    if raw_states is not None:
+        if not isinstance(raw_states, dict) or not all(
+            isinstance(v, dict) for v in raw_states.values()
+        ):
+            s.problem("states", "expected a table of state = { group, nl, en, next }")
+        else:
+            parsed: list[State] = []
+            for name, table in raw_states.items():
+                t = _Section(reader, f"[workflow.states.{name}]", table)
+                group = t.string("group", "support", choices=tuple(g.value for g in Group))
+                if "group" not in table:
+                    t.problem("group", "required")
+                parsed.append(
+                    State(
+                        str(name),
+                        Group(group),
+                        t.string("nl", str(name)),
+                        t.string("en", str(name)),
+                        t.strings("next", ()),
+                    )
+                )
+                t.finish()
+            states = tuple(parsed)
+    transitions = default.transitions
+    if s._get("transitions") is not None:
+        parsed_rules: list[Transition] = []
+        for index, table in enumerate(s.table_list("transitions")):
+            t = _Section(reader, f"[[workflow.transitions]] #{index + 1}", table)
+            on = t.string("on", "", choices=tuple(x.value for x in Trigger))
+            if "on" not in table:
+                t.problem("on", "required")
+            parsed_rules.append(
+                Transition(
+                    Trigger(on) if on else Trigger.CUSTOMER_REPLY,
+                    t.strings("from", ()),
+                    t.string("to", ""),
+                    t.string("template", ""),
+                    Audience(
+                        t.string("notify", "customer", choices=tuple(a.value for a in Audience))
+                    ),
+                )
+            )
+            t.finish()
+        transitions = tuple(parsed_rules)
+    timers = default.timers
+    if s._get("timers") is not None:
+        parsed_timers: list[Timer] = []
+        for index, table in enumerate(s.table_list("timers")):
+            t = _Section(reader, f"[[workflow.timers]] #{index + 1}", table)
+            fire = t.string("fire", "", choices=tuple(x.value for x in Trigger))
+            for key in ("state", "after_days", "fire"):
+                if key not in table:
+                    t.problem(key, "required")
+            parsed_timers.append(
+                Timer(
+                    t.string("state", ""),
+                    t.number("after_days", 1.0, low=0.0, high=3650.0),
+                    Trigger(fire) if fire else Trigger.REMIND,
+                    t.boolean("business_days", True),
+                )
+            )
+            t.finish()
+        timers = tuple(parsed_timers)
+    s.finish()
+    workflow = Workflow(initial, states, transitions, timers, reply_to_closed, reopen_to)
+    for problem in problems(workflow, (k.value for k in Kind)):
+        reader.problems.append(f"{reader.name}: [workflow] {problem}")
+    return workflow
