@@ -9,6 +9,7 @@ import signal
 import sys
 import uuid
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,7 +18,9 @@ from mailgate.blobs import BlobStore
 from mailgate.clock import Clock, SystemClock
 from mailgate.config import Config
 from mailgate.core.address import AddressPolicy, QueueAddresses
+from mailgate.core.calendar import BusinessCalendar
 from mailgate.core.tokens import TokenCodec
+from mailgate.desk import Desk
 from mailgate.errors import StorageUnavailable
 from mailgate.intake.imap import ImapPoller
 from mailgate.intake.smtp import Listeners, start_listeners
@@ -35,6 +38,7 @@ from mailgate.store.db import (
     storage_errors,
 )
 from mailgate.store.repos import Repo
+from mailgate.timers import Scheduler
 
 log = structlog.get_logger("mailgate.app")
 
@@ -54,6 +58,8 @@ class App:
     sender: Sender
     templates: Templates
     outbox_wake: asyncio.Event
+    desk: Desk
+    scheduler: Scheduler
     listeners: Listeners | None = None
 
     async def close(self) -> None:
@@ -142,6 +148,12 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
         sync_engine=create_sqlite_sync_engine(engine, config.database.busy_timeout),
         busy_timeout=config.database.busy_timeout,
     )
+    notifier = Notifier(config=config, templates=templates, codec=codec, policy=policy)
+    desk = Desk(
+        workflow=config.workflow,
+        calendar=business_calendar(config),
+        notifier=notifier,
+    )
     processor = Processor(
         engine=engine,
         raw=raw,
@@ -153,10 +165,13 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
         intake=config.intake,
         clock=clock,
         intake_busy=spool.busy,
-        notifier=Notifier(config=config, templates=templates, codec=codec, policy=policy),
+        notifier=notifier,
         on_outbox=outbox_wake.set,
         outbound_suppression_days=config.outbound.suppress_after_bounce_days,
+        desk=desk,
+        submission=config.submission,
     )
+    scheduler = Scheduler(engine=engine, desk=desk, clock=clock, on_outbox=outbox_wake.set)
     sender = Sender(
         engine=engine,
         transport=transport_for(config.outbound.relay, config.outbound.maildir),
@@ -164,7 +179,27 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
         clock=clock,
     )
     return App(
-        config, engine, codec, policy, spool, processor, clock, wake, sender, templates, outbox_wake
+        config,
+        engine,
+        codec,
+        policy,
+        spool,
+        processor,
+        clock,
+        wake,
+        sender,
+        templates,
+        outbox_wake,
+        desk,
+        scheduler,
+    )
+
+
+def business_calendar(config: Config) -> BusinessCalendar:
+    """The desk's calendar: its time zone, workdays and closed days."""
+    cal = config.calendar
+    return BusinessCalendar(
+        ZoneInfo(cal.timezone), frozenset(cal.workdays), frozenset(cal.closed_days)
     )
 
 
@@ -195,6 +230,7 @@ async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
     worker_stop = asyncio.Event()
     worker = asyncio.create_task(app.processor.run(worker_stop, app.wake))
     sender = asyncio.create_task(app.sender.run(worker_stop, app.outbox_wake))
+    timers = asyncio.create_task(app.scheduler.run(worker_stop))
     pollers: list[asyncio.Task[None]] = []
     try:
         if config.smtp.enabled or config.lmtp.enabled:
@@ -230,6 +266,7 @@ async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
         if not worker.done():
             await worker
         await sender
+        await timers
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         log.info("daemon.stopped")

@@ -17,7 +17,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,15 +27,25 @@ from mailgate.clock import Clock
 from mailgate.config import IntakeConfig, QueueConfig, WorkerConfig
 from mailgate.core.address import AddressPolicy
 from mailgate.core.bounces import DeliveryReport, delivery_report
+from mailgate.core.calendar import BusinessCalendar
 from mailgate.core.classify import (
+    DECISIONS,
     Category,
     Classification,
     classify,
     confirm_bounce,
     may_be_bounce,
 )
+from mailgate.core.commands import Verb, read_commands
+from mailgate.core.desk import (
+    Plan,
+    Refusal,
+    command_reference,
+    plan_agent,
+    plan_customer,
+    ticket_ref,
+)
 from mailgate.core.model import (
-    INITIAL_STATUS,
     Action,
     BounceReport,
     Direction,
@@ -55,8 +65,11 @@ from mailgate.core.participants import message_kind, participants, sender
 from mailgate.core.privacy import mask_bsn
 from mailgate.core.route import Evidence, gather_evidence, route
 from mailgate.core.senders import UnknownSender, authentication_failure, judge_sender
+from mailgate.core.submission import KeywordRule, submit
 from mailgate.core.text import sanitize_html, visible_reply
 from mailgate.core.tokens import TokenCodec
+from mailgate.core.workflow import DEFAULT_WORKFLOW
+from mailgate.desk import Desk
 from mailgate.errors import MailgateError
 from mailgate.outbound.notifier import Change, Notifier
 from mailgate.store.db import session, storage_errors
@@ -118,6 +131,8 @@ class Processor:
         notifier: Notifier | None = None,
         on_outbox: Callable[[], None] | None = None,
         outbound_suppression_days: float = 7.0,
+        desk: Desk | None = None,
+        submission: tuple[KeywordRule, ...] = (),
     ) -> None:
         self.engine = engine
         self.raw = raw
@@ -133,6 +148,11 @@ class Processor:
         self.on_outbox = on_outbox
         self.outbound_suppression_days = outbound_suppression_days
         self.clock = clock
+        self.desk = desk or Desk(
+            workflow=DEFAULT_WORKFLOW, calendar=BusinessCalendar(UTC), notifier=notifier
+        )
+        self.workflow = self.desk.workflow
+        self.submission = submission
 
     async def process(self, spool_id: int) -> Outcome | None:
         """Process one item; None when it is not pending (done, or another worker has it)."""
@@ -283,31 +303,168 @@ class Processor:
                     )
                 if policy == UnknownSender.HOLD:
                     return await self._hold(repo, entry, mail, ticket, text, reason)
-        row = await self._add_message(repo, ticket, entry, mail, kind, text)
-        added = await repo.participants_add(
-            ticket, participants(mail, self.policy, new_ticket=False)
-        )
-        for person in added:
-            await repo.event_add(
-                ticket,
-                kind="participant_added",
-                actor=actor,
-                now=now,
-                field="participants",
-                new=person.address,
-                message_row_id=row,
+        state = await repo.ticket_state(ticket, lock=True)
+        assert state is not None
+        plan: Plan | None = None
+        if not classified.automatic and kind is MessageKind.AGENT:
+            block = read_commands(text)
+            refs = [
+                r for c in block.commands if c.verb is Verb.MERGE and (r := ticket_ref(c.argument))
+            ]
+            agent_plan = plan_agent(
+                self.workflow,
+                state,
+                block,
+                author=actor,
+                policy=self.policy,
+                existing=await repo.tickets_existing(refs),
             )
+            if isinstance(agent_plan, Refusal):
+                return await self._refuse(repo, entry, mail, ticket, text, agent_plan, reason)
+            plan = agent_plan
+            text = plan.text
+            if not plan.relay:
+                kind = MessageKind.NOTE
+        elif not classified.automatic:
+            plan = plan_customer(self.workflow, state, text, author=sender(mail))
+            if plan.new_ticket:
+                own = NewTicket(evidence.queue, evidence.title, f"{reason}; {plan.reason}")
+                return await self._create(
+                    repo, entry, mail, own, classified, kind, text, masked, linked=ticket
+                )
+        row = await self._add_message(repo, ticket, entry, mail, kind, text)
+        await self.desk.add_people(
+            repo,
+            ticket,
+            participants(mail, self.policy, new_ticket=False),
+            actor=actor,
+            now=now,
+            message_row=row,
+        )
         await repo.event_add(
             ticket, kind="message_added", actor=actor, now=now, message_row_id=row, detail=reason
         )
         if not classified.automatic:  # a machine's mail is kept on the ticket, never moves it
             await repo.ticket_touch(ticket, actor=actor, now=now)
         await self._privacy_event(repo, ticket, masked, mail, kind, row)
-        await self._notify(
-            repo, Change(ticket, mail, False, kind, sender(mail), text, classified.decisions)
-        )
+        if plan is None:
+            await self._notify(
+                repo, Change(ticket, mail, False, kind, sender(mail), text, classified.decisions)
+            )
+        else:
+            await self._carry_out(repo, ticket, mail, kind, plan, classified, actor, row)
+            if plan.reason:
+                reason += f"; {plan.reason}"
         log.info("mail.threaded", ticket=f"#{ticket}", matched_by=decision.matched_by)
         return Outcome(entry.id, Action.APPENDED, ticket, reason)
+
+    async def _carry_out(
+        self,
+        repo: Repo,
+        ticket: int,
+        mail: ParsedMail,
+        kind: MessageKind,
+        plan: Plan,
+        classified: Classification,
+        actor: str,
+        row: int,
+    ) -> None:
+        """Apply a person's plan and send what it calls for: the relay of an agent's answer
+        (which carries the news of a status change), or else the transition's template;
+        the team hears of a customer's reply; other agents of a note."""
+        now = self.clock.now()
+        await self.desk.carry_out(repo, ticket, plan, actor=actor, now=now, message_row=row)
+        if self.notifier is None:
+            return
+        target = plan.merge_into or ticket
+        if kind is MessageKind.CUSTOMER:
+            await self._notify(
+                repo,
+                Change(target, mail, False, kind, actor, plan.text, classified.decisions),
+            )
+        elif plan.relay:
+            await self._notify(
+                repo,
+                Change(
+                    target,
+                    mail,
+                    False,
+                    kind,
+                    actor,
+                    plan.text,
+                    classified.decisions,
+                    action=self.desk.customer_action(plan.move.new) if plan.move else "",
+                    quote=await repo.ticket_quote(target),
+                ),
+            )
+        if plan.internal and plan.text.strip():
+            await self.notifier.team_notice(repo, target, Kind.TEAM_NOTE, plan.text, now)
+        if plan.move is not None and not plan.relay:
+            await self.desk.announce(repo, target, plan.move, now=now, text="", mail=None)
+        if plan.help:
+            await self.notifier.agent_notice(
+                repo,
+                target,
+                Kind.COMMAND_HELP,
+                Change(
+                    target,
+                    None,
+                    False,
+                    MessageKind.SYSTEM,
+                    None,
+                    "",
+                    classified.decisions,
+                    commands=command_reference(self.workflow),
+                ),
+                actor,
+                now,
+            )
+
+    async def _refuse(
+        self,
+        repo: Repo,
+        entry: SpoolEntry,
+        mail: ParsedMail,
+        ticket: int,
+        text: str,
+        refusal: Refusal,
+        reason: str,
+    ) -> Outcome:
+        """An agent's message with a bad command: kept as a note, nothing changed or relayed;
+        the agent is told what was wrong and what is allowed."""
+        now = self.clock.now()
+        actor = sender(mail) or "unknown sender"
+        errors = "\n".join(refusal.errors)
+        row = await self._add_message(repo, ticket, entry, mail, MessageKind.NOTE, text)
+        await repo.event_add(
+            ticket,
+            kind="command_failed",
+            actor=actor,
+            now=now,
+            message_row_id=row,
+            detail=errors[:1000],
+        )
+        if self.notifier is not None:
+            await self.notifier.agent_notice(
+                repo,
+                ticket,
+                Kind.COMMAND_FAILED,
+                Change(
+                    ticket,
+                    None,
+                    False,
+                    MessageKind.SYSTEM,
+                    None,
+                    "",
+                    DECISIONS[Category.PERSON],
+                    reason=errors,
+                    commands=command_reference(self.workflow),
+                ),
+                actor,
+                now,
+            )
+        log.warning("command.refused", ticket=f"#{ticket}", errors=len(refusal.errors))
+        return Outcome(entry.id, Action.APPENDED, ticket, f"{reason}; commands refused: {errors}")
 
     async def _create(
         self,
@@ -325,16 +482,26 @@ class Processor:
         actor = sender(mail) or "unknown sender"
         queue = self.queues[decision.queue]
         requester = sender(mail)
+        submitted = submit(
+            decision.title,
+            text,
+            self.submission,
+            default_type=queue.default_type,
+            default_priority=queue.default_priority,
+        )
+        initial = self.workflow.initial
         ticket = await repo.ticket_create(
             queue=decision.queue,
-            title=decision.title,
-            type_=queue.default_type,
-            priority=queue.default_priority,
-            status=INITIAL_STATUS,
+            title=submitted.title,
+            type_=submitted.type,
+            priority=submitted.priority,
+            status=initial,
             requester=requester if requester and not self.policy.is_agent(requester) else None,
             actor=actor,
             now=now,
+            action_by=self.desk.action_by(initial),
         )
+        await self.desk.arm(repo, ticket, initial, now)
         row = await self._add_message(repo, ticket, entry, mail, kind, text)
         await repo.participants_add(ticket, participants(mail, self.policy, new_ticket=True))
         await repo.event_add(
@@ -343,8 +510,9 @@ class Processor:
             actor=actor,
             now=now,
             message_row_id=row,
-            new=INITIAL_STATUS,
-            detail=decision.reason,
+            new=initial,
+            detail=f"{decision.reason}; {submitted.type}/{submitted.priority} from "
+            f"{submitted.reason}",
         )
         if linked is not None:
             for here, there in ((ticket, linked), (linked, ticket)):
@@ -353,7 +521,17 @@ class Processor:
                 )
         await self._privacy_event(repo, ticket, masked, mail, kind, row)
         await self._notify(
-            repo, Change(ticket, mail, True, kind, sender(mail), text, classified.decisions)
+            repo,
+            Change(
+                ticket,
+                mail,
+                True,
+                kind,
+                sender(mail),
+                text,
+                classified.decisions,
+                asked_priority=submitted.asked_priority,
+            ),
         )
         log.info("ticket.created", ticket=f"#{ticket}", queue=decision.queue)
         return Outcome(entry.id, Action.CREATED, ticket, decision.reason)

@@ -75,7 +75,8 @@ class Refusal:
     errors: tuple[str, ...]
 
 
-def _ref(argument: str) -> int | None:
+def ticket_ref(argument: str) -> int | None:
+    """The ticket number in '#1042', '1042' or a ticket tag, else None."""
     text = argument.strip().lstrip("[").split("]")[0]
     text = text.rsplit("#", 1)[-1].split("-")[0]
     return int(text) if text.isdigit() else None
@@ -161,7 +162,7 @@ def plan_agent(
             elif who != (ticket.assignee or ""):
                 changes.append(FieldChange("assignee", ticket.assignee or "", who))
         elif command.verb is Verb.MERGE:
-            target = _ref(arg)
+            target = ticket_ref(arg)
             if target is None or target not in known or target == ticket.number:
                 errors.append(f"{command.line}: no other ticket {arg or '(none given)'}")
             else:
@@ -265,3 +266,26 @@ def plan_customer(
                 + (f" ({said.reason[:200]})" if said.reason else ""),
             )
     return Plan(move=move(workflow, ticket.status, Trigger.CUSTOMER_REPLY), text=text)
+
+
+def command_reference(workflow: Workflow) -> str:
+    """The text of ``#help``: every command with its Dutch alias and allowed values."""
+    states = ", ".join(s.name for s in workflow.states)
+    return "\n".join(
+        (
+            f"#status <state>          #toestand    {states}",
+            f"#priority <priority>     #prioriteit  {', '.join(PRIORITIES)}",
+            f"#type <type>             #soort       {', '.join(TICKET_TYPES)}",
+            "#assign <agent|me>       #toewijzen",
+            "#internal                #intern      a note: not sent to the customer",
+            "#close                   #sluiten",
+            "#reopen                  #heropenen",
+            "#merge <#number>         #samenvoegen this ticket into that one",
+            "#quote <text>            #offerte     extra work: the customer is asked to approve",
+            "#cc add|remove <address> #cc toevoegen|verwijderen",
+            "#help                    #hulp",
+            "",
+            "Text below the commands is sent to the customer; a mail of only commands",
+            "changes the ticket without mailing the customer unless the new status asks it.",
+        )
+    )

@@ -30,6 +30,8 @@ class Kind(StrEnum):
     TEAM_DELIVERY_FAILED = "team_delivery_failed"
     TEAM_HELD = "team_held"
     COMMAND_FAILED = "command_failed"
+    COMMAND_HELP = "command_help"
+    TEAM_NOTE = "team_note"
     PRIVACY_NOTICE = "privacy_notice"
 
 
@@ -49,6 +51,8 @@ TEAM_KINDS = frozenset(
         Kind.TEAM_DELIVERY_FAILED,
         Kind.TEAM_HELD,
         Kind.COMMAND_FAILED,
+        Kind.COMMAND_HELP,
+        Kind.TEAM_NOTE,
     }
 )
 

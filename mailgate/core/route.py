@@ -71,6 +71,17 @@ class Lookup:
     tickets_by_message_id: Mapping[str, int]
     existing_tickets: frozenset[int]
     outbox_by_message_id: Mapping[str, int] = field(default_factory=dict)
+    merged_into: Mapping[int, int] = field(default_factory=dict)  # merged ticket -> survivor
+
+    def canonical(self, ticket: int) -> int:
+        """The ticket that ``ticket``'s mail now lands on (itself unless merged away)."""
+        seen = {ticket}
+        while ticket in self.merged_into:
+            ticket = self.merged_into[ticket]
+            if ticket in seen:
+                break
+            seen.add(ticket)
+        return ticket
 
 
 def recipients(mail: ParsedMail, envelope: Iterable[str]) -> tuple[str, ...]:
@@ -152,13 +163,13 @@ def route(
     for header, mid in evidence.references:
         ticket = lookup.tickets_by_message_id.get(mid)
         if ticket is not None:
-            return Reply(ticket, header.lower(), f"<{mid}>")
+            return Reply(lookup.canonical(ticket), header.lower(), f"<{mid}>")
     for token in evidence.subject_tokens:
         if token.valid and token.number in lookup.existing_tickets:
-            return Reply(token.number, "subject-token", token.text)
+            return Reply(lookup.canonical(token.number), "subject-token", token.text)
     for address, token in evidence.plus_tokens:
         if token.valid and token.number in lookup.existing_tickets:
-            return Reply(token.number, "plus-address", address)
+            return Reply(lookup.canonical(token.number), "plus-address", address)
     reason = "no ticket reference"
     if evidence.rejected_tokens:
         reason = f"token check failed: {', '.join(evidence.rejected_tokens)}"

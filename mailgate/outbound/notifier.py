@@ -23,7 +23,9 @@ from mailgate.core.notify import (
     on_new_ticket,
     on_reply,
 )
+from mailgate.core.terms import label
 from mailgate.core.tokens import TokenCodec
+from mailgate.core.workflow import Audience as Party
 from mailgate.outbound.render import (
     Envelope,
     NoticeContext,
@@ -53,6 +55,12 @@ class Change:
     message_text: str
     decisions: Decisions
     reason: str = ""
+    old_status: str = ""  # a status change this mail announces
+    new_status: str = ""
+    action: str = ""  # the state in which the customer must act, if they must
+    quote: str = ""
+    asked_priority: str = ""  # the priority asked at submission, when it was lowered
+    commands: str = ""  # the command reference, for #help
 
 
 class Notifier:
@@ -101,6 +109,37 @@ class Notifier:
     ) -> list[int]:
         """Tell the ticket's team something (a failed delivery, a held mail, a failed command)."""
         return await self._notice(repo, ticket, kind, None, None, reason, now)
+
+    async def agent_notice(
+        self, repo: Repo, ticket: int, kind: Kind, change: Change, address: str, now: datetime
+    ) -> list[int]:
+        """Answer one agent (a refused command, the command reference), in the queue's
+        language."""
+        view = await repo.ticket_view(ticket, with_messages=False, with_events=False)
+        assert view is not None
+        queue = self.queues.get(view.queue) or self.config.queues[0]
+        notice = Notice(kind, (address,), queue.language, AUTO_SUBMITTED[kind])
+        return await self._send(repo, view, queue, (notice,), change, now)
+
+    async def workflow_notice(
+        self, repo: Repo, ticket: int, kind: Kind, party: Party, change: Change, now: datetime
+    ) -> list[int]:
+        """Send a workflow transition's template to the ticket's customers or its team."""
+        view = await repo.ticket_view(ticket, with_messages=False, with_events=False)
+        assert view is not None
+        queue = self.queues.get(view.queue) or self.config.queues[0]
+        audience = self._audience(view, queue)
+        if party is Party.TEAM:
+            notices: tuple[Notice, ...] = (
+                Notice(kind, (queue.team_address,), queue.language, AUTO_SUBMITTED[kind]),
+            )
+        else:
+            customers = tuple(p.address for p in view.participants if p.role is not Role.AGENT)
+            if not customers:
+                return []
+            language = language_for(change.mail, audience, customers[0])
+            notices = (Notice(kind, customers, language, AUTO_SUBMITTED[kind]),)
+        return await self._send(repo, view, queue, notices, change, now)
 
     async def customer_notice(
         self, repo: Repo, ticket: int, kind: Kind, address: str, mail: ParsedMail, now: datetime
@@ -211,6 +250,12 @@ class Notifier:
         )
         requester = next((p for p in view.participants if p.role is Role.REQUESTER), None)
         author = next((p for p in view.participants if p.address == change.author), None)
+        language = notice.language
+
+        def status_label(name: str) -> str:
+            known = self.config.workflow.find(name) if name else None
+            return known.label(language) if known else name
+
         context = NoticeContext(
             ticket=TicketFacts(
                 view.number,
@@ -231,6 +276,14 @@ class Notifier:
             else self.config.outbound.from_name,
             message_text=change.message_text,
             reason=change.reason,
+            old_status=status_label(change.old_status),
+            new_status=status_label(change.new_status or view.status),
+            action=change.action,
+            type_label=label(view.type, language),
+            priority_label=label(view.priority, language),
+            asked_priority=label(change.asked_priority, language) if change.asked_priority else "",
+            quote=change.quote,
+            commands=change.commands,
         )
         rendered = self.templates.render(notice.kind, notice.language, context)
         in_reply_to, references = await repo.thread_anchor(view.number)

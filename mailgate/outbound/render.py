@@ -57,8 +57,13 @@ class NoticeContext:
     answer_target: str = ""
     old_status: str = ""
     new_status: str = ""
-    action: str = ""
+    action: str = ""  # the state in which the customer must act: waiting_customer, ...
     reason: str = ""
+    type_label: str = ""
+    priority_label: str = ""
+    asked_priority: str = ""  # the priority asked for, when the submission rules lowered it
+    quote: str = ""  # extra work awaiting the customer's approval
+    commands: str = ""  # the command reference (#help)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +86,13 @@ SAMPLE = NoticeContext(
     answer_target="binnen 2 werkdagen",
     old_status="nieuw",
     new_status="in behandeling",
-    action="more_information",
+    action="waiting_customer",
     reason="onbekende opdracht #foo",
+    type_label="error of bug",
+    priority_label="hoog",
+    asked_priority="kritiek",
+    quote="4 uur à 95 euro",
+    commands="#status <status>",
 )
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Dialect, and_, delete, func, insert, or_, upd
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from mailgate.core.desk import TicketState
 from mailgate.core.model import (
     Attachment,
     AttachmentView,
@@ -37,6 +38,7 @@ from mailgate.store.tables import (
     SpoolRow,
     SuppressionRow,
     TicketRow,
+    TimerRow,
 )
 
 PENDING = "pending"
@@ -397,12 +399,20 @@ class Repo:
                     by_mid[mid] = ticket
         wanted = list(set(numbers))
         existing: set[int] = set()
-        if wanted:
+        merged: dict[int, int] = {}
+        while wanted:
             found = await self.session.exec(
-                select(TicketRow.id).where(col(TicketRow.id).in_(wanted))
+                select(TicketRow.id, TicketRow.merged_into).where(col(TicketRow.id).in_(wanted))
             )
-            existing = {i for i in found.all() if i is not None}
-        return Lookup(by_mid, frozenset(existing), outbox)
+            wanted = []
+            for number, into in found.all():
+                if number is None:
+                    continue
+                existing.add(number)
+                if into is not None and into not in existing and number not in merged:
+                    merged[number] = into
+                    wanted.append(into)
+        return Lookup(by_mid, frozenset(existing), outbox, merged)
 
     # --- tickets -------------------------------------------------------------------------
 
@@ -417,6 +427,7 @@ class Repo:
         requester: str | None,
         actor: str,
         now: datetime,
+        action_by: str = "support",
     ) -> int:
         row = TicketRow(
             queue=queue,
@@ -426,6 +437,8 @@ class Repo:
             status=status,
             requester=requester,
             organisation=requester.rpartition("@")[2] if requester else None,
+            action_by=action_by,
+            status_since=now,
             created_at=now,
             updated_at=now,
             updated_by=actor,
@@ -442,6 +455,139 @@ class Repo:
             .where(col(TicketRow.id) == number)
             .values(updated_at=now, updated_by=actor, version=TicketRow.version + 1)
         )
+
+    async def ticket_state(self, number: int, *, lock: bool = False) -> TicketState | None:
+        """The fields commands and answers read; ``lock`` holds the row (PostgreSQL) until
+        the transaction ends, so that two changes to one ticket queue up."""
+        query = select(TicketRow).where(TicketRow.id == number)
+        if lock:
+            query = query.with_for_update()
+        row = (await self.session.exec(query)).first()
+        if row is None or row.id is None:
+            return None
+        return TicketState(
+            number=row.id,
+            status=row.status,
+            type=row.type,
+            priority=row.priority,
+            assignee=row.assignee,
+            approval=row.approval,
+            participants=await self.participants_of(number),
+        )
+
+    async def ticket_update(
+        self, number: int, values: Mapping[str, object], *, actor: str, now: datetime
+    ) -> None:
+        """Set ticket fields (status, action_by, priority, ...) and record who changed it."""
+        await self.session.exec(
+            update(TicketRow)
+            .where(col(TicketRow.id) == number)
+            .values(**values, updated_at=now, updated_by=actor, version=TicketRow.version + 1)
+        )
+
+    async def ticket_quote(self, number: int) -> str:
+        row = await self.session.get(TicketRow, number)
+        return row.quote if row is not None else ""
+
+    async def tickets_existing(self, numbers: Iterable[int]) -> frozenset[int]:
+        wanted = list(set(numbers))
+        if not wanted:
+            return frozenset()
+        found = await self.session.exec(select(TicketRow.id).where(col(TicketRow.id).in_(wanted)))
+        return frozenset(i for i in found.all() if i is not None)
+
+    async def ticket_merge(self, number: int, into: int) -> None:
+        """Move the thread and the people of ``number`` to ``into``; later mail for
+        ``number`` lands on ``into``."""
+        await self.session.exec(
+            update(MessageRow).where(col(MessageRow.ticket_id) == number).values(ticket_id=into)
+        )
+        await self.participants_add(into, await self.participants_of(number))
+        await self.session.exec(
+            update(TicketRow).where(col(TicketRow.id) == number).values(merged_into=into)
+        )
+        await self.timers_cancel(number)
+
+    async def tickets_list(
+        self,
+        *,
+        status: str | None = None,
+        action_by: str | None = None,
+        assignee: str | None = None,
+    ) -> list[int]:
+        query = select(TicketRow.id).order_by(col(TicketRow.id))
+        if status:
+            query = query.where(TicketRow.status == status)
+        if action_by:
+            query = query.where(TicketRow.action_by == action_by)
+        if assignee:
+            query = query.where(TicketRow.assignee == assignee.lower())
+        return [i for i in (await self.session.exec(query)).all() if i is not None]
+
+    async def participants_remove(self, ticket: int, addresses: Iterable[str]) -> None:
+        wanted = [a.lower() for a in addresses]
+        if wanted:
+            await self.session.exec(
+                delete(ParticipantRow).where(
+                    col(ParticipantRow.ticket_id) == ticket,
+                    col(ParticipantRow.address).in_(wanted),
+                )
+            )
+
+    # --- timers --------------------------------------------------------------------------
+
+    async def timers_arm(
+        self, ticket: int, status: str, timers: Iterable[tuple[str, datetime]], now: datetime
+    ) -> None:
+        for trigger, due in timers:
+            self.session.add(
+                TimerRow(
+                    ticket_id=ticket,
+                    trigger=trigger,
+                    status=status,
+                    due_at=due,
+                    state="pending",
+                    armed_at=now,
+                )
+            )
+
+    async def timers_cancel(self, ticket: int) -> None:
+        await self.session.exec(
+            update(TimerRow)
+            .where(col(TimerRow.ticket_id) == ticket, col(TimerRow.state) == "pending")
+            .values(state="cancelled")
+        )
+
+    async def timers_due(self, now: datetime, limit: int) -> list[int]:
+        rows = await self.session.exec(
+            select(TimerRow.id)
+            .where(col(TimerRow.state) == "pending", col(TimerRow.due_at) <= now)
+            .order_by(col(TimerRow.due_at), col(TimerRow.id))
+            .limit(limit)
+        )
+        return [i for i in rows.all() if i is not None]
+
+    async def timer_claim(self, timer_id: int, now: datetime) -> tuple[int, str, str] | None:
+        """Mark a pending timer fired; (ticket, trigger, status when armed), or None when it
+        fired or was cancelled already (by another instance, or a change in between)."""
+        row = await self.session.get(TimerRow, timer_id)
+        if row is None or row.state != "pending":
+            return None
+        result = await self.session.exec(
+            update(TimerRow)
+            .where(col(TimerRow.id) == timer_id, col(TimerRow.state) == "pending")
+            .values(state="fired", fired_at=now)
+        )
+        if result.rowcount != 1:
+            return None
+        return row.ticket_id, row.trigger, row.status
+
+    async def timers_of(self, ticket: int) -> list[tuple[str, str, datetime]]:
+        """(trigger, state, due) of every timer of a ticket, oldest first."""
+        rows = await self.session.exec(
+            select(TimerRow).where(TimerRow.ticket_id == ticket).order_by(col(TimerRow.id))
+        )
+        return [(r.trigger, r.state, r.due_at) for r in rows.all()]
 
     async def message_add(
         self,

@@ -125,6 +125,11 @@ class TicketRow(SQLModel, table=True):
     updated_at: datetime = _when()
     updated_by: str = _text()
     version: int = 1
+    action_by: str = Field(default="support", max_length=16, index=True)
+    status_since: datetime | None = _when(nullable=True)
+    approval: str = Field(default="none", max_length=16)
+    quote: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    merged_into: int | None = Field(default=None, index=True)
 
 
 class MessageRow(SQLModel, table=True):
@@ -244,3 +249,22 @@ class SuppressionRow(SQLModel, table=True):
     until: datetime = _when()
     reason: str = _text()
     created_at: datetime = _when()
+
+
+class TimerRow(SQLModel, table=True):
+    """A workflow timer of one ticket: fire ``trigger`` at ``due_at`` unless cancelled first.
+
+    Armed when the ticket enters a state, cancelled when it leaves; fired in the
+    same transaction as the change it makes, so it fires once.
+    """
+
+    __tablename__ = "timers"
+    __table_args__ = (Index("ix_timers_due", "state", "due_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = _ref("tickets.id")
+    trigger: str = Field(max_length=32)
+    status: str = Field(max_length=32)  # the ticket's status when armed
+    due_at: datetime = _when()
+    state: str = Field(max_length=16)  # pending | fired | cancelled
+    armed_at: datetime = _when()
+    fired_at: datetime | None = _when(nullable=True)

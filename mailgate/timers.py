@@ -1,0 +1,94 @@
+"""The timer scheduler: fire each due workflow timer once, in the transaction of its change.
+
+Timers are armed when a ticket enters a state ("remind after 3 business days",
+"archive 7 days after closing") and cancelled when it leaves. A due timer is
+claimed and its move applied in one transaction, so it fires once across
+restarts and with several instances; one whose ticket has moved on meanwhile
+fires nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mailgate.clock import Clock
+from mailgate.core.workflow import Trigger, move
+from mailgate.desk import Desk
+from mailgate.errors import MailgateError
+from mailgate.store.db import session, storage_errors
+from mailgate.store.repos import Repo
+from mailgate.tasks import wait_for_work
+
+log = structlog.get_logger("mailgate.timers")
+
+
+class Scheduler:
+    """Fires due timers; ``run`` looks every ``interval`` seconds."""
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        desk: Desk,
+        clock: Clock,
+        interval: float = 30.0,
+        on_outbox: Callable[[], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.desk = desk
+        self.clock = clock
+        self.interval = interval
+        self.on_outbox = on_outbox
+
+    async def run_due(self, limit: int = 200) -> int:
+        """Fire every timer due now (up to ``limit``); returns how many fired."""
+        now = self.clock.now()
+        with storage_errors("list timers"):
+            async with session(self.engine) as s:
+                due = await Repo(s).timers_due(now, limit)
+        fired = 0
+        for timer_id in due:
+            with storage_errors("fire timer"):
+                async with session(self.engine, write=True) as s:
+                    fired += await self._fire(Repo(s), timer_id)
+        if fired and self.on_outbox is not None:
+            self.on_outbox()
+        return fired
+
+    async def _fire(self, repo: Repo, timer_id: int) -> int:
+        now = self.clock.now()
+        claimed = await repo.timer_claim(timer_id, now)
+        if claimed is None:
+            return 0
+        ticket, trigger, armed_in = claimed
+        state = await repo.ticket_state(ticket, lock=True)
+        if state is None or state.status != armed_in:
+            return 0
+        found = move(self.desk.workflow, state.status, Trigger(trigger))
+        if found is None:
+            log.info("timer.ignored", ticket=f"#{ticket}", trigger=trigger, status=state.status)
+            return 0
+        await repo.event_add(
+            ticket, kind="timer_fired", actor="mailgate", now=now, new=trigger, old=state.status
+        )
+        await self.desk.enter(
+            repo, ticket, found, actor="mailgate", now=now, reason=f"timer {trigger}"
+        )
+        await self.desk.announce(repo, ticket, found, now=now)
+        log.info("timer.fired", ticket=f"#{ticket}", trigger=trigger, status=found.new)
+        return 1
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("timers.started")
+        wake = asyncio.Event()
+        while not stop.is_set():
+            try:
+                await self.run_due()
+            except MailgateError as exc:
+                log.warning("timers.storage_unavailable", error=str(exc))
+            await wait_for_work(stop, wake, self.interval)
+        log.info("timers.stopped")
