@@ -14,6 +14,8 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
 from typing import Any, TextIO
 
 import structlog
@@ -21,6 +23,8 @@ import structlog
 from mailgate import __version__
 from mailgate.app import App, build_app, run_daemon
 from mailgate.config import Config, load_config, resolve_config_path
+from mailgate.core.commands import Command, CommandBlock, Verb
+from mailgate.core.desk import Refusal, plan_agent
 from mailgate.core.model import Action, SpoolEntry, TicketView
 from mailgate.core.notify import LANGUAGES, Kind
 from mailgate.errors import BadMail, ConfigError, LoginFailed, MailgateError, NotFound
@@ -62,6 +66,23 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--sender", metavar="ADDR", help="envelope sender, as given by the MTA")
     tickets = sub.add_parser("tickets", help="list tickets")
     tickets.add_argument("--json", action="store_true")
+    tickets.add_argument("--status", metavar="STATE")
+    tickets.add_argument("--action-by", choices=("support", "customer", "nobody"))
+    tickets.add_argument("--assignee", metavar="ADDR")
+    setter = sub.add_parser(
+        "set", help="change a ticket: status=... priority=... type=... assignee=..."
+    )
+    setter.add_argument("ref", metavar="REF")
+    setter.add_argument("changes", nargs="+", metavar="FIELD=VALUE")
+    setter.add_argument("--from", dest="author", metavar="AGENT", help="who makes the change")
+    for name, what in (
+        ("reply", "answer a ticket as an agent, exactly as if the agent had mailed it"),
+        ("note", "add an internal note as an agent (not sent to the customer)"),
+    ):
+        command = sub.add_parser(name, help=what)
+        command.add_argument("ref", metavar="REF")
+        command.add_argument("--from", dest="author", required=True, metavar="AGENT")
+        command.add_argument("--file", default="-", metavar="F", help="the text (default: stdin)")
     show = sub.add_parser("show", help="show one ticket: #1042, 1042 or its token")
     show.add_argument("ref", metavar="REF")
     show.add_argument("--json", action="store_true")
@@ -221,10 +242,7 @@ async def _ingest(app: App, args: argparse.Namespace, out: TextIO) -> int:
             "spool_id": stored.spool_id,
         },
     )
-    try:  # deliver what this mail caused; what fails stays in the outbox for the daemon
-        await app.sender.run_due()
-    except MailgateError as exc:
-        log.warning("outbox.deferred", error=str(exc))
+    await _deliver(app)  # what this mail caused
     return EX_OK
 
 
@@ -261,6 +279,10 @@ def ticket_json(app: App, ticket: TicketView, *, with_messages: bool) -> dict[st
         "requester": ticket.requester,
         "organisation": ticket.organisation,
         "assignee": ticket.assignee,
+        "action_by": ticket.action_by,
+        "approval": ticket.approval,
+        "quote": ticket.quote,
+        "merged_into": _ref(ticket.merged_into),
         "created_at": ticket.created_at,
         "updated_at": ticket.updated_at,
         "updated_by": ticket.updated_by,
@@ -319,19 +341,124 @@ async def _tickets(app: App, args: argparse.Namespace, out: TextIO) -> int:
     with storage_errors("list tickets"):
         async with session(app.engine) as s:
             repo = Repo(s)
-            views = [
-                await repo.ticket_view(n, with_messages=False) for n in await repo.ticket_numbers()
-            ]
+            numbers = await repo.tickets_list(
+                status=args.status, action_by=args.action_by, assignee=args.assignee
+            )
+            views = [await repo.ticket_view(n, with_messages=False) for n in numbers]
     tickets = [v for v in views if v is not None]
     if args.json:
         _print_json(out, [ticket_json(app, t, with_messages=False) for t in tickets])
         return EX_OK
     for t in tickets:
         print(
-            f"#{t.number:<6} {t.status:<12} {t.priority:<8} {t.requester or '-':<30} {t.title}",
+            f"#{t.number:<6} {t.status:<16} {t.action_by:<8} {t.priority:<8} "
+            f"{t.requester or '-':<30} {t.title}",
             file=out,
         )
     return EX_OK
+
+
+_SET_FIELDS = {
+    "status": Verb.STATUS,
+    "priority": Verb.PRIORITY,
+    "type": Verb.TYPE,
+    "assignee": Verb.ASSIGN,
+}
+
+
+async def _set(app: App, args: argparse.Namespace, out: TextIO) -> int:
+    """Change fields by the same rules as an agent's commands; mail what the workflow says."""
+    number = resolve_ref(app, args.ref)
+    commands = []
+    for change in args.changes:
+        key, eq, value = change.partition("=")
+        if not eq or key.strip().lower() not in _SET_FIELDS:
+            print(
+                f"mailgate: expected FIELD=VALUE with FIELD one of {', '.join(_SET_FIELDS)}",
+                file=sys.stderr,
+            )
+            return EX_USAGE
+        verb = _SET_FIELDS[key.strip().lower()]
+        commands.append(Command(verb, value.strip(), f"{key}={value}"))
+    actor = (args.author or "cli").lower()
+    now = app.clock.now()
+    with storage_errors("set"):
+        async with session(app.engine, write=True) as s:
+            repo = Repo(s)
+            state = await repo.ticket_state(number, lock=True)
+            if state is None:
+                raise NotFound(f"no ticket {args.ref}")
+            plan = plan_agent(
+                app.config.workflow,
+                state,
+                CommandBlock(tuple(commands), (), ""),
+                author=actor,
+                policy=app.policy,
+            )
+            if isinstance(plan, Refusal):
+                for error in plan.errors:
+                    print(f"mailgate: {error}", file=sys.stderr)
+                return EX_FAILED
+            await app.desk.carry_out(repo, number, plan, actor=actor, now=now)
+            if plan.move is not None:
+                await app.desk.announce(repo, number, plan.move, now=now)
+            for change in plan.changes:
+                print(f"#{number} {change.field}: {change.old or '-'} -> {change.new}", file=out)
+            if plan.move is not None and plan.move.changed:
+                print(f"#{number} status: {plan.move.old} -> {plan.move.new}", file=out)
+    await _deliver(app)
+    return EX_OK
+
+
+async def _reply(app: App, args: argparse.Namespace, out: TextIO) -> int:
+    """An agent's answer or note, composed as the agent's mail and taken in like one."""
+    number = resolve_ref(app, args.ref)
+    author = args.author.strip().lower()
+    if not app.policy.is_agent(author):
+        print(f"mailgate: {author} is not an agent ([agents] in config.toml)", file=sys.stderr)
+        return EX_FAILED
+    body = (sys.stdin.buffer.read() if args.file == "-" else _read_file(args.file)).decode(
+        "utf-8", "replace"
+    )
+    if args.command == "note":
+        body = f"#internal\n{body}"
+    with storage_errors("reply"):
+        async with session(app.engine) as s:
+            view = await Repo(s).ticket_view(number, with_messages=False, with_events=False)
+    if view is None:
+        raise NotFound(f"no ticket {args.ref}")
+    queue = next((q for q in app.config.queues if q.name == view.queue), app.config.queues[0])
+    to = app.policy.plus_address(queue.addresses[0], app.codec.token(number))
+    mail = EmailMessage()
+    mail["From"] = author
+    mail["To"] = to
+    mail["Subject"] = f"Re: {app.codec.subject_tag(number)} {view.title}"
+    mail["Date"] = format_datetime(app.clock.now())
+    mail["Message-ID"] = make_msgid(domain=author.rpartition("@")[2])
+    mail.set_content(body)
+    stored = await app.spool.store(
+        Received(mail.as_bytes(), "cli", envelope_from=author, envelope_to=(to,))
+    )
+    outcome = await app.processor.process(stored.spool_id)
+    _print_json(
+        out,
+        {
+            "action": outcome.action.value if outcome else Action.STORED.value,
+            "ticket": _ref(outcome.ticket if outcome else number),
+            "reason": outcome.reason if outcome else "stored; processed by another worker",
+            "spool_id": stored.spool_id,
+        },
+    )
+    await _deliver(app)
+    return EX_OK
+
+
+async def _deliver(app: App) -> None:
+    """Send what a command caused; what fails stays in the outbox for the daemon."""
+    try:
+        await app.sender.run_due()
+    except MailgateError as exc:
+        log.warning("outbox.deferred", error=str(exc))
 
 
 def resolve_ref(app: App, ref: str) -> int:
@@ -366,6 +493,13 @@ async def _show(app: App, args: argparse.Namespace, out: TextIO) -> int:
         f"status {ticket.status}",
         file=out,
     )
+    print(
+        f"action by {ticket.action_by} · assignee {ticket.assignee or '-'} · "
+        f"approval {ticket.approval}" + (f" ({ticket.quote})" if ticket.quote else ""),
+        file=out,
+    )
+    if ticket.merged_into is not None:
+        print(f"merged into #{ticket.merged_into}", file=out)
     print(
         f"requester {ticket.requester or '-'} · last changed {ticket.updated_at:%Y-%m-%d %H:%M} "
         f"by {ticket.updated_by}",
@@ -509,4 +643,7 @@ _COMMANDS: dict[str, Callable[[App, argparse.Namespace, TextIO], Awaitable[int]]
     "quarantine": _quarantine,
     "outbox": _outbox,
     "preview": _preview,
+    "set": _set,
+    "reply": _reply,
+    "note": _reply,
 }

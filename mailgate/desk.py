@@ -197,7 +197,15 @@ class Desk:
                     old=address,
                 )
         if plan.move is not None:
-            await self.enter(repo, ticket, plan.move, actor=actor, now=now, message_row=message_row)
+            await self.enter(
+                repo,
+                ticket,
+                plan.move,
+                actor=actor,
+                now=now,
+                message_row=message_row,
+                reason=plan.reason or None,
+            )
         if plan.merge_into is not None:
             await repo.ticket_merge(ticket, plan.merge_into)
             for here, there, kind in (

@@ -68,7 +68,7 @@ from mailgate.core.senders import UnknownSender, authentication_failure, judge_s
 from mailgate.core.submission import KeywordRule, submit
 from mailgate.core.text import sanitize_html, visible_reply
 from mailgate.core.tokens import TokenCodec
-from mailgate.core.workflow import DEFAULT_WORKFLOW
+from mailgate.core.workflow import DEFAULT_WORKFLOW, Audience
 from mailgate.desk import Desk
 from mailgate.errors import MailgateError
 from mailgate.outbound.notifier import Change, Notifier
@@ -398,7 +398,10 @@ class Processor:
                 ),
             )
         if plan.internal and plan.text.strip():
-            await self.notifier.team_notice(repo, target, Kind.TEAM_NOTE, plan.text, now)
+            note = Change(target, mail, False, kind, actor, plan.text, classified.decisions)
+            await self.notifier.workflow_notice(
+                repo, target, Kind.TEAM_NOTE, Audience.TEAM, note, now
+            )
         if plan.move is not None and not plan.relay:
             await self.desk.announce(repo, target, plan.move, now=now, text="", mail=None)
         if plan.help:

@@ -256,9 +256,10 @@ class TicketView:
     participants: tuple[Participant, ...]
     messages: tuple[MessageView, ...]
     events: tuple[EventView, ...]
-
-
-INITIAL_STATUS = "new"
+    action_by: str = "support"
+    approval: str = "none"
+    quote: str = ""
+    merged_into: int | None = None
 
 
 def within_limits(

@@ -236,6 +236,7 @@ def _edges(workflow: Workflow) -> dict[str, set[str]]:
 _SUPPORT = ("new", "open", "in_progress")
 _CUSTOMER = ("waiting_customer", "ready_for_test", "approval_needed")
 _OPEN = (*_SUPPORT, *_CUSTOMER, "on_hold")
+_TARGETS = (*_OPEN[1:], "resolved", "closed")  # where an agent may move an open ticket
 _ALL_BUT_ARCHIVED = (*_OPEN, "resolved", "closed")
 
 
@@ -246,45 +247,37 @@ def _state(name: str, group: Group, nl: str, en: str, *nexts: str) -> State:
 DEFAULT_WORKFLOW = Workflow(
     initial="new",
     states=(
-        _state("new", Group.SUPPORT, "Nieuw", "New", *_OPEN, "resolved", "closed"),
-        _state("open", Group.SUPPORT, "Open", "Open", *_OPEN, "resolved", "closed"),
+        _state("new", Group.SUPPORT, "Nieuw", "New", *_TARGETS),
+        _state("open", Group.SUPPORT, "Open", "Open", *_TARGETS),
         _state(
             "in_progress",
             Group.SUPPORT,
             "In behandeling",
             "In progress",
-            *_OPEN,
-            "resolved",
-            "closed",
+            *_TARGETS,
         ),
         _state(
             "waiting_customer",
             Group.CUSTOMER,
             "Meer info nodig",
             "Feedback needed",
-            *_OPEN,
-            "resolved",
-            "closed",
+            *_TARGETS,
         ),
         _state(
             "ready_for_test",
             Group.CUSTOMER,
             "Klaar voor test",
             "Ready for test",
-            *_OPEN,
-            "resolved",
-            "closed",
+            *_TARGETS,
         ),
         _state(
             "approval_needed",
             Group.CUSTOMER,
             "Akkoord nodig",
             "Approval needed",
-            *_OPEN,
-            "resolved",
-            "closed",
+            *_TARGETS,
         ),
-        _state("on_hold", Group.HOLD, "Pauze", "On hold", *_OPEN, "resolved", "closed"),
+        _state("on_hold", Group.HOLD, "Pauze", "On hold", *_TARGETS),
         # Resolved waits for the customer's confirmation (Club-assistent); closed is done.
         _state("resolved", Group.CUSTOMER, "Opgelost", "Resolved", "open", "in_progress", "closed"),
         _state("closed", Group.CLOSED, "Gesloten", "Closed", "open", "in_progress"),

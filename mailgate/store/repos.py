@@ -1013,4 +1013,8 @@ class Repo:
             events=tuple(
                 EventView(e.at, e.actor, e.kind, e.field, e.old, e.new, e.detail) for e in events
             ),
+            action_by=ticket.action_by,
+            approval=ticket.approval,
+            quote=ticket.quote,
+            merged_into=ticket.merged_into,
         )
