@@ -87,3 +87,93 @@ def test_config_path_selection(tmp_path: Path) -> None:
         == tmp_path / "b.toml"
     )
     assert resolve_config_path(None, {}).name == "config.toml"
+
+
+def test_the_shipped_config_spells_out_the_default_workflow() -> None:
+    from mailgate.core.workflow import DEFAULT_WORKFLOW
+
+    shipped = Path(__file__).resolve().parents[1] / "config.toml"
+    config = load_config(shipped, environ={})
+    assert config.workflow == DEFAULT_WORKFLOW
+    assert config.calendar.timezone == "Europe/Amsterdam" and config.calendar.workdays == (
+        0,
+        1,
+        2,
+        3,
+        4,
+    )
+    assert config.submission[0].type == "bug" and "werkt niet" in config.submission[0].phrases
+
+
+def test_a_partial_workflow_keeps_the_default_for_the_rest(tmp_path: Path) -> None:
+    from mailgate.core.workflow import DEFAULT_WORKFLOW, ClosedReply
+
+    document = {**MINIMAL, "workflow": {"reply_to_closed": "new_ticket"}}
+    config = parse_config(document, name="config.toml", base=tmp_path, environ={})
+    assert config.workflow.reply_to_closed is ClosedReply.NEW_TICKET
+    assert config.workflow.states == DEFAULT_WORKFLOW.states
+
+
+def test_a_broken_workflow_is_a_startup_error_naming_each_key(tmp_path: Path) -> None:
+    document = {
+        **MINIMAL,
+        "workflow": {
+            "initial": "start",
+            "states": {
+                "start": {"group": "support", "next": ["done", "ghost"]},
+                "done": {"group": "closed"},
+                "island": {"group": "support", "next": ["done"]},
+                "odd": {"group": "sideways"},
+            },
+            "transitions": [
+                {"on": "customer_reply", "to": "limbo"},
+                {"on": "teleport", "to": "done"},
+                {"on": "remind", "template": "no_such"},
+            ],
+            "timers": [{"state": "done", "fire": "archive"}],
+        },
+        "submission": {"keywords": [{"match": ["x"], "type": "taart"}]},
+        "calendar": {"timezone": "Mars/Olympus", "workdays": ["mon", "blursday"]},
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(document, name="config.toml", base=tmp_path, environ={})
+    text = "\n".join(caught.value.problems)
+    for expected in (
+        "[workflow.states.odd] group: expected one of",
+        "[[workflow.transitions]] #2 on: expected one of",
+        "[[workflow.timers]] #1 after_days: required",
+        "[[submission.keywords]] #1 type: expected one of",
+        "[calendar] timezone: unknown time zone",
+        "[calendar] workdays: expected day names",
+    ):
+        assert expected in text, expected
+
+
+def test_workflow_graph_faults_name_the_state(tmp_path: Path) -> None:
+    document = {
+        **MINIMAL,
+        "workflow": {
+            "states": {
+                "new": {"group": "support", "next": ["open", "ghost"]},
+                "open": {"group": "support", "next": ["closed"]},
+                "island": {"group": "support", "next": ["closed"]},
+                "stuck": {"group": "hold"},
+                "closed": {"group": "closed", "next": ["stuck"]},
+            },
+            "reopen_to": "open",
+            "transitions": [{"on": "remind", "from": ["open"], "template": "no_such"}],
+            "timers": [],
+        },
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(document, name="config.toml", base=tmp_path, environ={})
+    text = "\n".join(caught.value.problems)
+    assert "[workflow] states.new.next: unknown state 'ghost'" in text
+    assert "template: unknown template 'no_such'" in text
+    document["workflow"]["states"]["new"]["next"] = ["open"]  # type: ignore[index]
+    document["workflow"]["transitions"] = []  # type: ignore[index]
+    with pytest.raises(ConfigError) as caught:
+        parse_config(document, name="config.toml", base=tmp_path, environ={})
+    text = "\n".join(caught.value.problems)
+    assert "states.island: cannot be reached from 'new'" in text
+    assert "states.stuck: no way out" in text
