@@ -230,3 +230,47 @@ def test_outbox_and_preview_commands(config_file: Path) -> None:
     assert "Subject: Resolved: Printer brandt [#1-" in text
     assert "Auto-Submitted: auto-generated" in text
     assert mailgate(config_file, "outbox", "retry", "99").returncode == 1
+
+
+def test_the_team_works_from_the_command_line(config_file: Path) -> None:
+    created = json_line(mailgate(config_file, "ingest", stdin=make_mail()))
+    assert created["action"] == "created"
+    ref = str(created["ticket"])
+
+    changed = mailgate(config_file, "set", ref, "priority=hoog", "status=in_progress")
+    assert changed.returncode == 0, changed.stderr
+    assert b"priority: medium -> high" in changed.stdout
+    assert b"status: new -> in_progress" in changed.stdout
+    refused = mailgate(config_file, "set", ref, "status=nergens")
+    assert refused.returncode == 1 and b"unknown status" in refused.stderr
+
+    replied = mailgate(
+        config_file, "reply", ref, "--from", "bob@example.com", stdin=b"Werkt het nu?\n"
+    )
+    assert replied.returncode == 0, replied.stderr
+    assert json_line(replied)["action"] == "appended"
+    note = mailgate(config_file, "note", ref, "--from", "bob@example.com", stdin=b"Intern.\n")
+    assert json_line(note)["action"] == "appended"
+    stranger = mailgate(config_file, "reply", ref, "--from", "x@evil.org", stdin=b"Hoi\n")
+    assert stranger.returncode == 1
+
+    shown = json.loads(mailgate(config_file, "show", ref, "--json").stdout)
+    assert (shown["status"], shown["priority"], shown["action_by"]) == (
+        "waiting_customer",
+        "high",
+        "customer",
+    )
+    kinds = [m["kind"] for m in shown["messages"] if m["direction"] == "in"]
+    assert kinds == ["customer", "agent", "note"]
+    relayed = [m for m in shown["messages"] if m["direction"] == "out" and m["kind"] == "agent"]
+    assert relayed and "Werkt het nu?" in relayed[-1]["text"]
+
+    waiting = json.loads(
+        mailgate(config_file, "tickets", "--action-by", "customer", "--json").stdout
+    )
+    assert [t["ref"] for t in waiting] == [ref]
+    assert json.loads(mailgate(config_file, "tickets", "--status", "new", "--json").stdout) == []
+    mine = mailgate(config_file, "set", ref, "assignee=bob@example.com")
+    assert mine.returncode == 0, mine.stderr
+    assigned = mailgate(config_file, "tickets", "--assignee", "bob@example.com")
+    assert ref.encode() in assigned.stdout
