@@ -9,8 +9,10 @@ import signal
 import sys
 import uuid
 from dataclasses import dataclass
+from datetime import date
 from zoneinfo import ZoneInfo
 
+import holidays
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -151,8 +153,9 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
     notifier = Notifier(config=config, templates=templates, codec=codec, policy=policy)
     desk = Desk(
         workflow=config.workflow,
-        calendar=business_calendar(config),
+        calendar=business_calendar(config, clock.now().year),
         notifier=notifier,
+        sla=config.sla.policy(),
     )
     processor = Processor(
         engine=engine,
@@ -195,11 +198,28 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
     )
 
 
-def business_calendar(config: Config) -> BusinessCalendar:
-    """The desk's calendar: its time zone, workdays and closed days."""
+def business_calendar(config: Config, year: int) -> BusinessCalendar:
+    """The desk's calendar: zone, workdays, office hours, half days, and as closed days the
+    public holidays of its country (``holidays``) from last year to ten years on, plus its
+    own closed days."""
     cal = config.calendar
+    names: dict[date, str] = {}
+    if cal.holidays_country:
+        found = holidays.country_holidays(
+            cal.holidays_country,
+            subdiv=cal.holidays_subdivision or None,
+            years=range(year - 1, year + 11),
+        )
+        names.update({day: str(name) for day, name in found.items()})
+    names.update(dict.fromkeys(cal.closed_days, "closed"))
     return BusinessCalendar(
-        ZoneInfo(cal.timezone), frozenset(cal.workdays), frozenset(cal.closed_days)
+        ZoneInfo(cal.timezone),
+        frozenset(cal.workdays),
+        frozenset(names),
+        opens=cal.opens,
+        closes=cal.closes,
+        half_days=dict(cal.half_days),
+        holiday_names=names,
     )
 
 

@@ -394,6 +394,8 @@ async def _set(app: App, args: argparse.Namespace, out: TextIO) -> int:
                 CommandBlock(tuple(commands), (), ""),
                 author=actor,
                 policy=app.policy,
+                calendar=app.desk.calendar,
+                now=now,
             )
             if isinstance(plan, Refusal):
                 for error in plan.errors:

@@ -16,7 +16,7 @@ import tomllib
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,14 @@ from sqlalchemy.exc import ArgumentError
 
 from mailgate.core.model import PRIORITIES, TICKET_TYPES
 from mailgate.core.notify import Kind
+from mailgate.core.sla import (
+    DEFAULT_TARGETS,
+    NA,
+    TO_AGREE,
+    SlaPolicy,
+    parse_duration,
+    policy_from,
+)
 from mailgate.core.submission import KeywordRule
 from mailgate.core.terms import priority, ticket_type
 from mailgate.core.workflow import (
@@ -208,11 +216,27 @@ class QueueConfig:
 
 @dataclass(frozen=True, slots=True)
 class CalendarConfig:
-    """When the desk works: the zone its days are counted in, workdays, closed dates."""
+    """When the desk works: its zone, workdays, office hours, holidays, closed and half days."""
 
     timezone: str
     workdays: tuple[int, ...]  # Monday = 0
     closed_days: tuple[date, ...]
+    opens: time = time(9, 0)
+    closes: time = time(17, 30)
+    holidays_country: str = "NL"
+    holidays_subdivision: str = ""
+    half_days: tuple[tuple[date, time], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SlaConfig:
+    """Answer and solve targets per (type, priority), as written, and the warning share."""
+
+    warn_at: float
+    targets: tuple[tuple[str, str, str, str], ...]  # type, priority, answer, solve
+
+    def policy(self) -> SlaPolicy:
+        return policy_from({(t, p): (a, s) for t, p, a, s in self.targets}, self.warn_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +257,9 @@ class Config:
     workflow: Workflow = DEFAULT_WORKFLOW
     submission: tuple[KeywordRule, ...] = ()
     calendar: CalendarConfig = CalendarConfig("Europe/Amsterdam", (0, 1, 2, 3, 4), ())
+    sla: SlaConfig = SlaConfig(
+        0.8, tuple((k[0], k[1], v[0], v[1]) for k, v in DEFAULT_TARGETS.items())
+    )
 
     @property
     def spool_dir(self) -> Path:
@@ -406,6 +433,7 @@ def parse_config(
     known = {
         *("general", "database", "tokens", "addresses", "agents", "worker", "intake", "smtp"),
         *("lmtp", "imap", "outbound", "relay", "queues", "workflow", "submission", "calendar"),
+        "sla",
     }
     for key in sorted(set(document) - known):
         reader.problems.append(f"{name}: [{key}]: unknown section")
@@ -494,6 +522,7 @@ def parse_config(
     workflow = _workflow(reader, document.get("workflow"))
     submission = _submission(reader)
     calendar = _calendar(reader)
+    sla = _sla(reader)
     if reader.problems:
         raise ConfigError(reader.problems)
     return Config(
@@ -513,6 +542,7 @@ def parse_config(
         workflow=workflow,
         submission=submission,
         calendar=calendar,
+        sla=sla,
     )
 
 
@@ -776,12 +806,86 @@ def _calendar(reader: _Reader) -> CalendarConfig:
             closed.append(date.fromisoformat(text))
         except ValueError:
             s.problem("closed_days", f"expected YYYY-MM-DD, got {_show(text)}")
+    opens = _clock_time(s, "opens", "09:00")
+    closes = _clock_time(s, "closes", "17:30")
+    if closes <= opens:
+        s.problem("closes", "must be later than opens")
+    country = s.string("holidays_country", "NL")
+    subdivision = s.string("holidays_subdivision", "")
+    if country:
+        import holidays
+
+        try:
+            holidays.country_holidays(country, subdiv=subdivision or None, years=2026)
+        except (NotImplementedError, KeyError) as exc:
+            s.problem("holidays_country", f"no holiday calendar for {_show(country)}: {exc}")
+    half: list[tuple[date, time]] = []
+    raw_half = s._get("half_days") or {}
+    if not isinstance(raw_half, dict):
+        s.problem("half_days", 'expected a table of "YYYY-MM-DD" = "HH:MM"')
+        raw_half = {}
+    for key, value in raw_half.items():
+        try:
+            half.append((date.fromisoformat(str(key)), time.fromisoformat(str(value))))
+        except ValueError:
+            s.problem("half_days", f'expected "YYYY-MM-DD" = "HH:MM", got {_show(key)}')
     s.finish()
+    workdays = tuple(sorted({_WEEKDAYS.index(d.lower()) for d in days if d.lower() in _WEEKDAYS}))
+    if not workdays:
+        s.problem("workdays", "at least one working day is required")
     return CalendarConfig(
-        zone,
-        tuple(sorted({_WEEKDAYS.index(d.lower()) for d in days if d.lower() in _WEEKDAYS})),
-        tuple(closed),
+        zone, workdays, tuple(closed), opens, closes, country, subdivision, tuple(half)
     )
+
+
+def _clock_time(s: _Section, key: str, default: str) -> time:
+    text = s.string(key, default)
+    try:
+        return time.fromisoformat(text)
+    except ValueError:
+        s.problem(key, f'expected "HH:MM", got {_show(text)}')
+        return time.fromisoformat(default)
+
+
+def _sla(reader: _Reader) -> SlaConfig:
+    s = reader.section("sla")
+    warn_at = s.number("warn_at", 0.8, low=0.05, high=0.99)
+    table = dict(DEFAULT_TARGETS)
+    raw = s._get("targets")
+    if raw is not None:
+        if not isinstance(raw, dict):
+            s.problem("targets", "expected a table of type = { priority = [answer, solve] }")
+            raw = {}
+        for kind, row in raw.items():
+            key = f"targets.{kind}"
+            if kind not in TICKET_TYPES:
+                s.problem(key, f"unknown type; known: {', '.join(TICKET_TYPES)}")
+                continue
+            if not isinstance(row, dict):
+                s.problem(key, "expected a table of priority = [answer, solve]")
+                continue
+            for level, pair in row.items():
+                where = f"{key}.{level}"
+                if level not in PRIORITIES:
+                    s.problem(where, f"unknown priority; known: {', '.join(PRIORITIES)}")
+                    continue
+                if (
+                    not isinstance(pair, list)
+                    or len(pair) != 2
+                    or not all(isinstance(v, str) for v in pair)
+                ):
+                    s.problem(where, 'expected ["answer", "solve"], e.g. ["24 hours", "2 days"]')
+                    continue
+                for value in pair:
+                    if value.lower() not in (NA, TO_AGREE) and parse_duration(value) is None:
+                        s.problem(
+                            where,
+                            f"{_show(value)} is not a duration (hours, days, weeks, months), "
+                            '"n/a" or "to agree"',
+                        )
+                table[(kind, level)] = (pair[0], pair[1])
+    s.finish()
+    return SlaConfig(warn_at, tuple((k[0], k[1], v[0], v[1]) for k, v in table.items()))
 
 
 def _submission(reader: _Reader) -> tuple[KeywordRule, ...]:

@@ -318,6 +318,8 @@ class Processor:
                 author=actor,
                 policy=self.policy,
                 existing=await repo.tickets_existing(refs),
+                calendar=self.desk.calendar,
+                now=now,
             )
             if isinstance(agent_plan, Refusal):
                 return await self._refuse(repo, entry, mail, ticket, text, agent_plan, reason)
@@ -383,6 +385,7 @@ class Processor:
                 Change(target, mail, False, kind, actor, plan.text, classified.decisions),
             )
         elif plan.relay:
+            await self.desk.sla_answered(repo, target, now)
             await self._notify(
                 repo,
                 Change(
@@ -505,6 +508,7 @@ class Processor:
             action_by=self.desk.action_by(initial),
         )
         await self.desk.arm(repo, ticket, initial, now)
+        await self.desk.sla_start(repo, ticket, initial, now)
         row = await self._add_message(repo, ticket, entry, mail, kind, text)
         await repo.participants_add(ticket, participants(mail, self.policy, new_ticket=True))
         await repo.event_add(

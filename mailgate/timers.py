@@ -20,7 +20,7 @@ from mailgate.core.workflow import Trigger, move
 from mailgate.desk import Desk
 from mailgate.errors import MailgateError
 from mailgate.store.db import session, storage_errors
-from mailgate.store.repos import Repo
+from mailgate.store.repos import SLA_PREFIX, Repo
 from mailgate.tasks import wait_for_work
 
 log = structlog.get_logger("mailgate.timers")
@@ -68,6 +68,8 @@ class Scheduler:
         state = await repo.ticket_state(ticket, lock=True)
         if state is None or state.status != armed_in:
             return 0
+        if trigger.startswith(SLA_PREFIX):
+            return await self.desk.sla_alert(repo, ticket, trigger, now)
         found = move(self.desk.workflow, state.status, Trigger(trigger))
         if found is None:
             log.info("timer.ignored", ticket=f"#{ticket}", trigger=trigger, status=state.status)

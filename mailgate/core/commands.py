@@ -28,6 +28,7 @@ class Verb(StrEnum):
     QUOTE = "quote"
     CC = "cc"
     HELP = "help"
+    DUE = "due"
 
 
 VERBS: Mapping[str, Verb] = {
@@ -57,6 +58,9 @@ VERBS: Mapping[str, Verb] = {
     "cc": Verb.CC,
     "help": Verb.HELP,
     "hulp": Verb.HELP,
+    "due": Verb.DUE,
+    "deadline": Verb.DUE,
+    "termijn": Verb.DUE,
 }
 
 CC_ADD = frozenset({"add", "toevoegen", "+"})

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from mailgate.core.address import AddressPolicy
+from mailgate.core.calendar import BusinessCalendar
 from mailgate.core.commands import (
     CC_ADD,
     CC_REMOVE,
@@ -24,6 +26,7 @@ from mailgate.core.commands import (
     customer_intent,
 )
 from mailgate.core.model import PRIORITIES, TICKET_TYPES, Participant, Role
+from mailgate.core.sla import parse_due
 from mailgate.core.terms import priority, ticket_type
 from mailgate.core.workflow import Audience, ClosedReply, Group, Move, Trigger, Workflow, move
 
@@ -98,8 +101,13 @@ def plan_agent(
     author: str,
     policy: AddressPolicy,
     existing: Iterable[int] = (),
+    calendar: BusinessCalendar | None = None,
+    now: datetime | None = None,
 ) -> Plan | Refusal:
-    """The plan for an agent's message on ``ticket``, or a refusal listing every fault."""
+    """The plan for an agent's message on ``ticket``, or a refusal listing every fault.
+
+    ``calendar`` and ``now`` let ``#due`` be checked (a business duration or a date
+    that has not passed)."""
     errors = [f"{line}: unknown command; try #help" for line in block.unknown]
     status = ticket.status
     template = ""
@@ -161,6 +169,14 @@ def plan_agent(
                 errors.append(f"{command.line}: not an agent; give an agent's address or 'me'")
             elif who != (ticket.assignee or ""):
                 changes.append(FieldChange("assignee", ticket.assignee or "", who))
+        elif command.verb is Verb.DUE:
+            if calendar is None or now is None or parse_due(arg, calendar, now) is None:
+                errors.append(
+                    f"{command.line}: give a business duration (3 days, 16 hours, 2 weeks) "
+                    "or a date to come (2026-03-01, 2026-03-01 12:00)"
+                )
+            else:
+                changes.append(FieldChange("due", "", arg))
         elif command.verb is Verb.MERGE:
             target = ticket_ref(arg)
             if target is None or target not in known or target == ticket.number:
@@ -283,6 +299,7 @@ def command_reference(workflow: Workflow) -> str:
             "#merge <#number>         #samenvoegen this ticket into that one",
             "#quote <text>            #offerte     extra work: the customer is asked to approve",
             "#cc add|remove <address> #cc toevoegen|verwijderen",
+            "#due <duration|date>     #termijn     agree the solve target: 3 days, 2026-03-01",
             "#help                    #hulp",
             "",
             "Text below the commands is sent to the customer; a mail of only commands",

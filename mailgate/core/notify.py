@@ -32,6 +32,8 @@ class Kind(StrEnum):
     COMMAND_FAILED = "command_failed"
     COMMAND_HELP = "command_help"
     TEAM_NOTE = "team_note"
+    TEAM_SLA_WARNING = "team_sla_warning"
+    TEAM_SLA_BREACH = "team_sla_breach"
     PRIVACY_NOTICE = "privacy_notice"
 
 
@@ -53,6 +55,8 @@ TEAM_KINDS = frozenset(
         Kind.COMMAND_FAILED,
         Kind.COMMAND_HELP,
         Kind.TEAM_NOTE,
+        Kind.TEAM_SLA_WARNING,
+        Kind.TEAM_SLA_BREACH,
     }
 )
 

@@ -74,6 +74,7 @@ class Notifier:
         self.codec = codec
         self.policy = policy
         self.queues = {q.name: q for q in config.queues}
+        self.sla = config.sla.policy()
 
     def _audience(self, view: TicketView, queue: QueueConfig) -> Audience:
         return Audience(
@@ -284,6 +285,7 @@ class Notifier:
             asked_priority=label(change.asked_priority, language) if change.asked_priority else "",
             quote=change.quote,
             commands=change.commands,
+            answer_target=self._answer_target(view, language),
         )
         rendered = self.templates.render(notice.kind, notice.language, context)
         in_reply_to, references = await repo.thread_anchor(view.number)
@@ -305,6 +307,11 @@ class Notifier:
             ),
         )
         return rendered, raw, message_id, domain
+
+    def _answer_target(self, view: TicketView, language: str) -> str:
+        """The answer target in words ("binnen 2 werkdagen"), or "" without one."""
+        answer = self.sla.for_ticket(view.type, view.priority).answer
+        return answer.words(language) if answer else ""
 
     async def _queue(
         self,

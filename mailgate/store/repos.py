@@ -26,6 +26,7 @@ from mailgate.core.model import (
     TicketView,
 )
 from mailgate.core.route import Lookup
+from mailgate.core.sla import Clock as SlaClock
 from mailgate.store.tables import (
     AttachmentRow,
     EventRow,
@@ -42,6 +43,7 @@ from mailgate.store.tables import (
 )
 
 PENDING = "pending"
+SLA_PREFIX = "sla_"  # timers whose trigger starts so are SLA alarms, not workflow timers
 OUTBOX_PENDING = "pending"
 OUTBOX_SENDING = "sending"
 OUTBOX_SENT = "sent"
@@ -551,12 +553,71 @@ class Repo:
                 )
             )
 
-    async def timers_cancel(self, ticket: int) -> None:
-        await self.session.exec(
-            update(TimerRow)
-            .where(col(TimerRow.ticket_id) == ticket, col(TimerRow.state) == "pending")
-            .values(state="cancelled")
+    async def timers_cancel(self, ticket: int, *, sla: bool | None = None) -> None:
+        """Cancel a ticket's pending timers: all, only SLA alarms (``sla=True``), or only the
+        workflow's (``sla=False``)."""
+        query = update(TimerRow).where(
+            col(TimerRow.ticket_id) == ticket, col(TimerRow.state) == "pending"
         )
+        if sla is not None:
+            is_sla = col(TimerRow.trigger).startswith(SLA_PREFIX)
+            query = query.where(is_sla if sla else ~is_sla)
+        await self.session.exec(query.values(state="cancelled"))
+
+    async def sla_clock(self, ticket: int) -> SlaClock:
+        row = await self.session.get(TicketRow, ticket)
+        assert row is not None
+        return SlaClock(
+            consumed=row.sla_consumed,
+            running_since=row.sla_running_since,
+            answered_at=row.sla_answered_at,
+            solved_at=row.sla_solved_at,
+            agreed_solve=row.sla_agreed_solve,
+            fixed_solve_due=row.sla_fixed_due,
+        )
+
+    async def sla_save(
+        self,
+        ticket: int,
+        clock: SlaClock,
+        *,
+        answer_due: datetime | None,
+        solve_due: datetime | None,
+    ) -> None:
+        await self.session.exec(
+            update(TicketRow)
+            .where(col(TicketRow.id) == ticket)
+            .values(
+                sla_consumed=clock.consumed,
+                sla_running_since=clock.running_since,
+                sla_answered_at=clock.answered_at,
+                sla_solved_at=clock.solved_at,
+                sla_agreed_solve=clock.agreed_solve,
+                sla_fixed_due=clock.fixed_solve_due,
+                sla_answer_due=answer_due,
+                sla_solve_due=solve_due,
+            )
+        )
+
+    async def ticket_event_exists(self, ticket: int, kind: str, new: str) -> bool:
+        found = await self.session.exec(
+            select(EventRow.id)
+            .where(EventRow.ticket_id == ticket, EventRow.kind == kind, EventRow.new == new)
+            .limit(1)
+        )
+        return found.first() is not None
+
+    async def tickets_open(self, closed_states: Iterable[str]) -> list[int]:
+        """Tickets not in one of ``closed_states`` and not merged away, by number."""
+        rows = await self.session.exec(
+            select(TicketRow.id)
+            .where(
+                col(TicketRow.status).not_in(list(closed_states)),
+                col(TicketRow.merged_into).is_(None),
+            )
+            .order_by(col(TicketRow.id))
+        )
+        return [i for i in rows.all() if i is not None]
 
     async def timers_due(self, now: datetime, limit: int) -> list[int]:
         rows = await self.session.exec(

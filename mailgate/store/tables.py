@@ -130,6 +130,15 @@ class TicketRow(SQLModel, table=True):
     approval: str = Field(default="none", max_length=16)
     quote: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     merged_into: int | None = Field(default=None, index=True)
+    # The SLA clock (mailgate.core.sla.Clock).
+    sla_consumed: int = 0
+    sla_running_since: datetime | None = _when(nullable=True)
+    sla_answered_at: datetime | None = _when(nullable=True)
+    sla_solved_at: datetime | None = _when(nullable=True)
+    sla_agreed_solve: int | None = None
+    sla_fixed_due: datetime | None = _when(nullable=True)
+    sla_answer_due: datetime | None = _when(nullable=True, index=True)
+    sla_solve_due: datetime | None = _when(nullable=True, index=True)
 
 
 class MessageRow(SQLModel, table=True):
