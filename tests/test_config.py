@@ -177,3 +177,43 @@ def test_workflow_graph_faults_name_the_state(tmp_path: Path) -> None:
     text = "\n".join(caught.value.problems)
     assert "states.island: cannot be reached from 'new'" in text
     assert "states.stuck: no way out" in text
+
+
+def test_the_shipped_config_spells_out_the_default_sla() -> None:
+    from mailgate.config import SlaConfig
+    from mailgate.core.sla import DEFAULT_TARGETS
+
+    shipped = Path(__file__).resolve().parents[1] / "config.toml"
+    config = load_config(shipped, environ={})
+    assert {(t, p): (a, s) for t, p, a, s in config.sla.targets} == dict(DEFAULT_TARGETS)
+    assert config.sla.warn_at == 0.8
+    assert config.sla == SlaConfig(
+        0.8, tuple((k[0], k[1], v[0], v[1]) for k, v in DEFAULT_TARGETS.items())
+    )
+    assert (config.calendar.holidays_country, str(config.calendar.closes)) == ("NL", "17:30:00")
+
+
+def test_sla_and_calendar_faults_are_named(tmp_path: Path) -> None:
+    document = {
+        **MINIMAL,
+        "sla": {
+            "warn_at": 1.5,
+            "targets": {
+                "bug": {"critical": ["soon", "2 days"], "urgentish": ["1 day", "2 days"]},
+                "cake": {"low": ["1 day", "2 days"]},
+            },
+        },
+        "calendar": {"opens": "18:00", "closes": "9am", "holidays_country": "XX"},
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(document, name="config.toml", base=tmp_path, environ={})
+    text = "\n".join(caught.value.problems)
+    for expected in (
+        "[sla] warn_at: expected a number",
+        '[sla] targets.bug.critical: "soon" is not a duration',
+        "[sla] targets.bug.urgentish: unknown priority",
+        "[sla] targets.cake: unknown type",
+        '[calendar] closes: expected "HH:MM", got "9am"',
+        '[calendar] holidays_country: no holiday calendar for "XX"',
+    ):
+        assert expected in text, expected
