@@ -304,6 +304,9 @@ class Notifier:
                 language=notice.language,
                 date=now,
                 loop_id=self.codec.installation_id,
+                attachments=change.mail.attachments
+                if notice.kind is Kind.AGENT_REPLY and change.mail is not None
+                else (),
             ),
         )
         return rendered, raw, message_id, domain

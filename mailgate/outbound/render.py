@@ -23,6 +23,7 @@ from typing import Any
 import jinja2
 
 from mailgate.core.classify import LOOP_HEADER
+from mailgate.core.model import Attachment
 from mailgate.core.notify import LANGUAGES, Kind
 from mailgate.errors import ConfigError
 
@@ -169,6 +170,7 @@ class Envelope:
     language: str
     date: datetime
     loop_id: str = ""
+    attachments: tuple[Attachment, ...] = ()  # an agent's files, relayed with the answer
 
 
 class _CachedHeaderRegistry(HeaderRegistry):
@@ -211,6 +213,14 @@ def compose(rendered: Rendered, envelope: Envelope) -> bytes:
         msg["Precedence"] = "bulk" if envelope.auto_submitted == "auto-generated" else "auto_reply"
     msg.set_content(rendered.text)
     msg.add_alternative(rendered.html, subtype="html")
+    for item in envelope.attachments:
+        maintype, _, subtype = item.content_type.partition("/")
+        msg.add_attachment(
+            item.data,
+            maintype=maintype or "application",
+            subtype=subtype or "octet-stream",
+            filename=item.filename,
+        )
     msg["Content-Language"] = envelope.language  # after set_content, which clears Content-*
     if envelope.loop_id:
         msg[LOOP_HEADER] = envelope.loop_id

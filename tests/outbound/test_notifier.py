@@ -228,3 +228,26 @@ async def test_a_bounce_that_lost_its_verp_address_is_found_by_the_returned_mess
         assert await Repo(s).suppressed(("alice@customer.nl",), ack.created_at) == {
             "alice@customer.nl"
         }
+
+
+async def test_an_agents_attachments_are_relayed_with_the_answer(app: App) -> None:
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    outcome = await deliver(app, make_mail())
+    tag = app.codec.subject_tag(outcome.ticket or 0)
+    answer = EmailMessage(policy=SMTP)
+    answer["From"] = "Piet Support <piet@example.com>"
+    answer["To"] = "support@example.com"
+    answer["Subject"] = f"Re: {tag} Printer brandt"
+    answer["Message-ID"] = "<answer@example.com>"
+    answer.set_content("Zie de handleiding in de bijlage.")
+    answer.add_attachment(
+        b"%PDF-1.4 handleiding", maintype="application", subtype="pdf", filename="handleiding.pdf"
+    )
+    await deliver(app, answer.as_bytes())
+    relayed = [m for k, _, m in await outbox(app) if k == "agent_reply"][-1]
+    files = [(a.get_filename(), a.get_content()) for a in relayed.iter_attachments()]
+    assert files == [("handleiding.pdf", b"%PDF-1.4 handleiding")]
+    acks = [m for k, _, m in await outbox(app) if k == "ack"]
+    assert not list(acks[0].iter_attachments())
