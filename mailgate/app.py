@@ -34,12 +34,12 @@ from mailgate.outbound.transport import transport_for
 from mailgate.process import Processor
 from mailgate.store.db import (
     create_engine,
-    create_schema,
     create_sqlite_sync_engine,
     session,
     storage_errors,
 )
 from mailgate.store.repos import Repo
+from mailgate.store.schema import prepare_schema
 from mailgate.timers import Scheduler
 
 log = structlog.get_logger("mailgate.app")
@@ -124,7 +124,7 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
         config.database.url, busy_timeout=config.database.busy_timeout, echo=config.database.echo
     )
     try:
-        await create_schema(engine)
+        await prepare_schema(engine)
         secret = await asyncio.to_thread(load_secret, config)
         with storage_errors("installation id"):
             async with session(engine, write=True) as s:

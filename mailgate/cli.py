@@ -28,12 +28,20 @@ from mailgate.core.desk import Refusal, plan_agent
 from mailgate.core.model import Action, SpoolEntry, TicketView
 from mailgate.core.notify import LANGUAGES, Kind
 from mailgate.core.sla import hours, status_of
-from mailgate.errors import BadMail, ConfigError, LoginFailed, MailgateError, NotFound
+from mailgate.errors import (
+    BadMail,
+    ConfigError,
+    LoginFailed,
+    MailgateError,
+    NotFound,
+    SchemaMismatch,
+)
 from mailgate.intake.imap import probe
 from mailgate.intake.spool import Received
 from mailgate.log import configure
-from mailgate.store.db import session, storage_errors
+from mailgate.store.db import create_engine, session, storage_errors
 from mailgate.store.repos import Repo
+from mailgate.store.schema import migrate, upgrade_sql
 
 EX_OK = 0
 EX_FAILED = 1
@@ -55,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("check", help="validate the configuration and exit (0 ok, 78 invalid)")
     sub.add_parser("init", help="create the data directory, database schema and secret")
     sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
+    migrate = sub.add_parser("migrate", help="upgrade the database schema to this version's")
+    migrate.add_argument(
+        "--sql", action="store_true", help="print the SQL of a fresh upgrade instead of running it"
+    )
     ingest = sub.add_parser("ingest", help="take one raw mail from FILE or stdin (MTA pipe mode)")
     ingest.add_argument("file", nargs="?", default="-", metavar="FILE|-")
     ingest.add_argument(
@@ -130,11 +142,13 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
         and ((args.id is None) == (not args.all))
     ):
         parser.error("quarantine retry takes either an ID or --all")
-    handler = _COMMANDS[args.command]
     try:
+        if args.command == "migrate":
+            return asyncio.run(_migrate(config, args, out))
+        handler = _COMMANDS[args.command]
         return asyncio.run(_with_app(config, lambda app: handler(app, args, out)))
-    except ConfigError as exc:
-        for problem in exc.problems:
+    except (ConfigError, SchemaMismatch) as exc:
+        for problem in exc.problems if isinstance(exc, ConfigError) else [f"mailgate: {exc}"]:
             print(problem, file=sys.stderr)
         return EX_CONFIG
     except MailgateError as exc:
@@ -146,6 +160,23 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
         return EX_FAILED
     except KeyboardInterrupt:
         return EX_OK
+
+
+async def _migrate(config: Config, args: argparse.Namespace, out: TextIO) -> int:
+    """Upgrade the schema (or print the SQL that would create it)."""
+    if args.sql:
+        print(upgrade_sql(config.database.url), file=out)
+        return EX_OK
+    engine = create_engine(config.database.url, busy_timeout=config.database.busy_timeout)
+    try:
+        before, after = await migrate(engine)
+    finally:
+        await engine.dispose()
+    if before == after:
+        print(f"schema already at {after}", file=out)
+    else:
+        print(f"schema upgraded from {before or 'nothing'} to {after}", file=out)
+    return EX_OK
 
 
 async def _check_sources(config: Config, out: TextIO) -> int:

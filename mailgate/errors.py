@@ -9,6 +9,7 @@
     │   └── DeliveryDeferred       a relay said 4xx or could not be reached (outbound)
     └── PermanentError             retrying the same input cannot help (SMTP 550, quarantine)
         ├── ConfigError            config.toml or the environment is wrong (exit 78)
+        ├── SchemaMismatch         the database schema is older or newer than the code (exit 78)
         ├── BadMail                the mail itself cannot be taken in
         ├── LoginFailed            an IMAP server refused our credentials
         ├── DeliveryFailed         a relay refused a mail for good (5xx)
@@ -55,6 +56,11 @@ class ConfigError(PermanentError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = tuple(problems)
         super().__init__("\n".join(problems))
+
+
+class SchemaMismatch(PermanentError):
+    """The database schema is not the one this code was written for; the message says what
+    to do (run ``mailgate migrate``, or upgrade mailgate)."""
 
 
 class BadMail(PermanentError):

@@ -274,3 +274,13 @@ def test_the_team_works_from_the_command_line(config_file: Path) -> None:
     assert mine.returncode == 0, mine.stderr
     assigned = mailgate(config_file, "tickets", "--assignee", "bob@example.com")
     assert ref.encode() in assigned.stdout
+
+
+def test_migrate_upgrades_once_and_prints_sql(config_file: Path) -> None:
+    first = mailgate(config_file, "migrate")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.decode().startswith("schema upgraded from nothing to ")
+    again = mailgate(config_file, "migrate")
+    assert again.stdout.decode().startswith("schema already at ")
+    sql = mailgate(config_file, "migrate", "--sql")
+    assert b"CREATE TABLE tickets" in sql.stdout

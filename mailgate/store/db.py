@@ -25,7 +25,6 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import SingletonThreadPool
-from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from mailgate.errors import StorageUnavailable
@@ -204,12 +203,3 @@ async def session(
     assert lock is not None
     async with lock.hold(urgent=urgent), AsyncSession(bind, expire_on_commit=False) as s, s.begin():
         yield s
-
-
-async def create_schema(engine: AsyncEngine) -> None:
-    """Create the tables that do not exist yet."""
-    from mailgate.store import tables  # noqa: F401 - registers the tables
-
-    with storage_errors("create schema"):
-        async with engine.begin() as conn:
-            await conn.run_sync(SQLModel.metadata.create_all)

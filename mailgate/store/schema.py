@@ -1,0 +1,140 @@
+"""Keep the database schema and the code in step: migrate, check, or create it fresh.
+
+Migrations are Alembic scripts in ``mailgate/store/migrations/versions``, one
+per schema change. An empty database is created at the newest schema directly
+(``create_all`` and a stamp: what upgrading through every migration gives, as a
+test checks). A database at an older revision is refused until ``mailgate
+migrate`` ran; one at a revision this code does not know is refused too (a newer
+mailgate wrote it). On PostgreSQL a migration holds an advisory lock, so two
+instances upgrading at once take turns.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, inspect, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import SQLModel
+
+from mailgate.errors import SchemaMismatch
+from mailgate.store.db import storage_errors
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = 0x6D61696C67617465  # "mailgate": the advisory lock key of migrations
+
+
+def alembic_config(url: str = "", output: io.StringIO | None = None) -> AlembicConfig:
+    config = AlembicConfig(output_buffer=output)
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if url:
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+@cache
+def head() -> str:
+    """The newest revision this code knows."""
+    found = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert found is not None
+    return found
+
+
+@cache
+def known_revisions() -> frozenset[str]:
+    script = ScriptDirectory.from_config(alembic_config())
+    return frozenset(r.revision for r in script.walk_revisions())
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaState:
+    revision: str | None
+    has_tables: bool
+
+
+def _state(connection: Connection) -> SchemaState:
+    revision = MigrationContext.configure(connection).get_current_revision()
+    names = set(inspect(connection).get_table_names()) - {"alembic_version"}
+    return SchemaState(revision, bool(names & set(SQLModel.metadata.tables)))
+
+
+def _create_fresh(connection: Connection) -> None:
+    from mailgate.store import tables  # noqa: F401 - registers the tables
+
+    SQLModel.metadata.create_all(connection)
+    command.stamp(_with(connection), "head")
+
+
+def _with(connection: Connection) -> AlembicConfig:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    return config
+
+
+async def prepare_schema(engine: AsyncEngine) -> None:
+    """Create an empty database at the newest schema; refuse an older or unknown one."""
+    with storage_errors("schema check"):
+        async with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
+            state = await conn.run_sync(_state)
+            if state.revision is None and not state.has_tables:
+                await conn.run_sync(_create_fresh)
+                return
+    check(state)
+
+
+def check(state: SchemaState) -> None:
+    """Raise SchemaMismatch, saying what to do, unless the schema is the code's."""
+    if state.revision == head():
+        return
+    if state.revision is None:
+        raise SchemaMismatch(
+            "the database has mailgate tables but no schema version (made before "
+            "migrations existed): export what you need and start from an empty database"
+        )
+    if state.revision in known_revisions():
+        raise SchemaMismatch(
+            f"the database schema ({state.revision}) is older than this mailgate ({head()}): "
+            "back it up, then run `mailgate migrate`"
+        )
+    raise SchemaMismatch(
+        f"the database schema ({state.revision}) is newer than this mailgate knows "
+        f"({head()}): upgrade mailgate on this machine (or restore the backup taken "
+        "before the migration)"
+    )
+
+
+async def migrate(engine: AsyncEngine) -> tuple[str | None, str]:
+    """Upgrade the database to the newest schema; (revision before, revision after)."""
+    with storage_errors("migrate"):
+        async with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
+            before = await conn.run_sync(_state)
+            if before.revision is None and not before.has_tables:
+                await conn.run_sync(_create_fresh)
+            elif before.revision is None or before.revision not in known_revisions():
+                check(before)  # no version, or a newer one: refused, saying why
+            else:
+                await conn.run_sync(lambda c: command.upgrade(_with(c), "head"))
+    return before.revision, head()
+
+
+def upgrade_sql(url: str) -> str:
+    """The SQL that upgrades an empty database of ``url``'s kind to the newest schema."""
+    output = io.StringIO()
+    command.upgrade(alembic_config(url, output), "head", sql=True)
+    return output.getvalue()
+
+
+def upgrade_through_migrations(connection: Connection) -> None:
+    """Run every migration from nothing (what a test compares with the models)."""
+    command.upgrade(_with(connection), "head")

@@ -1,0 +1,116 @@
+"""Migrations on SQLite and PostgreSQL: from nothing, from the first release, and refusals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, text
+from sqlmodel import SQLModel
+
+from mailgate.app import build_app
+from mailgate.clock import FrozenClock
+from mailgate.config import Config
+from mailgate.errors import SchemaMismatch
+from mailgate.store import tables  # noqa: F401 - registers the tables
+from mailgate.store.db import create_engine
+from mailgate.store.schema import (
+    alembic_config,
+    head,
+    migrate,
+    prepare_schema,
+    upgrade_sql,
+    upgrade_through_migrations,
+)
+
+
+def differences(connection: Connection) -> list[Any]:
+    return list(compare_metadata(MigrationContext.configure(connection), SQLModel.metadata))
+
+
+def revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def test_every_migration_from_nothing_gives_exactly_the_models(db_url: str) -> None:
+    engine = create_engine(db_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(upgrade_through_migrations)
+        async with engine.connect() as conn:
+            assert await conn.run_sync(differences) == []
+            assert await conn.run_sync(revision) == head()
+    finally:
+        await engine.dispose()
+
+
+async def test_a_fresh_database_is_made_at_the_newest_schema(db_url: str) -> None:
+    engine = create_engine(db_url)
+    try:
+        await prepare_schema(engine)
+        await prepare_schema(engine)  # a second start finds it ready
+        async with engine.connect() as conn:
+            assert await conn.run_sync(differences) == []
+            assert await conn.run_sync(revision) == head()
+    finally:
+        await engine.dispose()
+
+
+def _upgrade_to_first(connection: Connection) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "0001")
+
+
+async def test_a_first_release_database_is_refused_then_migrated_keeping_its_tickets(
+    config: Config, clock: FrozenClock
+) -> None:
+    engine = create_engine(config.database.url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade_to_first)
+            await conn.execute(
+                text(
+                    "INSERT INTO tickets (queue, title, type, priority, status, created_at, "
+                    "updated_at, updated_by, version) VALUES ('support', 'Oud ticket', "
+                    "'question', 'medium', 'new', :now, :now, 'alice@customer.nl', 1)"
+                ),
+                {"now": clock.now().replace(tzinfo=None)},
+            )
+        with pytest.raises(SchemaMismatch, match=r"older than this mailgate.*mailgate migrate"):
+            await build_app(config, clock)
+        assert await migrate(engine) == ("0001", head())
+        assert await migrate(engine) == (head(), head())
+    finally:
+        await engine.dispose()
+    app = await build_app(config, clock)
+    try:
+        async with app.engine.connect() as conn:
+            row = (await conn.execute(text("SELECT title, action_by, approval FROM tickets"))).one()
+        assert tuple(row) == ("Oud ticket", "support", "none")
+    finally:
+        await app.close()
+
+
+async def test_a_newer_schema_is_refused(db_url: str) -> None:
+    engine = create_engine(db_url)
+    try:
+        await prepare_schema(engine)
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+        with pytest.raises(SchemaMismatch, match="newer than this mailgate"):
+            await prepare_schema(engine)
+        with pytest.raises(SchemaMismatch, match="newer than this mailgate"):
+            await migrate(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("url", ["sqlite+aiosqlite:///x.db", "postgresql+asyncpg://u@h/db"])
+def test_migrate_sql_prints_the_upgrade(url: str) -> None:
+    sql = upgrade_sql(url)
+    assert "CREATE TABLE tickets" in sql and "CREATE TABLE timers" in sql
+    assert f"UPDATE alembic_version SET version_num='{head()}'" in sql
