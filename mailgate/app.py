@@ -8,8 +8,10 @@ import secrets
 import signal
 import sys
 import uuid
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -18,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailgate.blobs import BlobStore
 from mailgate.clock import Clock, SystemClock
-from mailgate.config import Config
+from mailgate.config import Config, ImapConfig
 from mailgate.core.address import AddressPolicy, QueueAddresses
 from mailgate.core.calendar import BusinessCalendar
 from mailgate.core.tokens import TokenCodec
@@ -27,6 +29,7 @@ from mailgate.errors import StorageUnavailable
 from mailgate.intake.imap import ImapPoller
 from mailgate.intake.smtp import Listeners, start_listeners
 from mailgate.intake.spool import Spool
+from mailgate.leader import Leadership
 from mailgate.outbound.notifier import Notifier
 from mailgate.outbound.render import Templates
 from mailgate.outbound.sender import Sender
@@ -62,6 +65,7 @@ class App:
     outbox_wake: asyncio.Event
     desk: Desk
     scheduler: Scheduler
+    leadership: Leadership
     listeners: Listeners | None = None
 
     async def close(self) -> None:
@@ -120,8 +124,14 @@ def bounce_domains(config: Config) -> tuple[str, ...]:
 async def build_app(config: Config, clock: Clock | None = None) -> App:
     """Connect, create what is missing (schema, secret, installation id) and wire the parts."""
     clock = clock or SystemClock()
+    db = config.database
     engine = create_engine(
-        config.database.url, busy_timeout=config.database.busy_timeout, echo=config.database.echo
+        db.url,
+        busy_timeout=db.busy_timeout,
+        echo=db.echo,
+        pool_size=db.pool_size,
+        max_overflow=db.max_overflow,
+        statement_timeout=db.statement_timeout,
     )
     try:
         await prepare_schema(engine)
@@ -195,6 +205,7 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
         outbox_wake,
         desk,
         scheduler,
+        Leadership(config.database.url, config.general.data_dir / "locks"),
     )
 
 
@@ -250,7 +261,7 @@ async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
     worker_stop = asyncio.Event()
     worker = asyncio.create_task(app.processor.run(worker_stop, app.wake))
     sender = asyncio.create_task(app.sender.run(worker_stop, app.outbox_wake))
-    timers = asyncio.create_task(app.scheduler.run(worker_stop))
+    timers = asyncio.create_task(app.leadership.run("timers", app.scheduler.run, worker_stop))
     pollers: list[asyncio.Task[None]] = []
     try:
         if config.smtp.enabled or config.lmtp.enabled:
@@ -263,14 +274,12 @@ async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
             )
             app.listeners = listeners
         for mailbox in config.imap:
-            poller = ImapPoller(
-                mailbox,
-                spool=app.spool,
-                engine=app.engine,
-                clock=app.clock,
-                envelope_to=queue_envelope(config, mailbox.queue),
+            # One instance polls a mailbox at a time; a fresh poller each time it leads.
+            pollers.append(
+                asyncio.create_task(
+                    app.leadership.run(f"imap:{mailbox.name}", _poll(app, mailbox), stop)
+                )
             )
-            pollers.append(asyncio.create_task(poller.run(stop)))
         stopping = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({stopping, worker}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
@@ -290,6 +299,20 @@ async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         log.info("daemon.stopped")
+
+
+def _poll(app: App, mailbox: ImapConfig) -> Callable[[asyncio.Event], Coroutine[Any, Any, None]]:
+    def job(stop: asyncio.Event) -> Coroutine[Any, Any, None]:
+        poller = ImapPoller(
+            mailbox,
+            spool=app.spool,
+            engine=app.engine,
+            clock=app.clock,
+            envelope_to=queue_envelope(app.config, mailbox.queue),
+        )
+        return poller.run(stop)
+
+    return job
 
 
 def queue_envelope(config: Config, queue: str | None) -> tuple[str, ...]:

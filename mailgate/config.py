@@ -76,6 +76,9 @@ class DatabaseConfig:
     url: str
     busy_timeout: float
     echo: bool
+    pool_size: int = 5
+    max_overflow: int = 5
+    statement_timeout: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,6 +456,9 @@ def parse_config(
         url=_database_url(s, env_url or url, Path.cwd() if env_url else base),
         busy_timeout=s.number("busy_timeout", 5.0, low=0.0, high=600.0),
         echo=s.boolean("echo", False),
+        pool_size=s.integer("pool_size", 5, low=1, high=1000),
+        max_overflow=s.integer("max_overflow", 5, low=0, high=1000),
+        statement_timeout=s.number("statement_timeout", 30.0, low=0.0, high=86400.0),
     )
     s.finish()
 

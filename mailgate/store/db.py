@@ -34,8 +34,18 @@ RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "5
 IMMEDIATE = "mailgate_immediate"
 
 
-def create_engine(url: str, *, busy_timeout: float = 5.0, echo: bool = False) -> AsyncEngine:
-    """An engine for ``url``; SQLite files get their directory and pragmas."""
+def create_engine(
+    url: str,
+    *,
+    busy_timeout: float = 5.0,
+    echo: bool = False,
+    pool_size: int = 5,
+    max_overflow: int = 5,
+    statement_timeout: float = 0.0,
+) -> AsyncEngine:
+    """An engine for ``url``; SQLite files get their directory and pragmas; PostgreSQL a pool
+    that checks connections before use (so a restarted server is reconnected to) and a
+    statement timeout (0: none)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
@@ -44,13 +54,16 @@ def create_engine(url: str, *, busy_timeout: float = 5.0, echo: bool = False) ->
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": busy_timeout})
         _sqlite_pragmas(engine.sync_engine, busy_timeout)
         return engine
+    settings = (
+        {"statement_timeout": str(int(statement_timeout * 1000))} if statement_timeout else {}
+    )
     return create_async_engine(
         url,
         echo=echo,
         pool_pre_ping=True,
-        pool_size=5,
-        max_overflow=5,
-        connect_args={"timeout": max(busy_timeout, 1.0)},
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        connect_args={"timeout": max(busy_timeout, 1.0), "server_settings": settings},
     )
 
 
