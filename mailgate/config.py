@@ -196,6 +196,7 @@ class OutboundConfig:
     max_automatic_per_ticket_per_hour: int
     suppress_after_bounce_days: float
     relay: RelayConfig
+    claim_timeout: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -682,6 +683,7 @@ def _outbound(reader: _Reader, environ: Mapping[str, str]) -> OutboundConfig:
             "suppress_after_bounce_days", 7.0, low=0.0, high=3650.0
         ),
         relay=relay,
+        claim_timeout=s.number("claim_timeout", 300.0, low=1.0, high=86400.0),
     )
     s.finish()
     if config.template_dir is not None and not config.template_dir.is_dir():

@@ -3,7 +3,7 @@
 A mail is marked ``sending`` (committed) before the SMTP transaction and
 ``sent`` (committed) after the relay's 250. A crash between the two is the only
 window in which a mail can go out twice: it stays ``sending`` and is tried
-again once its claim is older than ``STALE_CLAIM``. That window is the length
+again once its claim is older than ``[outbound] claim_timeout``. That window is the length
 of one SMTP transaction; SMTP offers no way to make it smaller. 4xx replies and
 connection errors retry with exponential backoff and jitter; a 5xx, or
 ``max_attempts`` tries, make the mail dead, recorded on the ticket's events.
@@ -28,7 +28,6 @@ from mailgate.store.repos import OUTBOX_DEAD, OUTBOX_PENDING, OUTBOX_SENT, Repo
 from mailgate.tasks import wait_for_work
 
 log = structlog.get_logger("mailgate.outbox")
-STALE_CLAIM = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +47,7 @@ class Sender:
         self.transport = transport
         self.config = config
         self.clock = clock
+        self.stale_claim = timedelta(seconds=config.claim_timeout)
 
     def _backoff(self, attempts: int) -> timedelta:
         base = min(
@@ -60,7 +60,7 @@ class Sender:
         now = self.clock.now()
         with storage_errors("outbox claim"):
             async with session(self.engine, write=True) as s:
-                claimed = await Repo(s).outbox_claim(outbox_id, now, now - STALE_CLAIM)
+                claimed = await Repo(s).outbox_claim(outbox_id, now, now - self.stale_claim)
         if claimed is None:
             return None
         item, raw = claimed
@@ -126,7 +126,7 @@ class Sender:
         now = self.clock.now()
         with storage_errors("outbox due"):
             async with session(self.engine) as s:
-                due = await Repo(s).outbox_due(now, now - STALE_CLAIM, limit)
+                due = await Repo(s).outbox_due(now, now - self.stale_claim, limit)
         results = []
         for outbox_id in due:
             result = await self.deliver(outbox_id)

@@ -1,0 +1,187 @@
+"""Several `mailgate run` processes on one PostgreSQL: nothing lost, nothing doubled.
+
+Three instances share the database (and, here, one machine's data directory);
+mail arrives over all three SMTP ports and in one Dovecot mailbox that all three
+are configured to watch; one instance is killed with SIGKILL mid-run and
+restarted. A relay sink counts what is delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import json
+import os
+import signal
+import smtplib
+import threading
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiosmtpd.controller import Controller
+
+from tests.conftest import free_port, write_config_file
+from tests.intake.test_imap import PASSWORD, Dovecot, dovecot, dovecot_factory, mailbox
+from tests.mails import make_mail
+from tests.test_daemon import start_daemon, stop_daemon
+
+__all__ = ["dovecot", "dovecot_factory"]
+
+
+class Sink:
+    """An SMTP relay that accepts everything and counts Message-IDs."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.original_content)
+        with self.lock:
+            self.received.append(str(message["Message-ID"]).strip("<>"))
+        return "250 2.0.0 OK"
+
+
+def query(dsn: str, sql: str) -> list[Any]:
+    async def run() -> list[Any]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return list(await conn.fetch(sql))
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def events(lines: list[bytes], name: str) -> list[dict[str, Any]]:
+    found = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("event") == name:
+            found.append(record)
+    return found
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_three_instances_kill_one_and_every_mail_is_a_ticket_once(
+    tmp_path: Path, db_url: str, dovecot: Dovecot
+) -> None:
+    dsn = db_url.replace("postgresql+asyncpg://", "postgresql://")
+    imap_mails = [
+        make_mail(subject=f"imap {i}", message_id=f"<imap-{i}@customer.nl>") for i in range(200)
+    ]
+    dovecot.append(imap_mails)
+    sink = Sink()
+    relay = Controller(sink, hostname="127.0.0.1", port=free_port())
+    relay.start()
+    ports = [free_port() for _ in range(3)]
+    configs = [
+        write_config_file(
+            tmp_path / f"instance{n}.toml",
+            db_url,
+            general={"data_dir": str(tmp_path / "shared"), "log_format": "json"},
+            smtp={
+                "port": port,
+                "messages_per_ip_per_minute": 100000,
+                "connections_per_ip_per_minute": 100000,
+            },
+            relay={"host": "127.0.0.1", "port": relay.port, "security": "none"},
+            outbound={"poll_interval": 0.2, "retry_delay": 0.5, "claim_timeout": 5.0},
+            imap=[mailbox(dovecot, batch_size=20, poll_interval=0.5)],
+        )
+        for n, port in enumerate(ports)
+    ]
+    os.environ["MAILGATE_TEST_IMAP_PASSWORD"] = PASSWORD
+    daemons = [start_daemon(c) for c in configs]
+    logs = [lines for _, lines in daemons]
+    acknowledged: list[str] = []
+    lock = threading.Lock()
+
+    def client(worker: int) -> None:
+        for i in range(200):
+            message_id = f"smtp-{worker}-{i}@customer.nl"
+            raw = make_mail(subject=f"smtp {worker} {i}", message_id=f"<{message_id}>")
+            for attempt in range(30):  # like an MTA with several MX hosts: the next one
+                port = ports[(worker + i + attempt) % 3]
+                try:
+                    with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+                        smtp.sendmail("a@customer.nl", ["support@example.com"], raw)
+                    with lock:
+                        acknowledged.append(message_id)
+                    break
+                except (smtplib.SMTPException, OSError):
+                    time.sleep(0.1)
+
+    try:
+        clients = [threading.Thread(target=client, args=(w,)) for w in range(5)]
+        for thread in clients:
+            thread.start()
+        while len(acknowledged) < 300:
+            time.sleep(0.01)
+        victim, _ = daemons[0]
+        killed_pid = victim.pid
+        killed_at = time.time()
+        stop_daemon(victim, signal.SIGKILL)
+        time.sleep(1.0)
+        daemons[0] = start_daemon(configs[0])
+        logs.append(daemons[0][1])
+        for thread in clients:
+            thread.join(timeout=300)
+        assert len(acknowledged) == 1000
+
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            pending = query(
+                dsn,
+                "SELECT (SELECT count(*) FROM spool WHERE state = 'pending') + "
+                "(SELECT count(*) FROM outbox WHERE state IN ('pending', 'sending'))",
+            )[0][0]
+            if pending == 0 and dovecot.count("INBOX") == 0:
+                break
+            time.sleep(0.5)
+    finally:
+        for daemon, _ in daemons:
+            if daemon.poll() is None:
+                stop_daemon(daemon)
+        relay.stop()
+        os.environ.pop("MAILGATE_TEST_IMAP_PASSWORD", None)
+
+    inbound = Counter(
+        r["message_id"]
+        for r in query(dsn, "SELECT message_id FROM messages WHERE direction = 'in'")
+    )
+    expected = set(acknowledged) | {f"imap-{i}@customer.nl" for i in range(200)}
+    assert {mid for mid in expected if inbound[mid] != 1} == set()
+    assert max(inbound.values()) == 1
+    assert query(dsn, "SELECT count(*) FROM tickets")[0][0] == len(inbound)
+    assert dovecot.count("mailgate/processed") == 200
+
+    sent = {r["message_id"] for r in query(dsn, "SELECT message_id FROM outbox")}
+    delivered = Counter(sink.received)
+    assert set(delivered) == sent  # every notification reached the relay ...
+    assert {mid: n for mid, n in delivered.items() if n > 1} == {}  # ... once
+    kinds = Counter(r["kind"] for r in query(dsn, "SELECT kind FROM outbox"))
+    # A team notice per ticket; acknowledgments to the one sender stop at the hourly cap.
+    assert kinds == {"team_new_ticket": len(inbound), "ack": 10}
+
+    # One instance at a time polled the mailbox and ran the timers: a second instance
+    # took a job over only after its holder was killed.
+    for job in ("imap:support", "timers"):
+        taken = sorted(
+            (datetime.fromisoformat(e["timestamp"]).timestamp(), e["pid"])
+            for lines in logs
+            for e in events(lines, "leader.acquired")
+            if e["job"] == job
+        )
+        holders = [pid for _, pid in taken]
+        assert len(holders) <= 2, (job, taken)
+        if len(holders) == 2:
+            assert holders[0] == killed_pid and taken[1][0] >= killed_at, (job, taken)
