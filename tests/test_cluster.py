@@ -185,3 +185,80 @@ def test_three_instances_kill_one_and_every_mail_is_a_ticket_once(
         assert len(holders) <= 2, (job, taken)
         if len(holders) == 2:
             assert holders[0] == killed_pid and taken[1][0] >= killed_at, (job, taken)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # the test starts a PostgreSQL of its own
+def test_a_postgresql_restart_gives_451_meanwhile_and_the_daemon_recovers(
+    tmp_path: Path, backend: str
+) -> None:
+    import shutil
+    import subprocess
+    import tempfile
+
+    from tests.conftest import REQUIRE_SERVERS, SUPPORT, _pg_available
+
+    if not _pg_available():
+        if REQUIRE_SERVERS:
+            pytest.fail("PostgreSQL server binaries are missing and MAILGATE_REQUIRE_SERVERS=1")
+        pytest.skip("PostgreSQL server binaries are missing")
+    directory = Path(tempfile.mkdtemp(prefix="mailgate-pg-restart-"))
+    os.chmod(directory, 0o755)
+    script, port = str(SUPPORT / "pg-cluster.sh"), free_port()
+
+    def cluster(command: str) -> str:
+        return subprocess.run(
+            ["bash", script, command, str(directory / "cluster"), str(port)],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout.strip()
+
+    dsn = cluster("start").splitlines()[-1]
+    smtp_port = free_port()
+    config = write_config_file(
+        tmp_path / "config.toml",
+        dsn.replace("postgresql://", "postgresql+asyncpg://"),
+        smtp={"port": smtp_port},
+        database={"busy_timeout": 2.0},
+    )
+    daemon, lines = start_daemon(config)
+
+    def send(n: int) -> int:
+        raw = make_mail(subject=f"restart {n}", message_id=f"<restart-{n}@customer.nl>")
+        try:
+            with smtplib.SMTP("127.0.0.1", smtp_port, timeout=30) as smtp:
+                smtp.sendmail("a@customer.nl", ["support@example.com"], raw)
+        except smtplib.SMTPResponseException as exc:
+            return int(exc.smtp_code)
+        except smtplib.SMTPRecipientsRefused as exc:
+            return int(next(iter(exc.recipients.values()))[0])
+        return 250
+
+    try:
+        assert send(1) == 250
+        cluster("stop")
+        assert send(2) == 451  # our failure: the sender keeps the mail and retries
+        cluster("start")
+        deadline = time.monotonic() + 60
+        while send(3) != 250:
+            assert time.monotonic() < deadline, "the daemon did not recover"
+            time.sleep(0.5)
+        assert send(2) == 250  # the retried mail
+        deadline = time.monotonic() + 60
+        while True:
+            done = query(dsn, "SELECT count(*) FROM spool WHERE state = 'done'")[0][0]
+            if done == 3:
+                break
+            assert time.monotonic() < deadline, "not processed after the restart"
+            time.sleep(0.5)
+    finally:
+        code = stop_daemon(daemon)
+        subprocess.run(
+            ["bash", script, "stop", str(directory / "cluster")],
+            check=False,
+            capture_output=True,
+            timeout=60,
+        )
+        shutil.rmtree(directory, ignore_errors=True)
+    assert code == 0, b"".join(lines).decode()[-3000:]
