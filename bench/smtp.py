@@ -27,6 +27,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -146,17 +147,21 @@ def start_sink(port: int) -> subprocess.Popen[bytes]:
     return process
 
 
-def start_mailgate(directory: Path, port: int) -> subprocess.Popen[bytes]:
+def start_mailgate(
+    directory: Path, port: int, url: str = "", **sections: Any
+) -> subprocess.Popen[bytes]:
+    """`mailgate run` with its config in ``directory`` (SQLite there unless ``url``)."""
     config = write_config_file(
         directory / "config.toml",
-        f"sqlite+aiosqlite:///{directory / 'mailgate.db'}",
-        general={"log_level": "warning"},
+        url or f"sqlite+aiosqlite:///{directory / 'mailgate.db'}",
+        general={"log_level": "warning", **sections.pop("general", {})},
         smtp={
             "port": port,
             "messages_per_ip_per_minute": 10**6,
             "connections_per_ip_per_minute": 10**6,
             "max_connections": 1000,
         },
+        **sections,
     )
     env = {**os.environ, "MAILGATE_SECRET": "bench-secret-0123456789"}
     env.pop("MAILGATE_DATABASE_URL", None)
