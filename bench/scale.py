@@ -37,6 +37,7 @@ from smtp import drive, mail, start_mailgate
 from mailgate.app import build_app
 from mailgate.config import parse_config
 from mailgate.intake.spool import Received
+from mailgate.log import configure
 from tests.conftest import SUPPORT, config_document, free_port
 from tests.mails import make_mail
 
