@@ -158,7 +158,7 @@ async def intake_rate(url: str, existing: int, count: int) -> float:
     """Mails/s through store + process with ``existing`` tickets stored before."""
     directory = Path(tempfile.mkdtemp(prefix="mailgate-scale-intake-"))
     config = parse_config(
-        config_document(url, general={"data_dir": "var", "log_level": "warning"}),
+        config_document(url, general={"data_dir": "var", "log_level": "error"}),
         name="config.toml",
         base=directory,
         environ={"MAILGATE_SECRET": SECRET},
@@ -187,7 +187,13 @@ async def intake_rate(url: str, existing: int, count: int) -> float:
                     )
                 )
             else:
-                mails.append(make_mail(subject=f"Nieuw {i}", message_id=f"<scale-{i}@bench>"))
+                mails.append(
+                    make_mail(
+                        subject=f"Nieuw {i}",
+                        sender=f"nieuw{i}@klant{i % 97}.nl",
+                        message_id=f"<scale-{i}@bench>",
+                    )
+                )
         started = time.perf_counter()
         for raw in mails:
             stored = await app.spool.store(Received(raw, "bench"))
@@ -199,7 +205,7 @@ async def intake_rate(url: str, existing: int, count: int) -> float:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    configure("warning", "console")
+    configure("error", "console")
     cluster = Cluster()
     try:
         print(f"Part 1: {args.mails} mails of ~5 KB, {args.connections} connections in all")

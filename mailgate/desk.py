@@ -162,19 +162,17 @@ class Desk:
     ) -> tuple[Due, Due]:
         """Save the clock and its due times; re-arm the warnings and breaches still ahead
         (never one already sent)."""
-        state = await repo.ticket_state(ticket)
-        assert state is not None
-        targets = self.sla.for_ticket(state.type, state.priority)
+        status, type_, priority = await repo.ticket_rating(ticket)
+        targets = self.sla.for_ticket(type_, priority)
         answer = status_of(clock, targets, self.calendar, now, which="answer")
         solve = status_of(clock, targets, self.calendar, now, which="solve")
         await repo.sla_save(ticket, clock, answer_due=answer.due, solve_due=solve.due)
         await repo.timers_cancel(ticket, sla=True)
-        alarms = [
-            (trigger, at)
-            for trigger, at in alarm_times(clock, targets, self.calendar, self.sla.warn_at)
-            if not await repo.ticket_event_exists(ticket, SLA_ALERT, trigger)
-        ]
-        await repo.timers_arm(ticket, state.status, alarms, now)
+        alarms = alarm_times(clock, targets, self.calendar, self.sla.warn_at)
+        if alarms:
+            sent = await repo.ticket_event_values(ticket, SLA_ALERT)
+            alarms = [(trigger, at) for trigger, at in alarms if trigger not in sent]
+            await repo.timers_arm(ticket, status, alarms, now)
         return answer, solve
 
     async def sla_answered(self, repo: Repo, ticket: int, now: datetime) -> None:

@@ -17,6 +17,7 @@ from mailgate.app import App, build_app
 from mailgate.clock import FrozenClock
 from mailgate.config import Config
 from mailgate.core.model import Action, TicketView
+from mailgate.intake.spool import Received
 from mailgate.store.db import session
 from mailgate.store.repos import Repo
 from tests.mails import make_mail
@@ -369,3 +370,32 @@ async def test_timers_fire_once_across_a_restart_and_two_schedulers(
     results = await asyncio.gather(other.scheduler.run_due(), again.scheduler.run_due())
     assert sorted(results) == [0, 1]
     assert (await view(again, number)).status == "resolved"
+
+
+async def test_two_agents_on_two_instances_at_once_both_land_in_order(
+    desk: Any, make_config: Callable[..., Config], clock: FrozenClock
+) -> None:
+    first = await desk()
+    second = await desk()  # another instance on the same database
+    world = World(first)
+    number, _, notice = await open_ticket(world)
+    replies = [
+        World.answer(notice, sender=AGENT, body="#prioriteit hoog\n#intern\nIk kijk ernaar."),
+        World.answer(
+            notice, sender="eve@example.com", body="#type incident\n#intern\nBekend probleem."
+        ),
+    ]
+    stored = [
+        await app.spool.store(Received(raw, "test"))
+        for app, raw in zip((first, second), replies, strict=True)
+    ]
+    outcomes = await asyncio.gather(
+        first.processor.process(stored[0].spool_id), second.processor.process(stored[1].spool_id)
+    )
+    assert all(o is not None and o.action is Action.APPENDED for o in outcomes)
+    ticket = await view(first, number)
+    assert (ticket.priority, ticket.type) == ("high", "bug")  # no lost update
+    changes = [e.kind for e in ticket.events if e.kind in ("priority_changed", "type_changed")]
+    assert sorted(changes) == ["priority_changed", "type_changed"]
+    notes = [m for m in ticket.messages if m.direction == "in" and m.kind == "note"]
+    assert len(notes) == 2

@@ -599,6 +599,24 @@ class Repo:
             )
         )
 
+    async def ticket_rating(self, ticket: int) -> tuple[str, str, str]:
+        """(status, type, priority) of a ticket."""
+        row = (
+            await self.session.exec(
+                select(TicketRow.status, TicketRow.type, TicketRow.priority).where(
+                    TicketRow.id == ticket
+                )
+            )
+        ).one()
+        return row[0], row[1], row[2]
+
+    async def ticket_event_values(self, ticket: int, kind: str) -> set[str]:
+        """The ``new`` values of a ticket's events of ``kind``."""
+        rows = await self.session.exec(
+            select(EventRow.new).where(EventRow.ticket_id == ticket, EventRow.kind == kind)
+        )
+        return {v for v in rows.all() if v is not None}
+
     async def ticket_event_exists(self, ticket: int, kind: str, new: str) -> bool:
         found = await self.session.exec(
             select(EventRow.id)
