@@ -18,7 +18,7 @@ import holidays
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mailgate.blobs import BlobStore
+from mailgate.blobs import BlobStore, DatabaseAttachments, FileAttachments
 from mailgate.clock import Clock, SystemClock
 from mailgate.config import Config, ImapConfig
 from mailgate.core.address import AddressPolicy, QueueAddresses
@@ -152,7 +152,8 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
     policy = address_policy(config)
     wake = asyncio.Event()
     outbox_wake = asyncio.Event()
-    raw = BlobStore(config.spool_dir, ".eml")
+    in_database = config.general.blobs == "database"
+    raw = None if in_database else BlobStore(config.spool_dir, ".eml")
     spool = Spool(
         engine,
         clock,
@@ -170,7 +171,9 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
     processor = Processor(
         engine=engine,
         raw=raw,
-        attachments=BlobStore(config.attachment_dir),
+        attachments=DatabaseAttachments(engine)
+        if in_database
+        else FileAttachments(BlobStore(config.attachment_dir)),
         codec=codec,
         policy=policy,
         queues={q.name: q for q in config.queues},

@@ -1,4 +1,5 @@
-"""Content-addressed files under the data directory: written once, fsync'd, never overwritten."""
+"""Content-addressed blobs: files under the data directory (written once, fsync'd, never
+overwritten), or rows of the database when several machines share no disk."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailgate.errors import StorageUnavailable
 
@@ -95,3 +99,36 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class Attachments(Protocol):
+    """Where attachment bytes go, by their SHA-256."""
+
+    async def put(self, data: bytes, sha256: str) -> None: ...
+
+
+class FileAttachments:
+    """Attachments as files of a BlobStore, written on a worker thread."""
+
+    def __init__(self, store: BlobStore) -> None:
+        self.store = store
+
+    async def put(self, data: bytes, sha256: str) -> None:
+        import asyncio
+
+        await asyncio.to_thread(self.store.put, data, sha256)
+
+
+class DatabaseAttachments:
+    """Attachments as rows of the ``blobs`` table: what every instance can read."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def put(self, data: bytes, sha256: str) -> None:
+        from mailgate.store.db import session, storage_errors
+        from mailgate.store.repos import Repo
+
+        with storage_errors("store attachment"):
+            async with session(self.engine, write=True) as s:
+                await Repo(s).blob_put(sha256, data)

@@ -69,6 +69,7 @@ class GeneralConfig:
     data_dir: Path
     log_level: str
     log_format: str
+    blobs: str = "files"  # files | database
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,6 +448,7 @@ def parse_config(
         data_dir=s.path("data_dir", "var"),
         log_level=s.string("log_level", "info", choices=LOG_LEVELS),
         log_format=s.string("log_format", "auto", choices=LOG_FORMATS),
+        blobs=s.string("blobs", "files", choices=("files", "database")),
     )
     s.finish()
 

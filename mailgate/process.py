@@ -22,7 +22,7 @@ from datetime import UTC, timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mailgate.blobs import BlobStore
+from mailgate.blobs import Attachments, BlobStore
 from mailgate.clock import Clock
 from mailgate.config import IntakeConfig, QueueConfig, WorkerConfig
 from mailgate.core.address import AddressPolicy
@@ -70,7 +70,7 @@ from mailgate.core.text import sanitize_html, visible_reply
 from mailgate.core.tokens import TokenCodec
 from mailgate.core.workflow import DEFAULT_WORKFLOW, Audience
 from mailgate.desk import Desk
-from mailgate.errors import MailgateError
+from mailgate.errors import MailgateError, StorageUnavailable
 from mailgate.outbound.notifier import Change, Notifier
 from mailgate.store.db import session, storage_errors
 from mailgate.store.repos import PENDING, Repo
@@ -119,8 +119,8 @@ class Processor:
         self,
         *,
         engine: AsyncEngine,
-        raw: BlobStore,
-        attachments: BlobStore,
+        raw: BlobStore | None,
+        attachments: Attachments,
         codec: TokenCodec,
         policy: AddressPolicy,
         queues: Mapping[str, QueueConfig],
@@ -173,11 +173,14 @@ class Processor:
                 spooled = await Repo(s).spool_raw(spool_id) if entry else None
         if entry is None or entry.state != PENDING:
             return None
-        if spooled is not None:  # first attempt: move the bytes into the blob store
-            await asyncio.to_thread(self.raw.put, spooled, entry.raw_sha256)
+        if spooled is not None:  # first attempt: move the bytes into the blob store, if files
+            if self.raw is not None:
+                await asyncio.to_thread(self.raw.put, spooled, entry.raw_sha256)
             raw = spooled
-        else:
+        elif self.raw is not None:
             raw = await asyncio.to_thread(self.raw.get, entry.raw_sha256)
+        else:
+            raise StorageUnavailable(f"raw mail of spool item {spool_id} not in the database")
         mail = await asyncio.to_thread(parse_mail, raw, self.fallback_charsets)
         log.debug(
             "mail.parsed",
@@ -190,7 +193,7 @@ class Processor:
         )
         mail = replace(mail, attachments=kept)
         for item in kept:
-            await asyncio.to_thread(self.attachments.put, item.data, item.sha256)
+            await self.attachments.put(item.data, item.sha256)
         evidence = gather_evidence(mail, entry.envelope_to, self.codec, self.policy)
         kind = classify(mail, entry.envelope_from, self.codec.installation_id)
         report = None
@@ -224,7 +227,7 @@ class Processor:
                     reason=outcome.reason,
                     now=self.clock.now(),
                 )
-                if spooled is not None:
+                if spooled is not None and self.raw is not None:
                     await repo.spool_raw_moved(spool_id)
         for token in evidence.rejected_tokens:
             log.warning("token.rejected", token=token)
@@ -686,7 +689,8 @@ class Processor:
             with storage_errors("quarantine"):
                 async with session(self.engine, write=True) as s:
                     entry = await Repo(s).spool_get(spool_id)
-                    if entry is not None and self.raw.path(entry.raw_sha256).exists():
+                    raw_file = self.raw.path(entry.raw_sha256) if self.raw and entry else None
+                    if raw_file is not None and raw_file.exists():
                         await Repo(s).spool_raw_moved(spool_id)
                     await Repo(s).spool_quarantine(
                         spool_id,

@@ -1,6 +1,7 @@
 """Several `mailgate run` processes on one PostgreSQL: nothing lost, nothing doubled.
 
-Three instances share the database (and, here, one machine's data directory);
+Three instances share the database and nothing else (each has its own data
+directory; raw mails and attachments live in the database, `blobs = "database"`);
 mail arrives over all three SMTP ports and in one Dovecot mailbox that all three
 are configured to watch; one instance is killed with SIGKILL mid-run and
 restarted. A relay sink counts what is delivered.
@@ -70,14 +71,31 @@ def events(lines: list[bytes], name: str) -> list[dict[str, Any]]:
     return found
 
 
+def attached_mail() -> bytes:
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = "Alice <alice@customer.nl>"
+    msg["To"] = "support@example.com"
+    msg["Subject"] = "imap 199 met bijlage"
+    msg["Message-ID"] = "<imap-199@customer.nl>"
+    msg.set_content("Zie bijlage.")
+    msg.add_attachment(
+        b"%PDF-1.4 factuur", maintype="application", subtype="pdf", filename="factuur.pdf"
+    )
+    return msg.as_bytes()
+
+
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_three_instances_kill_one_and_every_mail_is_a_ticket_once(
     tmp_path: Path, db_url: str, dovecot: Dovecot
 ) -> None:
     dsn = db_url.replace("postgresql+asyncpg://", "postgresql://")
     imap_mails = [
-        make_mail(subject=f"imap {i}", message_id=f"<imap-{i}@customer.nl>") for i in range(200)
+        make_mail(subject=f"imap {i}", message_id=f"<imap-{i}@customer.nl>") for i in range(199)
     ]
+    imap_mails.append(attached_mail())
     dovecot.append(imap_mails)
     sink = Sink()
     relay = Controller(sink, hostname="127.0.0.1", port=free_port())
@@ -87,7 +105,7 @@ def test_three_instances_kill_one_and_every_mail_is_a_ticket_once(
         write_config_file(
             tmp_path / f"instance{n}.toml",
             db_url,
-            general={"data_dir": str(tmp_path / "shared"), "log_format": "json"},
+            general={"data_dir": f"var{n}", "log_format": "json", "blobs": "database"},
             smtp={
                 "port": port,
                 "messages_per_ip_per_minute": 100000,
@@ -158,7 +176,8 @@ def test_three_instances_kill_one_and_every_mail_is_a_ticket_once(
         r["message_id"]
         for r in query(dsn, "SELECT message_id FROM messages WHERE direction = 'in'")
     )
-    expected = set(acknowledged) | {f"imap-{i}@customer.nl" for i in range(200)}
+    expected = set(acknowledged) | {f"imap-{i}@customer.nl" for i in range(199)}
+    expected.add("imap-199@customer.nl")
     assert {mid for mid in expected if inbound[mid] != 1} == set()
     assert max(inbound.values()) == 1
     assert query(dsn, "SELECT count(*) FROM tickets")[0][0] == len(inbound)
@@ -168,6 +187,11 @@ def test_three_instances_kill_one_and_every_mail_is_a_ticket_once(
     delivered = Counter(sink.received)
     assert set(delivered) == sent  # every notification reached the relay ...
     assert {mid: n for mid, n in delivered.items() if n > 1} == {}  # ... once
+    # The attachment is in the database, readable by every instance; no raw mail on disk.
+    (row,) = query(dsn, "SELECT b.data FROM attachments a JOIN blobs b ON b.sha256 = a.sha256")
+    assert bytes(row["data"]) == b"%PDF-1.4 factuur"
+    assert query(dsn, "SELECT count(*) FROM spool_raw")[0][0] == 1200
+    assert not list(tmp_path.glob("var*/spool/**/*.eml"))
     kinds = Counter(r["kind"] for r in query(dsn, "SELECT kind FROM outbox"))
     # A team notice per ticket; acknowledgments to the one sender stop at the hourly cap.
     assert kinds == {"team_new_ticket": len(inbound), "ack": 10}

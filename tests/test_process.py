@@ -428,3 +428,32 @@ async def test_processing_moves_the_raw_mail_from_the_spool_into_the_blob_store(
     async with session(app.engine) as s:
         assert await Repo(s).spool_raw(stored.spool_id) is None
     assert app.processor.raw.get(entry.raw_sha256) == raw
+
+
+async def test_blobs_in_the_database_keep_raw_mail_and_attachments_off_the_disk(
+    make_config: Any, clock: FrozenClock
+) -> None:
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    config = make_config(general={"blobs": "database"})
+    app = await build_app(config, clock)
+    try:
+        msg = EmailMessage(policy=SMTP)
+        msg["From"] = "Alice <alice@customer.nl>"
+        msg["To"] = "support@example.com"
+        msg["Subject"] = "Factuur"
+        msg["Message-ID"] = "<blob@customer.nl>"
+        msg.set_content("Zie bijlage.")
+        msg.add_attachment(b"%PDF-1.4", maintype="application", subtype="pdf", filename="f.pdf")
+        outcome = await deliver(app, msg.as_bytes())
+        assert outcome.action is Action.CREATED
+        async with session(app.engine) as s:
+            repo = Repo(s)
+            assert await repo.spool_raw(outcome.spool_id) == msg.as_bytes()
+            sha = (await repo.ticket_view(outcome.ticket or 0)).messages[0].attachments[0].sha256  # type: ignore[union-attr]
+            assert await repo.blob_get(sha) == b"%PDF-1.4"
+        assert not list(config.general.data_dir.glob("**/*.eml"))
+        assert not (config.general.data_dir / "attachments").exists()
+    finally:
+        await app.close()

@@ -29,6 +29,7 @@ from mailgate.core.route import Lookup
 from mailgate.core.sla import Clock as SlaClock
 from mailgate.store.tables import (
     AttachmentRow,
+    BlobRow,
     EventRow,
     ImapCheckpointRow,
     InstallationRow,
@@ -598,6 +599,16 @@ class Repo:
                 sla_solve_due=solve_due,
             )
         )
+
+    async def blob_put(self, sha256: str, data: bytes) -> None:
+        """Store bytes once under their hash (a second put of the same bytes does nothing)."""
+        if await self.session.get(BlobRow, sha256) is None:
+            self.session.add(BlobRow(sha256=sha256, data=data))
+            await self.session.flush()
+
+    async def blob_get(self, sha256: str) -> bytes | None:
+        row = await self.session.get(BlobRow, sha256)
+        return None if row is None else bytes(row.data)
 
     async def ticket_rating(self, ticket: int) -> tuple[str, str, str]:
         """(status, type, priority) of a ticket."""

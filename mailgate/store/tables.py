@@ -277,3 +277,11 @@ class TimerRow(SQLModel, table=True):
     state: str = Field(max_length=16)  # pending | fired | cancelled
     armed_at: datetime = _when()
     fired_at: datetime | None = _when(nullable=True)
+
+
+class BlobRow(SQLModel, table=True):
+    """Bytes by their SHA-256, when ``[general] blobs = "database"``."""
+
+    __tablename__ = "blobs"
+    sha256: str = Field(primary_key=True, max_length=64)
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
