@@ -26,10 +26,12 @@ from mailgate.core.calendar import BusinessCalendar
 from mailgate.core.tokens import TokenCodec
 from mailgate.desk import Desk
 from mailgate.errors import StorageUnavailable
+from mailgate.http import Health, MonitorServer
 from mailgate.intake.imap import ImapPoller
 from mailgate.intake.smtp import Listeners, start_listeners
 from mailgate.intake.spool import Spool
 from mailgate.leader import Leadership
+from mailgate.metrics import Metrics
 from mailgate.outbound.notifier import Notifier
 from mailgate.outbound.render import Templates
 from mailgate.outbound.sender import Sender
@@ -66,6 +68,7 @@ class App:
     desk: Desk
     scheduler: Scheduler
     leadership: Leadership
+    metrics: Metrics
     listeners: Listeners | None = None
 
     async def close(self) -> None:
@@ -161,12 +164,14 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
         sync_engine=create_sqlite_sync_engine(engine, config.database.busy_timeout),
         busy_timeout=config.database.busy_timeout,
     )
+    metrics = Metrics()
     notifier = Notifier(config=config, templates=templates, codec=codec, policy=policy)
     desk = Desk(
         workflow=config.workflow,
         calendar=business_calendar(config, clock.now().year),
         notifier=notifier,
         sla=config.sla.policy(),
+        metrics=metrics,
     )
     processor = Processor(
         engine=engine,
@@ -186,6 +191,7 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
         outbound_suppression_days=config.outbound.suppress_after_bounce_days,
         desk=desk,
         submission=config.submission,
+        metrics=metrics,
     )
     scheduler = Scheduler(engine=engine, desk=desk, clock=clock, on_outbox=outbox_wake.set)
     sender = Sender(
@@ -193,6 +199,7 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
         transport=transport_for(config.outbound.relay, config.outbound.maildir),
         config=config.outbound,
         clock=clock,
+        metrics=metrics,
     )
     return App(
         config,
@@ -209,6 +216,7 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
         desk,
         scheduler,
         Leadership(config.database.url, config.general.data_dir / "locks"),
+        metrics,
     )
 
 
@@ -261,6 +269,7 @@ async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
         queues=[q.name for q in config.queues],
     )
     listeners: Listeners | None = None
+    monitor: MonitorServer | None = None
     worker_stop = asyncio.Event()
     worker = asyncio.create_task(app.processor.run(worker_stop, app.wake))
     sender = asyncio.create_task(app.sender.run(worker_stop, app.outbox_wake))
@@ -283,6 +292,20 @@ async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
                     app.leadership.run(f"imap:{mailbox.name}", _poll(app, mailbox), stop)
                 )
             )
+        if config.http.enabled:
+            monitor = MonitorServer(
+                Health(
+                    app.engine,
+                    app.metrics,
+                    app.clock,
+                    tuple(m.name for m in config.imap),
+                    listening=lambda: (
+                        app.listeners is not None
+                        or not (config.smtp.enabled or config.lmtp.enabled)
+                    ),
+                )
+            )
+            await monitor.start(config.http.host, config.http.port)
         stopping = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({stopping, worker}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
@@ -290,6 +313,8 @@ async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
             worker.result()  # the worker died: raise its error so the supervisor restarts us
     finally:
         stop.set()
+        if monitor is not None:
+            await monitor.close()
         if listeners is not None:
             await listeners.close()
         if pollers:
@@ -305,15 +330,23 @@ async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
 
 
 def _poll(app: App, mailbox: ImapConfig) -> Callable[[asyncio.Event], Coroutine[Any, Any, None]]:
-    def job(stop: asyncio.Event) -> Coroutine[Any, Any, None]:
+    def state(value: str) -> None:
+        app.metrics.imap(mailbox.name, value)
+
+    async def job(stop: asyncio.Event) -> None:
+        state("connecting")
         poller = ImapPoller(
             mailbox,
             spool=app.spool,
             engine=app.engine,
             clock=app.clock,
             envelope_to=queue_envelope(app.config, mailbox.queue),
+            on_state=state,
         )
-        return poller.run(stop)
+        try:
+            await poller.run(stop)
+        finally:
+            state("standby (polled by another instance)")
 
     return job
 

@@ -220,6 +220,15 @@ class QueueConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """The monitoring endpoint: /healthz and /metrics."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 9465
+
+
+@dataclass(frozen=True, slots=True)
 class CalendarConfig:
     """When the desk works: its zone, workdays, office hours, holidays, closed and half days."""
 
@@ -262,6 +271,7 @@ class Config:
     workflow: Workflow = DEFAULT_WORKFLOW
     submission: tuple[KeywordRule, ...] = ()
     calendar: CalendarConfig = CalendarConfig("Europe/Amsterdam", (0, 1, 2, 3, 4), ())
+    http: HttpConfig = HttpConfig()
     sla: SlaConfig = SlaConfig(
         0.8, tuple((k[0], k[1], v[0], v[1]) for k, v in DEFAULT_TARGETS.items())
     )
@@ -439,6 +449,7 @@ def parse_config(
         *("general", "database", "tokens", "addresses", "agents", "worker", "intake", "smtp"),
         *("lmtp", "imap", "outbound", "relay", "queues", "workflow", "submission", "calendar"),
         "sla",
+        "http",
     }
     for key in sorted(set(document) - known):
         reader.problems.append(f"{name}: [{key}]: unknown section")
@@ -532,6 +543,13 @@ def parse_config(
     submission = _submission(reader)
     calendar = _calendar(reader)
     sla = _sla(reader)
+    h = reader.section("http")
+    http = HttpConfig(
+        enabled=h.boolean("enabled", False),
+        host=h.string("host", "127.0.0.1"),
+        port=h.integer("port", 9465, low=0, high=65535),
+    )
+    h.finish()
     if reader.problems:
         raise ConfigError(reader.problems)
     return Config(
@@ -552,6 +570,7 @@ def parse_config(
         submission=submission,
         calendar=calendar,
         sla=sla,
+        http=http,
     )
 
 

@@ -30,6 +30,7 @@ from mailgate.core.sla import (
 )
 from mailgate.core.sla import Clock as SlaClock
 from mailgate.core.workflow import ACTION_BY, Audience, Group, Move, Workflow
+from mailgate.metrics import Metrics
 from mailgate.outbound.notifier import Change, Notifier
 from mailgate.store.repos import Repo
 
@@ -47,11 +48,13 @@ class Desk:
         calendar: BusinessCalendar,
         notifier: Notifier | None,
         sla: SlaPolicy = DEFAULT_POLICY,
+        metrics: Metrics | None = None,
     ) -> None:
         self.workflow = workflow
         self.calendar = calendar
         self.notifier = notifier
         self.sla = sla
+        self.metrics = metrics
 
     def action_by(self, status: str) -> str:
         return ACTION_BY[self.workflow.group(status)]
@@ -234,6 +237,8 @@ class Desk:
             ticket, kind=SLA_ALERT, actor="mailgate", now=now, new=trigger, detail=reason
         )
         log.warning("sla.alerted", ticket=f"#{ticket}", alert=trigger)
+        if self.metrics is not None:
+            self.metrics.sla_alerts.labels(alert=trigger.removeprefix("sla_")).inc()
         if self.notifier is None:
             return 1
         kind = Kind.TEAM_SLA_BREACH if trigger.endswith("breach") else Kind.TEAM_SLA_WARNING

@@ -13,6 +13,7 @@ moves on, so one bad mail never blocks the mails behind it.
 from __future__ import annotations
 
 import asyncio
+import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
@@ -71,6 +72,7 @@ from mailgate.core.tokens import TokenCodec
 from mailgate.core.workflow import DEFAULT_WORKFLOW, Audience
 from mailgate.desk import Desk
 from mailgate.errors import MailgateError, StorageUnavailable
+from mailgate.metrics import Metrics
 from mailgate.outbound.notifier import Change, Notifier
 from mailgate.store.db import session, storage_errors
 from mailgate.store.repos import PENDING, Repo
@@ -133,6 +135,7 @@ class Processor:
         outbound_suppression_days: float = 7.0,
         desk: Desk | None = None,
         submission: tuple[KeywordRule, ...] = (),
+        metrics: Metrics | None = None,
     ) -> None:
         self.engine = engine
         self.raw = raw
@@ -153,6 +156,7 @@ class Processor:
         )
         self.workflow = self.desk.workflow
         self.submission = submission
+        self.metrics = metrics
 
     async def process(self, spool_id: int) -> Outcome | None:
         """Process one item; None when it is not pending (done, or another worker has it)."""
@@ -167,6 +171,7 @@ class Processor:
                 return await self._quarantine(spool_id, exc)
 
     async def _process(self, spool_id: int) -> Outcome | None:
+        started = time.perf_counter()
         with storage_errors("read spool"):
             async with session(self.engine) as s:
                 entry = await Repo(s).spool_get(spool_id)
@@ -247,6 +252,8 @@ class Processor:
             message_id=mail.message_id,
             queue=evidence.queue,
         )
+        if self.metrics is not None:
+            self.metrics.mail(entry.source, outcome.action.value, time.perf_counter() - started)
         return outcome
 
     async def _notify(self, repo: Repo, change: Change) -> None:
@@ -675,6 +682,8 @@ class Processor:
                     )
                     retry_at = self.clock.now() + timedelta(seconds=delay)
                     await repo.spool_defer(spool_id, error=error, retry_at=retry_at)
+                    if self.metrics is not None and entry is not None:
+                        self.metrics.mail(entry.source, Action.DEFERRED.value)
         except MailgateError:
             pass  # still pending and due: the next round tries again
         log.warning("mail.deferred", error=error)
@@ -692,6 +701,8 @@ class Processor:
                     raw_file = self.raw.path(entry.raw_sha256) if self.raw and entry else None
                     if raw_file is not None and raw_file.exists():
                         await Repo(s).spool_raw_moved(spool_id)
+                    if self.metrics is not None and entry is not None:
+                        self.metrics.mail(entry.source, Action.QUARANTINED.value)
                     await Repo(s).spool_quarantine(
                         spool_id,
                         error=error,

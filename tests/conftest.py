@@ -244,3 +244,47 @@ def inbound_per_message_id(database: Path) -> dict[str, int]:
             "SELECT message_id, count(*) FROM messages WHERE direction = 'in' GROUP BY message_id"
         ).fetchall()
     return {str(mid): int(count) for mid, count in rows}
+
+
+class ThrowawayCluster:
+    """A PostgreSQL cluster of one test's own, which the test may stop and start again."""
+
+    def __init__(self) -> None:
+        if not _pg_available():
+            if REQUIRE_SERVERS:
+                pytest.fail("PostgreSQL server binaries are missing and MAILGATE_REQUIRE_SERVERS=1")
+            pytest.skip("PostgreSQL server binaries are missing")
+        self.directory = Path(tempfile.mkdtemp(prefix="mailgate-pg-own-"))
+        os.chmod(self.directory, 0o755)
+        self.port = free_port()
+        self.dsn = self.run("start").splitlines()[-1]
+        self.url = self.dsn.replace("postgresql://", "postgresql+asyncpg://")
+
+    def run(self, command: str) -> str:
+        return subprocess.run(
+            ["bash", str(SUPPORT / "pg-cluster.sh"), command, str(self.directory / "c"),
+             str(self.port)],
+            check=True, capture_output=True, text=True, timeout=120,
+        ).stdout.strip()  # fmt: skip
+
+    def stop(self) -> None:
+        self.run("stop")
+
+    def start(self) -> None:
+        self.run("start")
+
+    def remove(self) -> None:
+        subprocess.run(
+            ["bash", str(SUPPORT / "pg-cluster.sh"), "stop", str(self.directory / "c")],
+            check=False, capture_output=True, timeout=60,
+        )  # fmt: skip
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[ThrowawayCluster]:
+    cluster = ThrowawayCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.remove()

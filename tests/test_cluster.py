@@ -26,7 +26,7 @@ import asyncpg
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.conftest import free_port, write_config_file
+from tests.conftest import ThrowawayCluster, free_port, write_config_file
 from tests.intake.test_imap import PASSWORD, Dovecot, dovecot, dovecot_factory, mailbox
 from tests.mails import make_mail
 from tests.test_daemon import start_daemon, stop_daemon
@@ -211,38 +211,13 @@ def test_three_instances_kill_one_and_every_mail_is_a_ticket_once(
             assert holders[0] == killed_pid and taken[1][0] >= killed_at, (job, taken)
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])  # the test starts a PostgreSQL of its own
 def test_a_postgresql_restart_gives_451_meanwhile_and_the_daemon_recovers(
-    tmp_path: Path, backend: str
+    tmp_path: Path, own_cluster: ThrowawayCluster
 ) -> None:
-    import shutil
-    import subprocess
-    import tempfile
-
-    from tests.conftest import REQUIRE_SERVERS, SUPPORT, _pg_available
-
-    if not _pg_available():
-        if REQUIRE_SERVERS:
-            pytest.fail("PostgreSQL server binaries are missing and MAILGATE_REQUIRE_SERVERS=1")
-        pytest.skip("PostgreSQL server binaries are missing")
-    directory = Path(tempfile.mkdtemp(prefix="mailgate-pg-restart-"))
-    os.chmod(directory, 0o755)
-    script, port = str(SUPPORT / "pg-cluster.sh"), free_port()
-
-    def cluster(command: str) -> str:
-        return subprocess.run(
-            ["bash", script, command, str(directory / "cluster"), str(port)],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        ).stdout.strip()
-
-    dsn = cluster("start").splitlines()[-1]
     smtp_port = free_port()
     config = write_config_file(
         tmp_path / "config.toml",
-        dsn.replace("postgresql://", "postgresql+asyncpg://"),
+        own_cluster.url,
         smtp={"port": smtp_port},
         database={"busy_timeout": 2.0},
     )
@@ -261,28 +236,18 @@ def test_a_postgresql_restart_gives_451_meanwhile_and_the_daemon_recovers(
 
     try:
         assert send(1) == 250
-        cluster("stop")
+        own_cluster.stop()
         assert send(2) == 451  # our failure: the sender keeps the mail and retries
-        cluster("start")
+        own_cluster.start()
         deadline = time.monotonic() + 60
         while send(3) != 250:
             assert time.monotonic() < deadline, "the daemon did not recover"
             time.sleep(0.5)
         assert send(2) == 250  # the retried mail
         deadline = time.monotonic() + 60
-        while True:
-            done = query(dsn, "SELECT count(*) FROM spool WHERE state = 'done'")[0][0]
-            if done == 3:
-                break
+        while query(own_cluster.dsn, "SELECT count(*) FROM spool WHERE state = 'done'")[0][0] < 3:
             assert time.monotonic() < deadline, "not processed after the restart"
             time.sleep(0.5)
     finally:
         code = stop_daemon(daemon)
-        subprocess.run(
-            ["bash", script, "stop", str(directory / "cluster")],
-            check=False,
-            capture_output=True,
-            timeout=60,
-        )
-        shutil.rmtree(directory, ignore_errors=True)
     assert code == 0, b"".join(lines).decode()[-3000:]

@@ -195,8 +195,10 @@ class ImapPoller:
         engine: AsyncEngine,
         clock: Clock,
         envelope_to: tuple[str, ...] = (),
+        on_state: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
+        self.on_state = on_state or (lambda _state: None)
         self.spool = spool
         self.engine = engine
         self.clock = clock
@@ -219,11 +221,13 @@ class ImapPoller:
                     failures = 0
                 except LoginFailed as exc:
                     failures += 1
+                    self.on_state(f"login failed: {exc}")
                     self.log.error("imap.login_failed", reason=str(exc), attempt=failures)
                     await self._pause(max(60.0, self._backoff(failures)))
                 except MailgateError as exc:
                     failures += 1
                     delay = self._backoff(failures)
+                    self.on_state(f"disconnected: {exc}")
                     self.log.warning("imap.disconnected", reason=str(exc), retry_in=round(delay, 1))
                     await self._pause(delay)
         finally:
@@ -258,6 +262,7 @@ class ImapPoller:
         try:
             state = connection.open()
             idle = connection.can_idle()
+            self.on_state("connected")
             self.log.info(
                 "imap.connected",
                 folder=self.config.folder,

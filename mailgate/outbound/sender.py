@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mailgate.clock import Clock
 from mailgate.config import OutboundConfig
 from mailgate.errors import DeliveryDeferred, DeliveryFailed, MailgateError
+from mailgate.metrics import Metrics
 from mailgate.outbound.transport import Transport
 from mailgate.store.db import session, storage_errors
 from mailgate.store.repos import OUTBOX_DEAD, OUTBOX_PENDING, OUTBOX_SENT, Repo
@@ -41,13 +42,24 @@ class Sender:
     """Delivers the outbox through one transport."""
 
     def __init__(
-        self, *, engine: AsyncEngine, transport: Transport, config: OutboundConfig, clock: Clock
+        self,
+        *,
+        engine: AsyncEngine,
+        transport: Transport,
+        config: OutboundConfig,
+        clock: Clock,
+        metrics: Metrics | None = None,
     ) -> None:
         self.engine = engine
         self.transport = transport
         self.config = config
         self.clock = clock
         self.stale_claim = timedelta(seconds=config.claim_timeout)
+        self.metrics = metrics
+
+    def _count(self, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.deliveries.labels(result=result).inc()
 
     def _backoff(self, attempts: int) -> timedelta:
         base = min(
@@ -92,11 +104,13 @@ class Sender:
                 attempts=item.attempts,
                 retry_at=retry_at.isoformat(),
             )
+            self._count("retried")
             return Delivery(item.id, OUTBOX_PENDING, str(exc))
         with storage_errors("outbox sent"):
             async with session(self.engine, write=True) as s:
                 await Repo(s).outbox_finish(item.id, state=OUTBOX_SENT, now=self.clock.now())
         bound.info("outbox.sent", receipt=receipt[:200], recipients=len(item.recipients))
+        self._count("sent")
         return Delivery(item.id, OUTBOX_SENT, receipt)
 
     async def _bury(
@@ -120,6 +134,7 @@ class Sender:
                         detail=f"outbox {outbox_id}: {reason}"[:2000],
                     )
         bound.error("outbox.dead", reason=reason)
+        self._count("dead")
         return Delivery(outbox_id, OUTBOX_DEAD, reason)
 
     async def run_due(self, limit: int = 50) -> list[Delivery]:

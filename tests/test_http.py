@@ -1,0 +1,83 @@
+"""/healthz and /metrics of a running daemon, read over HTTP."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import ThrowawayCluster, free_port, write_config_file
+from tests.mails import make_mail
+from tests.test_daemon import start_daemon, stop_daemon
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=20) as answer:
+            return int(answer.status), bytes(answer.read())
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), bytes(exc.read())
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def eventually(check: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_health_follows_the_database_and_metrics_count_mail(
+    tmp_path: Path, own_cluster: ThrowawayCluster
+) -> None:
+    smtp_port, http_port = free_port(), free_port()
+    config = write_config_file(
+        tmp_path / "config.toml",
+        own_cluster.url,
+        smtp={"port": smtp_port},
+        http={"enabled": True, "port": http_port},
+        database={"busy_timeout": 2.0},
+    )
+    daemon, lines = start_daemon(config)
+    try:
+        status, body = get(http_port, "/healthz")
+        assert status == 200, body
+        assert json.loads(body)["checks"]["database"] == "ok"
+        before = samples(get(http_port, "/metrics")[1].decode())
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=30) as smtp:
+            for n in range(3):
+                smtp.sendmail("a@customer.nl", ["support@example.com"], make_mail(subject=f"m{n}"))
+
+        def counted() -> bool:
+            now = samples(get(http_port, "/metrics")[1].decode())
+            key = ("mailgate_mails_received_total", (("outcome", "created"), ("source", "smtp")))
+            return now.get(key, 0) - before.get(key, 0) == 3
+
+        eventually(counted)
+        now = samples(get(http_port, "/metrics")[1].decode())
+        assert now[("mailgate_tickets", (("status", "new"),))] == 3
+        assert now[("mailgate_processing_seconds_count", ())] >= 3
+        assert now[("mailgate_outbox", (("state", "sent"),))] >= 3  # team notices (+ acks)
+
+        own_cluster.stop()
+        status, body = get(http_port, "/healthz")
+        assert status == 503
+        assert json.loads(body)["checks"]["database"].startswith("unreachable")
+        own_cluster.start()
+        eventually(lambda: get(http_port, "/healthz")[0] == 200)
+        assert get(http_port, "/nothing")[0] == 404
+    finally:
+        assert stop_daemon(daemon) == 0, b"".join(lines).decode()[-3000:]
