@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any, TextIO
@@ -22,11 +22,15 @@ import structlog
 
 from mailgate import __version__
 from mailgate.app import App, build_app, run_daemon
+from mailgate.blobs import BlobStore
 from mailgate.config import Config, load_config, resolve_config_path
+from mailgate.core.classify import classify
 from mailgate.core.commands import Command, CommandBlock, Verb
 from mailgate.core.desk import Refusal, plan_agent
 from mailgate.core.model import Action, SpoolEntry, TicketView
 from mailgate.core.notify import LANGUAGES, Kind
+from mailgate.core.parse import parse_mail
+from mailgate.core.route import gather_evidence
 from mailgate.core.sla import hours, status_of
 from mailgate.errors import (
     BadMail,
@@ -112,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     oretry = osub.add_parser("retry", help="put dead mail back in line")
     oretry.add_argument("id", nargs="?", type=int)
     oretry.add_argument("--dead", action="store_true", help="all dead mail")
+    trace = sub.add_parser("trace", help="every decision taken on one mail, and why")
+    trace.add_argument("ref", metavar="MESSAGE-ID|SPOOL-ID")
+    trace.add_argument("--json", action="store_true")
     sla = sub.add_parser("sla", help="open tickets by nearest deadline, breached first")
     sla.add_argument("--json", action="store_true")
     sla.add_argument("--explain", metavar="REF", help="the calendar arithmetic of one ticket")
@@ -534,6 +541,120 @@ async def _sla_explain(app: App, number: int, out: TextIO) -> int:
     return EX_OK
 
 
+async def _trace(app: App, args: argparse.Namespace, out: TextIO) -> int:
+    """How one mail was taken in: stored, classified, matched, and what followed.
+
+    Classification and evidence are computed again from the raw mail by the same
+    pure functions the worker used; the outcome, the ticket's events and the
+    notifications are what the database recorded."""
+    ref = args.ref.strip()
+    with storage_errors("trace"):
+        async with session(app.engine) as s:
+            repo = Repo(s)
+            ids = [int(ref)] if ref.isdigit() else await repo.spool_by_message_id(ref)
+            if not ids:
+                raise NotFound(f"no mail with Message-ID or spool id {ref}")
+            entry = await repo.spool_get(ids[0])
+            if entry is None:
+                raise NotFound(f"no spool item {ref}")
+            raw = await repo.spool_raw(entry.id)
+            view = await repo.ticket_view(entry.ticket) if entry.ticket else None
+            window = _processing_window(entry)
+            sent = (
+                await repo.outbox_of_ticket_between(view.number, *window)
+                if view is not None and window is not None
+                else []
+            )
+    if raw is None:
+        raw = await asyncio.to_thread(BlobStore(app.config.spool_dir, ".eml").get, entry.raw_sha256)
+    mail = parse_mail(raw, app.config.intake.fallback_charsets)
+    kind = classify(mail, entry.envelope_from, app.codec.installation_id)
+    evidence = gather_evidence(mail, entry.envelope_to, app.codec, app.policy)
+    steps: list[tuple[str, str]] = [
+        (
+            "received",
+            f"spool #{entry.id} from {entry.source} at {entry.received_at:%Y-%m-%d %H:%M:%S} UTC, "
+            f"envelope {entry.envelope_from or '<>'} -> {', '.join(entry.envelope_to) or '-'}",
+        ),
+        ("message-id", entry.message_id or "(none; the raw bytes are its identity)"),
+        (
+            "classified",
+            f"{kind.category.value}: {kind.reason}; may open a ticket "
+            f"{_yes(kind.decisions.create_ticket)}, be answered {_yes(kind.decisions.answer)}, "
+            f"tell the team {_yes(kind.decisions.tell_team)}",
+        ),
+        (
+            "evidence",
+            "; ".join(
+                [f"{h} <{m}>" for h, m in evidence.references]
+                + [
+                    f"subject token {t.text} ({'valid' if t.valid else 'check failed'})"
+                    for t in evidence.subject_tokens
+                ]
+                + [f"plus-address {a}" for a, _ in evidence.plus_tokens]
+            )
+            or "no ticket reference",
+        ),
+        ("queue", evidence.queue),
+        (
+            "outcome",
+            f"{entry.outcome or entry.state}"
+            + (f" #{entry.ticket}" if entry.ticket else "")
+            + (f": {entry.reason}" if entry.reason else ""),
+        ),
+    ]
+    if entry.error:
+        steps.append(("error", f"{entry.error} (traceback {entry.traceback_id})"))
+    if view is not None and window is not None:
+        for event in view.events:
+            if event.kind in _TRACE_EVENTS and window[0] <= event.at <= window[1]:
+                if event.field or event.old:
+                    change = f"{event.old or '-'} -> {event.new or '-'}"
+                else:
+                    change = f"-> {event.new}" if event.new else ""
+                steps.append((event.kind, f"{change} {event.detail or ''}".strip()))
+        for item in sent:
+            steps.append(
+                ("notification", f"{item.kind} to {', '.join(item.recipients)} ({item.state})")
+            )
+    if args.json:
+        _print_json(out, [{"step": k, "detail": v} for k, v in steps])
+    else:
+        for key, value in steps:
+            print(f"{key:<16} {value}", file=out)
+    return EX_OK
+
+
+_TRACE_EVENTS = (
+    "created",
+    "message_added",
+    "message_held",
+    "status_changed",
+    "priority_changed",
+    "type_changed",
+    "assignee_changed",
+    "approval_changed",
+    "participant_added",
+    "linked",
+    "merged_into",
+    "command_failed",
+    "privacy_masked",
+    "delivery_failed",
+    "sla_recomputed",
+)
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def _processing_window(entry: SpoolEntry) -> tuple[datetime, datetime] | None:
+    """When the transaction that processed ``entry`` ran (well under ten seconds)."""
+    if entry.processed_at is None:
+        return None
+    return max(entry.received_at, entry.processed_at - timedelta(seconds=10)), entry.processed_at
+
+
 _SET_FIELDS = {
     "status": Verb.STATUS,
     "priority": Verb.PRIORITY,
@@ -823,6 +944,7 @@ _COMMANDS: dict[str, Callable[[App, argparse.Namespace, TextIO], Awaitable[int]]
     "preview": _preview,
     "set": _set,
     "sla": _sla,
+    "trace": _trace,
     "reply": _reply,
     "note": _reply,
 }

@@ -284,3 +284,30 @@ def test_migrate_upgrades_once_and_prints_sql(config_file: Path) -> None:
     assert again.stdout.decode().startswith("schema already at ")
     sql = mailgate(config_file, "migrate", "--sql")
     assert b"CREATE TABLE tickets" in sql.stdout
+
+
+def test_trace_names_the_header_that_matched_and_what_followed(config_file: Path) -> None:
+    mailgate(config_file, "ingest", stdin=make_mail(message_id="<first@customer.nl>"))
+    reply = make_mail(
+        subject="Re: Printer brandt",
+        message_id="<second@customer.nl>",
+        in_reply_to="<first@customer.nl>",
+        headers={"X-Autoreply": "yes"},
+    )
+    assert json_line(mailgate(config_file, "ingest", stdin=reply))["action"] == "appended"
+    traced = mailgate(config_file, "trace", "<second@customer.nl>", "--json")
+    assert traced.returncode == 0, traced.stderr
+    steps = {s["step"]: s["detail"] for s in json.loads(traced.stdout)}
+    assert steps["evidence"] == "In-Reply-To <first@customer.nl>"
+    assert steps["outcome"].startswith("appended #1: matched by in-reply-to <first@customer.nl>")
+    assert (
+        steps["classified"].startswith("auto_reply: ") and "be answered no" in steps["classified"]
+    )
+    first = json.loads(mailgate(config_file, "trace", "1", "--json").stdout)
+    assert {s["step"]: s["detail"] for s in first}["created"].startswith("-> new")
+    notices = [s["detail"] for s in first if s["step"] == "notification"]
+    assert notices == [
+        "ack to alice@customer.nl (sent)",
+        "team_new_ticket to team@example.com (sent)",
+    ]
+    assert mailgate(config_file, "trace", "<nothing@x>").returncode == 1

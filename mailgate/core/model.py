@@ -200,6 +200,7 @@ class SpoolEntry:
     reason: str | None
     error: str | None
     traceback_id: str | None
+    processed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,6 +72,7 @@ def _spool_entry(row: SpoolRow) -> SpoolEntry:
         reason=row.reason,
         error=row.error,
         traceback_id=row.traceback_id,
+        processed_at=row.processed_at,
     )
 
 
@@ -260,6 +261,29 @@ class Repo:
     async def spool_raw_moved(self, spool_id: int) -> None:
         """The mail's bytes are in the blob store now: drop the spool's copy."""
         await self.session.exec(delete(SpoolRawRow).where(col(SpoolRawRow.spool_id) == spool_id))
+
+    async def spool_by_message_id(self, message_id: str) -> list[int]:
+        rows = await self.session.exec(
+            select(SpoolRow.id)
+            .where(SpoolRow.message_id == message_id.strip().strip("<>"))
+            .order_by(col(SpoolRow.id))
+        )
+        return [i for i in rows.all() if i is not None]
+
+    async def outbox_of_ticket_between(
+        self, ticket: int, start: datetime, end: datetime
+    ) -> list[OutboxItem]:
+        """The outbox mails queued for ``ticket`` from ``start`` to ``end``."""
+        rows = await self.session.exec(
+            select(OutboxRow)
+            .where(
+                OutboxRow.ticket_id == ticket,
+                col(OutboxRow.created_at) >= start,
+                col(OutboxRow.created_at) <= end,
+            )
+            .order_by(col(OutboxRow.id))
+        )
+        return [_outbox_item(r) for r in rows.all()]
 
     async def spool_get(self, spool_id: int) -> SpoolEntry | None:
         row = await self.session.get(SpoolRow, spool_id)
