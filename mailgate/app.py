@@ -37,6 +37,7 @@ from mailgate.outbound.render import Templates
 from mailgate.outbound.sender import Sender
 from mailgate.outbound.transport import transport_for
 from mailgate.process import Processor
+from mailgate.retention import purge_daily, purger_for
 from mailgate.store.db import (
     create_engine,
     create_sqlite_sync_engine,
@@ -274,6 +275,15 @@ async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
     worker = asyncio.create_task(app.processor.run(worker_stop, app.wake))
     sender = asyncio.create_task(app.sender.run(worker_stop, app.outbox_wake))
     timers = asyncio.create_task(app.leadership.run("timers", app.scheduler.run, worker_stop))
+    retention: asyncio.Task[None] | None = None
+    if config.purge_archived_after_days > 0:
+        purger = purger_for(app.engine, config)
+        days = config.purge_archived_after_days
+
+        async def purge(stop_purge: asyncio.Event) -> None:
+            await purge_daily(purger, days, app.clock, stop_purge)
+
+        retention = asyncio.create_task(app.leadership.run("retention", purge, worker_stop))
     pollers: list[asyncio.Task[None]] = []
     try:
         if config.smtp.enabled or config.lmtp.enabled:
@@ -324,6 +334,8 @@ async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
             await worker
         await sender
         await timers
+        if retention is not None:
+            await retention
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         log.info("daemon.stopped")

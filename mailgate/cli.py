@@ -43,6 +43,7 @@ from mailgate.errors import (
 from mailgate.intake.imap import probe
 from mailgate.intake.spool import Received
 from mailgate.log import configure
+from mailgate.retention import parse_age, purger_for
 from mailgate.store.db import create_engine, session, storage_errors
 from mailgate.store.repos import Repo
 from mailgate.store.schema import migrate, upgrade_sql
@@ -116,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     oretry = osub.add_parser("retry", help="put dead mail back in line")
     oretry.add_argument("id", nargs="?", type=int)
     oretry.add_argument("--dead", action="store_true", help="all dead mail")
+    purge = sub.add_parser(
+        "purge", help="remove raw mails and attachments of long-archived tickets (dry run)"
+    )
+    purge.add_argument("--archived-older-than", required=True, metavar="AGE", help="365d, 52w, 2y")
+    purge.add_argument("--apply", action="store_true", help="remove them (default: only count)")
+    purge.add_argument("--json", action="store_true")
     trace = sub.add_parser("trace", help="every decision taken on one mail, and why")
     trace.add_argument("ref", metavar="MESSAGE-ID|SPOOL-ID")
     trace.add_argument("--json", action="store_true")
@@ -541,6 +548,35 @@ async def _sla_explain(app: App, number: int, out: TextIO) -> int:
     return EX_OK
 
 
+async def _purge(app: App, args: argparse.Namespace, out: TextIO) -> int:
+    """Count (or with --apply remove) raw mails and attachments of long-archived tickets."""
+    days = parse_age(args.archived_older_than)
+    if days is None:
+        print("mailgate: --archived-older-than takes 365d, 52w or 2y", file=sys.stderr)
+        return EX_USAGE
+    purger = purger_for(app.engine, app.config)
+    plan = await purger.plan(app.clock.now() - timedelta(days=days))
+    if args.apply:
+        await purger.apply(plan, app.clock.now())
+    summary = {
+        "applied": bool(args.apply),
+        "tickets": len(plan.tickets),
+        "raw_mails": len(plan.raw),
+        "attachments": len(plan.attachments),
+        "bytes": plan.bytes,
+    }
+    if args.json:
+        _print_json(out, summary)
+    else:
+        verb = "removed" if args.apply else "would remove (dry run; --apply to remove)"
+        print(
+            f"{verb}: {len(plan.raw)} raw mail(s) and {len(plan.attachments)} attachment(s), "
+            f"{plan.bytes:,} bytes, of {len(plan.tickets)} ticket(s) archived over {days} days ago",
+            file=out,
+        )
+    return EX_OK
+
+
 async def _trace(app: App, args: argparse.Namespace, out: TextIO) -> int:
     """How one mail was taken in: stored, classified, matched, and what followed.
 
@@ -945,6 +981,7 @@ _COMMANDS: dict[str, Callable[[App, argparse.Namespace, TextIO], Awaitable[int]]
     "set": _set,
     "sla": _sla,
     "trace": _trace,
+    "purge": _purge,
     "reply": _reply,
     "note": _reply,
 }

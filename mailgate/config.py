@@ -272,6 +272,7 @@ class Config:
     submission: tuple[KeywordRule, ...] = ()
     calendar: CalendarConfig = CalendarConfig("Europe/Amsterdam", (0, 1, 2, 3, 4), ())
     http: HttpConfig = HttpConfig()
+    purge_archived_after_days: float = 0.0  # [retention]; 0 = never automatically
     sla: SlaConfig = SlaConfig(
         0.8, tuple((k[0], k[1], v[0], v[1]) for k, v in DEFAULT_TARGETS.items())
     )
@@ -450,6 +451,7 @@ def parse_config(
         *("lmtp", "imap", "outbound", "relay", "queues", "workflow", "submission", "calendar"),
         "sla",
         "http",
+        "retention",
     }
     for key in sorted(set(document) - known):
         reader.problems.append(f"{name}: [{key}]: unknown section")
@@ -550,6 +552,9 @@ def parse_config(
         port=h.integer("port", 9465, low=0, high=65535),
     )
     h.finish()
+    r = reader.section("retention")
+    purge_days = r.number("purge_archived_after_days", 0.0, low=0.0, high=36500.0)
+    r.finish()
     if reader.problems:
         raise ConfigError(reader.problems)
     return Config(
@@ -571,6 +576,7 @@ def parse_config(
         calendar=calendar,
         sla=sla,
         http=http,
+        purge_archived_after_days=purge_days,
     )
 
 

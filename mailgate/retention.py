@@ -1,0 +1,120 @@
+"""Remove what the desk no longer needs: raw mails and attachments of long-archived tickets.
+
+GDPR/AVG asks a desk to keep personal data no longer than needed. ``purge``
+finds the tickets archived before a cut-off and removes their raw mails (the
+spool's bytes and files) and attachment bytes, unless another ticket that is
+kept still shares the same content. The tickets, their messages' text, their
+events and the spool rows (the dedupe keys) stay; each purged ticket gets a
+``purged`` event. A dry run counts what would go and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mailgate.blobs import BlobStore
+from mailgate.clock import Clock
+from mailgate.config import Config
+from mailgate.core.workflow import Group
+from mailgate.errors import MailgateError
+from mailgate.store.db import session, storage_errors
+from mailgate.store.repos import Repo
+
+log = structlog.get_logger("mailgate.retention")
+
+
+@dataclass(frozen=True, slots=True)
+class PurgePlan:
+    tickets: tuple[int, ...]
+    raw: tuple[str, ...]  # SHA-256 of raw mails no kept mail shares
+    attachments: tuple[str, ...]  # SHA-256 of attachment bytes no kept ticket shares
+    spool_ids: tuple[int, ...]
+    bytes: int
+
+
+class Purger:
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        raw: BlobStore | None,
+        attachments: BlobStore | None,
+        archived_states: tuple[str, ...],
+    ) -> None:
+        self.engine = engine
+        self.raw = raw
+        self.attachments = attachments
+        self.archived_states = archived_states
+
+    async def plan(self, cutoff: datetime) -> PurgePlan:
+        """What a purge of tickets archived before ``cutoff`` would remove."""
+        with storage_errors("purge plan"):
+            async with session(self.engine) as s:
+                repo = Repo(s)
+                tickets = await repo.tickets_archived_before(self.archived_states, cutoff)
+                spool, raw = await repo.raw_of_tickets(tickets)
+                attachments = await repo.attachments_only_of(tickets)
+                size = await repo.blob_sizes(raw, attachments)
+        return PurgePlan(tuple(tickets), tuple(raw), tuple(attachments), tuple(spool), size)
+
+    async def apply(self, plan: PurgePlan, now: datetime) -> None:
+        """Remove what ``plan`` names: rows first (one transaction), then the files."""
+        with storage_errors("purge"):
+            async with session(self.engine, write=True) as s:
+                await Repo(s).purge(plan.tickets, plan.spool_ids, plan.attachments, now)
+        for store, shas in ((self.raw, plan.raw), (self.attachments, plan.attachments)):
+            if store is not None:
+                await asyncio.to_thread(_remove, [store.path(sha) for sha in shas])
+        log.info(
+            "retention.purged",
+            tickets=len(plan.tickets),
+            raw=len(plan.raw),
+            attachments=len(plan.attachments),
+            bytes=plan.bytes,
+        )
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def parse_age(text: str) -> int | None:
+    """Days in "365d", "52w", "2y" (a year is 365 days); None when unreadable."""
+    value = text.strip().lower()
+    units = {"d": 1, "w": 7, "y": 365}
+    if len(value) < 2 or value[-1] not in units or not value[:-1].isdigit():
+        return None
+    return int(value[:-1]) * units[value[-1]]
+
+
+def purger_for(engine: AsyncEngine, config: Config) -> Purger:
+    """The purger of this installation's stores and workflow."""
+    files = config.general.blobs == "files"
+    return Purger(
+        engine=engine,
+        raw=BlobStore(config.spool_dir, ".eml") if files else None,
+        attachments=BlobStore(config.attachment_dir) if files else None,
+        archived_states=tuple(s.name for s in config.workflow.states if s.group is Group.ARCHIVED),
+    )
+
+
+async def purge_daily(purger: Purger, days: float, clock: Clock, stop: asyncio.Event) -> None:
+    """Purge what is ``days`` past archiving once a day, until ``stop``."""
+    while not stop.is_set():
+        try:
+            plan = await purger.plan(clock.now() - timedelta(days=days))
+            if plan.tickets:
+                await purger.apply(plan, clock.now())
+        except MailgateError as exc:
+            log.warning("retention.failed", error=str(exc))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 24 * 3600)
