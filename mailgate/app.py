@@ -25,7 +25,7 @@ from mailgate.core.address import AddressPolicy, QueueAddresses
 from mailgate.core.calendar import BusinessCalendar
 from mailgate.core.tokens import TokenCodec
 from mailgate.desk import Desk
-from mailgate.errors import StorageUnavailable
+from mailgate.errors import ConfigError, StorageUnavailable
 from mailgate.http import Health, MonitorServer
 from mailgate.intake.imap import ImapPoller
 from mailgate.intake.smtp import Listeners, start_listeners
@@ -71,6 +71,23 @@ class App:
     leadership: Leadership
     metrics: Metrics
     listeners: Listeners | None = None
+
+    def reload_templates(self) -> None:
+        """SIGHUP: load the notification templates again; keep the old ones if the new fail.
+
+        Templates are the one part safe to change under a running daemon; changes to
+        config.toml need a restart (its listeners, database and workflow are in use).
+        """
+        fresh = Templates(self.config.outbound.template_dir)
+        try:
+            fresh.check()
+        except ConfigError as exc:
+            log.error("templates.reload_failed", problems=exc.problems)
+            return
+        self.templates = fresh
+        if self.processor.notifier is not None:  # the one notifier the worker and desk share
+            self.processor.notifier.templates = fresh
+        log.info("templates.reloaded")
 
     async def close(self) -> None:
         await asyncio.to_thread(self.spool.close)
@@ -262,6 +279,7 @@ async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, app.reload_templates)
     config = app.config
     log.info(
         "daemon.started",
@@ -336,7 +354,7 @@ async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
         await timers
         if retention is not None:
             await retention
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         log.info("daemon.stopped")
 
