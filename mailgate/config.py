@@ -10,6 +10,7 @@ file; they come from environment variables.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import os
 import re
 import tomllib
@@ -301,6 +302,7 @@ class _Section:
 
     def _get(self, key: str) -> Any:
         self._seen.add(key)
+        self._reader.keys.add(f"{self._label} {key}")
         return self._table.get(key)
 
     def problem(self, key: str, reason: str) -> None:
@@ -400,6 +402,7 @@ class _Reader:
         self.base = base
         self.document = document
         self.problems: list[str] = []
+        self.keys: set[str] = set()  # every "[section] key" read: the schema, as used
 
     def section(self, name: str) -> _Section:
         table = self.document.get(name, {})
@@ -443,9 +446,10 @@ def parse_config(
     base: Path,
     environ: Mapping[str, str],
     path: Path | None = None,
+    _reader: _Reader | None = None,
 ) -> Config:
     """Validate an already-parsed TOML document; all problems at once."""
-    reader = _Reader(name, base, document)
+    reader = _reader or _Reader(name, base, document)
     known = {
         *("general", "database", "tokens", "addresses", "agents", "worker", "intake", "smtp"),
         *("lmtp", "imap", "outbound", "relay", "queues", "workflow", "submission", "calendar"),
@@ -1036,3 +1040,32 @@ def _workflow(reader: _Reader, raw: object) -> Workflow:
     for problem in problems(workflow, (k.value for k in Kind)):
         reader.problems.append(f"{reader.name}: [workflow] {problem}")
     return workflow
+
+
+def config_keys() -> set[str]:
+    """Every key config.toml may hold, as ``[section] key`` (array tables as ``[[name]]``,
+    workflow states as ``[workflow.states.NAME]``): read off the parser itself, so the
+    reference in the README can be checked against it."""
+    document: dict[str, Any] = {
+        "queues": [{"name": "q", "addresses": ["q@example.com"], "team_address": "t@example.com"}],
+        "imap": [{"name": "m", "host": "127.0.0.1", "username": "u", "password_env": "P"}],
+        "smtp": {"accounts": [{"username": "u", "password_env": "P"}]},
+        "submission": {"keywords": [{"match": ["x"], "type": "bug"}]},
+        "workflow": {
+            "states": {"s": {"group": "support"}},
+            "transitions": [{"on": "remind"}],
+            "timers": [{"state": "s", "after_days": 1, "fire": "remind"}],
+        },
+    }
+    reader = _Reader("config.toml", Path(), document)
+    with contextlib.suppress(ConfigError):  # incomplete on purpose; every key is read anyway
+        parse_config(
+            document, name="config.toml", base=Path(), environ={"P": "x"}, _reader=reader
+        )
+    found = set()
+    for key in reader.keys:
+        label, _, name = key.rpartition(" ")
+        label = re.sub(r" #\d+$", "", label)
+        label = re.sub(r"^\[workflow\.states\.[^\]]+\]$", "[workflow.states.NAME]", label)
+        found.add(f"{label} {name}")
+    return found
