@@ -43,6 +43,7 @@ from mailgate.errors import (
 from mailgate.intake.imap import probe
 from mailgate.intake.spool import Received
 from mailgate.log import configure
+from mailgate.progress import Steps
 from mailgate.retention import parse_age, purger_for
 from mailgate.store.db import create_engine, session, storage_errors
 from mailgate.store.repos import Repo
@@ -557,7 +558,8 @@ async def _purge(app: App, args: argparse.Namespace, out: TextIO) -> int:
     purger = purger_for(app.engine, app.config)
     plan = await purger.plan(app.clock.now() - timedelta(days=days))
     if args.apply:
-        await purger.apply(plan, app.clock.now())
+        with Steps("removing", len(plan.raw) + len(plan.attachments)) as steps:
+            await purger.apply(plan, app.clock.now(), on_removed=steps.advance)
     summary = {
         "applied": bool(args.apply),
         "tickets": len(plan.tickets),
@@ -856,7 +858,11 @@ async def _quarantine(app: App, args: argparse.Namespace, out: TextIO) -> int:
         if not ids and not args.all:
             print(f"mailgate: no quarantined mail {args.id}", file=sys.stderr)
             return EX_FAILED
-        results = [await app.processor.process(i) for i in ids]
+        results = []
+        with Steps("retrying quarantined mail", len(ids)) as steps:
+            for spool_id in ids:
+                results.append(await app.processor.process(spool_id))
+                steps.advance()
         for outcome in results:
             if outcome is not None:
                 _print_json(

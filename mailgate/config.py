@@ -1059,9 +1059,7 @@ def config_keys() -> set[str]:
     }
     reader = _Reader("config.toml", Path(), document)
     with contextlib.suppress(ConfigError):  # incomplete on purpose; every key is read anyway
-        parse_config(
-            document, name="config.toml", base=Path(), environ={"P": "x"}, _reader=reader
-        )
+        parse_config(document, name="config.toml", base=Path(), environ={"P": "x"}, _reader=reader)
     found = set()
     for key in reader.keys:
         label, _, name = key.rpartition(" ")

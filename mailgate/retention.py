@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -64,14 +65,21 @@ class Purger:
                 size = await repo.blob_sizes(raw, attachments)
         return PurgePlan(tuple(tickets), tuple(raw), tuple(attachments), tuple(spool), size)
 
-    async def apply(self, plan: PurgePlan, now: datetime) -> None:
-        """Remove what ``plan`` names: rows first (one transaction), then the files."""
+    async def apply(
+        self, plan: PurgePlan, now: datetime, on_removed: Callable[[int], None] | None = None
+    ) -> None:
+        """Remove what ``plan`` names: rows first (one transaction), then the files, in
+        slices (``on_removed`` hears how many after each)."""
         with storage_errors("purge"):
             async with session(self.engine, write=True) as s:
                 await Repo(s).purge(plan.tickets, plan.spool_ids, plan.attachments, now)
         for store, shas in ((self.raw, plan.raw), (self.attachments, plan.attachments)):
-            if store is not None:
-                await asyncio.to_thread(_remove, [store.path(sha) for sha in shas])
+            for start in range(0, len(shas), 100):
+                part = shas[start : start + 100]
+                if store is not None:
+                    await asyncio.to_thread(_remove, [store.path(sha) for sha in part])
+                if on_removed is not None:
+                    on_removed(len(part))
         log.info(
             "retention.purged",
             tickets=len(plan.tickets),
