@@ -142,6 +142,12 @@ class Leadership:
                 log.info("leader.acquired", job=name, pid=os.getpid())
                 lost = await self._hold(lock, name, job, stop)
                 await lock.release()
+                log.info(
+                    "leader.released",
+                    job=name,
+                    pid=os.getpid(),
+                    reason="lost" if lost else ("stopped" if stop.is_set() else "job ended"),
+                )
                 if lost:  # give the others a turn first: our connection may be the sick one
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(stop.wait(), 2 * self.retry)
