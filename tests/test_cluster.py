@@ -27,7 +27,7 @@ import asyncpg
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.conftest import free_port, write_config_file
+from tests.conftest import ThrowawayCluster, free_port, write_config_file
 from tests.intake.test_imap import PASSWORD, Dovecot, dovecot, dovecot_factory, mailbox
 from tests.mails import make_mail
 from tests.test_daemon import start_daemon, stop_daemon
@@ -217,3 +217,45 @@ def stamp(event: dict[str, Any]) -> float:
 
 def leader_events(logs: list[list[bytes]], name: str, job: str) -> list[dict[str, Any]]:
     return [e for lines in logs for e in events(lines, name) if e["job"] == job]
+
+
+def test_a_postgresql_restart_gives_451_meanwhile_and_the_daemon_recovers(
+    tmp_path: Path, own_cluster: ThrowawayCluster
+) -> None:
+    smtp_port = free_port()
+    config = write_config_file(
+        tmp_path / "config.toml",
+        own_cluster.url,
+        smtp={"port": smtp_port},
+        database={"busy_timeout": 2.0},
+    )
+    daemon, lines = start_daemon(config)
+
+    def send(n: int) -> int:
+        raw = make_mail(subject=f"restart {n}", message_id=f"<restart-{n}@customer.nl>")
+        try:
+            with smtplib.SMTP("127.0.0.1", smtp_port, timeout=30) as smtp:
+                smtp.sendmail("a@customer.nl", ["support@example.com"], raw)
+        except smtplib.SMTPResponseException as exc:
+            return int(exc.smtp_code)
+        except smtplib.SMTPRecipientsRefused as exc:
+            return int(next(iter(exc.recipients.values()))[0])
+        return 250
+
+    try:
+        assert send(1) == 250
+        own_cluster.stop()
+        assert send(2) == 451  # our failure: the sender keeps the mail and retries
+        own_cluster.start()
+        deadline = time.monotonic() + 60
+        while send(3) != 250:
+            assert time.monotonic() < deadline, "the daemon did not recover"
+            time.sleep(0.5)
+        assert send(2) == 250  # the retried mail
+        deadline = time.monotonic() + 60
+        while query(own_cluster.dsn, "SELECT count(*) FROM spool WHERE state = 'done'")[0][0] < 3:
+            assert time.monotonic() < deadline, "not processed after the restart"
+            time.sleep(0.5)
+    finally:
+        code = stop_daemon(daemon)
+    assert code == 0, b"".join(lines).decode()[-3000:]
