@@ -43,3 +43,47 @@ def test_the_walkthrough_runs_in_a_fresh_directory(tmp_path: Path) -> None:
     sent = list((tmp_path / "var" / "outbox-maildir" / "new").iterdir())
     assert len(sent) == 3  # acknowledgment, team notice, the answer
     assert (tmp_path / "var" / "mailgate.db").exists()
+
+
+def test_the_quick_start_runs_the_daemon_on_the_shipped_config(tmp_path: Path) -> None:
+    import signal
+    import smtplib
+    import time
+
+    checkout = tmp_path / "mailgate"
+    shutil.copytree(
+        ROOT, checkout, ignore=shutil.ignore_patterns(".venv", "var", ".git", "__pycache__")
+    )
+    (checkout / ".venv").symlink_to(ROOT / ".venv")
+    port = free_port()
+    config = checkout / "config.toml"
+    config.write_text(config.read_text().replace("port = 2525", f"port = {port}", 1))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILGATE_")}
+    daemon = subprocess.Popen(
+        ["./contrib/dev", "run"], cwd=checkout, env=env, stderr=subprocess.PIPE
+    )
+    try:
+        assert daemon.stderr is not None
+        seen = b""
+        while b"smtp.listening" not in seen:
+            line = daemon.stderr.readline()
+            assert line, seen.decode()
+            seen += line
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+            smtp.sendmail(
+                "alice@customer.nl",
+                ["support@example.com"],
+                b"Subject: Printer brandt\r\nFrom: alice@customer.nl\r\n\r\nHij doet het niet.\r\n",
+            )
+        maildir = checkout / "var" / "outbox-maildir" / "new"
+        deadline = time.monotonic() + 60
+        while len(list(maildir.glob("*"))) < 2:  # the acknowledgment and the team's notice
+            assert time.monotonic() < deadline, "nothing delivered into the maildir"
+            time.sleep(0.2)
+        assert (checkout / "var" / "mailgate.db").exists()
+        assert (checkout / "var" / "secret").stat().st_mode & 0o777 == 0o600
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=60) == 0
+        if daemon.stderr is not None:
+            daemon.stderr.close()
