@@ -35,6 +35,7 @@ from mailgate.app import build_app
 from mailgate.config import parse_config
 from mailgate.core.model import Action
 from mailgate.intake.spool import Received
+from mailgate.progress import Steps
 
 
 def new_mail(rng: random.Random, i: int) -> bytes:
@@ -115,29 +116,31 @@ async def mailgate_run(count: int, directory: Path) -> tuple[float, dict[str, in
     first_message: dict[int, int] = {}  # ticket → index of the mail that opened it
     elapsed = 0.0
     try:
-        for i in range(count):
-            if i % 2 == 0 or not tickets:
-                raw = new_mail(rng, i)
-            else:
-                ticket = rng.choice(tickets)
-                opened = first_message[ticket]
-                raw = reply_mail(
-                    rng,
-                    i,
-                    opened,
-                    app.codec.subject_tag(ticket),
-                    app.codec.token(ticket),
-                    f"<new-{opened}@bench.example>",
-                )
-            start = time.perf_counter()
-            stored = await app.spool.store(Received(raw, "bench"))
-            outcome = await app.processor.process(stored.spool_id)
-            elapsed += time.perf_counter() - start
-            assert outcome is not None
-            counts[outcome.action.value] = counts.get(outcome.action.value, 0) + 1
-            if outcome.action is Action.CREATED and outcome.ticket is not None:
-                tickets.append(outcome.ticket)
-                first_message[outcome.ticket] = i
+        with Steps("mails through the intake", count) as steps:
+            for i in range(count):
+                if i % 2 == 0 or not tickets:
+                    raw = new_mail(rng, i)
+                else:
+                    ticket = rng.choice(tickets)
+                    opened = first_message[ticket]
+                    raw = reply_mail(
+                        rng,
+                        i,
+                        opened,
+                        app.codec.subject_tag(ticket),
+                        app.codec.token(ticket),
+                        f"<new-{opened}@bench.example>",
+                    )
+                start = time.perf_counter()
+                stored = await app.spool.store(Received(raw, "bench"))
+                outcome = await app.processor.process(stored.spool_id)
+                elapsed += time.perf_counter() - start
+                assert outcome is not None
+                counts[outcome.action.value] = counts.get(outcome.action.value, 0) + 1
+                if outcome.action is Action.CREATED and outcome.ticket is not None:
+                    tickets.append(outcome.ticket)
+                    first_message[outcome.ticket] = i
+                steps.advance()
     finally:
         await app.close()
     return count / elapsed, counts

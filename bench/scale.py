@@ -38,6 +38,7 @@ from mailgate.app import build_app
 from mailgate.config import parse_config
 from mailgate.intake.spool import Received
 from mailgate.log import configure
+from mailgate.progress import Steps
 from tests.conftest import SUPPORT, config_document, free_port
 from tests.mails import make_mail
 
@@ -195,9 +196,11 @@ async def intake_rate(url: str, existing: int, count: int) -> float:
                     )
                 )
         started = time.perf_counter()
-        for raw in mails:
-            stored = await app.spool.store(Received(raw, "bench"))
-            await app.processor.process(stored.spool_id)
+        with Steps(f"intake with {existing:,} tickets stored", count) as steps:
+            for raw in mails:
+                stored = await app.spool.store(Received(raw, "bench"))
+                await app.processor.process(stored.spool_id)
+                steps.advance()
         return count / (time.perf_counter() - started)
     finally:
         await app.close()

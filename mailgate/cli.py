@@ -19,6 +19,7 @@ from email.utils import format_datetime, make_msgid
 from typing import Any, TextIO
 
 import structlog
+from alembic.runtime.migration import MigrationContext
 
 from mailgate import __version__
 from mailgate.app import App, build_app, run_daemon
@@ -47,7 +48,7 @@ from mailgate.progress import Steps
 from mailgate.retention import parse_age, purger_for
 from mailgate.store.db import create_engine, session, storage_errors
 from mailgate.store.repos import Repo
-from mailgate.store.schema import migrate, upgrade_sql
+from mailgate.store.schema import migrate, pending, upgrade_sql
 
 EX_OK = 0
 EX_FAILED = 1
@@ -184,7 +185,13 @@ async def _migrate(config: Config, args: argparse.Namespace, out: TextIO) -> int
         return EX_OK
     engine = create_engine(config.database.url, busy_timeout=config.database.busy_timeout)
     try:
-        before, after = await migrate(engine)
+        async with engine.connect() as conn:
+            current = await conn.run_sync(
+                lambda c: MigrationContext.configure(c).get_current_revision()
+            )
+        todo = pending(current) if current else []
+        with Steps("migrating", len(todo)) as steps:
+            before, after = await migrate(engine, on_step=lambda _rev: steps.advance())
     finally:
         await engine.dispose()
     if before == after:

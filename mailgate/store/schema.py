@@ -12,6 +12,7 @@ instances upgrading at once take turns.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -112,8 +113,18 @@ def check(state: SchemaState) -> None:
     )
 
 
-async def migrate(engine: AsyncEngine) -> tuple[str | None, str]:
-    """Upgrade the database to the newest schema; (revision before, revision after)."""
+def pending(revision: str | None) -> list[str]:
+    """The revisions after ``revision`` up to the newest, oldest first."""
+    script = ScriptDirectory.from_config(alembic_config())
+    steps = [r.revision for r in script.iterate_revisions(head(), revision)]
+    return list(reversed(steps))
+
+
+async def migrate(
+    engine: AsyncEngine, on_step: Callable[[str], None] | None = None
+) -> tuple[str | None, str]:
+    """Upgrade the database to the newest schema, one migration at a time (``on_step``
+    hears each revision applied); (revision before, revision after)."""
     with storage_errors("migrate"):
         async with engine.begin() as conn:
             if conn.dialect.name == "postgresql":
@@ -124,8 +135,15 @@ async def migrate(engine: AsyncEngine) -> tuple[str | None, str]:
             elif before.revision is None or before.revision not in known_revisions():
                 check(before)  # no version, or a newer one: refused, saying why
             else:
-                await conn.run_sync(lambda c: command.upgrade(_with(c), "head"))
+                for step in pending(before.revision):
+                    await conn.run_sync(_upgrade_to, step)
+                    if on_step is not None:
+                        on_step(step)
     return before.revision, head()
+
+
+def _upgrade_to(connection: Connection, revision: str) -> None:
+    command.upgrade(_with(connection), revision)
 
 
 def upgrade_sql(url: str) -> str:
