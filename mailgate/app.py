@@ -304,6 +304,20 @@ async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
         retention = asyncio.create_task(app.leadership.run("retention", purge, worker_stop))
     pollers: list[asyncio.Task[None]] = []
     try:
+        if config.http.enabled:
+            monitor = MonitorServer(
+                Health(
+                    app.engine,
+                    app.metrics,
+                    app.clock,
+                    tuple(m.name for m in config.imap),
+                    listening=lambda: (
+                        app.listeners is not None
+                        or not (config.smtp.enabled or config.lmtp.enabled)
+                    ),
+                )
+            )
+            await monitor.start(config.http.host, config.http.port)
         if config.smtp.enabled or config.lmtp.enabled:
             listeners = await start_listeners(
                 smtp=config.smtp,
@@ -320,20 +334,6 @@ async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
                     app.leadership.run(f"imap:{mailbox.name}", _poll(app, mailbox), stop)
                 )
             )
-        if config.http.enabled:
-            monitor = MonitorServer(
-                Health(
-                    app.engine,
-                    app.metrics,
-                    app.clock,
-                    tuple(m.name for m in config.imap),
-                    listening=lambda: (
-                        app.listeners is not None
-                        or not (config.smtp.enabled or config.lmtp.enabled)
-                    ),
-                )
-            )
-            await monitor.start(config.http.host, config.http.port)
         stopping = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({stopping, worker}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
