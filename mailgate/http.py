@@ -13,16 +13,18 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailgate.clock import Clock
 from mailgate.metrics import Metrics
+from mailgate.store.db import session
+from mailgate.store.repos import Repo
+from mailgate.store.tables import OutboxRow, TicketRow
 
 log = structlog.get_logger("mailgate.http")
 
@@ -40,7 +42,6 @@ class Health:
     listening: Callable[[], bool] = lambda: True
     stuck_after: timedelta = timedelta(minutes=15)
     timeout: float = 5.0
-    checks: dict[str, str] = field(default_factory=dict)
 
     async def check(self) -> tuple[bool, dict[str, str]]:
         """(healthy, reason per check); refreshes the database gauges on the way."""
@@ -65,37 +66,18 @@ class Health:
         return healthy, found
 
     async def _database(self, now: datetime) -> int:
-        async with self.engine.connect() as conn:
-            tickets = (
-                await conn.execute(text("SELECT status, count(*) FROM tickets GROUP BY status"))
-            ).all()
-            outbox = (
-                await conn.execute(text("SELECT state, count(*) FROM outbox GROUP BY state"))
-            ).all()
-            stuck = (
-                await conn.execute(
-                    text(
-                        "SELECT count(*) FROM outbox WHERE state IN ('pending', 'sending') "
-                        "AND next_attempt_at < :limit"
-                    ),
-                    {"limit": _param(conn.dialect.name, now - self.stuck_after)},
-                )
-            ).scalar_one()
+        async with session(self.engine) as s:
+            repo = Repo(s)
+            tickets = await repo.count_by(TicketRow.status)
+            outbox = await repo.count_by(OutboxRow.state)
+            stuck = await repo.outbox_stuck(now - self.stuck_after)
         self.metrics.tickets.clear()
-        for status, count in tickets:
+        for status, count in tickets.items():
             self.metrics.tickets.labels(status=status).set(count)
         self.metrics.outbox.clear()
-        for state, count in outbox:
+        for state, count in outbox.items():
             self.metrics.outbox.labels(state=state).set(count)
-        return int(stuck)
-
-
-def _param(dialect: str, when: datetime) -> object:
-    """A UTC timestamp as the column stores it (naive on SQLite)."""
-    from datetime import UTC
-
-    value = when.astimezone(UTC)
-    return value.replace(tzinfo=None) if dialect == "sqlite" else value
+        return stuck
 
 
 class MonitorServer:

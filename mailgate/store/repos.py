@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, Dialect, and_, delete, func, insert, or_, update
 from sqlmodel import SQLModel, col, select
@@ -1012,6 +1013,21 @@ class Repo:
             )
         )
         return set(rows.all())
+
+    async def count_by(self, column: Any) -> dict[str, int]:
+        """Rows per value of one column of one table (tickets by status, outbox by state)."""
+        rows = await self.session.exec(select(column, func.count()).group_by(column))
+        return {str(value): int(count) for value, count in rows.all()}
+
+    async def outbox_stuck(self, before: datetime) -> int:
+        """Outbox mails still to send that were due before ``before``."""
+        found = await self.session.exec(
+            select(func.count()).where(
+                col(OutboxRow.state).in_([OUTBOX_PENDING, OUTBOX_SENDING]),
+                col(OutboxRow.next_attempt_at) < before,
+            )
+        )
+        return int(found.one())
 
     async def outbox_set_envelope(self, outbox_id: int, envelope_from: str) -> None:
         await self.session.exec(
