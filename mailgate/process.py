@@ -289,12 +289,15 @@ class Processor:
         assert isinstance(decision, Reply)
         ticket = decision.ticket
         reason = f"matched by {decision.matched_by} {decision.evidence}"
+        # Locked for the rest of the transaction: two changes to one ticket queue up.
+        state = await repo.ticket_state(ticket, lock=True)
+        assert state is not None
         if classified.automatic:
             reason += f"; {classified.category.value}: {classified.reason}"
         else:
             verdict = judge_sender(
                 sender(mail),
-                await repo.participants_of(ticket),
+                state.participants,
                 is_agent=self.policy.is_agent(actor),
                 forged=authentication_failure(mail, self.intake.trusted_authserv_ids),
             )
@@ -313,8 +316,6 @@ class Processor:
                     )
                 if policy == UnknownSender.HOLD:
                     return await self._hold(repo, entry, mail, ticket, text, reason)
-        state = await repo.ticket_state(ticket, lock=True)
-        assert state is not None
         plan: Plan | None = None
         if not classified.automatic and kind is MessageKind.AGENT:
             block = read_commands(text)
