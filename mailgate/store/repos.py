@@ -817,13 +817,6 @@ class Repo:
             return None
         return row.ticket_id, row.trigger, row.status
 
-    async def timers_of(self, ticket: int) -> list[tuple[str, str, datetime]]:
-        """(trigger, state, due) of every timer of a ticket, oldest first."""
-        rows = await self.session.exec(
-            select(TimerRow).where(TimerRow.ticket_id == ticket).order_by(col(TimerRow.id))
-        )
-        return [(r.trigger, r.state, r.due_at) for r in rows.all()]
-
     async def message_add(
         self,
         *,
@@ -1178,10 +1171,6 @@ class Repo:
         return row.id
 
     # --- views -----------------------------------------------------------------------------
-
-    async def ticket_numbers(self) -> list[int]:
-        rows = await self.session.exec(select(TicketRow.id).order_by(col(TicketRow.id)))
-        return [i for i in rows.all() if i is not None]
 
     async def participants_of(self, ticket: int) -> tuple[Participant, ...]:
         rows = await self.session.exec(
