@@ -42,7 +42,7 @@ from mailgate.errors import (
     SchemaMismatch,
 )
 from mailgate.intake.imap import probe
-from mailgate.intake.spool import Received
+from mailgate.intake.spool import SERVER_SOURCE, Received
 from mailgate.log import configure
 from mailgate.progress import Steps
 from mailgate.retention import parse_age, purger_for
@@ -781,7 +781,7 @@ async def _reply(app: App, args: argparse.Namespace, out: TextIO) -> int:
     mail["Message-ID"] = make_msgid(domain=author.rpartition("@")[2])
     mail.set_content(body)
     stored = await app.spool.store(
-        Received(mail.as_bytes(), "cli", envelope_from=author, envelope_to=(to,))
+        Received(mail.as_bytes(), SERVER_SOURCE, envelope_from=author, envelope_to=(to,))
     )
     outcome = await app.processor.process(stored.spool_id)
     _print_json(

@@ -242,16 +242,7 @@ class Desk:
         if self.notifier is None:
             return 1
         kind = Kind.TEAM_SLA_BREACH if trigger.endswith("breach") else Kind.TEAM_SLA_WARNING
-        change = Change(
-            ticket,
-            None,
-            False,
-            MessageKind.SYSTEM,
-            None,
-            "",
-            DECISIONS[Category.PERSON],
-            reason=reason,
-        )
+        change = Change.system(ticket, reason=reason)
         await self.notifier.workflow_notice(repo, ticket, kind, Audience.TEAM, change, now)
         if state.assignee:
             await self.notifier.agent_notice(repo, ticket, kind, change, state.assignee, now)

@@ -30,7 +30,6 @@ from mailgate.core.address import AddressPolicy
 from mailgate.core.bounces import DeliveryReport, delivery_report
 from mailgate.core.calendar import BusinessCalendar
 from mailgate.core.classify import (
-    DECISIONS,
     Category,
     Classification,
     classify,
@@ -65,13 +64,20 @@ from mailgate.core.parse import parse_mail
 from mailgate.core.participants import message_kind, participants, sender
 from mailgate.core.privacy import mask_bsn
 from mailgate.core.route import Evidence, gather_evidence, route
-from mailgate.core.senders import UnknownSender, authentication_failure, judge_sender
+from mailgate.core.senders import (
+    Authority,
+    SenderVerdict,
+    UnknownSender,
+    agent_authority,
+    judge_sender,
+)
 from mailgate.core.submission import KeywordRule, submit
 from mailgate.core.text import sanitize_html, visible_reply
 from mailgate.core.tokens import TokenCodec
 from mailgate.core.workflow import DEFAULT_WORKFLOW, Audience
 from mailgate.desk import Desk
 from mailgate.errors import MailgateError, StorageUnavailable
+from mailgate.intake.spool import SERVER_SOURCE
 from mailgate.metrics import Metrics
 from mailgate.outbound.notifier import Change, Notifier
 from mailgate.store.db import session, storage_errors
@@ -214,7 +220,16 @@ class Processor:
                     return None
                 lookup = await repo.lookup(evidence.message_ids, evidence.ticket_numbers, returned)
                 decision = route(mail, evidence, lookup, self.policy, kind, returned)
-                outcome = await self._apply(repo, claimed, mail, decision, kind, report, evidence)
+                authority = agent_authority(
+                    mail,
+                    self.policy,
+                    answers_team=lookup.team_notice(evidence),
+                    trusted=self.intake.trusted_authserv_ids,
+                    on_server=claimed.source == SERVER_SOURCE,
+                )
+                outcome = await self._apply(
+                    repo, claimed, mail, decision, kind, report, evidence, authority
+                )
                 if outcome.ticket is not None:
                     for item in skipped:
                         await repo.event_add(
@@ -269,12 +284,13 @@ class Processor:
         classified: Classification,
         report: DeliveryReport | None,
         evidence: Evidence,
+        authority: Authority,
     ) -> Outcome:
         now = self.clock.now()
         actor = sender(mail) or "unknown sender"
         if classified.automatic:
             log.info("mail.automatic", category=classified.category.value, reason=classified.reason)
-        kind = MessageKind.AUTO if classified.automatic else message_kind(mail, self.policy)
+        kind = MessageKind.AUTO if classified.automatic else message_kind(authority)
         mail, masked = _for_display(mail)
         text = visible_reply(mail)
         if isinstance(decision, Drop):
@@ -295,16 +311,12 @@ class Processor:
         if classified.automatic:
             reason += f"; {classified.category.value}: {classified.reason}"
         else:
-            verdict = judge_sender(
-                sender(mail),
-                state.participants,
-                is_agent=self.policy.is_agent(actor),
-                forged=authentication_failure(mail, self.intake.trusted_authserv_ids),
-            )
+            verdict = judge_sender(sender(mail), state.participants, authority)
+            if not verdict.known and authority.claimed:
+                log.warning("agent.unproven", ticket=f"#{ticket}", reason=verdict.reason)
+                return await self._hold_unproven(repo, entry, mail, ticket, text, reason, verdict)
             if not verdict.known:
                 log.warning("sender.unknown", ticket=f"#{ticket}", reason=verdict.reason)
-                if kind is MessageKind.AGENT:
-                    kind = MessageKind.CUSTOMER  # a forged agent is not treated as one
                 policy = self.intake.unknown_sender
                 reason += f"; {verdict.reason}, policy {policy}"
                 if policy == UnknownSender.NEW_TICKET:
@@ -423,16 +435,7 @@ class Processor:
                 repo,
                 target,
                 Kind.COMMAND_HELP,
-                Change(
-                    target,
-                    None,
-                    False,
-                    MessageKind.SYSTEM,
-                    None,
-                    "",
-                    classified.decisions,
-                    commands=command_reference(self.workflow),
-                ),
+                Change.system(target, commands=command_reference(self.workflow)),
                 actor,
                 now,
             )
@@ -466,17 +469,7 @@ class Processor:
                 repo,
                 ticket,
                 Kind.COMMAND_FAILED,
-                Change(
-                    ticket,
-                    None,
-                    False,
-                    MessageKind.SYSTEM,
-                    None,
-                    "",
-                    DECISIONS[Category.PERSON],
-                    reason=errors,
-                    commands=command_reference(self.workflow),
-                ),
+                Change.system(ticket, reason=errors, commands=command_reference(self.workflow)),
                 actor,
                 now,
             )
@@ -571,6 +564,39 @@ class Processor:
         if self.notifier is not None:
             await self.notifier.team_notice(repo, ticket, Kind.TEAM_HELD, reason, now)
         return Outcome(entry.id, Action.HELD, ticket, reason)
+
+    async def _hold_unproven(
+        self,
+        repo: Repo,
+        entry: SpoolEntry,
+        mail: ParsedMail,
+        ticket: int,
+        text: str,
+        reason: str,
+        verdict: SenderVerdict,
+    ) -> Outcome:
+        """A mail from an agent's address that does not prove it is the team's: held like a
+        stranger's reply (nothing carried out, nothing relayed, nobody added), the team told
+        why, and the agent told once per ticket how to act, in case it was really them."""
+        reason = f"{reason}; {verdict.reason}; held: not proven to be the team's"
+        outcome = await self._hold(repo, entry, mail, ticket, text, reason)
+        agent = sender(mail)
+        if agent is None or self.notifier is None or mail.from_count != 1:
+            return outcome
+        told = f"#{ticket} {agent.lower()}"
+        if await repo.event_exists("agent_told", new=told):
+            return outcome
+        now = self.clock.now()
+        await self.notifier.agent_notice(
+            repo,
+            ticket,
+            Kind.AGENT_UNPROVEN,
+            Change.system(ticket, reason=verdict.reason),
+            agent.lower(),
+            now,
+        )
+        await repo.event_add(ticket, kind="agent_told", actor="mailgate", now=now, new=told)
+        return outcome
 
     async def _privacy_event(
         self, repo: Repo, ticket: int, masked: int, mail: ParsedMail, kind: MessageKind, row: int

@@ -191,6 +191,23 @@ async def app(config: Config, clock: FrozenClock) -> AsyncIterator[App]:
         await application.close()
 
 
+@pytest.fixture
+async def desk(
+    make_config: Callable[..., Config], clock: FrozenClock
+) -> AsyncIterator[Callable[..., Any]]:
+    """Build an app with extra config sections; closed at the end of the test."""
+    apps: list[App] = []
+
+    async def build(**sections: Any) -> App:
+        app = await build_app(make_config(**sections), clock)
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        await app.close()
+
+
 async def deliver(
     app: App, raw: bytes, *, to: tuple[str, ...] = (), source: str = "test"
 ) -> Outcome:

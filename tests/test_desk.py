@@ -7,13 +7,13 @@ check reads the ticket or the mails that came out of the outbox (the maildir).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from mailgate.app import App, build_app
+from mailgate.app import App
 from mailgate.clock import FrozenClock
 from mailgate.config import Config
 from mailgate.core.model import Action, TicketView
@@ -33,23 +33,6 @@ async def view(app: App, number: int) -> TicketView:
         found = await Repo(s).ticket_view(number)
     assert found is not None
     return found
-
-
-@pytest.fixture
-async def desk(
-    make_config: Callable[..., Config], clock: FrozenClock
-) -> AsyncIterator[Callable[..., Any]]:
-    """Build an app with extra config sections; closed at the end of the test."""
-    apps: list[App] = []
-
-    async def build(**sections: Any) -> App:
-        app = await build_app(make_config(**sections), clock)
-        apps.append(app)
-        return app
-
-    yield build
-    for app in apps:
-        await app.close()
 
 
 async def open_ticket(world: World, customer: str = CUSTOMER, **mail: Any) -> tuple[int, Any, Any]:

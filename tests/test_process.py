@@ -126,9 +126,20 @@ async def test_reply_adds_new_cc_participants_with_an_event(app: App) -> None:
     assert [e.kind for e in view.events] == ["created", "participant_added", "message_added"]
 
 
+async def _team_notice(app: App) -> str:
+    """The Message-ID of the latest notice to the team: what an agent answers."""
+    async with session(app.engine) as s:
+        items = await Repo(s).outbox_list()
+    return f"<{[o for o in items if o.kind == 'team_new_ticket'][-1].message_id}>"
+
+
 async def test_agent_reply_is_an_agent_message(app: App) -> None:
     ticket, tag = await _open_ticket(app)
-    await deliver(app, make_mail(sender="Bob Support <bob@example.com>", subject=f"Re: {tag}"))
+    notice = await _team_notice(app)
+    await deliver(
+        app,
+        make_mail(sender="Bob Support <bob@example.com>", subject=f"Re: {tag}", in_reply_to=notice),
+    )
     view = await _view(app, ticket)
     assert [m.kind for m in view.messages if m.direction == "in"] == ["customer", "agent"]
     assert view.updated_by == "bob@example.com"
@@ -389,8 +400,10 @@ async def test_a_mail_from_an_agents_address_failing_dmarc_is_not_the_agents(
     try:
         _, tag = await _ticket_with_ack(app)
         forged = b"Authentication-Results: mx.example.com; dmarc=fail header.from=example.com\r\n"
+        notice = await _team_notice(app)
         reply = await deliver(
-            app, forged + make_mail(sender="piet@example.com", subject=f"Re: {tag}")
+            app,
+            forged + make_mail(sender="piet@example.com", subject=f"Re: {tag}", in_reply_to=notice),
         )
         assert reply.action is Action.HELD
         assert "claims to be agent piet@example.com, but dmarc=fail" in reply.reason
@@ -398,7 +411,9 @@ async def test_a_mail_from_an_agents_address_failing_dmarc_is_not_the_agents(
         # The same mail where the receiver says DMARC passed is the agent's, relayed.
         genuine = b"Authentication-Results: mx.example.com; dmarc=pass header.from=example.com\r\n"
         ok = await deliver(
-            app, genuine + make_mail(sender="piet@example.com", subject=f"Re: {tag}")
+            app,
+            genuine
+            + make_mail(sender="piet@example.com", subject=f"Re: {tag}", in_reply_to=notice),
         )
         assert ok.action is Action.APPENDED
         assert [k for k, _ in await _kinds(app)][-1] == "agent_reply"

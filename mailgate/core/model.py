@@ -94,6 +94,10 @@ class ParsedMail:
     parser: str
     delivery_status: str = ""  # text of a message/delivery-status part (RFC 3464), if any
     text_from_html: bool = False  # no text/plain part: ``text`` was made from ``html``
+    # How many addresses the From header itself named: 0 when ``from_addr`` was taken from
+    # Sender or Return-Path; more than 1 for a mail with several authors. Only a single
+    # From can speak for the team.
+    from_count: int = 1
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or None."""

@@ -35,6 +35,7 @@ class Kind(StrEnum):
     TEAM_SLA_WARNING = "team_sla_warning"
     TEAM_SLA_BREACH = "team_sla_breach"
     PRIVACY_NOTICE = "privacy_notice"
+    AGENT_UNPROVEN = "agent_unproven"  # to an agent: your mail was held, here is how to act
 
 
 # RFC 3834: an acknowledgment answers a mail (auto-replied); other notices are generated.
@@ -57,6 +58,7 @@ TEAM_KINDS = frozenset(
         Kind.TEAM_NOTE,
         Kind.TEAM_SLA_WARNING,
         Kind.TEAM_SLA_BREACH,
+        Kind.AGENT_UNPROVEN,
     }
 )
 

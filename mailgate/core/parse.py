@@ -168,6 +168,12 @@ def _header_addresses(msg: Message, name: str) -> tuple[Address, ...]:
     return _addresses(email.utils.getaddresses(values))
 
 
+def _author_count(msg: Message) -> int:
+    """How many mailboxes the From header(s) name, counting ones too broken to read."""
+    values = [decode_header_value(v) for v in msg.get_all("From", [])]
+    return len([pair for pair in email.utils.getaddresses(values) if any(pair)])
+
+
 def _headers(msg: Message, fallbacks: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     return tuple((str(k), decode_header_value(v, fallbacks)) for k, v in msg.raw_items())
 
@@ -210,6 +216,7 @@ def _build(
     fallbacks: tuple[str, ...],
 ) -> ParsedMail:
     ids = message_ids(msg.get("Message-ID"))
+    from_count = _author_count(msg)
     if not from_addr:
         from_addr = _header_addresses(msg, "Sender") or _header_addresses(msg, "Return-Path")
     return ParsedMail(
@@ -219,6 +226,7 @@ def _build(
         references=message_ids(" ".join(str(v) for v in msg.get_all("References", []))),
         subject=subject,
         from_addr=from_addr[0] if from_addr else None,
+        from_count=from_count,
         reply_to=reply_to,
         to=to,
         cc=cc,

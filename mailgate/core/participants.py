@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mailgate.core.address import AddressPolicy
 from mailgate.core.model import MessageKind, ParsedMail, Participant, Role
+from mailgate.core.senders import Authority
 
 
 def sender(mail: ParsedMail) -> str | None:
@@ -11,12 +12,13 @@ def sender(mail: ParsedMail) -> str | None:
     return mail.from_addr.email if mail.from_addr else None
 
 
-def message_kind(mail: ParsedMail, policy: AddressPolicy) -> MessageKind:
-    """Whether the mail was written by a customer or by the support team."""
-    author = sender(mail)
-    if author is not None and policy.is_agent(author):
-        return MessageKind.AGENT
-    return MessageKind.CUSTOMER
+def message_kind(authority: Authority) -> MessageKind:
+    """Whether a person's mail is stored as the support team's or a customer's.
+
+    A mail that claims an agent's address is stored as the agent's; on a reply it
+    is held unless ``authority`` proves it (``senders.agent_authority``).
+    """
+    return MessageKind.AGENT if authority.claimed else MessageKind.CUSTOMER
 
 
 def participants(

@@ -72,6 +72,12 @@ class Lookup:
     existing_tickets: frozenset[int]
     outbox_by_message_id: Mapping[str, int] = field(default_factory=dict)
     merged_into: Mapping[int, int] = field(default_factory=dict)  # merged ticket -> survivor
+    # Message-IDs among the evidence that are notices only the team received.
+    team_notices: frozenset[str] = frozenset()
+
+    def team_notice(self, evidence: Evidence) -> str | None:
+        """The first Message-ID the mail answers that only the team received, if any."""
+        return next((mid for mid in evidence.message_ids if mid in self.team_notices), None)
 
     def canonical(self, ticket: int) -> int:
         """The ticket that ``ticket``'s mail now lands on (itself unless merged away)."""

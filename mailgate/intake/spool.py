@@ -34,6 +34,11 @@ from mailgate.store.repos import Repo, spool_add_sqlite, sqlite_timestamp
 log = structlog.get_logger("mailgate.intake")
 
 
+# The source of mail written on the server itself (``mailgate reply``/``note``); no way in
+# from outside uses it, so it is the team's by construction.
+SERVER_SOURCE = "cli"
+
+
 @dataclass(frozen=True, slots=True)
 class Received:
     """A mail as a way in hands it over: the exact bytes and where they came from."""

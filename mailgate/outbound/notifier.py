@@ -62,6 +62,21 @@ class Change:
     asked_priority: str = ""  # the priority asked at submission, when it was lowered
     commands: str = ""  # the command reference, for #help
 
+    @classmethod
+    def system(cls, ticket: int, *, reason: str = "", commands: str = "") -> Change:
+        """A change mailgate announces of its own accord, about no mail in particular."""
+        return cls(
+            ticket,
+            None,
+            False,
+            MessageKind.SYSTEM,
+            None,
+            "",
+            DECISIONS[Category.PERSON],
+            reason=reason,
+            commands=commands,
+        )
+
 
 class Notifier:
     """Renders and queues the mails that a change calls for."""

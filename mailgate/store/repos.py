@@ -16,6 +16,7 @@ from mailgate.core.model import (
     Attachment,
     AttachmentView,
     EventView,
+    MessageKind,
     MessageView,
     NewSpoolItem,
     OutboxItem,
@@ -26,6 +27,7 @@ from mailgate.core.model import (
     SpoolReceipt,
     TicketView,
 )
+from mailgate.core.notify import TEAM_KINDS
 from mailgate.core.route import Lookup
 from mailgate.core.sla import Clock as SlaClock
 from mailgate.store.tables import (
@@ -408,13 +410,21 @@ class Repo:
         """What the database knows of the evidence; ``returned_ids``: Message-IDs a bounce
         returns, looked up among the outbox's mails."""
         outbox: dict[str, int] = {}
-        if returned_ids:
+        team: set[str] = set()
+        team_kinds = {kind.value for kind in TEAM_KINDS}
+        wanted_out = list({*message_ids, *returned_ids})
+        if wanted_out:
             found_out = await self.session.exec(
-                select(OutboxRow.message_id, OutboxRow.id).where(
-                    col(OutboxRow.message_id).in_(list(returned_ids))
+                select(OutboxRow.message_id, OutboxRow.id, OutboxRow.kind).where(
+                    col(OutboxRow.message_id).in_(wanted_out)
                 )
             )
-            outbox = {mid: i for mid, i in found_out.all() if i is not None}
+            returned = set(returned_ids)
+            for mid, outbox_id, kind in found_out.all():
+                if mid in returned and outbox_id is not None:
+                    outbox[mid] = outbox_id
+                if kind in team_kinds:
+                    team.add(mid)
         by_mid: dict[str, int] = {}
         if message_ids:
             rows = await self.session.exec(
@@ -422,9 +432,9 @@ class Repo:
                 .where(col(MessageRow.message_id).in_(list(message_ids)))
                 .order_by(col(MessageRow.id))
             )
-            for mid, ticket in rows.all():
-                if mid is not None:
-                    by_mid[mid] = ticket
+            for found_mid, ticket in rows.all():
+                if found_mid is not None:
+                    by_mid[found_mid] = ticket
         wanted = list(set(numbers))
         existing: set[int] = set()
         merged: dict[int, int] = {}
@@ -440,7 +450,7 @@ class Repo:
                 if into is not None and into not in existing and number not in merged:
                     merged[number] = into
                     wanted.append(into)
-        return Lookup(by_mid, frozenset(existing), outbox, merged)
+        return Lookup(by_mid, frozenset(existing), outbox, merged, frozenset(team))
 
     # --- tickets -------------------------------------------------------------------------
 
@@ -1114,13 +1124,17 @@ class Repo:
         return [r.id for r in rows if r.id is not None]
 
     async def thread_anchor(self, ticket: int) -> tuple[str | None, tuple[str, ...]]:
-        """The latest inbound Message-ID of a ticket and the References a reply to it carries."""
+        """The latest Message-ID a customer sent on a ticket and the References a reply to it
+        carries. Only a customer's mail: an agent's answer to a team notice names that notice,
+        and a team notice's Message-ID is the agents' proof (``senders.agent_authority``), so
+        it must never reach a customer."""
         row = (
             await self.session.exec(
                 select(MessageRow)
                 .where(
                     MessageRow.ticket_id == ticket,
                     MessageRow.direction == "in",
+                    col(MessageRow.kind).in_([MessageKind.CUSTOMER.value, MessageKind.AUTO.value]),
                     col(MessageRow.message_id).is_not(None),
                 )
                 .order_by(col(MessageRow.id).desc())

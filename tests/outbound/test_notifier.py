@@ -79,12 +79,14 @@ async def test_customer_reply_tells_the_team_and_agent_reply_is_relayed(app: App
     )
     tag = app.codec.subject_tag(outcome.ticket or 0)
     await deliver(app, make_mail(subject=f"Re: {tag}", body="Nog een detail."))
+    team_notice = (await outbox(app))[2][2]
     await deliver(
         app,
         make_mail(
             sender="Piet Support <piet@example.com>",
             subject=f"Re: {tag}",
             body="Probeer het nu eens opnieuw.\n\nOp ma schreef Alice:\n> oud",
+            in_reply_to=str(team_notice["Message-ID"]),
         ),
     )
     queued = await outbox(app)
@@ -241,6 +243,8 @@ async def test_an_agents_attachments_are_relayed_with_the_answer(app: App) -> No
     answer["To"] = "support@example.com"
     answer["Subject"] = f"Re: {tag} Printer brandt"
     answer["Message-ID"] = "<answer@example.com>"
+    team_notice = next(m for k, _, m in await outbox(app) if k == "team_new_ticket")
+    answer["In-Reply-To"] = str(team_notice["Message-ID"])
     answer.set_content("Zie de handleiding in de bijlage.")
     answer.add_attachment(
         b"%PDF-1.4 handleiding", maintype="application", subtype="pdf", filename="handleiding.pdf"
