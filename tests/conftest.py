@@ -34,7 +34,7 @@ CORPUS = Path(
 )
 
 
-def corpus_mails() -> list[dict[str, Any]]:
+def corpus_mails() -> list[dict[str, Any]]:  # the entries; tests.hostile.corpus_raws: bytes
     """The whole mails of the corpus manifest (not bare bodies), in manifest order."""
     manifest = CORPUS / "manifest.jsonl"
     if not manifest.exists():

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 BOUNCE_LOCAL = "bounces"
+_MAILABLE = re.compile(r"[^\s\x00-\x1f\x7f<>,;\"@]{1,64}@[^\s\x00-\x1f\x7f<>,;\"@]{1,255}")
+
+
+def mailable(address: str) -> bool:
+    """Whether ``address`` may be written into a To header and an SMTP envelope: one
+    mailbox, no whitespace, no control character, no separator."""
+    return _MAILABLE.fullmatch(address) is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ import base64
 import binascii
 import codecs
 import email
+import email.parser
 import email.utils
 import hashlib
 import re
@@ -28,6 +29,10 @@ from mailgate.core.model import Address, Attachment, ParsedMail
 from mailgate.core.text import html_to_text
 
 _MSGID = re.compile(r"<([^<>\s]{1,900})>")
+# C0 controls and DEL: never part of a header value mailgate stores or sends.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# The same in body text, where tab, newline, carriage return and form feed belong.
+_BODY_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 # Tried in order for 8-bit text without a usable charset; configurable per installation.
 DEFAULT_FALLBACK_CHARSETS: tuple[str, ...] = ("utf-8", "windows-1252")
 
@@ -43,8 +48,12 @@ def parse_mail(
     try:
         return _with_mailparser(raw, fallback_charsets)
     except Exception as exc:  # any failure of the library: recover with the stdlib
-        defect = f"mail-parser failed: {type(exc).__name__}: {exc}"[:300]
-        return _with_stdlib(raw, (defect,), fallback_charsets)
+        defects: tuple[str, ...] = (f"mail-parser failed: {type(exc).__name__}: {exc}"[:300],)
+    try:
+        return _with_stdlib(raw, defects, fallback_charsets)
+    except Exception as exc:  # not even the stdlib could walk it: headers and text by pattern
+        defects += (f"stdlib parser failed: {type(exc).__name__}: {exc}"[:300],)
+    return _headers_only(raw, defects, fallback_charsets)
 
 
 # --- helpers shared by both paths ------------------------------------------------------
@@ -66,16 +75,23 @@ def decode_8bit(text: str, fallbacks: tuple[str, ...] = DEFAULT_FALLBACK_CHARSET
     return data.decode("utf-8", "replace")
 
 
+def without_controls(text: str) -> str:
+    """``text`` with NUL, other C0 controls and DEL removed (tab and line breaks become
+    spaces): what every header value mailgate stores or sends must be."""
+    return _CONTROLS.sub("", text.replace("\t", " ").replace("\n", " ").replace("\r", " "))
+
+
 def decode_header_value(
     value: object, fallbacks: tuple[str, ...] = DEFAULT_FALLBACK_CHARSETS
 ) -> str:
-    """A header value as text: RFC 2047 words decoded, raw 8-bit bytes read in ``fallbacks``."""
+    """A header value as text: RFC 2047 words decoded, raw 8-bit bytes read in ``fallbacks``,
+    control characters removed. Never raises: an undecodable word stays as it was written."""
     if value is None:
         return ""
     text = decode_8bit(str(value), fallbacks)
     try:
         parts = decode_header(text)
-    except (ValueError, binascii.Error, AssertionError):
+    except Exception:  # a malformed encoded word (HeaderParseError, binascii.Error, ...)
         parts = [(text, None)]
     chunks: list[str] = []
     for chunk, charset in parts:
@@ -86,16 +102,20 @@ def decode_header_value(
     # decode_header keeps the whitespace between plain words but drops it around encoded ones.
     decoded = "".join(chunks) if len(parts) > 1 or not isinstance(parts[0][0], str) else text
     decoded = decoded.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return re.sub(r"[\r\n]+[ \t]*", " ", decoded).strip()
+    return without_controls(re.sub(r"[\r\n]+[ \t]*", " ", decoded)).strip()
 
 
 def raw_header(msg: Message, name: str) -> str | None:
     """The first raw value of header ``name``, 8-bit bytes still as surrogate escapes."""
+    values = raw_headers(msg, name)
+    return values[0] if values else None
+
+
+def raw_headers(msg: Message, name: str) -> list[str]:
+    """Every raw value of header ``name`` as text (never a ``Header`` object, which the
+    library hands back for 8-bit values), 8-bit bytes still as surrogate escapes."""
     wanted = name.lower()
-    for key, value in msg.raw_items():
-        if key.lower() == wanted:
-            return str(value)
-    return None
+    return [str(value) for key, value in msg.raw_items() if key.lower() == wanted]
 
 
 # Charsets whose labels senders use for text that only a superset decodes.
@@ -116,7 +136,7 @@ def _decode_words(data: bytes, charset: str | None, fallbacks: tuple[str, ...]) 
             continue
         try:
             return data.decode(candidate)
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, UnicodeDecodeError, ValueError):  # ValueError: NUL in the label
             continue
     return data.decode(label if _known(label) else "utf-8", "replace")
 
@@ -124,17 +144,18 @@ def _decode_words(data: bytes, charset: str | None, fallbacks: tuple[str, ...]) 
 def _known(charset: str) -> bool:
     try:
         codecs.lookup(charset)
-    except LookupError:
+    except (LookupError, ValueError):
         return False
     return True
 
 
 def message_ids(value: str | None) -> tuple[str, ...]:
-    """The ``<id>`` items of a Message-ID, In-Reply-To or References header, in order, unique."""
+    """The ``<id>`` items of a Message-ID, In-Reply-To or References header, in order, unique;
+    8-bit bytes read as text, control characters removed."""
     if not value:
         return ()
     seen: dict[str, None] = {}
-    for found in _MSGID.findall(value):
+    for found in _MSGID.findall(without_controls(decode_8bit(value))):
         seen.setdefault(found, None)
     return tuple(seen)
 
@@ -143,8 +164,8 @@ def _date(value: str | None, defects: list[str]) -> datetime | None:
     if not value:
         return None
     try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        parsed = email.utils.parsedate_to_datetime(without_controls(decode_8bit(value)))
+    except Exception:  # any malformed date: the mail still counts, only its date is unknown
         defects.append("invalid Date header")
         return None
     if parsed.tzinfo is None:
@@ -155,8 +176,9 @@ def _date(value: str | None, defects: list[str]) -> datetime | None:
 def _addresses(pairs: Iterable[tuple[str, str]]) -> tuple[Address, ...]:
     result: list[Address] = []
     for name, addr in pairs:
-        addr = (addr or "").strip().strip("<>")
-        if "@" not in addr or any(c.isspace() for c in addr):
+        addr = decode_8bit(addr or "").strip().strip("<>")
+        # An address with a control character is no address: never stored, never mailed.
+        if "@" not in addr or any(c.isspace() for c in addr) or _CONTROLS.search(addr):
             continue
         local, _, domain = addr.rpartition("@")
         result.append(Address(f"{local}@{domain.lower()}", decode_header_value(name)))
@@ -164,13 +186,20 @@ def _addresses(pairs: Iterable[tuple[str, str]]) -> tuple[Address, ...]:
 
 
 def _header_addresses(msg: Message, name: str) -> tuple[Address, ...]:
-    values = [decode_header_value(v) for v in msg.get_all(name, [])]
+    values = [_raw_for_addresses(v) for v in raw_headers(msg, name)]
     return _addresses(email.utils.getaddresses(values))
+
+
+def _raw_for_addresses(value: str) -> str:
+    """An address header's text with encoded words decoded only in display names, so a
+    decoded comma or bracket never makes a second address; NUL kept, so that an address
+    carrying it is dropped whole rather than repaired into someone else's."""
+    return decode_8bit(value).replace("\r", " ").replace("\n", " ")
 
 
 def _author_count(msg: Message) -> int:
     """How many mailboxes the From header(s) name, counting ones too broken to read."""
-    values = [decode_header_value(v) for v in msg.get_all("From", [])]
+    values = [_raw_for_addresses(v) for v in raw_headers(msg, "From")]
     return len([pair for pair in email.utils.getaddresses(values) if any(pair)])
 
 
@@ -198,7 +227,8 @@ def _text(parts: list[str], html_parts: list[str]) -> tuple[str, str | None, boo
     from_html = not text and html is not None
     if from_html and html is not None:
         text = html_to_text(html)
-    return text.replace("\r\n", "\n"), html, from_html
+    html = _BODY_CONTROLS.sub("", html) if html is not None else None
+    return _BODY_CONTROLS.sub("", text.replace("\r\n", "\n")), html, from_html
 
 
 def _build(
@@ -215,22 +245,22 @@ def _build(
     parser: str,
     fallbacks: tuple[str, ...],
 ) -> ParsedMail:
-    ids = message_ids(msg.get("Message-ID"))
+    ids = message_ids(raw_header(msg, "Message-ID"))
     from_count = _author_count(msg)
     if not from_addr:
         from_addr = _header_addresses(msg, "Sender") or _header_addresses(msg, "Return-Path")
     return ParsedMail(
         delivery_status=delivery_status(msg),
         message_id=ids[0] if ids else None,
-        in_reply_to=message_ids(" ".join(str(v) for v in msg.get_all("In-Reply-To", []))),
-        references=message_ids(" ".join(str(v) for v in msg.get_all("References", []))),
+        in_reply_to=message_ids(" ".join(raw_headers(msg, "In-Reply-To"))),
+        references=message_ids(" ".join(raw_headers(msg, "References"))),
         subject=subject,
         from_addr=from_addr[0] if from_addr else None,
         from_count=from_count,
         reply_to=reply_to,
         to=to,
         cc=cc,
-        date=_date(msg.get("Date"), defects),
+        date=_date(raw_header(msg, "Date"), defects),
         text=text[0],
         html=text[1],
         text_from_html=text[2],
@@ -450,5 +480,44 @@ def _with_stdlib(raw: bytes, defects_in: tuple[str, ...], fallbacks: tuple[str, 
         attachments=tuple(attachments),
         defects=defects,
         parser="stdlib",
+        fallbacks=fallbacks,
+    )
+
+
+# --- last resort: the header block and the first text by pattern -------------------------
+
+_FIRST_TEXT = re.compile(
+    r"^content-type:[ \t]*text/plain[^\n]*\n(?:[ \t][^\n]*\n|[!-9;-~]+:[^\n]*\n)*\r?\n"
+    r"(?P<text>.*?)(?=^--|\Z)",
+    re.IGNORECASE | re.MULTILINE | re.DOTALL,
+)
+
+
+def _headers_only(
+    raw: bytes, defects_in: tuple[str, ...], fallbacks: tuple[str, ...]
+) -> ParsedMail:
+    """What can be read without walking the MIME tree (nesting a thousand deep, say): every
+    header, and as text the first text/plain part found by pattern, else the whole body."""
+    defects = [*defects_in, "MIME structure not walked; text recovered by pattern"]
+    msg = email.parser.BytesParser(policy=compat32).parsebytes(raw, headersonly=True)
+    body = msg.get_payload()
+    body = decode_8bit(body if isinstance(body, str) else "", fallbacks).replace("\r\n", "\n")
+    found = _FIRST_TEXT.search(body)
+    text = (
+        found.group("text")
+        if found
+        else ("" if msg.get_content_maintype() == "multipart" else body)
+    )
+    return _build(
+        msg,
+        subject=decode_header_value(raw_header(msg, "Subject"), fallbacks),
+        from_addr=_header_addresses(msg, "From"),
+        to=_header_addresses(msg, "To"),
+        cc=_header_addresses(msg, "Cc"),
+        reply_to=_header_addresses(msg, "Reply-To"),
+        text=_text([text], []),
+        attachments=(),
+        defects=defects,
+        parser="headers-only",
         fallbacks=fallbacks,
     )

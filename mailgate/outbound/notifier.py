@@ -9,7 +9,7 @@ from email.utils import make_msgid
 import structlog
 
 from mailgate.config import Config, QueueConfig
-from mailgate.core.address import AddressPolicy
+from mailgate.core.address import AddressPolicy, mailable
 from mailgate.core.classify import DECISIONS, Category, Decisions
 from mailgate.core.model import MessageKind, ParsedMail, Role, TicketView
 from mailgate.core.notify import (
@@ -195,8 +195,9 @@ class Notifier:
     ) -> list[int]:
         written = []
         for notice in notices:
-            # Never mail one of our own addresses: that is a loop by construction.
-            recipients = tuple(a for a in notice.to if not self.policy.is_ours(a))
+            # Never mail one of our own addresses: that is a loop by construction. Nor
+            # anything that is not one clean mailbox.
+            recipients = tuple(a for a in notice.to if mailable(a) and not self.policy.is_ours(a))
             if notice.kind not in TEAM_KINDS:
                 # Nor an address that bounced for good lately.
                 blocked = await repo.suppressed(recipients, now)

@@ -25,6 +25,7 @@ import jinja2
 from mailgate.core.classify import LOOP_HEADER
 from mailgate.core.model import Attachment
 from mailgate.core.notify import LANGUAGES, Kind
+from mailgate.core.parse import without_controls
 from mailgate.errors import ConfigError
 
 SHIPPED_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -98,8 +99,9 @@ SAMPLE = NoticeContext(
 
 
 def one_line(text: str) -> str:
-    """Header-safe text: every run of whitespace, CR and LF included, becomes one space."""
-    return re.sub(r"\s+", " ", text).strip()
+    """Header-safe text: every run of whitespace, CR and LF included, becomes one space;
+    NUL and the other control characters are removed."""
+    return re.sub(r"\s+", " ", without_controls(text)).strip()
 
 
 class Templates:

@@ -20,6 +20,10 @@ from mailgate.core.filenames import MAX_FILENAME_BYTES, safe_filename
         (".htaccess", "htaccess"),
         ("trailing dots...", "trailing dots"),
         ("Café offerte.pdf", "Café offerte.pdf"),
+        ("invoice\u202efdp.exe", "invoicefdp.exe"),
+        ("pay\u200bpal\u200d\ufeff.pdf", "paypal.pdf"),
+        ("\u2067exe.pdf\u2069.scr", "exe.pdf.scr"),
+        ("c1\x85control.txt", "c1_control.txt"),
     ],
     ids=[
         "plain",
@@ -34,6 +38,10 @@ from mailgate.core.filenames import MAX_FILENAME_BYTES, safe_filename
         "dotfile",
         "trailing-dots",
         "unicode",
+        "bidi-override",
+        "zero-width",
+        "bidi-isolate",
+        "c1-control",
     ],
 )
 def test_names_are_made_safe(name: str, expected: str) -> None:
