@@ -468,7 +468,20 @@ def _with_stdlib(raw: bytes, defects_in: tuple[str, ...], fallbacks: tuple[str, 
                 )
         except Exception as exc:  # a broken part must not cost the rest of the mail
             defects.append(f"part {content_type} unreadable: {type(exc).__name__}")
-    text = _text(plain, html)
+    return _build_from_headers(
+        msg, _text(plain, html), tuple(attachments), defects, "stdlib", fallbacks
+    )
+
+
+def _build_from_headers(
+    msg: Message,
+    text: tuple[str, str | None, bool],
+    attachments: tuple[Attachment, ...],
+    defects: list[str],
+    parser: str,
+    fallbacks: tuple[str, ...],
+) -> ParsedMail:
+    """``_build`` with subject and addresses read from the stdlib message's own headers."""
     return _build(
         msg,
         subject=decode_header_value(raw_header(msg, "Subject"), fallbacks),
@@ -477,9 +490,9 @@ def _with_stdlib(raw: bytes, defects_in: tuple[str, ...], fallbacks: tuple[str, 
         cc=_header_addresses(msg, "Cc"),
         reply_to=_header_addresses(msg, "Reply-To"),
         text=text,
-        attachments=tuple(attachments),
+        attachments=attachments,
         defects=defects,
-        parser="stdlib",
+        parser=parser,
         fallbacks=fallbacks,
     )
 
@@ -508,16 +521,4 @@ def _headers_only(
         if found
         else ("" if msg.get_content_maintype() == "multipart" else body)
     )
-    return _build(
-        msg,
-        subject=decode_header_value(raw_header(msg, "Subject"), fallbacks),
-        from_addr=_header_addresses(msg, "From"),
-        to=_header_addresses(msg, "To"),
-        cc=_header_addresses(msg, "Cc"),
-        reply_to=_header_addresses(msg, "Reply-To"),
-        text=_text([text], []),
-        attachments=(),
-        defects=defects,
-        parser="headers-only",
-        fallbacks=fallbacks,
-    )
+    return _build_from_headers(msg, _text([text], []), (), defects, "headers-only", fallbacks)
