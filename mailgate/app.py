@@ -44,6 +44,7 @@ from mailgate.store.db import (
     session,
     storage_errors,
 )
+from mailgate.store.files import private_dir
 from mailgate.store.repos import Repo
 from mailgate.store.schema import prepare_schema
 from mailgate.timers import Scheduler
@@ -106,7 +107,7 @@ def load_secret(config: Config) -> bytes:
     except OSError as exc:
         raise StorageUnavailable(f"cannot read {path}: {exc.strerror}") from exc
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another process made it first
         return path.read_bytes().strip()

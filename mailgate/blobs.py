@@ -14,6 +14,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailgate.errors import StorageUnavailable
+from mailgate.store.files import private_dir
 
 
 class BlobStore:
@@ -57,7 +58,7 @@ class BlobStore:
                 if any(t == target for _, _, t in pending):
                     created.append(False)  # the same content twice in one batch
                     continue
-                target.parent.mkdir(parents=True, exist_ok=True)
+                private_dir(target.parent)
                 fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
                 pending.append((fd, tmp, target))
                 _write_all(fd, data)

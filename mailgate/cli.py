@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int:
+    # Raw mails, tickets and the token secret are private to mailgate's user, however it is
+    # started (the systemd unit sets the same umask).
+    os.umask(0o077)
     out = stdout or sys.stdout
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -22,6 +22,8 @@ from typing import Any, Protocol
 import structlog
 from sqlalchemy.engine import make_url
 
+from mailgate.store.files import private_dir
+
 log = structlog.get_logger("mailgate.leader")
 
 Job = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
@@ -93,7 +95,7 @@ class FileLock:
         self.fd: int | None = None
 
     async def acquire(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

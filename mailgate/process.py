@@ -85,6 +85,7 @@ from mailgate.store.repos import PENDING, Repo
 from mailgate.tasks import wait_for_work
 
 log = structlog.get_logger("mailgate.process")
+MAX_FAILING_WAIT = 60.0  # seconds between rounds while storage keeps failing
 
 
 @dataclass(frozen=True, slots=True)
@@ -752,6 +753,8 @@ class Processor:
             outcome = await self.process(spool_id)
             if outcome is not None:
                 outcomes.append(outcome)
+            if outcome is not None and outcome.action is Action.DEFERRED:
+                break  # storage is failing (locked, down, full): the next mail would too
         return outcomes
 
     async def _give_way(self, longest: float = 0.5) -> None:
@@ -770,14 +773,21 @@ class Processor:
     async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
         """Work until ``stop`` is set: process what is due, then wait for a wake-up or the poll."""
         log.info("worker.started")
+        failing = 0  # rounds in a row that storage failed: the wait doubles with each
         while not stop.is_set():
             wake.clear()
             try:
                 outcomes = await self.run_due()
             except MailgateError as exc:
                 log.warning("worker.storage_unavailable", error=str(exc))
-                outcomes = []
-            if any(o.action is not Action.DEFERRED for o in outcomes):
+                outcomes = [Outcome(0, Action.DEFERRED, None, str(exc))]
+            if outcomes and outcomes[-1].action is Action.DEFERRED:
+                failing += 1
+                delay = min(self.worker.poll_interval * 2**failing, MAX_FAILING_WAIT)
+                await wait_for_work(stop, wake, max(delay, 0.05))  # new mail: storage is back
+                continue
+            failing = 0
+            if outcomes:
                 continue  # more may be due right away
             await wait_for_work(stop, wake, self.worker.poll_interval)
         log.info("worker.stopped")

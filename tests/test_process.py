@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from typing import Any
 
@@ -470,5 +471,41 @@ async def test_blobs_in_the_database_keep_raw_mail_and_attachments_off_the_disk(
             assert await repo.blob_get(sha) == b"%PDF-1.4"
         assert not list(config.general.data_dir.glob("**/*.eml"))
         assert not (config.general.data_dir / "attachments").exists()
+    finally:
+        await app.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_while_storage_fails_the_worker_backs_off_instead_of_reparsing_everything(
+    make_config: Any, clock: FrozenClock
+) -> None:
+    """A database that takes no writes (locked here; a full disk acts the same): the
+    worker tries one mail a round and waits longer each round, never the whole backlog."""
+    import sqlite3
+
+    import structlog
+
+    from mailgate.intake.spool import Received
+
+    config = make_config(database={"busy_timeout": 0.05}, worker={"poll_interval": 0.05})
+    app = await build_app(config, clock)
+    stop, wake = asyncio.Event(), asyncio.Event()
+    try:
+        for n in range(40):
+            await app.spool.store(Received(make_mail(subject=f"Mail {n}"), "test"))
+        lock = sqlite3.connect(str(config.database.url).split("///", 1)[1], isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")
+        with structlog.testing.capture_logs() as logs:
+            worker = asyncio.create_task(app.processor.run(stop, wake))
+            await asyncio.sleep(1.5)
+            stop.set()
+            await worker
+        lock.execute("ROLLBACK")
+        lock.close()
+        parsed = [e for e in logs if e["event"] == "mail.parsed"]
+        # Rounds at 0.1, 0.2, 0.4, 0.8 s: a handful of tries, where every round used to
+        # parse all 40 mails again.
+        assert 1 <= len(parsed) <= 8, len(parsed)
+        assert await app.processor.run_due()  # and once storage is back, the work goes on
     finally:
         await app.close()

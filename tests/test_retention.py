@@ -15,10 +15,8 @@ from mailgate.cli import _purge
 from mailgate.clock import FrozenClock
 from mailgate.core.model import Action
 from mailgate.retention import parse_age
-from tests.test_desk import AGENT, TEAM, desk, view
+from tests.test_desk import AGENT, TEAM, view
 from tests.world import World
-
-__all__ = ["desk"]
 
 
 def with_files(sender: str, subject: str, *files: tuple[str, bytes]) -> bytes:

@@ -20,10 +20,8 @@ from mailgate.cli import _sla
 from mailgate.clock import FrozenClock
 from mailgate.core.model import Action
 from tests.mails import make_mail
-from tests.test_desk import AGENT, TEAM, desk, view
+from tests.test_desk import AGENT, TEAM, view
 from tests.world import World
-
-__all__ = ["desk"]
 
 
 def subjects(mails: list[Any]) -> list[str]:

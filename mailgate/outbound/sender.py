@@ -1,10 +1,14 @@
 """The sender: deliver due outbox mails, retrying what may pass and burying what cannot.
 
 A mail is marked ``sending`` (committed) before the SMTP transaction and
-``sent`` (committed) after the relay's 250. A crash between the two is the only
-window in which a mail can go out twice: it stays ``sending`` and is tried
-again once its claim is older than ``[outbound] claim_timeout``. That window is the length
-of one SMTP transaction; SMTP offers no way to make it smaller. 4xx replies and
+``sent`` (committed) after the relay's 250. When the database will not take
+"sent" (locked, full), the delivery is remembered in memory and recorded on a
+later round; the mail is never sent again meanwhile. The maildir transport
+names each file after its outbox row and Message-ID, so even after a crash in
+that window the second try finds the file and writes nothing. Only a crash of
+the process between the relay's 250 and the commit can send a mail twice
+through a relay: it stays ``sending`` and is tried again once its claim is older
+than ``[outbound] claim_timeout``; SMTP offers no way to close that window. 4xx replies and
 connection errors retry with exponential backoff and jitter; a 5xx, or
 ``max_attempts`` tries, make the mail dead, recorded on the ticket's events.
 """
@@ -12,6 +16,7 @@ connection errors retry with exponential backoff and jitter; a 5xx, or
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,7 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailgate.clock import Clock
 from mailgate.config import OutboundConfig
-from mailgate.errors import DeliveryDeferred, DeliveryFailed, MailgateError
+from mailgate.core.model import OutboxItem
+from mailgate.errors import DeliveryDeferred, DeliveryFailed, MailgateError, StorageUnavailable
 from mailgate.metrics import Metrics
 from mailgate.outbound.transport import Transport
 from mailgate.store.db import session, storage_errors
@@ -29,6 +35,13 @@ from mailgate.store.repos import OUTBOX_DEAD, OUTBOX_PENDING, OUTBOX_SENT, Repo
 from mailgate.tasks import wait_for_work
 
 log = structlog.get_logger("mailgate.outbox")
+RECORD_TRIES = 3  # marking a delivered mail sent, before it waits for the next round
+
+
+def delivery_key(item: OutboxItem) -> str:
+    """A name for one outbox mail, the same on every try: its row, then its Message-ID."""
+    digest = hashlib.sha256(item.message_id.encode()).hexdigest()[:20]
+    return f"{item.id:012d}.{digest}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +69,8 @@ class Sender:
         self.clock = clock
         self.stale_claim = timedelta(seconds=config.claim_timeout)
         self.metrics = metrics
+        # Delivered mails whose "sent" the database has not recorded yet: outbox id -> receipt.
+        self.unrecorded: dict[int, str] = {}
 
     def _count(self, result: str) -> None:
         if self.metrics is not None:
@@ -69,6 +84,9 @@ class Sender:
 
     async def deliver(self, outbox_id: int) -> Delivery | None:
         """One attempt for one mail; None when it is not due (sent, dead, or taken)."""
+        if outbox_id in self.unrecorded:  # delivered already: record it, never send it again
+            await self._record_pending()
+            return Delivery(outbox_id, OUTBOX_SENT, self.unrecorded.get(outbox_id, "recorded"))
         now = self.clock.now()
         with storage_errors("outbox claim"):
             async with session(self.engine, write=True) as s:
@@ -80,7 +98,9 @@ class Sender:
             outbox_id=outbox_id, kind=item.kind, ticket=f"#{item.ticket}" if item.ticket else None
         )
         try:
-            receipt = await self.transport.send(item.envelope_from, item.recipients, raw)
+            receipt = await self.transport.send(
+                item.envelope_from, item.recipients, raw, key=delivery_key(item)
+            )
         except DeliveryFailed as exc:
             return await self._bury(item.id, item.ticket, f"refused: {exc}", bound)
         except DeliveryDeferred as exc:
@@ -106,12 +126,38 @@ class Sender:
             )
             self._count("retried")
             return Delivery(item.id, OUTBOX_PENDING, str(exc))
-        with storage_errors("outbox sent"):
-            async with session(self.engine, write=True) as s:
-                await Repo(s).outbox_finish(item.id, state=OUTBOX_SENT, now=self.clock.now())
+        # Delivered: from here on the mail must never go out again, even when the database
+        # will not take the news right now.
+        self.unrecorded[item.id] = receipt
+        await self._record_sent(item.id)
         bound.info("outbox.sent", receipt=receipt[:200], recipients=len(item.recipients))
         self._count("sent")
         return Delivery(item.id, OUTBOX_SENT, receipt)
+
+    async def _record_sent(self, outbox_id: int) -> bool:
+        """Mark a delivered mail sent, trying a few times; while the database refuses, the
+        mail stays in ``unrecorded`` and is marked (never sent) on a later round."""
+        for attempt in range(RECORD_TRIES):
+            try:
+                with storage_errors("outbox sent"):
+                    async with session(self.engine, write=True) as s:
+                        await Repo(s).outbox_finish(
+                            outbox_id, state=OUTBOX_SENT, now=self.clock.now()
+                        )
+            except MailgateError as exc:
+                log.warning("outbox.unrecorded", outbox_id=outbox_id, error=str(exc))
+                await asyncio.sleep(0.2 * 2**attempt)
+                continue
+            self.unrecorded.pop(outbox_id, None)
+            return True
+        return False
+
+    async def _record_pending(self) -> None:
+        """Record the deliveries the database refused to take before; raise while it still
+        refuses, so that nothing new is sent meanwhile."""
+        for outbox_id in list(self.unrecorded):
+            if not await self._record_sent(outbox_id):
+                raise StorageUnavailable(f"outbox {outbox_id} delivered but not yet recorded")
 
     async def _bury(
         self,
@@ -138,12 +184,15 @@ class Sender:
         return Delivery(outbox_id, OUTBOX_DEAD, reason)
 
     async def run_due(self, limit: int = 50) -> list[Delivery]:
+        await self._record_pending()
         now = self.clock.now()
         with storage_errors("outbox due"):
             async with session(self.engine) as s:
                 due = await Repo(s).outbox_due(now, now - self.stale_claim, limit)
         results = []
         for outbox_id in due:
+            if self.unrecorded:  # the database is refusing writes: send nothing more for now
+                break
             result = await self.deliver(outbox_id)
             if result is not None:
                 results.append(result)

@@ -28,6 +28,7 @@ from sqlalchemy.pool import SingletonThreadPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from mailgate.errors import StorageUnavailable
+from mailgate.store.files import private_file
 
 # PostgreSQL SQLSTATEs after which the same transaction may succeed when run again.
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300"})
@@ -50,7 +51,7 @@ def create_engine(
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(database))  # SQLite gives its -wal and -shm files this mode
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": busy_timeout})
         _sqlite_pragmas(engine.sync_engine, busy_timeout)
         return engine

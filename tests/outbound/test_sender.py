@@ -14,6 +14,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from mailgate.app import App, build_app
 from mailgate.clock import FrozenClock
 from mailgate.config import Config
+from mailgate.errors import MailgateError
 from mailgate.store.db import session
 from mailgate.store.repos import Repo
 from tests.conftest import deliver, free_port
@@ -186,3 +187,74 @@ def test_ingest_with_the_shipped_config_writes_one_acknowledgment_into_the_maild
     assert len(acks) == 1
     assert b"To: alice@customer.nl" in acks[0].read_bytes()
     assert len(files) == 2  # and the team's notice
+
+
+class LockAfterDelivery:
+    """The real maildir transport, after which another process locks the SQLite database
+    (as a long backup or a stuck writer would) until ``release``."""
+
+    def __init__(self, inner: Any, database: Any) -> None:
+        self.inner = inner
+        self.database = database
+        self.lock: Any = None
+        self.locked_once = False
+
+    async def send(self, envelope_from: str, recipients: Any, raw: bytes, *, key: str = "") -> str:
+        import sqlite3
+
+        receipt = str(await self.inner.send(envelope_from, recipients, raw, key=key))
+        if not self.locked_once:
+            self.locked_once = True
+            self.lock = sqlite3.connect(self.database, isolation_level=None)
+            self.lock.execute("BEGIN EXCLUSIVE")
+        return receipt
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.execute("ROLLBACK")
+            self.lock.close()
+            self.lock = None
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_locked_database_between_delivery_and_marking_sends_nothing_twice(
+    make_config: Callable[..., Config], clock: FrozenClock, tmp_path: Any
+) -> None:
+    from mailgate.outbound.sender import Sender
+
+    config = make_config(database={"busy_timeout": 0.05}, outbound={"claim_timeout": 60.0})
+    app = await build_app(config, clock)
+    try:
+        await deliver(app, make_mail())
+        database = str(config.database.url).split("///", 1)[1]
+        locking = LockAfterDelivery(app.sender.transport, database)
+        app.sender.transport = locking
+        first = await app.sender.run_due()  # delivered, then "sent" could not be recorded
+        assert [d.state for d in first] == ["sent"]
+        with pytest.raises(MailgateError):  # still locked: nothing new goes out meanwhile
+            await app.sender.run_due()
+        locking.release()
+        assert [d.state for d in await app.sender.run_due()] == ["sent"]  # the second mail
+        assert [s for _, s, _ in await _states(app)] == ["sent", "sent"]
+        files = sorted((config.outbound.maildir / "new").iterdir())
+        assert len(files) == 2
+
+        # And a sender that died in that window: its claim goes stale, a new process tries
+        # again, finds the file of that outbox mail, and writes nothing.
+        async with session(app.engine, write=True) as s:
+            repo = Repo(s)
+            for item in await repo.outbox_list():
+                await repo.outbox_finish(
+                    item.id, state="pending", now=clock.now(), retry_at=clock.now()
+                )
+                await repo.outbox_claim(item.id, clock.now(), clock.now() - timedelta(minutes=5))
+        clock.advance(timedelta(minutes=5))
+        fresh = Sender(
+            engine=app.engine, transport=locking.inner, config=config.outbound, clock=clock
+        )
+        again = await fresh.run_due()
+        assert [d.state for d in again] == ["sent", "sent"]
+        assert all("already there" in d.detail for d in again)
+        assert sorted((config.outbound.maildir / "new").iterdir()) == files
+    finally:
+        await app.close()
