@@ -47,7 +47,7 @@ from mailgate.log import configure
 from mailgate.progress import Steps
 from mailgate.retention import parse_age, purger_for
 from mailgate.store.db import create_engine, session, storage_errors
-from mailgate.store.repos import Repo
+from mailgate.store.repos import PENDING, Repo
 from mailgate.store.schema import migrate, pending, upgrade_sql
 
 EX_OK = 0
@@ -268,19 +268,20 @@ async def _ingest(app: App, args: argparse.Namespace, out: TextIO) -> int:
     except MailgateError as exc:
         _print_json(out, {"action": "failed", "ticket": None, "reason": str(exc)})
         return EX_TEMPFAIL if exc.temporary else EX_FAILED
-    if stored.duplicate:
-        entry = await _spool_entry(app, stored.spool_id)
-        ticket = entry.ticket if entry else None
+    entry = await _spool_entry(app, stored.spool_id) if stored.duplicate else None
+    if entry is not None and entry.state != PENDING:
         _print_json(
             out,
             {
                 "action": Action.DUPLICATE.value,
-                "ticket": _ref(ticket),
+                "ticket": _ref(entry.ticket),
                 "reason": f"same mail as spool item {stored.spool_id}",
                 "spool_id": stored.spool_id,
             },
         )
         return EX_OK
+    # New, or stored by an earlier try that died before processing it: in a set-up with no
+    # daemon nothing else would ever process it, so this run does.
     outcome = await app.processor.process(stored.spool_id)
     if outcome is None:  # the daemon took it first
         _print_json(

@@ -130,6 +130,31 @@ def test_ingest_exits_75_when_database_locked_and_leaves_nothing(
     assert json_line(again)["action"] == "duplicate"
 
 
+def test_ingest_finishes_a_mail_that_a_killed_ingest_had_stored(config_file: Path) -> None:
+    """Pipe-only: an earlier ``ingest`` stored the mail and died before processing it; the
+    MTA's retry must not answer "duplicate" and leave it unprocessed for good."""
+    import asyncio
+
+    from mailgate.app import build_app
+    from mailgate.config import load_config
+    from mailgate.intake.spool import Received
+
+    mail = make_mail()
+
+    async def store_and_die() -> None:
+        app = await build_app(load_config(config_file))
+        try:
+            await app.spool.store(Received(mail, "pipe"))
+        finally:
+            await app.close()
+
+    asyncio.run(store_and_die())
+    rerun = mailgate(config_file, "ingest", stdin=mail)
+    assert rerun.returncode == 0, rerun.stderr.decode()
+    assert json_line(rerun)["action"] == "created"
+    assert json_line(mailgate(config_file, "ingest", stdin=mail))["action"] == "duplicate"
+
+
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_ingest_exits_75_when_postgresql_is_unreachable(tmp_path: Path, db_url: str) -> None:
     from tests.conftest import free_port
