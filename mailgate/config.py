@@ -132,9 +132,11 @@ class SmtpConfig:
     max_message_size: int
     max_recipients: int
     max_connections: int
+    max_connections_per_ip: int
     connections_per_ip_per_minute: int
     messages_per_ip_per_minute: int
     timeout: float
+    data_timeout: float
     max_line_length: int
     shutdown_grace: float
 
@@ -640,11 +642,13 @@ def _smtp(reader: _Reader, environ: Mapping[str, str]) -> SmtpConfig:
         max_message_size=s.integer("max_message_size", 25 * 1024 * 1024, low=1024, high=2**31),
         max_recipients=s.integer("max_recipients", 50, low=1, high=10000),
         max_connections=s.integer("max_connections", 100, low=1, high=100000),
+        max_connections_per_ip=s.integer("max_connections_per_ip", 20, low=1, high=100000),
         connections_per_ip_per_minute=s.integer(
             "connections_per_ip_per_minute", 120, low=1, high=10**6
         ),
         messages_per_ip_per_minute=s.integer("messages_per_ip_per_minute", 240, low=1, high=10**6),
         timeout=s.number("timeout", 300.0, low=1.0, high=3600.0),
+        data_timeout=s.number("data_timeout", 600.0, low=1.0, high=86400.0),
         max_line_length=s.integer("max_line_length", 1000, low=78, high=1_000_000),
         shutdown_grace=s.number("shutdown_grace", 30.0, low=0.0, high=3600.0),
     )

@@ -51,6 +51,10 @@ REPLY_NO_MAILBOX = "550 5.1.1 <{address}>: Recipient address rejected: no such m
 REPLY_TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 REPLY_TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try again later"
 REPLY_CONNECTION_RATE = "421 4.7.0 Too many connections from your address, try again later"
+REPLY_CONNECTIONS_PER_IP = (
+    "421 4.7.0 Too many concurrent connections from your address, try again later"
+)
+REPLY_DATA_TIMEOUT = "421 4.4.2 DATA took too long, closing connection"
 REPLY_MESSAGE_RATE = "450 4.7.1 Too many messages from your address, try again later"
 REPLY_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 REPLY_NEED_TLS = "530 5.7.0 Must issue a STARTTLS command first"
@@ -68,10 +72,12 @@ class Gate:
     """Admission control shared by all connections of the listeners."""
 
     max_connections: int
+    max_per_ip: int
     connections_per_ip: SlidingWindow
     messages_per_ip: SlidingWindow
     monotonic: Callable[[], float] = time.monotonic
     active: set[MailgateSMTP] = field(default_factory=set)
+    per_ip: dict[str, int] = field(default_factory=dict)  # open connections by client address
     closing: bool = False
     in_flight: int = 0
     idle: asyncio.Event = field(default_factory=asyncio.Event)
@@ -95,10 +101,24 @@ class Gate:
             return REPLY_SHUTTING_DOWN
         if len(self.active) >= self.max_connections:
             return REPLY_TOO_MANY_CONNECTIONS
+        if ip != "local" and self.per_ip.get(ip, 0) >= self.max_per_ip:
+            return REPLY_CONNECTIONS_PER_IP
         if ip != "local" and not self.connections_per_ip.allow(ip, self.monotonic()):
             return REPLY_CONNECTION_RATE
         self.active.add(protocol)
+        self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
         return None
+
+    def leave(self, protocol: MailgateSMTP, ip: str) -> None:
+        """A connection that ``admit`` let in has closed."""
+        if protocol not in self.active:
+            return
+        self.active.discard(protocol)
+        left = self.per_ip.get(ip, 1) - 1
+        if left > 0:
+            self.per_ip[ip] = left
+        else:
+            self.per_ip.pop(ip, None)
 
     def message_allowed(self, ip: str) -> bool:
         return ip == "local" or self.messages_per_ip.allow(ip, self.monotonic())
@@ -110,12 +130,21 @@ class MailgateSMTP(SMTP):
     protocol_name = "ESMTP"
 
     def __init__(
-        self, handler: IntakeHandler, gate: Gate, *, max_line_length: int, **kwargs: Any
+        self,
+        handler: IntakeHandler,
+        gate: Gate,
+        *,
+        max_line_length: int,
+        data_timeout: float,
+        **kwargs: Any,
     ) -> None:
         # aiosmtpd reads the line limit (with CRLF) when it builds its stream reader.
         self.line_length_limit = max_line_length + 2
         self.gate = gate
+        self.data_timeout = data_timeout
         self.in_transaction = False
+        self.receiving = False  # the body of a DATA is arriving
+        self._deadline: asyncio.TimerHandle | None = None
         self._refusal: str | None = None
         super().__init__(handler, **kwargs)
 
@@ -127,8 +156,32 @@ class MailgateSMTP(SMTP):
             self._refusal = self.gate.admit(self, _peer_ip(self.session))
 
     def connection_lost(self, error: Exception | None) -> None:
-        self.gate.active.discard(self)
+        if self.session is not None:
+            self.gate.leave(self, _peer_ip(self.session))
+        self._cancel_deadline()
         super().connection_lost(error)
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _data_expired(self) -> None:
+        """The DATA deadline passed while the body was still arriving: a client trickling
+        bytes to hold a slot. Tell it (421, temporary: a real sender retries) and hang up."""
+        self._deadline = None
+        if not self.receiving or self.transport is None:
+            return
+        assert self.session is not None
+        log.warning(
+            "smtp.rejected",
+            peer=_peer_ip(self.session),
+            code=REPLY_DATA_TIMEOUT[:3],
+            reason=REPLY_DATA_TIMEOUT[10:],
+        )
+        if isinstance(self.transport, asyncio.WriteTransport):
+            self.transport.write(REPLY_DATA_TIMEOUT.encode() + b"\r\n")
+        self.transport.close()
 
     async def _handle_client(self) -> None:
         if self._refusal is not None:
@@ -159,11 +212,17 @@ class MailgateSMTP(SMTP):
 
     async def smtp_DATA(self, arg: str) -> None:
         self.in_transaction = True
+        self.receiving = True
+        self._deadline = asyncio.get_running_loop().call_later(
+            self.data_timeout, self._data_expired
+        )
         self.gate.begin()
         try:
             await super().smtp_DATA(arg)
         finally:
             self.in_transaction = False
+            self.receiving = False
+            self._cancel_deadline()
             self.gate.end()
 
     def received_with(self) -> str:
@@ -267,6 +326,8 @@ class IntakeHandler:
         return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if isinstance(server, MailgateSMTP):  # the body is in: the DATA deadline is met
+            server.receiving = False
         reply = await self._store(server, session, envelope)
         if self.lmtp:  # RFC 2033: one reply per accepted recipient
             return "\r\n".join(reply for _ in envelope.rcpt_tos)
@@ -384,6 +445,7 @@ async def start_listeners(
     hostname = smtp.hostname or socket.getfqdn()
     gate = Gate(
         max_connections=smtp.max_connections,
+        max_per_ip=smtp.max_connections_per_ip,
         connections_per_ip=SlidingWindow(smtp.connections_per_ip_per_minute),
         messages_per_ip=SlidingWindow(smtp.messages_per_ip_per_minute),
     )
@@ -408,6 +470,7 @@ async def start_listeners(
                 handler,
                 gate,
                 max_line_length=smtp.max_line_length,
+                data_timeout=smtp.data_timeout,
                 data_size_limit=smtp.max_message_size,
                 enable_SMTPUTF8=True,
                 hostname=hostname,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import smtplib
 import socket
@@ -23,6 +24,7 @@ from mailgate.clock import FrozenClock
 from mailgate.config import Config
 from mailgate.intake.smtp import Listeners, start_listeners
 from mailgate.store.db import session
+from mailgate.store.repos import Repo
 from tests.conftest import REQUIRE_SERVERS
 from tests.mails import make_mail
 
@@ -279,6 +281,66 @@ async def test_concurrent_connection_limit_is_421(starter: Callable[..., Any]) -
     finally:
         first.close()
         second.close()
+
+
+async def test_one_address_holding_100_idle_connections_locks_nobody_else_out(
+    starter: Callable[..., Any],
+) -> None:
+    server = await starter()  # the shipped limits: 100 in all, 20 from one address
+    held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    greetings: list[bytes] = []
+    try:
+        for _ in range(100):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            held.append((reader, writer))
+            greetings.append((await reader.readline())[:3])
+        for _, writer in held:  # the idle ones keep themselves alive
+            if not writer.is_closing():
+                writer.write(b"NOOP\r\n")
+        assert greetings.count(b"220") == 20 and greetings.count(b"421") == 80
+
+        def another_client() -> dict[str, Any]:
+            with smtplib.SMTP(
+                "127.0.0.1", server.port, timeout=20, source_address=("127.0.0.2", 0)
+            ) as client:
+                client.ehlo("other.example.org")
+                return dict(client.sendmail("bob@other.nl", ["support@example.com"], make_mail()))
+
+        assert await in_thread(another_client) == {}  # 250: accepted
+    finally:
+        for _, writer in held:
+            writer.close()
+
+
+async def test_a_trickling_data_is_cut_off_at_the_deadline(starter: Callable[..., Any]) -> None:
+    server = await starter(data_timeout=1.0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        await reader.readline()
+        for line in (
+            b"EHLO slow.example.org",
+            b"MAIL FROM:<a@b.nl>",
+            b"RCPT TO:<support@example.com>",
+        ):
+            writer.write(line + b"\r\n")
+        writer.write(b"DATA\r\n")
+        replies = b""
+        while b"354" not in replies:
+            replies += await reader.readline()
+        started = asyncio.get_running_loop().time()
+        answer = b""
+        while not answer and asyncio.get_running_loop().time() - started < 15:
+            writer.write(b"x")  # a byte at a time, never idle long enough for the timeout
+            await writer.drain()
+            with contextlib.suppress(TimeoutError):
+                answer = await asyncio.wait_for(reader.readline(), 0.2)
+        assert answer.startswith(b"421 4.4.2"), answer
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # and it hung up
+    finally:
+        writer.close()
+    assert server.app.spool is not None
+    async with session(server.app.engine) as s:
+        assert await Repo(s).spool_due(server.app.clock.now(), 10) == []
 
 
 async def test_per_ip_connection_and_message_rates(starter: Callable[..., Any]) -> None:
