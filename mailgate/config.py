@@ -198,6 +198,7 @@ class OutboundConfig:
     organisation_languages: dict[str, str]
     max_automatic_per_recipient_per_hour: int
     max_automatic_per_ticket_per_hour: int
+    max_automatic_per_domain_per_hour: int
     suppress_after_bounce_days: float
     relay: RelayConfig
     claim_timeout: float = 300.0
@@ -713,6 +714,9 @@ def _outbound(reader: _Reader, environ: Mapping[str, str]) -> OutboundConfig:
         ),
         max_automatic_per_ticket_per_hour=s.integer(
             "max_automatic_per_ticket_per_hour", 20, low=1, high=10000
+        ),
+        max_automatic_per_domain_per_hour=s.integer(
+            "max_automatic_per_domain_per_hour", 50, low=1, high=100000
         ),
         suppress_after_bounce_days=s.number(
             "suppress_after_bounce_days", 7.0, low=0.0, high=3650.0

@@ -153,3 +153,78 @@ def test_a_naive_autoresponder_and_mailgate_exchange_at_most_3_mails(tmp_path: P
     assert _received(config) + len(robot.received) <= 3
     assert len(robot.received) == 1
     assert robot.other and all(to == ["team@a.example"] for to in robot.other)
+
+
+class HelpdeskRobot(NaiveRobot):
+    """Another helpdesk's autoresponder: every mail it receives becomes a ticket of its own,
+    answered from a new address (``helpdesk+N@``), no Auto-Submitted, no In-Reply-To, our
+    ticket tag stripped and its own added."""
+
+    def _answer(self, message: EmailMessage) -> None:
+        import re
+
+        number = len(self.received) + 4710
+        local, _, domain = self.address.partition("@")
+        subject = re.sub(r"\[#\d+-[0-9A-Z]+\]", "", str(message["Subject"])).strip()
+        _send(
+            self.answer_to_port,
+            f"{local}+{number}@{domain}",
+            str(message["From"]),
+            f"Re: {subject} [Ticket#{number}]",
+            f"Dear customer, we received your request under number {number}.",
+        )
+
+
+def test_an_autoresponder_that_answers_from_a_new_address_each_time_is_stopped(
+    tmp_path: Path,
+) -> None:
+    port, robot_port = free_port(), free_port()
+    config = _gateway(tmp_path, "a", port, relay_port=robot_port)
+    robot = HelpdeskRobot("helpdesk@other.example", port)
+    controller = Controller(_AnyAddress(robot), hostname="127.0.0.1", port=robot_port)
+    controller.start()
+    daemon, log = start_daemon(config)
+    try:
+        _send(port, "helpdesk@other.example", "support@a.example", "Storing", "Het werkt niet.")
+        _settle(lambda: (_received(config), len(robot.received), _pending(config)))
+    finally:
+        assert stop_daemon(daemon) == 0, b"".join(log).decode()
+        controller.stop()
+    # Its first mail and our acknowledgment, its answer from helpdesk+4711@ (a ticket, but an
+    # echo of our own mail: not acknowledged). Without the rule: hundreds of rounds.
+    assert len(robot.received) <= 2, [str(m["To"]) for m in robot.received]
+    assert _received(config) <= 3
+
+
+class _AnyAddress:
+    """Hands the robot every mail to its domain, whatever the +detail."""
+
+    def __init__(self, robot: HelpdeskRobot) -> None:
+        self.robot = robot
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        domain = self.robot.address.partition("@")[2]
+        if any(r.endswith(f"@{domain}") for r in envelope.rcpt_tos):
+            envelope.rcpt_tos = [self.robot.address]
+        return await self.robot.handle_DATA(server, session, envelope)
+
+
+def test_thirty_customers_at_one_free_mail_domain_each_get_an_acknowledgment(
+    tmp_path: Path,
+) -> None:
+    port, sink_port = free_port(), free_port()
+    config = _gateway(tmp_path, "a", port, relay_port=sink_port)
+    sink = NaiveRobot("nobody@sink.example", port)  # records, answers nothing
+    controller = Controller(sink, hostname="127.0.0.1", port=sink_port)
+    controller.start()
+    daemon, log = start_daemon(config)
+    try:
+        for n in range(30):
+            # The same words from each: a template a customer portal or a newsletter uses.
+            _send(port, f"klant{n}@gmail.com", "support@a.example", "Printer", "Hij brandt.")
+        _settle(lambda: (_received(config), len(sink.other), _pending(config)))
+    finally:
+        assert stop_daemon(daemon) == 0, b"".join(log).decode()
+        controller.stop()
+    acknowledged = {to for batch in sink.other for to in batch if to.endswith("@gmail.com")}
+    assert acknowledged == {f"klant{n}@gmail.com" for n in range(30)}

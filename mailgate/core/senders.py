@@ -22,25 +22,13 @@ from enum import StrEnum
 
 from mailgate.core.address import AddressPolicy
 from mailgate.core.model import ParsedMail, Participant, Role
+from mailgate.core.parties import PUBLIC_DOMAINS
 
 
 class UnknownSender(StrEnum):
     ACCEPT = "accept"
     NEW_TICKET = "new_ticket"
     HOLD = "hold"
-
-
-# Domains shared by strangers: being at gmail.com makes nobody a colleague.
-PUBLIC_DOMAINS = frozenset(
-    {
-        *("gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "msn.com"),
-        *("live.nl", "hotmail.nl", "yahoo.com", "yahoo.nl", "icloud.com", "me.com", "mac.com"),
-        *("aol.com", "gmx.de", "gmx.net", "web.de", "proton.me", "protonmail.com", "ziggo.nl"),
-        *("kpnmail.nl", "planet.nl", "home.nl", "xs4all.nl", "telenet.be", "skynet.be"),
-        *("hetnet.nl", "casema.nl", "upcmail.nl", "online.nl", "tele2.nl", "orange.fr"),
-        *("free.fr", "laposte.net", "t-online.de", "mail.com", "zoho.com", "fastmail.com"),
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,16 @@ from mailgate.core.notify import (
     on_new_ticket,
     on_reply,
 )
+from mailgate.core.parties import (
+    PUBLIC_DOMAINS,
+    AnswerLimits,
+    AutoAnswer,
+    domain_of,
+    mailbox,
+    subject_core,
+    withheld,
+)
+from mailgate.core.subject import clean_subject
 from mailgate.core.terms import label
 from mailgate.core.tokens import TokenCodec
 from mailgate.core.workflow import Audience as Party
@@ -215,10 +225,52 @@ class Notifier:
             notice = replace(notice, to=recipients)
             if capped(notice):
                 notice = await self._within_caps(repo, view.number, notice, now)
+                if notice.kind is Kind.ACK:
+                    notice = await self._not_a_loop(repo, view.number, notice, change, now)
                 if not notice.to:
                     continue
-            written.append(await self._queue(repo, view, queue, notice, change, now))
+            outbox_id, subject = await self._queue(repo, view, queue, notice, change, now)
+            written.append(outbox_id)
+            if notice.kind is Kind.ACK:
+                await self._remember_answer(repo, view.number, notice, subject, now)
         return written
+
+    async def _not_a_loop(
+        self, repo: Repo, ticket: int, notice: Notice, change: Change, now: datetime
+    ) -> Notice:
+        """Drop recipients of an acknowledgment that the loop rules of ``core.parties`` hold
+        back: an echo of our own automatic mail, or a mailbox or domain over its cap."""
+        out = self.config.outbound
+        limits = AnswerLimits(
+            per_mailbox=out.max_automatic_per_recipient_per_hour,
+            per_domain=out.max_automatic_per_domain_per_hour,
+        )
+        subject = change.mail.subject if change.mail is not None else ""
+        allowed = []
+        for address in notice.to:
+            domain = domain_of(address)
+            recent = await repo.auto_answers_since(
+                mailbox=mailbox(address),
+                domain=None if domain in PUBLIC_DOMAINS else domain,
+                since=now - timedelta(hours=1),
+            )
+            reason = withheld(address, subject, recent, limits)
+            if reason is None:
+                allowed.append(address)
+            else:
+                log.warning(
+                    "outbox.held", kind=notice.kind.value, ticket=f"#{ticket}", reason=reason
+                )
+        return replace(notice, to=tuple(allowed))
+
+    async def _remember_answer(
+        self, repo: Repo, ticket: int, notice: Notice, subject: str, now: datetime
+    ) -> None:
+        """Record an automatic answer for the loop rules, its subject without our tag."""
+        core = subject_core(clean_subject(subject, remove=self.codec.tag_spans(subject)))
+        for address in notice.to:
+            answer = AutoAnswer(mailbox(address), domain_of(address), core, now)
+            await repo.auto_answer_add(answer, ticket=ticket)
 
     async def _within_caps(self, repo: Repo, ticket: int, notice: Notice, now: datetime) -> Notice:
         """Drop recipients (or the whole notice) over the hourly caps on automatic mail.
@@ -340,10 +392,12 @@ class Notifier:
         notice: Notice,
         change: Change,
         now: datetime,
-    ) -> int:
+    ) -> tuple[int, str]:
+        """Write ``notice`` into the outbox; its outbox id and its subject."""
         rendered, raw, message_id, domain = await self._build(
             repo, view, queue, notice, change, now
         )
+        subject = rendered.subject
         outbox_id = await repo.outbox_add(
             ticket=view.number,
             kind=notice.kind.value,
@@ -375,7 +429,7 @@ class Notifier:
             recipients=len(notice.to),
             language=notice.language,
         )
-        return outbox_id
+        return outbox_id, subject
 
     async def preview(
         self,

@@ -28,10 +28,12 @@ from mailgate.core.model import (
     TicketView,
 )
 from mailgate.core.notify import TEAM_KINDS
+from mailgate.core.parties import AutoAnswer
 from mailgate.core.route import Lookup
 from mailgate.core.sla import Clock as SlaClock
 from mailgate.store.tables import (
     AttachmentRow,
+    AutoAnswerRow,
     BlobRow,
     EventRow,
     ImapCheckpointRow,
@@ -994,6 +996,30 @@ class Repo:
         if ticket is not None:
             query = query.where(OutboxRow.ticket_id == ticket)
         return int((await self.session.exec(query)).one())
+
+    async def auto_answers_since(
+        self, *, mailbox: str, domain: str | None, since: datetime
+    ) -> list[AutoAnswer]:
+        """The automatic answers since ``since`` to ``domain`` (all its mailboxes), or to
+        ``mailbox`` alone when ``domain`` is None."""
+        query = select(AutoAnswerRow).where(col(AutoAnswerRow.at) >= since)
+        if domain is None:
+            query = query.where(AutoAnswerRow.mailbox == mailbox)
+        else:
+            query = query.where(AutoAnswerRow.domain == domain)
+        rows = (await self.session.exec(query.order_by(col(AutoAnswerRow.at)))).all()
+        return [AutoAnswer(r.mailbox, r.domain, r.subject, r.at) for r in rows]
+
+    async def auto_answer_add(self, answer: AutoAnswer, *, ticket: int | None) -> None:
+        self.session.add(
+            AutoAnswerRow(
+                mailbox=answer.mailbox,
+                domain=answer.domain,
+                subject=answer.subject,
+                ticket_id=ticket,
+                at=answer.at,
+            )
+        )
 
     async def suppress(self, address: str, *, until: datetime, reason: str, now: datetime) -> None:
         row = await self.session.get(SuppressionRow, address.lower())

@@ -250,6 +250,25 @@ class OutboxRow(SQLModel, table=True):
     sent_at: datetime | None = _when(nullable=True)
 
 
+class AutoAnswerRow(SQLModel, table=True):
+    """One automatic answer (an acknowledgment) sent to a remote party: what the loop rules
+    of ``core.parties`` count and compare."""
+
+    __tablename__ = "auto_answers"
+    __table_args__ = (
+        Index("ix_auto_answers_mailbox_at", "mailbox", "at"),
+        Index("ix_auto_answers_domain_at", "domain", "at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    mailbox: str = Field(max_length=320)
+    domain: str = Field(max_length=255)
+    subject: str = _text()
+    ticket_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("tickets.id"), nullable=True)
+    )
+    at: datetime = _when()
+
+
 class SuppressionRow(SQLModel, table=True):
     """An address mailgate does not mail until ``until``, after a permanent bounce."""
 
