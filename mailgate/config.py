@@ -209,6 +209,8 @@ class IntakeConfig:
     fallback_charsets: tuple[str, ...]
     max_attachment_size: int
     max_attachments_size: int
+    max_attachments: int
+    max_parts: int
     unknown_sender: str = "hold"  # accept | new_ticket | hold
     trusted_authserv_ids: tuple[str, ...] = ()
 
@@ -529,6 +531,8 @@ def parse_config(
         fallback_charsets=charsets,
         max_attachment_size=s.integer("max_attachment_size", 25 * 1024 * 1024, low=1, high=2**31),
         max_attachments_size=s.integer("max_attachments_size", 50 * 1024 * 1024, low=1, high=2**33),
+        max_attachments=s.integer("max_attachments", 100, low=0, high=100000),
+        max_parts=s.integer("max_parts", 500, low=1, high=1000000),
         unknown_sender=s.string("unknown_sender", "hold", choices=("accept", "new_ticket", "hold")),
         trusted_authserv_ids=tuple(t.lower() for t in s.strings("trusted_authserv_ids", ())),
     )

@@ -47,6 +47,7 @@ from mailgate.core.desk import (
 )
 from mailgate.core.model import (
     Action,
+    Attachment,
     BounceReport,
     Direction,
     Drop,
@@ -86,6 +87,7 @@ from mailgate.tasks import wait_for_work
 
 log = structlog.get_logger("mailgate.process")
 MAX_FAILING_WAIT = 60.0  # seconds between rounds while storage keeps failing
+NOTED_SKIPS = 10  # skipped attachments named one by one on the ticket
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,26 @@ def _for_display(mail: ParsedMail) -> tuple[ParsedMail, int]:
         replace(mail, text=text, html=sanitize_html(html) if html is not None else None),
         max(in_text, in_html),
     )
+
+
+def _limit_notes(mail: ParsedMail, skipped: tuple[Attachment, ...]) -> list[str]:
+    """What the ticket should say about the parts of a mail it does not show: a line per
+    skipped attachment (a handful at most, then a count), and the parts never read."""
+    notes = [
+        f"{item.filename} ({item.size} bytes) is over a limit; it is kept in the raw mail only"
+        for item in skipped[:NOTED_SKIPS]
+    ]
+    if len(skipped) > NOTED_SKIPS:
+        notes.append(
+            f"and {len(skipped) - NOTED_SKIPS} more attachments over the limits; "
+            "they are kept in the raw mail only"
+        )
+    if mail.parts_skipped:
+        notes.append(
+            f"{mail.parts_skipped} more MIME parts than [intake] max_parts were not read; "
+            "the raw mail keeps them all"
+        )
+    return notes
 
 
 def _failed_recipients(report: DeliveryReport, sent_to: tuple[str, ...]) -> tuple[str, ...]:
@@ -193,7 +215,9 @@ class Processor:
             raw = await asyncio.to_thread(self.raw.get, entry.raw_sha256)
         else:
             raise StorageUnavailable(f"raw mail of spool item {spool_id} not in the database")
-        mail = await asyncio.to_thread(parse_mail, raw, self.fallback_charsets)
+        mail = await asyncio.to_thread(
+            parse_mail, raw, self.fallback_charsets, self.intake.max_parts
+        )
         log.debug(
             "mail.parsed",
             parser=mail.parser,
@@ -201,7 +225,10 @@ class Processor:
             attachments=len(mail.attachments),
         )
         kept, skipped = within_limits(
-            mail.attachments, self.intake.max_attachment_size, self.intake.max_attachments_size
+            mail.attachments,
+            self.intake.max_attachment_size,
+            self.intake.max_attachments_size,
+            self.intake.max_attachments,
         )
         mail = replace(mail, attachments=kept)
         for item in kept:
@@ -232,14 +259,13 @@ class Processor:
                     repo, claimed, mail, decision, kind, report, evidence, authority
                 )
                 if outcome.ticket is not None:
-                    for item in skipped:
+                    for detail in _limit_notes(mail, skipped):
                         await repo.event_add(
                             outcome.ticket,
                             kind="attachment_skipped",
                             actor="mailgate",
                             now=self.clock.now(),
-                            detail=f"{item.filename} ({item.size} bytes) is over the size "
-                            "limit; it is kept in the raw mail only",
+                            detail=detail,
                         )
                 await repo.spool_finish(
                     spool_id,

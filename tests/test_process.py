@@ -509,3 +509,33 @@ async def test_while_storage_fails_the_worker_backs_off_instead_of_reparsing_eve
         assert await app.processor.run_due()  # and once storage is back, the work goes on
     finally:
         await app.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_mail_of_30000_parts_is_a_ticket_with_the_first_parts_and_a_note(
+    make_config: Any, clock: FrozenClock
+) -> None:
+    config = make_config(intake={"max_parts": 200, "max_attachments": 50})
+    app = await build_app(config, clock)
+    try:
+        parts = b"".join(
+            b"--B\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Disposition: attachment; filename=f%d.bin\r\n\r\nAAAA%d\r\n" % (i, i)
+            for i in range(30000)
+        )
+        raw = (
+            b"From: a@klant.nl\r\nTo: support@example.com\r\nSubject: Onderdelen\r\n"
+            b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n"
+            b"--B\r\nContent-Type: text/plain\r\n\r\nZie de bijlagen.\r\n" + parts + b"--B--\r\n"
+        )
+        outcome = await deliver(app, raw)
+        assert outcome.action is Action.CREATED
+        view = await _view(app, outcome.ticket or 0)
+        assert view.messages[0].text == "Zie de bijlagen."
+        assert [a.filename for a in view.messages[0].attachments][:2] == ["f0.bin", "f1.bin"]
+        assert len(view.messages[0].attachments) == 50
+        notes = [e.detail or "" for e in view.events if e.kind == "attachment_skipped"]
+        assert len(notes) == 12  # ten named, one count, one for the parts never read
+        assert "29801 more MIME parts" in notes[-1]
+    finally:
+        await app.close()

@@ -98,6 +98,7 @@ class ParsedMail:
     # Sender or Return-Path; more than 1 for a mail with several authors. Only a single
     # From can speak for the team.
     from_count: int = 1
+    parts_skipped: int = 0  # MIME parts past the limit, not read (the raw mail keeps them)
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or None."""
@@ -268,14 +269,15 @@ class TicketView:
 
 
 def within_limits(
-    attachments: tuple[Attachment, ...], each: int, total: int
+    attachments: tuple[Attachment, ...], each: int, total: int, count: int
 ) -> tuple[tuple[Attachment, ...], tuple[Attachment, ...]]:
-    """The attachments to store and those over ``each`` bytes or past ``total`` bytes in all."""
+    """The attachments to store and those over ``each`` bytes, past ``total`` bytes in all, or
+    past the first ``count``."""
     kept: list[Attachment] = []
     skipped: list[Attachment] = []
     used = 0
     for item in attachments:
-        if item.size > each or used + item.size > total:
+        if item.size > each or used + item.size > total or len(kept) >= count:
             skipped.append(item)
         else:
             kept.append(item)

@@ -16,6 +16,7 @@ import email.utils
 import hashlib
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.header import decode_header
 from email.message import Message
@@ -33,24 +34,34 @@ _MSGID = re.compile(r"<([^<>\s]{1,900})>")
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 # The same in body text, where tab, newline, carriage return and form feed belong.
 _BODY_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+# More parts than this and only the first ones are read (``[intake] max_parts``).
+DEFAULT_MAX_PARTS = 500
+# Counted before parsing, cheaply: an upper bound of the number of MIME parts.
+_CONTENT_TYPES = re.compile(rb"^content-type[ \t]*:", re.IGNORECASE | re.MULTILINE)
 # Tried in order for 8-bit text without a usable charset; configurable per installation.
 DEFAULT_FALLBACK_CHARSETS: tuple[str, ...] = ("utf-8", "windows-1252")
 
 
 def parse_mail(
-    raw: bytes, fallback_charsets: tuple[str, ...] = DEFAULT_FALLBACK_CHARSETS
+    raw: bytes,
+    fallback_charsets: tuple[str, ...] = DEFAULT_FALLBACK_CHARSETS,
+    max_parts: int = DEFAULT_MAX_PARTS,
 ) -> ParsedMail:
     """Parse ``raw``; the result always exists, defects say what was wrong.
 
     ``fallback_charsets`` are tried, in order, for headers and bodies that carry
-    8-bit text without a usable charset declaration.
+    8-bit text without a usable charset declaration. Of a mail with more than
+    ``max_parts`` MIME parts only the first ``max_parts`` are read (``parts_skipped``
+    says how many were not); the raw mail keeps them all.
     """
+    defects: tuple[str, ...] = ()
+    if len(_CONTENT_TYPES.findall(raw)) <= max_parts:
+        try:
+            return _with_mailparser(raw, fallback_charsets)
+        except Exception as exc:  # any failure of the library: recover with the stdlib
+            defects = (f"mail-parser failed: {type(exc).__name__}: {exc}"[:300],)
     try:
-        return _with_mailparser(raw, fallback_charsets)
-    except Exception as exc:  # any failure of the library: recover with the stdlib
-        defects: tuple[str, ...] = (f"mail-parser failed: {type(exc).__name__}: {exc}"[:300],)
-    try:
-        return _with_stdlib(raw, defects, fallback_charsets)
+        return _with_stdlib(raw, defects, fallback_charsets, max_parts)
     except Exception as exc:  # not even the stdlib could walk it: headers and text by pattern
         defects += (f"stdlib parser failed: {type(exc).__name__}: {exc}"[:300],)
     return _headers_only(raw, defects, fallback_charsets)
@@ -436,17 +447,26 @@ def _decode_part(part: Message, defects: list[str], fallbacks: tuple[str, ...]) 
     return payload.decode("utf-8", "replace")
 
 
-def _with_stdlib(raw: bytes, defects_in: tuple[str, ...], fallbacks: tuple[str, ...]) -> ParsedMail:
+def _with_stdlib(
+    raw: bytes,
+    defects_in: tuple[str, ...],
+    fallbacks: tuple[str, ...],
+    max_parts: int = DEFAULT_MAX_PARTS,
+) -> ParsedMail:
     defects = list(defects_in)
     msg = email.message_from_bytes(raw, policy=compat32)
     plain: list[str] = []
     html: list[str] = []
     attachments: list[Attachment] = []
     try:
-        parts = list(msg.walk())
+        parts = [part for part in msg.walk() if not part.is_multipart()]
     except RecursionError:
         defects.append("MIME structure nested too deeply; body not recovered")
         parts = []
+    skipped = max(len(parts) - max_parts, 0)
+    if skipped:
+        defects.append(f"{len(parts)} MIME parts: only the first {max_parts} were read")
+        parts = parts[:max_parts]
     for part in parts:
         if part.is_multipart():
             continue
@@ -468,9 +488,10 @@ def _with_stdlib(raw: bytes, defects_in: tuple[str, ...], fallbacks: tuple[str, 
                 )
         except Exception as exc:  # a broken part must not cost the rest of the mail
             defects.append(f"part {content_type} unreadable: {type(exc).__name__}")
-    return _build_from_headers(
+    parsed = _build_from_headers(
         msg, _text(plain, html), tuple(attachments), defects, "stdlib", fallbacks
     )
+    return replace(parsed, parts_skipped=skipped) if skipped else parsed
 
 
 def _build_from_headers(
