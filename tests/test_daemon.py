@@ -150,3 +150,81 @@ def test_sigterm_finishes_a_transaction_in_flight_and_exits_0(tmp_path: Path, db
         stop_daemon(daemon)
     with sqlite3.connect(tmp_path / "mailgate.db") as conn:
         assert conn.execute("SELECT title FROM tickets").fetchall() == [("half",)]
+
+
+def _vm(pid: int, field: str) -> int:
+    """A memory figure of a process from /proc, in MiB (VmRSS now, VmHWM its peak)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) // 1024
+    raise AssertionError(f"no {field}")
+
+
+MEMORY_BOUND_MB = 400
+
+
+def _large_mail(n: int, payload: bytes) -> bytes:
+    return (
+        (
+            f"From: klant{n}@klant.nl\r\nTo: support@example.com\r\nSubject: Groot {n}\r\n"
+            f"Message-ID: <groot{n}@klant.nl>\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: multipart/mixed; boundary=B\r\n\r\n"
+            "--B\r\nContent-Type: text/plain\r\n\r\nZie bijlage.\r\n"
+            "--B\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: "
+            "base64\r\nContent-Disposition: attachment; filename=scan.pdf\r\n\r\n"
+        ).encode()
+        + payload
+        + b"--B--\r\n"
+    )
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_eight_concurrent_24_mb_mails_stay_within_the_memory_bound(
+    tmp_path: Path, db_url: str
+) -> None:
+    import asyncio
+    import base64
+
+    import aiosmtplib
+
+    port = free_port()
+    config = write_config_file(
+        tmp_path / "config.toml",
+        db_url,
+        general={"data_dir": "var", "log_level": "info", "log_format": "json"},
+        smtp={"port": port, "max_message_size": 30_000_000},
+        intake={"max_attachment_size": 30_000_000},
+    )
+    daemon, log = start_daemon(config)
+    payload = base64.encodebytes(os.urandom(17_500_000)).replace(b"\n", b"\r\n")
+    mails = [_large_mail(n, payload) for n in range(8)]
+    assert all(23_000_000 < len(m) < 25_000_000 for m in mails)
+    try:
+        before = _vm(daemon.pid, "VmRSS")
+
+        async def send_all() -> None:
+            await asyncio.gather(
+                *(
+                    aiosmtplib.send(
+                        m,
+                        sender="k@klant.nl",
+                        recipients=["support@example.com"],
+                        hostname="127.0.0.1",
+                        port=port,
+                        timeout=300,
+                    )
+                    for m in mails
+                )
+            )
+
+        asyncio.run(send_all())
+        deadline = time.monotonic() + 180
+        while len(inbound_per_message_id(tmp_path / "mailgate.db")) < 8:
+            assert time.monotonic() < deadline, "the mails were not all processed"
+            time.sleep(0.5)
+        peak = _vm(daemon.pid, "VmHWM")
+        after = _vm(daemon.pid, "VmRSS")
+    finally:
+        assert stop_daemon(daemon) == 0, b"".join(log).decode()[-3000:]
+    print(f"RSS before {before} MiB, peak {peak} MiB, after {after} MiB")
+    assert peak <= MEMORY_BOUND_MB, (before, peak, after)

@@ -18,6 +18,29 @@ _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _MESSAGE_ID_HEADER = re.compile(rb"^Message-ID[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.I | re.M)
 
 
+RawBytes = bytes | bytearray | memoryview  # a mail as bytes, or a view of a larger buffer
+HEADER_SCAN = 1 << 20  # a "header block" with no end is read this far for a Message-ID
+_CHUNK = 1 << 20
+_TRAILING_SPACE = frozenset(b" \t\r\n\x0b\x0c")
+
+
+def _body_sha256(body: memoryview) -> str:
+    """SHA-256 of the body with CRLF read as LF and trailing white space dropped, computed
+    chunk by chunk: the same as ``sha256(body.replace(CRLF, LF).rstrip())``."""
+    end = len(body)
+    while end and body[end - 1] in _TRAILING_SPACE:
+        end -= 1
+    digest = hashlib.sha256()
+    start = 0
+    while start < end:
+        stop = min(start + _CHUNK, end)
+        while stop < end and body[stop - 1] == 0x0D:  # never split a CRLF between two chunks
+            stop += 1
+        digest.update(bytes(body[start:stop]).replace(b"\r\n", b"\n"))
+        start = stop
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class MailIdentity:
     """What de-duplication needs to know about one raw mail."""
@@ -28,13 +51,14 @@ class MailIdentity:
     dedupe_key: str
 
 
-def identify(raw: bytes) -> MailIdentity:
-    """The identity of ``raw``; pure and cheap (the Message-ID found by pattern, no parser)."""
-    raw_sha = hashlib.sha256(raw).hexdigest()
-    end = _HEADER_END.search(raw)
-    header_block = raw[: end.start()] if end else raw
-    body = raw[end.end() :] if end else b""
-    body_sha = hashlib.sha256(body.replace(b"\r\n", b"\n").rstrip()).hexdigest()
+def identify(raw: RawBytes) -> MailIdentity:
+    """The identity of ``raw``; pure and cheap (the Message-ID found by pattern, no parser),
+    and it copies no more than a chunk of a large mail at a time."""
+    view = memoryview(raw).cast("B")
+    raw_sha = hashlib.sha256(view).hexdigest()
+    end = _HEADER_END.search(view)
+    header_block = bytes(view[: end.start()] if end else view[:HEADER_SCAN])
+    body_sha = _body_sha256(view[end.end() :] if end else view[:0])
     message_id: str | None = None
     header = _MESSAGE_ID_HEADER.search(header_block)
     found = _MSGID.search(header.group(1)) if header else None

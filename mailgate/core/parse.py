@@ -54,6 +54,15 @@ def parse_mail(
     ``max_parts`` MIME parts only the first ``max_parts`` are read (``parts_skipped``
     says how many were not); the raw mail keeps them all.
     """
+    reduced, aside = _set_aside(raw)
+    if aside:
+        restored = _restore(_parse(reduced, fallback_charsets, max_parts), aside)
+        if restored is not None:
+            return restored
+    return _parse(raw, fallback_charsets, max_parts)
+
+
+def _parse(raw: bytes, fallback_charsets: tuple[str, ...], max_parts: int) -> ParsedMail:
     defects: tuple[str, ...] = ()
     if len(_CONTENT_TYPES.findall(raw)) <= max_parts:
         try:
@@ -65,6 +74,60 @@ def parse_mail(
     except Exception as exc:  # not even the stdlib could walk it: headers and text by pattern
         defects += (f"stdlib parser failed: {type(exc).__name__}: {exc}"[:300],)
     return _headers_only(raw, defects, fallback_charsets)
+
+
+# --- large attachments set aside -----------------------------------------------------------
+
+# A long run of base64 lines: the body of a large attachment. The MIME parsers hold a mail
+# several times over (as text, as lines, as payload), so a 24 MB mail costs some 180 MB to
+# parse; with each such run replaced by a short stand-in it costs little more than itself.
+_BASE64_RUN = re.compile(
+    rb"^(?:[A-Za-z0-9+/]{16,998}\r?\n){4096,}(?:[A-Za-z0-9+/]*={0,2}\r?\n)?", re.MULTILINE
+)
+SET_ASIDE_FROM = 1 << 20  # bytes: smaller mails are parsed as they are
+
+
+def _marker(index: int) -> bytes:
+    """What the stand-in of run ``index`` decodes to; no real attachment is these bytes."""
+    return b"\x00mailgate set aside %06d\x00" % index
+
+
+def _set_aside(raw: bytes) -> tuple[bytes, dict[bytes, memoryview]]:
+    """``raw`` with each long base64 run replaced by a stand-in that decodes to its marker,
+    and the runs by marker (views of ``raw``, not copies)."""
+    if len(raw) < SET_ASIDE_FROM:
+        return raw, {}
+    view = memoryview(raw)
+    aside: dict[bytes, memoryview] = {}
+    pieces: list[bytes | memoryview] = []
+    last = 0
+    for found in _BASE64_RUN.finditer(raw):
+        marker = _marker(len(aside))
+        aside[marker] = view[found.start() : found.end()]
+        pieces += [view[last : found.start()], base64.b64encode(marker) + b"\r\n"]
+        last = found.end()
+    if not aside:
+        return raw, {}
+    pieces.append(view[last:])
+    return b"".join(pieces), aside
+
+
+def _restore(parsed: ParsedMail, aside: dict[bytes, memoryview]) -> ParsedMail | None:
+    """``parsed`` with each stand-in attachment given its real bytes; None when a run did not
+    come out as exactly one attachment (it was text, or only part of a body), so that the
+    mail is parsed whole instead."""
+    attachments = list(parsed.attachments)
+    found = 0
+    for index, item in enumerate(attachments):
+        run = aside.get(item.data)
+        if run is None:
+            continue
+        data = binascii.a2b_base64(run)
+        attachments[index] = replace(item, data=data, sha256=hashlib.sha256(data).hexdigest())
+        found += 1
+    if found != len(aside):
+        return None
+    return replace(parsed, attachments=tuple(attachments))
 
 
 # --- helpers shared by both paths ------------------------------------------------------

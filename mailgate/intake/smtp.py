@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
 from mailgate.clock import Clock
 from mailgate.config import LmtpConfig, SmtpConfig
@@ -144,6 +144,7 @@ class MailgateSMTP(SMTP):
         self.data_timeout = data_timeout
         self.in_transaction = False
         self.receiving = False  # the body of a DATA is arriving
+        self.data_buffer: tuple[bytearray, int] | None = None  # (trace + body, trace length)
         self._deadline: asyncio.TimerHandle | None = None
         self._refusal: str | None = None
         super().__init__(handler, **kwargs)
@@ -210,7 +211,20 @@ class MailgateSMTP(SMTP):
             return
         await super().smtp_MAIL(arg)
 
+    @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's DATA, receiving the body straight into one buffer behind our trace
+        header: a 24 MB mail costs about 24 MB while it arrives and while it is stored,
+        not a list of lines, their join and copies (see ``receive_body``)."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None and self.session is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
         self.in_transaction = True
         self.receiving = True
         self._deadline = asyncio.get_running_loop().call_later(
@@ -218,8 +232,23 @@ class MailgateSMTP(SMTP):
         )
         self.gate.begin()
         try:
-            await super().smtp_DATA(arg)
+            await self.push("354 End data with <CR><LF>.<CR><LF>")
+            handler = self.event_handler
+            trace = handler.trace(self.session, self.received_with())
+            body, refusal = await receive_body(
+                self._reader, bytearray(trace), self.data_size_limit, self.line_length_limit
+            )
+            self.receiving = False
+            if refusal is not None:
+                self._set_post_data_state()  # type: ignore[no-untyped-call]
+                await self.push(refusal)
+                return
+            self.data_buffer = (body, len(trace))  # the handler stores it from here
+            status = await self._call_handler_hook("DATA")
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            await self.push(status)
         finally:
+            self.data_buffer = None
             self.in_transaction = False
             self.receiving = False
             self._cancel_deadline()
@@ -236,6 +265,42 @@ class MailgateSMTP(SMTP):
         if self.session.authenticated:
             name += "A"
         return name
+
+
+async def receive_body(
+    reader: asyncio.StreamReader, buffer: bytearray, size_limit: int | None, line_limit: int
+) -> tuple[bytearray, str | None]:
+    """Read a DATA body up to the lone dot into ``buffer`` (which may already hold our trace
+    header), undoing dot-stuffing (RFC 5321 4.5.2); the buffer and None, or the refusal when
+    the mail was too big or had a line too long. As in aiosmtpd, a refused mail is still
+    read to its end, and its bytes are dropped as soon as it is refused."""
+    start = len(buffer)
+    refusal: str | None = None
+    size = 0
+    mid_line = False  # the last read ended inside an overlong line
+    while True:
+        try:
+            line = await reader.readuntil(b"\r\n")
+        except asyncio.LimitOverrunError as exc:
+            refusal = refusal or "500 Line too long (see RFC5321 4.5.3.1.6)"
+            del buffer[start:]
+            await reader.read(exc.consumed)
+            mid_line = True
+            continue
+        except asyncio.IncompleteReadError as exc:
+            raise ConnectionResetError("connection closed during DATA") from exc
+        if not mid_line and line == b".\r\n":
+            return buffer, refusal
+        size += len(line)
+        if refusal is None and size_limit and size > size_limit:
+            refusal = "552 Error: Too much mail data"
+            del buffer[start:]
+        if refusal is None and not mid_line and len(line) > line_limit:
+            refusal = "500 Line too long (see RFC5321 4.5.3.1.6)"
+            del buffer[start:]
+        if refusal is None:
+            buffer += memoryview(line)[1:] if line.startswith(b".") and not mid_line else line
+        mid_line = False
 
 
 class MailgateLMTP(MailgateSMTP, LMTP):
@@ -335,15 +400,21 @@ class IntakeHandler:
 
     async def _store(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         peer = _peer_ip(session)
-        raw = envelope.original_content or b""
-        protocol = server.received_with() if isinstance(server, MailgateSMTP) else "ESMTP"
-        received = Received(
-            raw=raw,
-            source=f"{self.source}:{peer}",
-            envelope_from=envelope.mail_from or "",
-            envelope_to=tuple(envelope.rcpt_tos),
-            trace=self._trace(session, protocol),
-        )
+        source = f"{self.source}:{peer}"
+        framed = server.data_buffer if isinstance(server, MailgateSMTP) else None
+        if framed is not None:
+            received = Received.in_buffer(
+                framed[0], framed[1], source, envelope.mail_from or "", tuple(envelope.rcpt_tos)
+            )
+        else:
+            received = Received(
+                raw=envelope.original_content or b"",
+                source=source,
+                envelope_from=envelope.mail_from or "",
+                envelope_to=tuple(envelope.rcpt_tos),
+                trace=self.trace(session, "ESMTP"),
+            )
+        raw = received.raw
         try:
             stored = await self.spool.store(received)
         except BadMail as exc:
@@ -362,7 +433,8 @@ class IntakeHandler:
         )
         return REPLY_STORED.format(spool_id=stored.spool_id)
 
-    def _trace(self, session: Session, protocol: str) -> bytes:
+    def trace(self, session: Session, protocol: str) -> bytes:
+        """Our Received: header for a mail taken in over this session."""
         helo = (session.host_name or "unknown").replace("\r", "").replace("\n", "")[:100]
         stamp = format_datetime(self.clock.now())
         peer = _peer_ip(session)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
 
 from mailgate.clock import Clock
-from mailgate.core.identity import identify
+from mailgate.core.identity import RawBytes, identify
 from mailgate.core.model import NewSpoolItem, SpoolReceipt
 from mailgate.errors import BadMail
 from mailgate.store.db import session, storage_errors, write_lock
@@ -34,6 +35,7 @@ from mailgate.store.repos import Repo, spool_add_sqlite, sqlite_timestamp
 log = structlog.get_logger("mailgate.intake")
 
 
+_BLANK = re.compile(rb"\s*")
 # The source of mail written on the server itself (``mailgate reply``/``note``); no way in
 # from outside uses it, so it is the team's by construction.
 SERVER_SOURCE = "cli"
@@ -43,15 +45,38 @@ SERVER_SOURCE = "cli"
 class Received:
     """A mail as a way in hands it over: the exact bytes and where they came from."""
 
-    raw: bytes
+    raw: RawBytes
     source: str
     envelope_from: str | None = None
     envelope_to: tuple[str, ...] = ()
     trace: bytes = b""  # our own Received: header, stored in front; not part of the identity
+    framed: RawBytes | None = None  # trace and raw in one buffer already (see ``in_buffer``)
+
+    @classmethod
+    def in_buffer(
+        cls,
+        buffer: bytearray,
+        trace_length: int,
+        source: str,
+        envelope_from: str | None = None,
+        envelope_to: tuple[str, ...] = (),
+    ) -> Received:
+        """A mail received straight into ``buffer`` behind our trace header (the SMTP
+        listener does so): stored as it is, never copied."""
+        return cls(
+            memoryview(buffer)[trace_length:],
+            source,
+            envelope_from,
+            envelope_to,
+            trace=bytes(buffer[:trace_length]),
+            framed=buffer,
+        )
 
     @property
-    def stored_bytes(self) -> bytes:
-        return self.trace + self.raw
+    def stored_bytes(self) -> RawBytes:
+        if self.framed is not None:
+            return self.framed
+        return self.trace + self.raw if self.trace else self.raw
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +113,7 @@ class Spool:
         self.sync_engine = sync_engine
         self.busy_ms = int(busy_timeout * 1000)
         self._connection: PoolProxiedConnection | None = None
-        self._waiting: list[tuple[NewSpoolItem, bytes, asyncio.Future[SpoolReceipt]]] = []
+        self._waiting: list[tuple[NewSpoolItem, RawBytes, asyncio.Future[SpoolReceipt]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._last_store = float("-inf")
 
@@ -98,7 +123,7 @@ class Spool:
 
     async def store(self, received: Received) -> Stored:
         """Store ``received`` durably; a second delivery of the same mail is a duplicate."""
-        if not received.raw.strip():
+        if _BLANK.fullmatch(received.raw):
             raise BadMail("empty message")
         self._last_store = time.monotonic()
         ident = identify(received.raw)
@@ -125,7 +150,7 @@ class Spool:
             self.on_stored(receipt.spool_id)
         return Stored(receipt.spool_id, False, ident.message_id)
 
-    async def _record(self, item: NewSpoolItem, data: bytes) -> SpoolReceipt:
+    async def _record(self, item: NewSpoolItem, data: RawBytes) -> SpoolReceipt:
         """Queue the item for the next group commit and wait for it."""
         future: asyncio.Future[SpoolReceipt] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, data, future))
@@ -154,7 +179,7 @@ class Spool:
                 if not future.done():
                     future.set_result(receipt)
 
-    async def _commit(self, items: list[NewSpoolItem], raws: list[bytes]) -> list[SpoolReceipt]:
+    async def _commit(self, items: list[NewSpoolItem], raws: list[RawBytes]) -> list[SpoolReceipt]:
         """Write one batch durably: one transaction, one fsync."""
         now = self.clock.now()
         lock = write_lock(self.engine)
@@ -173,7 +198,7 @@ class Spool:
         raise AssertionError("unreachable")
 
     async def _commit_sqlite(
-        self, items: list[NewSpoolItem], raws: list[bytes], now: datetime
+        self, items: list[NewSpoolItem], raws: list[RawBytes], now: datetime
     ) -> list[SpoolReceipt]:
         """One SQLite transaction through the driver: the inserts on the event loop (a
         thread would fight the loop for the GIL over every statement), the COMMIT, which

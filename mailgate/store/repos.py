@@ -12,6 +12,7 @@ from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from mailgate.core.desk import TicketState
+from mailgate.core.identity import RawBytes
 from mailgate.core.model import (
     Attachment,
     AttachmentView,
@@ -98,10 +99,10 @@ def _spool_values(item: NewSpoolItem, now: object) -> dict[str, object]:
 
 
 def _new_copies(
-    items: Sequence[NewSpoolItem], raws: Sequence[bytes], known: Mapping[str, SpoolReceipt]
-) -> dict[str, tuple[NewSpoolItem, bytes]]:
+    items: Sequence[NewSpoolItem], raws: Sequence[RawBytes], known: Mapping[str, SpoolReceipt]
+) -> dict[str, tuple[NewSpoolItem, RawBytes]]:
     """The first copy of each mail not yet in the spool, in order."""
-    fresh: dict[str, tuple[NewSpoolItem, bytes]] = {}
+    fresh: dict[str, tuple[NewSpoolItem, RawBytes]] = {}
     for item, raw in zip(items, raws, strict=True):
         if item.dedupe_key not in known:
             fresh.setdefault(item.dedupe_key, (item, raw))
@@ -111,7 +112,7 @@ def _new_copies(
 def _receipts(
     items: Sequence[NewSpoolItem],
     known: Mapping[str, SpoolReceipt],
-    fresh: Mapping[str, tuple[NewSpoolItem, bytes]],
+    fresh: Mapping[str, tuple[NewSpoolItem, RawBytes]],
     added: Mapping[str, int],
 ) -> list[SpoolReceipt]:
     receipts: list[SpoolReceipt] = []
@@ -127,7 +128,7 @@ def _receipts(
 
 
 def spool_add_rows(
-    conn: Connection, items: Sequence[NewSpoolItem], raws: Sequence[bytes], now: datetime
+    conn: Connection, items: Sequence[NewSpoolItem], raws: Sequence[RawBytes], now: datetime
 ) -> list[SpoolReceipt]:
     """Record received mails and their bytes as pending, in order; a known dedupe key is
     a duplicate.
@@ -189,7 +190,7 @@ def sqlite_timestamp(dialect: Dialect, when: datetime) -> object:
 def spool_add_sqlite(
     driver: sqlite3.Connection,
     items: Sequence[NewSpoolItem],
-    raws: Sequence[bytes],
+    raws: Sequence[RawBytes],
     stamp: object,
 ) -> list[SpoolReceipt]:
     """``spool_add_rows`` through the SQLite driver itself, inside a transaction the caller
@@ -251,7 +252,7 @@ class Repo:
     # --- spool ---------------------------------------------------------------------------
 
     async def spool_add(
-        self, items: Sequence[NewSpoolItem], raws: Sequence[bytes], now: datetime
+        self, items: Sequence[NewSpoolItem], raws: Sequence[RawBytes], now: datetime
     ) -> list[SpoolReceipt]:
         """Record received mails and their bytes as pending (see ``spool_add_rows``)."""
         return await self.session.run_sync(

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from mailgate.core.identity import identify
 
 MAIL = b"Message-ID: <x@y>\r\nSubject: hi\r\n\r\nbody\r\n"
@@ -35,3 +38,21 @@ def test_a_folded_message_id_and_one_in_the_body_are_told_apart() -> None:
     assert identify(in_body).message_id is None
     lower = b"message-id: <lower@customer.nl>\n\nbody"
     assert identify(lower).message_id == "lower@customer.nl"
+
+
+@given(st.binary(max_size=300).map(lambda b: b.replace(b"\x00", b"")), st.integers(1, 9))
+def test_the_chunked_body_hash_is_the_hash_of_the_normalised_body(body: bytes, chunk: int) -> None:
+    """Hashing a large body a chunk at a time (no copy of the mail) gives the same key as
+    hashing it whole, wherever a chunk ends (between CR and LF too); from a view as well."""
+    import hashlib
+
+    from mailgate.core import identity
+
+    raw = b"Message-ID: <x@y>\r\n\r\n" + body
+    expected = hashlib.sha256(body.replace(b"\r\n", b"\n").rstrip()).hexdigest()
+    saved, identity._CHUNK = identity._CHUNK, chunk
+    try:
+        assert identify(raw).body_sha256 == expected
+        assert identify(memoryview(b"XX" + raw)[2:]).body_sha256 == expected
+    finally:
+        identity._CHUNK = saved
