@@ -293,6 +293,7 @@ class Processor:
             reason=outcome.reason,
             message_id=mail.message_id,
             queue=evidence.queue,
+            ms=round((time.perf_counter() - started) * 1000, 1),
         )
         if self.metrics is not None:
             self.metrics.mail(entry.source, outcome.action.value, time.perf_counter() - started)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,6 +68,11 @@ def corpus_raws(corpus: Path) -> list[bytes]:
     return [
         (corpus / e["path"]).read_bytes() for e in entries if str(e["format"]).startswith("rfc822")
     ]
+
+
+def as_delivered(raw: bytes) -> bytes:
+    """``raw`` with CRLF line ends, as an MTA hands a mail over (corpus files have bare LF)."""
+    return re.sub(rb"\r?\n", b"\r\n", raw)
 
 
 # Byte strings a mutation splices in: the shapes that break parsers.

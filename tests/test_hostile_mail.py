@@ -11,7 +11,7 @@ from mailgate.intake.spool import Received
 from mailgate.store.db import session
 from mailgate.store.repos import Repo
 from tests.conftest import CORPUS, REQUIRE_SERVERS, deliver
-from tests.hostile import HEADER_CLASSES, corpus_raws, mutations
+from tests.hostile import HEADER_CLASSES, as_delivered, corpus_raws, mutations
 
 FUZZ_MAILS = 2000
 
@@ -53,6 +53,7 @@ async def test_an_address_with_nul_is_no_address_and_gets_no_mail(app: App) -> N
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_mutated_corpus_mails_never_escape_or_quarantine(app: App) -> None:
     seeds = corpus_raws(CORPUS)
+    seeds += [as_delivered(raw) for raw in seeds]  # bare LF as in the files, and CRLF
     if not seeds:
         if REQUIRE_SERVERS:
             pytest.fail(f"the corpus is missing at {CORPUS}")

@@ -81,10 +81,12 @@ def _parse(raw: bytes, fallback_charsets: tuple[str, ...], max_parts: int) -> Pa
 # A long run of base64 lines: the body of a large attachment. The MIME parsers hold a mail
 # several times over (as text, as lines, as payload), so a 24 MB mail costs some 180 MB to
 # parse; with each such run replaced by a short stand-in it costs little more than itself.
+# Matched once per run, greedily, so the scan is linear; short runs are left in place.
 _BASE64_RUN = re.compile(
-    rb"^(?:[A-Za-z0-9+/]{16,998}\r?\n){4096,}(?:[A-Za-z0-9+/]*={0,2}\r?\n)?", re.MULTILINE
+    rb"^(?:[A-Za-z0-9+/]{16,998}\r?\n)+(?:[A-Za-z0-9+/]*={0,2}\r?\n)?", re.MULTILINE
 )
 SET_ASIDE_FROM = 1 << 20  # bytes: smaller mails are parsed as they are
+SET_ASIDE_RUN = 1 << 18  # bytes: shorter runs are parsed as they are
 
 
 def _marker(index: int) -> bytes:
@@ -102,6 +104,8 @@ def _set_aside(raw: bytes) -> tuple[bytes, dict[bytes, memoryview]]:
     pieces: list[bytes | memoryview] = []
     last = 0
     for found in _BASE64_RUN.finditer(raw):
+        if found.end() - found.start() < SET_ASIDE_RUN:
+            continue
         marker = _marker(len(aside))
         aside[marker] = view[found.start() : found.end()]
         pieces += [view[last : found.start()], base64.b64encode(marker) + b"\r\n"]
@@ -122,7 +126,10 @@ def _restore(parsed: ParsedMail, aside: dict[bytes, memoryview]) -> ParsedMail |
         run = aside.get(item.data)
         if run is None:
             continue
-        data = binascii.a2b_base64(run)
+        try:
+            data = binascii.a2b_base64(run)
+        except binascii.Error:  # broken base64: the whole parse records it as a defect
+            return None
         attachments[index] = replace(item, data=data, sha256=hashlib.sha256(data).hexdigest())
         found += 1
     if found != len(aside):
