@@ -150,6 +150,8 @@ def main() -> None:
     print(f"mails sent        {len(mails)} in {sent_in:.1f} s over {args.connections} connections")
     print(f"accepted (250)    {accepted}")
     print(f"refused           {dict(sorted((k, v) for k, v in replies.items() if k != '250'))}")
+    stored = sum(outcomes.values())
+    print(f"duplicates        {accepted - stored} (mutations that left Message-ID and body alone)")
     print(f"outcomes          {dict(sorted(outcomes.items()))}")
     print(f"tickets           {tickets}")
     print(f"quarantined       {sum(causes.values())} by cause {dict(causes)}")
