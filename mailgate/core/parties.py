@@ -63,13 +63,15 @@ def subject_core(subject: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class AutoAnswer:
-    """One automatic answer we sent: to which mailbox and domain, with which subject (our
-    ticket tag removed), when."""
+    """One automatic mail we sent to one recipient: to which mailbox and domain, with which
+    subject (our ticket tag removed), when, and whether it answered a mail of theirs (an
+    acknowledgment) or was a notice of ours (a status change, a reminder)."""
 
     mailbox: str
     domain: str
     subject: str
     at: datetime
+    acknowledgment: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,19 +81,30 @@ class AnswerLimits:
 
 
 def withheld(
-    address: str, subject: str, recent: Sequence[AutoAnswer], limits: AnswerLimits
+    address: str,
+    recent: Sequence[AutoAnswer],
+    limits: AnswerLimits,
+    *,
+    answering: str | None = None,
 ) -> str | None:
-    """Why no automatic answer may go to ``address`` for a mail with ``subject``, given the
-    answers of the last hour to its mailbox and domain (``recent``); None when it may."""
+    """Why no automatic mail may go to ``address``, given the automatic mails of the last
+    hour to its mailbox and domain (``recent``); None when it may.
+
+    ``answering``: the subject of the mail an acknowledgment answers. Only an answer is
+    held for an echo or for its domain's cap; every automatic mail counts against the
+    mailbox cap.
+    """
     box, domain = mailbox(address), domain_of(address)
-    incoming = subject_core(subject)
-    for answer in recent:
-        echoed = len(answer.subject) >= MIN_ECHO and answer.subject in incoming
-        if answer.domain == domain and echoed:
-            return f"it repeats the subject of our automatic mail to {answer.mailbox}"
+    if answering is not None:
+        incoming = subject_core(answering)
+        for answer in recent:
+            echoed = len(answer.subject) >= MIN_ECHO and answer.subject in incoming
+            if answer.domain == domain and echoed:
+                return f"it repeats the subject of our automatic mail to {answer.mailbox}"
     if sum(1 for a in recent if a.mailbox == box) >= limits.per_mailbox:
         return f"mailbox cap per hour reached for {box}"
-    organisation = sum(1 for a in recent if a.domain == domain)
-    if domain not in PUBLIC_DOMAINS and organisation >= limits.per_domain:
+    organisation = sum(1 for a in recent if a.domain == domain and a.acknowledgment)
+    capped_domain = answering is not None and domain not in PUBLIC_DOMAINS
+    if capped_domain and organisation >= limits.per_domain:
         return f"domain cap per hour reached for {domain}"
     return None

@@ -224,80 +224,71 @@ class Notifier:
                 continue
             notice = replace(notice, to=recipients)
             if capped(notice):
-                notice = await self._within_caps(repo, view.number, notice, now)
-                if notice.kind is Kind.ACK:
-                    notice = await self._not_a_loop(repo, view.number, notice, change, now)
+                notice = await self._within_caps(repo, view.number, notice, change, now)
                 if not notice.to:
                     continue
             outbox_id, subject = await self._queue(repo, view, queue, notice, change, now)
             written.append(outbox_id)
-            if notice.kind is Kind.ACK:
-                await self._remember_answer(repo, view.number, notice, subject, now)
+            if capped(notice):
+                await self._remember(repo, view.number, notice, outbox_id, subject, now)
         return written
 
-    async def _not_a_loop(
+    async def _within_caps(
         self, repo: Repo, ticket: int, notice: Notice, change: Change, now: datetime
     ) -> Notice:
-        """Drop recipients of an acknowledgment that the loop rules of ``core.parties`` hold
-        back: an echo of our own automatic mail, or a mailbox or domain over its cap."""
+        """Drop recipients (or the whole notice) that the caps on automatic mail and the loop
+        rules of ``core.parties`` hold back: the ticket's cap per hour, each mailbox's cap,
+        and for an acknowledgment an echo of our own mail or its domain's cap.
+
+        The loop breaker of last resort: whatever slipped past the automatic-mail rules, a
+        robot answering every mail gets a handful of answers an hour, not one per mail.
+        Every count is read by index from ``auto_answers``, never from the outbox.
+        """
         out = self.config.outbound
+        since = now - timedelta(hours=1)
+
+        def held(reason: str) -> None:
+            log.warning("outbox.held", kind=notice.kind.value, ticket=f"#{ticket}", reason=reason)
+
+        if (
+            await repo.auto_answers_for_ticket(ticket, since)
+            >= out.max_automatic_per_ticket_per_hour
+        ):
+            held("ticket cap per hour reached")
+            return replace(notice, to=())
         limits = AnswerLimits(
             per_mailbox=out.max_automatic_per_recipient_per_hour,
             per_domain=out.max_automatic_per_domain_per_hour,
         )
-        subject = change.mail.subject if change.mail is not None else ""
+        answering = None
+        if notice.kind is Kind.ACK:
+            answering = change.mail.subject if change.mail is not None else ""
         allowed = []
         for address in notice.to:
             domain = domain_of(address)
             recent = await repo.auto_answers_since(
                 mailbox=mailbox(address),
                 domain=None if domain in PUBLIC_DOMAINS else domain,
-                since=now - timedelta(hours=1),
+                since=since,
             )
-            reason = withheld(address, subject, recent, limits)
+            reason = withheld(address, recent, limits, answering=answering)
             if reason is None:
                 allowed.append(address)
             else:
-                log.warning(
-                    "outbox.held", kind=notice.kind.value, ticket=f"#{ticket}", reason=reason
-                )
+                held(reason)
         return replace(notice, to=tuple(allowed))
 
-    async def _remember_answer(
-        self, repo: Repo, ticket: int, notice: Notice, subject: str, now: datetime
+    async def _remember(
+        self, repo: Repo, ticket: int, notice: Notice, outbox_id: int, subject: str, now: datetime
     ) -> None:
-        """Record an automatic answer for the loop rules, its subject without our tag."""
+        """Record an automatic mail per recipient for the caps and the loop rules, its
+        subject without our tag."""
         core = subject_core(clean_subject(subject, remove=self.codec.tag_spans(subject)))
         for address in notice.to:
             answer = AutoAnswer(mailbox(address), domain_of(address), core, now)
-            await repo.auto_answer_add(answer, ticket=ticket)
-
-    async def _within_caps(self, repo: Repo, ticket: int, notice: Notice, now: datetime) -> Notice:
-        """Drop recipients (or the whole notice) over the hourly caps on automatic mail.
-
-        This is the loop breaker of last resort: whatever slipped past the
-        automatic-mail rules, a robot answering every mail gets a handful of
-        answers an hour, not one per mail.
-        """
-        out = self.config.outbound
-        since = now - timedelta(hours=1)
-        kinds = [k.value for k in Kind if k not in TEAM_KINDS and AUTO_SUBMITTED.get(k)]
-
-        def held(reason: str) -> None:
-            log.warning("outbox.held", kind=notice.kind.value, ticket=f"#{ticket}", reason=reason)
-
-        per_ticket = await repo.automatic_sent_since(kinds=kinds, since=since, ticket=ticket)
-        if per_ticket >= out.max_automatic_per_ticket_per_hour:
-            held("ticket cap per hour reached")
-            return replace(notice, to=())
-        allowed = []
-        for address in notice.to:
-            count = await repo.automatic_sent_since(kinds=kinds, since=since, recipient=address)
-            if count >= out.max_automatic_per_recipient_per_hour:
-                held("recipient cap per hour reached")
-            else:
-                allowed.append(address)
-        return replace(notice, to=tuple(allowed))
+            await repo.auto_answer_add(
+                answer, kind=notice.kind.value, outbox_id=outbox_id, ticket=ticket
+            )
 
     async def _build(
         self,

@@ -28,7 +28,7 @@ from mailgate.core.model import (
     SpoolReceipt,
     TicketView,
 )
-from mailgate.core.notify import TEAM_KINDS
+from mailgate.core.notify import TEAM_KINDS, Kind
 from mailgate.core.parties import AutoAnswer
 from mailgate.core.route import Lookup
 from mailgate.core.sla import Clock as SlaClock
@@ -57,6 +57,8 @@ OUTBOX_SENT = "sent"
 OUTBOX_DEAD = "dead"
 DONE = "done"
 QUARANTINED = "quarantined"
+
+ACKNOWLEDGMENT = Kind.ACK.value  # the automatic mail that answers a mail
 
 
 def _spool_entry(row: SpoolRow) -> SpoolEntry:
@@ -971,37 +973,10 @@ class Repo:
         assert row.id is not None
         return row.id
 
-    async def automatic_sent_since(
-        self,
-        *,
-        kinds: Sequence[str],
-        since: datetime,
-        recipient: str | None = None,
-        ticket: int | None = None,
-    ) -> int:
-        """How many mails of ``kinds`` went to ``recipient`` (or for ``ticket``) since ``since``."""
-        query = (
-            select(func.count())
-            .select_from(OutboxRow)
-            .where(col(OutboxRow.kind).in_(list(kinds)), col(OutboxRow.created_at) >= since)
-        )
-        if recipient is not None:
-            query = query.where(
-                or_(
-                    col(OutboxRow.recipients) == recipient,
-                    col(OutboxRow.recipients).like(f"{recipient}\n%"),
-                    col(OutboxRow.recipients).like(f"%\n{recipient}"),
-                    col(OutboxRow.recipients).like(f"%\n{recipient}\n%"),
-                )
-            )
-        if ticket is not None:
-            query = query.where(OutboxRow.ticket_id == ticket)
-        return int((await self.session.exec(query)).one())
-
     async def auto_answers_since(
         self, *, mailbox: str, domain: str | None, since: datetime
     ) -> list[AutoAnswer]:
-        """The automatic answers since ``since`` to ``domain`` (all its mailboxes), or to
+        """The automatic mails since ``since`` to ``domain`` (all its mailboxes), or to
         ``mailbox`` alone when ``domain`` is None."""
         query = select(AutoAnswerRow).where(col(AutoAnswerRow.at) >= since)
         if domain is None:
@@ -1009,11 +984,24 @@ class Repo:
         else:
             query = query.where(AutoAnswerRow.domain == domain)
         rows = (await self.session.exec(query.order_by(col(AutoAnswerRow.at)))).all()
-        return [AutoAnswer(r.mailbox, r.domain, r.subject, r.at) for r in rows]
+        return [
+            AutoAnswer(r.mailbox, r.domain, r.subject, r.at, r.kind == ACKNOWLEDGMENT) for r in rows
+        ]
 
-    async def auto_answer_add(self, answer: AutoAnswer, *, ticket: int | None) -> None:
+    async def auto_answers_for_ticket(self, ticket: int, since: datetime) -> int:
+        """How many automatic mails (not recipients) went out for ``ticket`` since ``since``."""
+        query = select(func.count(func.distinct(AutoAnswerRow.outbox_id))).where(
+            AutoAnswerRow.ticket_id == ticket, col(AutoAnswerRow.at) >= since
+        )
+        return int((await self.session.exec(query)).one())
+
+    async def auto_answer_add(
+        self, answer: AutoAnswer, *, kind: str, outbox_id: int, ticket: int | None
+    ) -> None:
         self.session.add(
             AutoAnswerRow(
+                outbox_id=outbox_id,
+                kind=kind,
                 mailbox=answer.mailbox,
                 domain=answer.domain,
                 subject=answer.subject,

@@ -251,15 +251,19 @@ class OutboxRow(SQLModel, table=True):
 
 
 class AutoAnswerRow(SQLModel, table=True):
-    """One automatic answer (an acknowledgment) sent to a remote party: what the loop rules
-    of ``core.parties`` count and compare."""
+    """One automatic mail to one remote recipient (an acknowledgment or another capped
+    notice): what the hourly caps and the loop rules of ``core.parties`` count, by index,
+    without reading the outbox."""
 
     __tablename__ = "auto_answers"
     __table_args__ = (
         Index("ix_auto_answers_mailbox_at", "mailbox", "at"),
         Index("ix_auto_answers_domain_at", "domain", "at"),
+        Index("ix_auto_answers_ticket_at", "ticket_id", "at"),
     )
     id: int | None = Field(default=None, primary_key=True)
+    outbox_id: int
+    kind: str = Field(max_length=32)
     mailbox: str = Field(max_length=320)
     domain: str = Field(max_length=255)
     subject: str = _text()

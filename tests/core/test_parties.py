@@ -29,28 +29,41 @@ def test_a_mailbox_is_the_address_without_its_decoration(address: str, expected:
 
 def test_a_mail_echoing_our_automatic_subject_to_its_domain_gets_no_answer() -> None:
     recent = [sent("helpdesk+1@other.example")]
-    why = withheld(
-        "helpdesk+2@other.example", "Re: Ontvangen: Printer brandt [T#2]", recent, LIMITS
-    )
+    echo = "Re: Ontvangen: Printer brandt [T#2]"
+    why = withheld("helpdesk+2@other.example", recent, LIMITS, answering=echo)
     assert why is not None and "repeats the subject" in why
     # The same subject from another domain, or a subject that does not echo: answered.
-    assert withheld("x@third.example", "Re: Ontvangen: Printer brandt", recent, LIMITS) is None
-    assert withheld("helpdesk+2@other.example", "Printer brandt", recent, LIMITS) is None
+    assert (
+        withheld("x@third.example", recent, LIMITS, answering="Re: Ontvangen: Printer brandt")
+        is None
+    )
+    assert withheld("helpdesk+2@other.example", recent, LIMITS, answering="Printer brandt") is None
 
 
 def test_short_subjects_echo_by_chance_and_do_not_count() -> None:
     recent = [sent("a@other.example", "Vraag")]
-    assert withheld("b@other.example", "Vraag over factuur", recent, LIMITS) is None
+    assert withheld("b@other.example", recent, LIMITS, answering="Vraag over factuur") is None
 
 
 def test_one_mailbox_however_decorated_has_one_cap() -> None:
     recent = [sent(f"robot+{n}@other.example", f"Subject {n}") for n in range(3)]
-    why = withheld("robot+99@other.example", "Nieuw", recent, LIMITS)
+    why = withheld("robot+99@other.example", recent, LIMITS, answering="Nieuw")
     assert why is not None and "mailbox cap" in why
 
 
 def test_an_organisation_domain_has_a_cap_and_free_mail_has_none() -> None:
     org = [sent(f"p{n}@bedrijf.nl", f"Subject {n}") for n in range(5)]
-    assert "domain cap" in (withheld("p9@bedrijf.nl", "Nieuw", org, LIMITS) or "")
+    assert "domain cap" in (withheld("p9@bedrijf.nl", org, LIMITS, answering="Nieuw") or "")
     free = [sent(f"p{n}@gmail.com", f"Subject {n}") for n in range(40)]
-    assert withheld("p99@gmail.com", "Nieuw", free, LIMITS) is None
+    assert withheld("p99@gmail.com", free, LIMITS, answering="Nieuw") is None
+
+
+def test_notices_count_against_the_mailbox_but_are_never_held_for_an_echo_or_a_domain() -> None:
+    notices = [
+        AutoAnswer("p@bedrijf.nl", "bedrijf.nl", subject_core("Status: Printer"), NOW, False)
+        for _ in range(3)
+    ]
+    assert "mailbox cap" in (withheld("p@bedrijf.nl", notices, LIMITS) or "")
+    assert withheld("q@bedrijf.nl", notices, LIMITS) is None  # a notice, not an answer
+    org = [sent(f"p{n}@bedrijf.nl", f"Subject {n}") for n in range(5)]
+    assert withheld("p9@bedrijf.nl", org, LIMITS) is None  # the domain cap is for answers

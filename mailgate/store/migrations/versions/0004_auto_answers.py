@@ -1,4 +1,4 @@
-"""Automatic answers by remote party, for the loop rules
+"""Automatic mails by remote party, for the hourly caps and the loop rules
 
 Revision ID: 0004
 Revises: 0003
@@ -25,6 +25,8 @@ def upgrade() -> None:
     op.create_table(
         "auto_answers",
         sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("outbox_id", sa.Integer(), nullable=False),
+        sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
         sa.Column("mailbox", sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
         sa.Column("domain", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
         sa.Column("subject", sa.Text(), nullable=False),
@@ -35,9 +37,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_auto_answers_mailbox_at", "auto_answers", ["mailbox", "at"])
     op.create_index("ix_auto_answers_domain_at", "auto_answers", ["domain", "at"])
+    op.create_index("ix_auto_answers_ticket_at", "auto_answers", ["ticket_id", "at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_auto_answers_ticket_at", table_name="auto_answers")
     op.drop_index("ix_auto_answers_domain_at", table_name="auto_answers")
     op.drop_index("ix_auto_answers_mailbox_at", table_name="auto_answers")
     op.drop_table("auto_answers")
