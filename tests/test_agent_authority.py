@@ -177,3 +177,23 @@ async def test_with_a_trusted_server_a_dkim_pass_lets_the_agent_act(desk: Any) -
     assert outcome.action is Action.APPENDED
     assert (await view(app, number)).status == "waiting_customer"
     assert "Foutcode?" in World.text(await world.only(CUSTOMER))
+
+
+async def test_notices_thread_on_the_customers_last_mail_not_an_out_of_office(desk: Any) -> None:
+    app = await desk()
+    world = World(app)
+    _, ack, notice, _ = await opened(world)
+    away = make_mail(
+        sender=f"Alice <{CUSTOMER}>",
+        subject=f"Automatisch antwoord: {ack['Subject']}",
+        in_reply_to=str(ack["Message-ID"]),
+        message_id="<away@customer.nl>",
+        headers={"Auto-Submitted": "auto-replied"},
+    )
+    await world.send(away)
+    await world.send(
+        World.answer(notice, sender=AGENT, body="#status waiting_customer\nWelke foutcode?")
+    )
+    relayed = await world.only(CUSTOMER)
+    assert str(relayed["In-Reply-To"]) == "<first@customer.nl>"
+    assert "away@customer.nl" not in str(relayed["References"] or "")

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, and_, delete, func, insert, or_, update
+from sqlalchemy import Connection, Dialect, and_, case, delete, func, insert, or_, update
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -1140,9 +1140,12 @@ class Repo:
 
     async def thread_anchor(self, ticket: int) -> tuple[str | None, tuple[str, ...]]:
         """The latest Message-ID a customer sent on a ticket and the References a reply to it
-        carries. Only a customer's mail: an agent's answer to a team notice names that notice,
-        and a team notice's Message-ID is the agents' proof (``senders.agent_authority``), so
-        it must never reach a customer."""
+        carries: the last mail a person wrote, or, on a ticket no person wrote to yet (a
+        monitoring alert), the last automatic one; never an out-of-office over a person's.
+        Never an agent's mail: an agent's answer to a team notice names that notice, and a
+        team notice's Message-ID is the agents' proof (``senders.agent_authority``), so it
+        must never reach a customer."""
+        human = col(MessageRow.kind) == MessageKind.CUSTOMER.value
         row = (
             await self.session.exec(
                 select(MessageRow)
@@ -1152,7 +1155,7 @@ class Repo:
                     col(MessageRow.kind).in_([MessageKind.CUSTOMER.value, MessageKind.AUTO.value]),
                     col(MessageRow.message_id).is_not(None),
                 )
-                .order_by(col(MessageRow.id).desc())
+                .order_by(case((human, 1), else_=0).desc(), col(MessageRow.id).desc())
                 .limit(1)
             )
         ).first()
