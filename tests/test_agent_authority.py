@@ -144,25 +144,28 @@ async def test_the_real_agent_is_told_once_how_to_act(desk: Any) -> None:
     assert await world.inbox(AGENT) == []  # once per ticket, not once per mail
     # Answering that explanation is a proven answer: it acts.
     await world.inbox(TEAM)
-    outcome = await world.send(
-        World.answer(told, sender=AGENT, body="#status waiting_customer\nWelke foutcode?")
-    )
+    await assert_obeyed(app, world, number, World.answer(told, sender=AGENT, body=COMMANDS))
+
+
+COMMANDS = "#status waiting_customer\nWelke foutcode?"
+
+
+async def assert_obeyed(app: App, world: World, number: int, raw: bytes) -> Any:
+    """The agent's commands applied and its text relayed; the relayed mail."""
+    outcome = await world.send(raw)
     assert outcome.action is Action.APPENDED
     assert (await view(app, number)).status == "waiting_customer"
-    assert "Welke foutcode?" in World.text(await world.only(CUSTOMER))
+    relayed = await world.only(CUSTOMER)
+    assert "Welke foutcode?" in World.text(relayed)
+    return relayed
 
 
 async def test_a_real_agent_answering_the_team_notice_is_obeyed(desk: Any) -> None:
     app = await desk()
     world = World(app)
     number, _, notice, _ = await opened(world)
-    outcome = await world.send(
-        World.answer(notice, sender=f"Bob <{AGENT}>", body="#status waiting_customer\nFoutcode?")
-    )
-    assert outcome.action is Action.APPENDED
-    assert (await view(app, number)).status == "waiting_customer"
-    relayed = await world.only(CUSTOMER)
-    assert "Foutcode?" in World.text(relayed)
+    raw = World.answer(notice, sender=f"Bob <{AGENT}>", body=COMMANDS)
+    relayed = await assert_obeyed(app, world, number, raw)
     # The relay never carries the team notice's Message-ID: it is the agents' proof.
     assert str(notice["Message-ID"]).strip("<>") not in str(relayed["References"] or "")
     assert str(notice["Message-ID"]).strip("<>") not in str(relayed["In-Reply-To"] or "")
@@ -172,11 +175,9 @@ async def test_with_a_trusted_server_a_dkim_pass_lets_the_agent_act(desk: Any) -
     app = await desk(intake={"trusted_authserv_ids": [AUTHSERV]})
     world = World(app)
     number, _, notice, _ = await opened(world)
-    raw = World.answer(notice, sender=AGENT, body="#status waiting_customer\nFoutcode?")
-    outcome = await world.send(f"Authentication-Results: {dkim('pass')}\r\n".encode() + raw)
-    assert outcome.action is Action.APPENDED
-    assert (await view(app, number)).status == "waiting_customer"
-    assert "Foutcode?" in World.text(await world.only(CUSTOMER))
+    raw = World.answer(notice, sender=AGENT, body=COMMANDS)
+    vouched = f"Authentication-Results: {dkim('pass')}\r\n".encode() + raw
+    await assert_obeyed(app, world, number, vouched)
 
 
 async def test_notices_thread_on_the_customers_last_mail_not_an_out_of_office(desk: Any) -> None:
@@ -191,9 +192,7 @@ async def test_notices_thread_on_the_customers_last_mail_not_an_out_of_office(de
         headers={"Auto-Submitted": "auto-replied"},
     )
     await world.send(away)
-    await world.send(
-        World.answer(notice, sender=AGENT, body="#status waiting_customer\nWelke foutcode?")
-    )
+    await world.send(World.answer(notice, sender=AGENT, body=COMMANDS))
     relayed = await world.only(CUSTOMER)
     assert str(relayed["In-Reply-To"]) == "<first@customer.nl>"
     assert "away@customer.nl" not in str(relayed["References"] or "")

@@ -105,6 +105,22 @@ def test_two_gateways_whose_addresses_point_at_each_other_exchange_at_most_3_mai
     assert outbox == 0  # B answered nothing
 
 
+def _exchange(
+    config: Path, robot: NaiveRobot, handler: object, robot_port: int, subject: str, body: str
+) -> None:
+    """Start the robot's server and `mailgate run`, let the robot write first, and wait
+    until no more mail moves either way."""
+    controller = Controller(handler, hostname="127.0.0.1", port=robot_port)
+    controller.start()
+    daemon, log = start_daemon(config)
+    try:
+        _send(robot.answer_to_port, robot.address, "support@a.example", subject, body)
+        _settle(lambda: (_received(config), len(robot.received), _pending(config)))
+    finally:
+        assert stop_daemon(daemon) == 0, b"".join(log).decode()
+        controller.stop()
+
+
 class NaiveRobot:
     """An autoresponder that answers every mail to its address with a new one: no
     Auto-Submitted, no In-Reply-To, the subject kept with "Re: " before it."""
@@ -139,15 +155,7 @@ def test_a_naive_autoresponder_and_mailgate_exchange_at_most_3_mails(tmp_path: P
     port, robot_port = free_port(), free_port()
     config = _gateway(tmp_path, "a", port, relay_port=robot_port)
     robot = NaiveRobot("robot@robot.example", port)
-    controller = Controller(robot, hostname="127.0.0.1", port=robot_port)
-    controller.start()
-    daemon, log = start_daemon(config)
-    try:
-        _send(port, "robot@robot.example", "support@a.example", "Order 123", "Status?")
-        _settle(lambda: (_received(config), len(robot.received), _pending(config)))
-    finally:
-        assert stop_daemon(daemon) == 0, b"".join(log).decode()
-        controller.stop()
+    _exchange(config, robot, robot, robot_port, "Order 123", "Status?")
     # robot → mailgate, the acknowledgment → robot, the robot's answer → mailgate; the
     # answer threads as a reply, which tells the team and nobody else.
     assert _received(config) + len(robot.received) <= 3
@@ -181,15 +189,7 @@ def test_an_autoresponder_that_answers_from_a_new_address_each_time_is_stopped(
     port, robot_port = free_port(), free_port()
     config = _gateway(tmp_path, "a", port, relay_port=robot_port)
     robot = HelpdeskRobot("helpdesk@other.example", port)
-    controller = Controller(_AnyAddress(robot), hostname="127.0.0.1", port=robot_port)
-    controller.start()
-    daemon, log = start_daemon(config)
-    try:
-        _send(port, "helpdesk@other.example", "support@a.example", "Storing", "Het werkt niet.")
-        _settle(lambda: (_received(config), len(robot.received), _pending(config)))
-    finally:
-        assert stop_daemon(daemon) == 0, b"".join(log).decode()
-        controller.stop()
+    _exchange(config, robot, _AnyAddress(robot), robot_port, "Storing", "Het werkt niet.")
     # Its first mail and our acknowledgment, its answer from helpdesk+4711@ (a ticket, but an
     # echo of our own mail: not acknowledged). Without the rule: hundreds of rounds.
     assert len(robot.received) <= 2, [str(m["To"]) for m in robot.received]
