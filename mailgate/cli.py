@@ -139,10 +139,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int:
+    """Run one command; its exit code. Output cut short by its reader (``mailgate outbox |
+    head``) ends the command quietly, as it does for any Unix tool."""
+    out = stdout or sys.stdout
+    try:
+        return _main(argv, out)
+    except BrokenPipeError:
+        if out is sys.stdout:  # nothing more may reach the closed pipe, not even at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EX_OK
+
+
+def _main(argv: Sequence[str] | None, out: TextIO) -> int:
     # Raw mails, tickets and the token secret are private to mailgate's user, however it is
     # started (the systemd unit sets the same umask).
     os.umask(0o077)
-    out = stdout or sys.stdout
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

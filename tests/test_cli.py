@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -336,3 +337,30 @@ def test_trace_names_the_header_that_matched_and_what_followed(config_file: Path
         "team_new_ticket to team@example.com (sent)",
     ]
     assert mailgate(config_file, "trace", "<nothing@x>").returncode == 1
+
+
+def test_output_cut_short_by_its_reader_ends_quietly(config_file: Path) -> None:
+    """``mailgate outbox | head``: no BrokenPipeError traceback, exit 0."""
+    for _ in range(3):
+        assert mailgate(config_file, "ingest", stdin=make_mail()).returncode == 0
+    # A reader that is gone before the first line: every write meets a closed pipe.
+    command = f"set -o pipefail; {sys.executable} -m mailgate --config {config_file} outbox | true"
+    result = subprocess.run(
+        ["bash", "-c", command],
+        capture_output=True,
+        env={**os.environ, "MAILGATE_SECRET": TEST_SECRET},
+        timeout=60,
+    )
+    assert result.returncode == 0
+    assert b"Traceback" not in result.stderr and b"BrokenPipe" not in result.stderr
+
+
+def test_a_closed_output_mid_command_is_not_an_error(config_file: Path) -> None:
+    from mailgate.cli import main
+
+    class Closed(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    assert mailgate(config_file, "ingest", stdin=make_mail()).returncode == 0
+    assert main(["--config", str(config_file), "tickets"], stdout=Closed()) == 0

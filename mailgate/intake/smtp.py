@@ -60,6 +60,14 @@ REPLY_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 REPLY_NEED_TLS = "530 5.7.0 Must issue a STARTTLS command first"
 
 
+def _show_address(address: Any) -> str:
+    """``127.0.0.1:2525``, ``[::1]:2525`` or a socket path, for the log."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = str(address[0])
+        return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
+    return str(address)
+
+
 def _peer_ip(session: Session) -> str:
     peer: Any = session.peer
     if isinstance(peer, tuple) and peer:
@@ -201,6 +209,14 @@ class MailgateSMTP(SMTP):
 
     async def push(self, status: str | bytes) -> None:
         if isinstance(status, str):
+            if status in REPLIES and status.startswith("5") and self.session is not None:
+                # aiosmtpd's own refusals (too big, line too long): logged like ours are.
+                log.warning(
+                    "smtp.rejected",
+                    peer=_peer_ip(self.session),
+                    code=status[:3],
+                    reason=REPLIES[status][10:],
+                )
             await super().push(REPLIES.get(status, status))
         else:
             await super().push(status)
@@ -595,5 +611,5 @@ async def start_listeners(
             server.close()
         raise ConfigError([f"[smtp]/[lmtp]: cannot listen: {exc.strerror or exc}"]) from exc
     for name, address in addresses.items():
-        log.info("smtp.listening", listener=name, address=str(address))
+        log.info("smtp.listening", listener=name, address=_show_address(address))
     return Listeners(servers, gate, smtp.shutdown_grace, addresses, socket_path)

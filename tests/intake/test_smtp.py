@@ -386,10 +386,12 @@ async def test_overlong_line_is_refused(starter: Callable[..., Any]) -> None:
                 make_mail(body="word " * 10).replace(b"word word", b"w" * 500, 1),
             )
 
-    with pytest.raises(smtplib.SMTPDataError) as raised:
+    with structlog.testing.capture_logs() as logs, pytest.raises(smtplib.SMTPDataError) as raised:
         await in_thread(send)
     assert raised.value.smtp_code == 500 and raised.value.smtp_error.startswith(b"5.5.2")
     assert await server.count() == 0
+    refused = [e for e in logs if e["event"] == "smtp.rejected"]
+    assert [(e["code"], e["peer"]) for e in refused] == [("500", "127.0.0.1")]
 
 
 async def test_starttls_and_auth_over_tls_only(
