@@ -44,6 +44,7 @@ from mailgate.errors import (
 from mailgate.intake.imap import probe
 from mailgate.intake.spool import SERVER_SOURCE, Received
 from mailgate.log import configure
+from mailgate.outbound.render import Templates
 from mailgate.progress import Steps
 from mailgate.retention import parse_age, purger_for
 from mailgate.store.db import create_engine, session, storage_errors
@@ -164,6 +165,12 @@ def _main(argv: Sequence[str] | None, out: TextIO) -> int:
         return EX_CONFIG
     configure(config.general.log_level, config.general.log_format)
     if args.command == "check":
+        try:  # every template loaded and rendered against a sample, as the daemon does
+            Templates(config.outbound.template_dir).check()
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            return EX_CONFIG
         print(f"{config.path}: ok ({len(config.queues)} queue(s))", file=out)
         return asyncio.run(_check_sources(config, out))
     if (

@@ -364,3 +364,18 @@ def test_a_closed_output_mid_command_is_not_an_error(config_file: Path) -> None:
 
     assert mailgate(config_file, "ingest", stdin=make_mail()).returncode == 0
     assert main(["--config", str(config_file), "tickets"], stdout=Closed()) == 0
+
+
+def test_check_fails_on_a_template_with_a_syntax_error(tmp_path: Path, db_url: str) -> None:
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "ack.nl.txt").write_text(
+        '{% extends "layout.nl.txt" %}{% block subject %}Ontvangen: {{ ticket.title }'
+        "{% endblock %}{% block body %}x{% endblock %}"
+    )
+    config = write_config_file(
+        tmp_path / "config.toml", db_url, outbound={"template_dir": "templates"}
+    )
+    result = mailgate(config, "check")
+    assert result.returncode == 78, result.stdout
+    assert b"ack.nl.txt" in result.stderr
