@@ -163,7 +163,7 @@ def _main(argv: Sequence[str] | None, out: TextIO) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EX_CONFIG
-    configure(config.general.log_level, config.general.log_format)
+    configure(_log_level(args.command, config.general.log_level), config.general.log_format)
     if args.command == "check":
         try:  # every template loaded and rendered against a sample, as the daemon does
             Templates(config.outbound.template_dir).check()
@@ -197,6 +197,19 @@ def _main(argv: Sequence[str] | None, out: TextIO) -> int:
         return EX_FAILED
     except KeyboardInterrupt:
         return EX_OK
+
+
+_LEVELS = ("debug", "info", "warning", "error")
+# Commands whose log is the record of a service (the daemon; the MTA pipe, whose stderr the
+# MTA keeps); the others are a person at a terminal, who wants the result, not the trace.
+_LOGGING_COMMANDS = frozenset({"run", "ingest"})
+
+
+def _log_level(command: str, configured: str) -> str:
+    """The configured level for the daemon and the pipe; at least "warning" otherwise."""
+    if command in _LOGGING_COMMANDS:
+        return configured
+    return max(configured, "warning", key=_LEVELS.index)
 
 
 async def _migrate(config: Config, args: argparse.Namespace, out: TextIO) -> int:

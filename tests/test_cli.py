@@ -274,6 +274,7 @@ def test_the_team_works_from_the_command_line(config_file: Path) -> None:
         config_file, "reply", ref, "--from", "bob@example.com", stdin=b"Werkt het nu?\n"
     )
     assert replied.returncode == 0, replied.stderr
+    assert replied.stderr == b""  # the result on stdout; no log lines beside it at a terminal
     assert json_line(replied)["action"] == "appended"
     note = mailgate(config_file, "note", ref, "--from", "bob@example.com", stdin=b"Intern.\n")
     assert json_line(note)["action"] == "appended"
