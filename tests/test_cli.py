@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -354,17 +353,6 @@ def test_output_cut_short_by_its_reader_ends_quietly(config_file: Path) -> None:
     )
     assert result.returncode == 0
     assert b"Traceback" not in result.stderr and b"BrokenPipe" not in result.stderr
-
-
-def test_a_closed_output_mid_command_is_not_an_error(config_file: Path) -> None:
-    from mailgate.cli import main
-
-    class Closed(io.StringIO):
-        def write(self, text: str) -> int:
-            raise BrokenPipeError(32, "Broken pipe")
-
-    assert mailgate(config_file, "ingest", stdin=make_mail()).returncode == 0
-    assert main(["--config", str(config_file), "tickets"], stdout=Closed()) == 0
 
 
 def test_check_fails_on_a_template_with_a_syntax_error(tmp_path: Path, db_url: str) -> None:
