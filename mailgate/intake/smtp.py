@@ -598,6 +598,9 @@ async def start_listeners(
                 lmtp_server = await loop.create_unix_server(
                     factory(MailgateLMTP, is_lmtp=True), str(lmtp.socket)
                 )
+                # The MTA runs as another user: the socket is open to it, and its directory
+                # decides who may reach it (mailgate's own umask would make it 0600).
+                lmtp.socket.chmod(0o666)
                 socket_path = lmtp.socket
                 addresses["lmtp"] = str(lmtp.socket)
             else:

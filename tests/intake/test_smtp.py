@@ -515,6 +515,7 @@ async def test_lmtp_over_unix_socket(starter: Callable[..., Any], tmp_path: Path
     replies = await in_thread(lambda: _lmtp_session(connect, ["support@example.com"], make_mail()))
     assert replies[0].startswith(b"250 2.0.0")
     assert await server.count() == 1
+    assert path.stat().st_mode & 0o777 == 0o666  # the MTA's user may connect; the dir decides
 
 
 async def test_600_mails_from_8_concurrent_clients_are_600_intakes(server: Server) -> None:
