@@ -57,10 +57,15 @@ def _without_comments(value: str) -> str:
         value = stripped
 
 
+def _authserv_id(value: str) -> str:
+    """The authserv-id of one Authentication-Results header: its first word, lower case."""
+    first = _without_comments(value).partition(";")[0].split()
+    return first[0].lower() if first else ""
+
+
 def _header_verdicts(value: str) -> tuple[AuthResult, ...]:
-    text = _without_comments(value)
-    authserv_id, _, rest = text.partition(";")
-    authserv_id = authserv_id.strip().split()[0].lower() if authserv_id.strip() else ""
+    authserv_id = _authserv_id(value)
+    rest = _without_comments(value).partition(";")[2]
     found = []
     for match in _METHOD.finditer(rest):
         domain = _DOMAIN_PROP.search(match.group("props"))
@@ -96,12 +101,12 @@ def trusted_verdicts(mail: ParsedMail, trusted: Iterable[str]) -> tuple[AuthResu
     taken: set[str] = set()
     found: list[AuthResult] = []
     for value in _headers_named(mail, "authentication-results"):
-        verdicts = _header_verdicts(value)
-        authserv = verdicts[0].authserv_id if verdicts else ""
+        # The header counts as the server's own even when it carries no verdict ("none").
+        authserv = _authserv_id(value)
         if authserv not in trusted_ids or authserv in taken:
             continue
         taken.add(authserv)
-        found += [v for v in verdicts if v.method in ("dmarc", "dkim")]
+        found += [v for v in _header_verdicts(value) if v.method in ("dmarc", "dkim")]
     return tuple(found)
 
 

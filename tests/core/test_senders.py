@@ -154,3 +154,8 @@ def test_dkim_of_a_parent_domain_vouches_for_a_subdomain_but_not_the_reverse() -
     assert authenticated(sub, ["mx.example.com"]) is not None
     parent = _mail("mx.example.com; dkim=pass header.d=eu.example.com")
     assert authenticated(parent, ["mx.example.com"]) is None
+
+
+def test_a_verdictless_header_of_the_trusted_server_still_hides_a_forged_pass_below() -> None:
+    mail = _mail("mx.example.com; none", "mx.example.com; dkim=pass header.d=example.com")
+    assert authenticated(mail, ["mx.example.com"]) is None
