@@ -1,6 +1,65 @@
-"""Shared by the benchmarks: the words generated mails are made of."""
+"""Shared by the benchmarks: the words generated mails are made of, and the intake as the
+daemon runs it (mails stored in groups, the worker taking what is due in batches)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
 
 WORDS = [
     *("printer", "factuur", "inloggen", "rooster", "export"),
     *("koppeling", "wachtwoord", "rapport", "agenda"),
 ]
+ARRIVING = 50  # mails stored between two looks of the worker
+
+
+@dataclass
+class Intake:
+    """How a run through the intake went."""
+
+    mails: int
+    seconds: float  # store and worker
+    worker_seconds: float  # the worker alone
+    cpu_seconds: float  # all threads of this process
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.mails / self.seconds
+
+    @property
+    def worker_rate(self) -> float:
+        return self.mails / self.worker_seconds
+
+    @property
+    def cpu_ms(self) -> float:
+        return self.cpu_seconds * 1000 / self.mails
+
+
+async def through_intake(app: Any, mails: list[bytes], steps: Any) -> Intake:
+    """Store ``mails`` in groups, as a listener's sessions do side by side, and let the
+    worker take what is due after each group, as the daemon's does."""
+    from mailgate.intake.spool import Received
+
+    counts: dict[str, int] = {}
+    worker = 0.0
+    cpu_start = time.process_time()
+    start = time.perf_counter()
+    for group in range(0, len(mails), ARRIVING):
+        arriving = mails[group : group + ARRIVING]
+        await asyncio.gather(*(app.spool.store(Received(r, "bench")) for r in arriving))
+        begun = time.perf_counter()
+        while outcomes := await app.processor.run_due():
+            for outcome in outcomes:
+                counts[outcome.action.value] = counts.get(outcome.action.value, 0) + 1
+            steps.advance(len(outcomes))
+        worker += time.perf_counter() - begun
+    return Intake(
+        len(mails),
+        time.perf_counter() - start,
+        worker,
+        time.process_time() - cpu_start,
+        counts,
+    )

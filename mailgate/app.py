@@ -19,13 +19,15 @@ import holidays
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mailgate.blobs import BlobStore, DatabaseAttachments, FileAttachments
+from mailgate.apply.desk import Desk
+from mailgate.apply.mail import Applier
+from mailgate.apply.prepare import Preparer
+from mailgate.blobs import BlobStore
 from mailgate.clock import Clock, SystemClock
 from mailgate.config import Config, ImapConfig
 from mailgate.core.address import AddressPolicy, QueueAddresses
 from mailgate.core.calendar import BusinessCalendar
 from mailgate.core.tokens import TokenCodec
-from mailgate.desk import Desk
 from mailgate.errors import ConfigError, StorageUnavailable
 from mailgate.http import Health, MonitorServer
 from mailgate.intake.imap import ImapPoller
@@ -40,6 +42,7 @@ from mailgate.outbound.transport import transport_for
 from mailgate.process import Processor
 from mailgate.retention import purge_daily, purger_for
 from mailgate.store.db import (
+    Blocking,
     create_engine,
     create_sqlite_sync_engine,
     session,
@@ -72,6 +75,8 @@ class App:
     scheduler: Scheduler
     leadership: Leadership
     metrics: Metrics
+    notifier: Notifier
+    blocking: Blocking
     listeners: Listeners | None = None
 
     def reload_templates(self) -> None:
@@ -87,12 +92,12 @@ class App:
             log.error("templates.reload_failed", problems=exc.problems)
             return
         self.templates = fresh
-        if self.processor.notifier is not None:  # the one notifier the worker and desk share
-            self.processor.notifier.templates = fresh
+        self.notifier.templates = fresh  # the one notifier the worker and the desk share
         log.info("templates.reloaded")
 
     async def close(self) -> None:
         await asyncio.to_thread(self.spool.close)
+        await asyncio.to_thread(self.blocking.close)
         await self.engine.dispose()
 
 
@@ -193,27 +198,28 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
         sla=config.sla.policy(),
         metrics=metrics,
     )
+    blocking = Blocking(engine, create_sqlite_sync_engine(engine, config.database.busy_timeout))
     processor = Processor(
-        engine=engine,
+        blocking=blocking,
         raw=raw,
-        attachments=DatabaseAttachments(engine)
-        if in_database
-        else FileAttachments(BlobStore(config.attachment_dir)),
-        codec=codec,
-        policy=policy,
-        queues={q.name: q for q in config.queues},
+        attachments=None if in_database else BlobStore(config.attachment_dir),
+        preparer=Preparer(codec, policy, config.intake),
+        applier=Applier(
+            desk=desk,
+            notifier=notifier,
+            policy=policy,
+            queues={q.name: q for q in config.queues},
+            intake=config.intake,
+            submission=config.submission,
+            suppression_days=config.outbound.suppress_after_bounce_days,
+        ),
         worker=config.worker,
-        intake=config.intake,
         clock=clock,
         intake_busy=spool.busy,
-        notifier=notifier,
         on_outbox=outbox_wake.set,
-        outbound_suppression_days=config.outbound.suppress_after_bounce_days,
-        desk=desk,
-        submission=config.submission,
         metrics=metrics,
     )
-    scheduler = Scheduler(engine=engine, desk=desk, clock=clock, on_outbox=outbox_wake.set)
+    scheduler = Scheduler(blocking=blocking, desk=desk, clock=clock, on_outbox=outbox_wake.set)
     sender = Sender(
         engine=engine,
         transport=transport_for(config.outbound.relay, config.outbound.maildir),
@@ -237,6 +243,8 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
         scheduler,
         Leadership(config.database.url, config.general.data_dir / "locks"),
         metrics,
+        notifier,
+        blocking,
     )
 
 

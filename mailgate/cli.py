@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 import structlog
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection
 
 from mailgate import __version__
 from mailgate.app import App, build_app, run_daemon
@@ -27,7 +28,7 @@ from mailgate.blobs import BlobStore
 from mailgate.config import Config, load_config, resolve_config_path
 from mailgate.core.classify import classify
 from mailgate.core.commands import Command, CommandBlock, Verb
-from mailgate.core.desk import Refusal, plan_agent
+from mailgate.core.desk import Plan, Refusal, plan_agent
 from mailgate.core.model import Action, SpoolEntry, TicketView
 from mailgate.core.notify import LANGUAGES, Kind
 from mailgate.core.parse import parse_mail
@@ -48,7 +49,7 @@ from mailgate.outbound.render import Templates
 from mailgate.progress import Steps
 from mailgate.retention import parse_age, purger_for
 from mailgate.store.db import create_engine, session, storage_errors
-from mailgate.store.repos import PENDING, Repo
+from mailgate.store.repos import PENDING, Repo, Tx
 from mailgate.store.schema import migrate, pending, upgrade_sql
 
 EX_OK = 0
@@ -759,32 +760,37 @@ async def _set(app: App, args: argparse.Namespace, out: TextIO) -> int:
         commands.append(Command(verb, value.strip(), f"{key}={value}"))
     actor = (args.author or "cli").lower()
     now = app.clock.now()
-    with storage_errors("set"):
-        async with session(app.engine, write=True) as s:
-            repo = Repo(s)
-            state = await repo.ticket_state(number, lock=True)
-            if state is None:
-                raise NotFound(f"no ticket {args.ref}")
-            plan = plan_agent(
-                app.config.workflow,
-                state,
-                CommandBlock(tuple(commands), (), ""),
-                author=actor,
-                policy=app.policy,
-                calendar=app.desk.calendar,
-                now=now,
-            )
-            if isinstance(plan, Refusal):
-                for error in plan.errors:
-                    print(f"mailgate: {error}", file=sys.stderr)
-                return EX_FAILED
-            await app.desk.carry_out(repo, number, plan, actor=actor, now=now)
+
+    def carry_out(conn: Connection) -> Plan | Refusal:
+        tx = Tx.on(conn)
+        state = tx.tickets.state(number, lock=True)
+        if state is None:
+            raise NotFound(f"no ticket {args.ref}")
+        plan = plan_agent(
+            app.config.workflow,
+            state,
+            CommandBlock(tuple(commands), (), ""),
+            author=actor,
+            policy=app.policy,
+            calendar=app.desk.calendar,
+            now=now,
+        )
+        if isinstance(plan, Plan):
+            app.desk.carry_out(tx, number, plan, actor=actor, now=now)
             if plan.move is not None:
-                await app.desk.announce(repo, number, plan.move, now=now)
-            for change in plan.changes:
-                print(f"#{number} {change.field}: {change.old or '-'} -> {change.new}", file=out)
-            if plan.move is not None and plan.move.changed:
-                print(f"#{number} status: {plan.move.old} -> {plan.move.new}", file=out)
+                app.desk.announce(tx, number, plan.move, now=now)
+        return plan
+
+    with storage_errors("set"):
+        plan = await app.blocking.write(carry_out)
+    if isinstance(plan, Refusal):
+        for error in plan.errors:
+            print(f"mailgate: {error}", file=sys.stderr)
+        return EX_FAILED
+    for change in plan.changes:
+        print(f"#{number} {change.field}: {change.old or '-'} -> {change.new}", file=out)
+    if plan.move is not None and plan.move.changed:
+        print(f"#{number} status: {plan.move.old} -> {plan.move.new}", file=out)
     await _deliver(app)
     return EX_OK
 
@@ -1008,10 +1014,16 @@ async def _preview(app: App, args: argparse.Namespace, out: TextIO) -> int:
             queue = next(
                 (q for q in app.config.queues if q.name == view.queue), app.config.queues[0]
             )
-            notifier = app.processor.notifier
-            assert notifier is not None
-            raw = await notifier.preview(
-                repo, view, queue, Kind(args.template), args.lang or queue.language, app.clock.now()
+            anchor = await s.run_sync(
+                lambda sync: Tx.on(sync.connection()).tickets.thread_anchor(number)
+            )
+            raw = app.notifier.preview(
+                anchor,
+                view,
+                queue,
+                Kind(args.template),
+                args.lang or queue.language,
+                app.clock.now(),
             )
     out.write(raw.decode("utf-8", "replace"))
     return EX_OK

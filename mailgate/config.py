@@ -107,6 +107,8 @@ class WorkerConfig:
     poll_interval: float
     retry_delay: float
     max_retry_delay: float
+    batch_size: int = 32  # mails applied in one transaction, a savepoint each
+    batch_time: float = 0.25  # seconds a batch may hold the write lock before it commits
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +204,7 @@ class OutboundConfig:
     suppress_after_bounce_days: float
     relay: RelayConfig
     claim_timeout: float = 300.0
+    keep_sent_days: float = 30.0  # the bytes of a sent mail; its row stays
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,6 +520,8 @@ def parse_config(
         poll_interval=s.number("poll_interval", 2.0, low=0.05, high=3600.0),
         retry_delay=s.number("retry_delay", 30.0, low=0.0, high=86400.0),
         max_retry_delay=s.number("max_retry_delay", 3600.0, low=0.0, high=86400.0),
+        batch_size=s.integer("batch_size", 32, low=1, high=1000),
+        batch_time=s.number("batch_time", 0.25, low=0.01, high=10.0),
     )
     s.finish()
 
@@ -722,6 +727,7 @@ def _outbound(reader: _Reader, environ: Mapping[str, str]) -> OutboundConfig:
         max_automatic_per_domain_per_hour=s.integer(
             "max_automatic_per_domain_per_hour", 50, low=1, high=100000
         ),
+        keep_sent_days=s.number("keep_sent_days", 30.0, low=0.0, high=36500.0),
         suppress_after_bounce_days=s.number(
             "suppress_after_bounce_days", 7.0, low=0.0, high=3650.0
         ),

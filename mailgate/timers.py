@@ -10,17 +10,19 @@ fires nothing.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Connection
 
+from mailgate.apply.desk import Desk
 from mailgate.clock import Clock
 from mailgate.core.workflow import Trigger, move
-from mailgate.desk import Desk
 from mailgate.errors import MailgateError
-from mailgate.store.db import session, storage_errors
-from mailgate.store.repos import SLA_PREFIX, Repo
+from mailgate.store.db import Blocking, storage_errors
+from mailgate.store.repos import SLA_PREFIX, Tx
+from mailgate.store.repos.tickets import Event
 from mailgate.tasks import wait_for_work
 
 log = structlog.get_logger("mailgate.timers")
@@ -32,13 +34,13 @@ class Scheduler:
     def __init__(
         self,
         *,
-        engine: AsyncEngine,
+        blocking: Blocking,
         desk: Desk,
         clock: Clock,
+        on_outbox: Callable[[], None],
         interval: float = 30.0,
-        on_outbox: Callable[[], None] | None = None,
     ) -> None:
-        self.engine = engine
+        self.blocking = blocking
         self.desk = desk
         self.clock = clock
         self.interval = interval
@@ -48,39 +50,36 @@ class Scheduler:
         """Fire every timer due now (up to ``limit``); returns how many fired."""
         now = self.clock.now()
         with storage_errors("list timers"):
-            async with session(self.engine) as s:
-                due = await Repo(s).timers_due(now, limit)
+            due = await self.blocking.read(lambda conn: Tx.on(conn).timers.due(now, limit))
         fired = 0
         for timer_id in due:
             with storage_errors("fire timer"):
-                async with session(self.engine, write=True) as s:
-                    fired += await self._fire(Repo(s), timer_id)
-        if fired and self.on_outbox is not None:
+                fired += await self.blocking.write(functools.partial(self._fire, timer_id))
+        if fired:
             self.on_outbox()
         return fired
 
-    async def _fire(self, repo: Repo, timer_id: int) -> int:
+    def _fire(self, timer_id: int, conn: Connection) -> int:
+        tx = Tx.on(conn)
         now = self.clock.now()
-        claimed = await repo.timer_claim(timer_id, now)
+        claimed = tx.timers.claim(timer_id, now)
         if claimed is None:
             return 0
         ticket, trigger, armed_in = claimed
-        state = await repo.ticket_state(ticket, lock=True)
+        state = tx.tickets.state(ticket, lock=True)
         if state is None or state.status != armed_in:
             return 0
         if trigger.startswith(SLA_PREFIX):
-            return await self.desk.sla_alert(repo, ticket, trigger, now)
+            return self.desk.sla_alert(tx, ticket, trigger, now)
         found = move(self.desk.workflow, state.status, Trigger(trigger))
         if found is None:
             log.info("timer.ignored", ticket=f"#{ticket}", trigger=trigger, status=state.status)
             return 0
-        await repo.event_add(
-            ticket, kind="timer_fired", actor="mailgate", now=now, new=trigger, old=state.status
+        tx.tickets.add_events(
+            [Event(ticket, "timer_fired", "mailgate", now, new=trigger, old=state.status)]
         )
-        await self.desk.enter(
-            repo, ticket, found, actor="mailgate", now=now, reason=f"timer {trigger}"
-        )
-        await self.desk.announce(repo, ticket, found, now=now)
+        self.desk.enter(tx, ticket, found, actor="mailgate", now=now, reason=f"timer {trigger}")
+        self.desk.announce(tx, ticket, found, now=now)
         log.info("timer.fired", ticket=f"#{ticket}", trigger=trigger, status=found.new)
         return 1
 

@@ -1,4 +1,10 @@
-"""Write the notifications of a ticket change into the outbox, inside the change's transaction."""
+"""Write the notifications of a ticket change into the outbox, inside the change's transaction.
+
+Blocking, on the change's ``Tx``: the facts it reads (the ticket, its people, the
+suppressions, the caps, the thread's anchor) are a handful of indexed queries, and
+what it writes (outbox rows, cap records, the thread's copies) is one statement per
+table for all the notices of a call.
+"""
 
 from __future__ import annotations
 
@@ -44,7 +50,9 @@ from mailgate.outbound.render import (
     TicketFacts,
     compose,
 )
-from mailgate.store.repos import Repo
+from mailgate.store.repos import Tx
+from mailgate.store.repos.outbox import Counted, Queued
+from mailgate.store.repos.tickets import SentMessage
 
 log = structlog.get_logger("mailgate.notify")
 
@@ -53,17 +61,17 @@ log = structlog.get_logger("mailgate.notify")
 _SYSTEM = Decisions(create_ticket=False, reopen=False, answer=False, tell_team=True)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Change:
     """What happened to a ticket, as far as notifications care."""
 
     ticket: int
-    mail: ParsedMail | None
-    new_ticket: bool
-    kind: MessageKind
-    author: str | None
-    message_text: str
-    decisions: Decisions
+    mail: ParsedMail | None = None
+    new_ticket: bool = False
+    kind: MessageKind = MessageKind.SYSTEM
+    author: str | None = None
+    message_text: str = ""
+    decisions: Decisions = DECISIONS[Category.PERSON]
     reason: str = ""
     old_status: str = ""  # a status change this mail announces
     new_status: str = ""
@@ -75,17 +83,7 @@ class Change:
     @classmethod
     def system(cls, ticket: int, *, reason: str = "", commands: str = "") -> Change:
         """A change mailgate announces of its own accord, about no mail in particular."""
-        return cls(
-            ticket,
-            None,
-            False,
-            MessageKind.SYSTEM,
-            None,
-            "",
-            DECISIONS[Category.PERSON],
-            reason=reason,
-            commands=commands,
-        )
+        return cls(ticket=ticket, reason=reason, commands=commands)
 
 
 class Notifier:
@@ -109,9 +107,9 @@ class Notifier:
             self.config.outbound.organisation_languages,
         )
 
-    async def after(self, repo: Repo, change: Change, now: datetime) -> list[int]:
+    def after(self, tx: Tx, change: Change, now: datetime) -> list[int]:
         """Queue the notices for ``change``; returns the outbox ids written."""
-        view = await repo.ticket_view(change.ticket, with_messages=False, with_events=False)
+        view = tx.tickets.view(change.ticket)
         assert view is not None
         queue = self.queues.get(view.queue) or self.config.queues[0]
         audience = self._audience(view, queue)
@@ -128,30 +126,28 @@ class Notifier:
                 author=change.author,
                 decisions=change.decisions,
             )
-        return await self._send(repo, view, queue, notices, change, now)
+        return self._send(tx, view, queue, notices, change, now)
 
-    async def team_notice(
-        self, repo: Repo, ticket: int, kind: Kind, reason: str, now: datetime
-    ) -> list[int]:
+    def team_notice(self, tx: Tx, ticket: int, kind: Kind, reason: str, now: datetime) -> list[int]:
         """Tell the ticket's team something (a failed delivery, a held mail, a failed command)."""
-        return await self._notice(repo, ticket, kind, None, None, reason, now)
+        return self._notice(tx, ticket, kind, None, None, reason, now)
 
-    async def agent_notice(
-        self, repo: Repo, ticket: int, kind: Kind, change: Change, address: str, now: datetime
+    def agent_notice(
+        self, tx: Tx, ticket: int, kind: Kind, change: Change, address: str, now: datetime
     ) -> list[int]:
         """Answer one agent (a refused command, the command reference), in the queue's
         language."""
-        view = await repo.ticket_view(ticket, with_messages=False, with_events=False)
+        view = tx.tickets.view(ticket)
         assert view is not None
         queue = self.queues.get(view.queue) or self.config.queues[0]
         notice = Notice(kind, (address,), queue.language, AUTO_SUBMITTED[kind])
-        return await self._send(repo, view, queue, (notice,), change, now)
+        return self._send(tx, view, queue, (notice,), change, now)
 
-    async def workflow_notice(
-        self, repo: Repo, ticket: int, kind: Kind, party: Party, change: Change, now: datetime
+    def workflow_notice(
+        self, tx: Tx, ticket: int, kind: Kind, party: Party, change: Change, now: datetime
     ) -> list[int]:
         """Send a workflow transition's template to the ticket's customers or its team."""
-        view = await repo.ticket_view(ticket, with_messages=False, with_events=False)
+        view = tx.tickets.view(ticket)
         assert view is not None
         queue = self.queues.get(view.queue) or self.config.queues[0]
         audience = self._audience(view, queue)
@@ -165,17 +161,17 @@ class Notifier:
                 return []
             language = language_for(change.mail, audience, customers[0])
             notices = (Notice(kind, customers, language, AUTO_SUBMITTED[kind]),)
-        return await self._send(repo, view, queue, notices, change, now)
+        return self._send(tx, view, queue, notices, change, now)
 
-    async def customer_notice(
-        self, repo: Repo, ticket: int, kind: Kind, address: str, mail: ParsedMail, now: datetime
+    def customer_notice(
+        self, tx: Tx, ticket: int, kind: Kind, address: str, mail: ParsedMail, now: datetime
     ) -> list[int]:
         """Tell one customer something about their mail, in their language."""
-        return await self._notice(repo, ticket, kind, address, mail, "", now)
+        return self._notice(tx, ticket, kind, address, mail, "", now)
 
-    async def _notice(
+    def _notice(
         self,
-        repo: Repo,
+        tx: Tx,
         ticket: int,
         kind: Kind,
         address: str | None,
@@ -183,7 +179,7 @@ class Notifier:
         reason: str,
         now: datetime,
     ) -> list[int]:
-        view = await repo.ticket_view(ticket, with_messages=False, with_events=False)
+        view = tx.tickets.view(ticket)
         assert view is not None
         queue = self.queues.get(view.queue) or self.config.queues[0]
         if address is None:
@@ -191,26 +187,27 @@ class Notifier:
         else:
             language = language_for(mail, self._audience(view, queue), address)
             notice = Notice(kind, (address,), language, AUTO_SUBMITTED[kind])
-        change = Change(ticket, mail, False, MessageKind.SYSTEM, None, "", _SYSTEM, reason)
-        return await self._send(repo, view, queue, (notice,), change, now)
+        change = Change(ticket=ticket, mail=mail, decisions=_SYSTEM, reason=reason)
+        return self._send(tx, view, queue, (notice,), change, now)
 
-    async def _send(
+    def _send(
         self,
-        repo: Repo,
+        tx: Tx,
         view: TicketView,
         queue: QueueConfig,
         notices: tuple[Notice, ...],
         change: Change,
         now: datetime,
     ) -> list[int]:
-        written = []
+        ready: list[Notice] = []
+        counted: list[Counted] = []  # this call's automatic mails, counted by the next notice
         for notice in notices:
             # Never mail one of our own addresses: that is a loop by construction. Nor
             # anything that is not one clean mailbox.
             recipients = tuple(a for a in notice.to if mailable(a) and not self.policy.is_ours(a))
             if notice.kind not in TEAM_KINDS:
                 # Nor an address that bounced for good lately.
-                blocked = await repo.suppressed(recipients, now)
+                blocked = tx.outbox.suppressed(recipients, now)
                 if blocked:
                     log.warning(
                         "outbox.suppressed",
@@ -224,21 +221,75 @@ class Notifier:
                 continue
             notice = replace(notice, to=recipients)
             if capped(notice):
-                notice = await self._within_caps(repo, view.number, notice, change, now)
+                notice = self._within_caps(tx, view.number, notice, change, now, counted)
                 if not notice.to:
                     continue
-            outbox_id, subject = await self._queue(repo, view, queue, notice, change, now)
-            written.append(outbox_id)
-            if capped(notice):
-                await self._remember(repo, view.number, notice, outbox_id, subject, now)
-        return written
+                counted.extend(self._counted(view.number, notice, len(ready), now))
+            ready.append(notice)
+        if not ready:
+            return []
+        ids = tx.outbox.ids(len(ready))
+        anchor = tx.tickets.thread_anchor(view.number)
+        queued: list[Queued] = []
+        sent: list[SentMessage] = []
+        for outbox_id, notice in zip(ids, ready, strict=True):
+            rendered, raw, message_id, domain = self._build(
+                view, queue, notice, change, now, anchor
+            )
+            check = self.codec.sign("outbox", outbox_id).lower()
+            queued.append(
+                Queued(
+                    id=outbox_id,
+                    ticket=view.number,
+                    kind=notice.kind.value,
+                    recipients=notice.to,
+                    envelope_from=f"bounces+{outbox_id}-{check}@{domain}",
+                    message_id=message_id,
+                    raw=raw,
+                    at=now,
+                )
+            )
+            sent.append(
+                SentMessage(
+                    ticket=view.number,
+                    kind=MessageKind.AGENT.value
+                    if notice.kind is Kind.AGENT_REPLY
+                    else MessageKind.SYSTEM.value,
+                    from_addr=queue.addresses[0],
+                    to=notice.to,
+                    subject=rendered.subject,
+                    text=rendered.text,
+                    html=rendered.html,
+                    message_id=message_id,
+                    at=now,
+                )
+            )
+            log.info(
+                "outbox.queued",
+                outbox_id=outbox_id,
+                kind=notice.kind.value,
+                ticket=f"#{view.number}",
+                recipients=len(notice.to),
+                language=notice.language,
+            )
+        subjects = {q.id: s.subject for q, s in zip(queued, sent, strict=True)}
+        tx.outbox.add(queued, [self._subject(c, ids, subjects) for c in counted])
+        tx.tickets.add_sent(sent)
+        return ids
 
-    async def _within_caps(
-        self, repo: Repo, ticket: int, notice: Notice, change: Change, now: datetime
+    def _within_caps(
+        self,
+        tx: Tx,
+        ticket: int,
+        notice: Notice,
+        change: Change,
+        now: datetime,
+        counted: list[Counted],
     ) -> Notice:
         """Drop recipients (or the whole notice) that the caps on automatic mail and the loop
         rules of ``core.parties`` hold back: the ticket's cap per hour, each mailbox's cap,
-        and for an acknowledgment an echo of our own mail or its domain's cap.
+        and for an acknowledgment an echo of our own mail or its domain's cap. ``counted``:
+        the automatic mails of this call not yet written.
 
         The loop breaker of last resort: whatever slipped past the automatic-mail rules, a
         robot answering every mail gets a handful of answers an hour, not one per mail.
@@ -250,9 +301,9 @@ class Notifier:
         def held(reason: str) -> None:
             log.warning("outbox.held", kind=notice.kind.value, ticket=f"#{ticket}", reason=reason)
 
-        if (
-            await repo.auto_answers_for_ticket(ticket, since)
-            >= out.max_automatic_per_ticket_per_hour
+        this_call = len({c.outbox for c in counted})
+        if tx.outbox.answers_for_ticket(ticket, since) + this_call >= (
+            out.max_automatic_per_ticket_per_hour
         ):
             held("ticket cap per hour reached")
             return replace(notice, to=())
@@ -266,11 +317,13 @@ class Notifier:
         allowed = []
         for address in notice.to:
             domain = domain_of(address)
-            recent = await repo.auto_answers_since(
-                mailbox=mailbox(address),
-                domain=None if domain in PUBLIC_DOMAINS else domain,
-                since=since,
-            )
+            wide = None if domain in PUBLIC_DOMAINS else domain
+            recent = tx.outbox.answers_since(mailbox=mailbox(address), domain=wide, since=since)
+            recent += [
+                c.answer
+                for c in counted
+                if (c.answer.domain == wide if wide else c.answer.mailbox == mailbox(address))
+            ]
             reason = withheld(address, recent, limits, answering=answering)
             if reason is None:
                 allowed.append(address)
@@ -278,26 +331,35 @@ class Notifier:
                 held(reason)
         return replace(notice, to=tuple(allowed))
 
-    async def _remember(
-        self, repo: Repo, ticket: int, notice: Notice, outbox_id: int, subject: str, now: datetime
-    ) -> None:
-        """Record an automatic mail per recipient for the caps and the loop rules, its
-        subject without our tag."""
-        core = subject_core(clean_subject(subject, remove=self.codec.tag_spans(subject)))
-        for address in notice.to:
-            answer = AutoAnswer(mailbox(address), domain_of(address), core, now)
-            await repo.auto_answer_add(
-                answer, kind=notice.kind.value, outbox_id=outbox_id, ticket=ticket
+    def _counted(self, ticket: int, notice: Notice, index: int, now: datetime) -> list[Counted]:
+        """An automatic mail per recipient, for the caps and the loop rules; ``index``:
+        its place among the call's notices (the outbox id is drawn later), the subject
+        filled in once rendered (``_subject``)."""
+        return [
+            Counted(
+                index,
+                notice.kind.value,
+                ticket,
+                AutoAnswer(mailbox(address), domain_of(address), "", now, notice.kind is Kind.ACK),
             )
+            for address in notice.to
+        ]
 
-    async def _build(
+    def _subject(self, counted: Counted, ids: list[int], subjects: dict[int, str]) -> Counted:
+        """``counted`` with its outbox id and its subject without our tag."""
+        outbox_id = ids[counted.outbox]
+        subject = subjects[outbox_id]
+        core = subject_core(clean_subject(subject, remove=self.codec.tag_spans(subject)))
+        return replace(counted, outbox=outbox_id, answer=replace(counted.answer, subject=core))
+
+    def _build(
         self,
-        repo: Repo,
         view: TicketView,
         queue: QueueConfig,
         notice: Notice,
         change: Change,
         now: datetime,
+        anchor: tuple[str | None, tuple[str, ...]],
     ) -> tuple[Rendered, bytes, str, str]:
         """The rendered notice, its MIME bytes, its Message-ID, and our domain."""
         from_address = queue.addresses[0]
@@ -347,7 +409,7 @@ class Notifier:
             answer_target=self._answer_target(view, language),
         )
         rendered = self.templates.render(notice.kind, notice.language, context)
-        in_reply_to, references = await repo.thread_anchor(view.number)
+        in_reply_to, references = anchor
         message_id = make_msgid(domain=domain).strip("<>")
         raw = compose(
             rendered,
@@ -375,78 +437,29 @@ class Notifier:
         answer = self.sla.for_ticket(view.type, view.priority).answer
         return answer.words(language) if answer else ""
 
-    async def _queue(
+    def preview(
         self,
-        repo: Repo,
-        view: TicketView,
-        queue: QueueConfig,
-        notice: Notice,
-        change: Change,
-        now: datetime,
-    ) -> tuple[int, str]:
-        """Write ``notice`` into the outbox; its outbox id and its subject."""
-        rendered, raw, message_id, domain = await self._build(
-            repo, view, queue, notice, change, now
-        )
-        subject = rendered.subject
-        outbox_id = await repo.outbox_add(
-            ticket=view.number,
-            kind=notice.kind.value,
-            recipients=notice.to,
-            message_id=message_id,
-            raw=raw,
-            now=now,
-        )
-        check = self.codec.sign("outbox", outbox_id).lower()
-        await repo.outbox_set_envelope(outbox_id, f"bounces+{outbox_id}-{check}@{domain}")
-        await repo.message_add_out(
-            ticket=view.number,
-            kind=MessageKind.AGENT.value
-            if notice.kind is Kind.AGENT_REPLY
-            else MessageKind.SYSTEM.value,
-            from_addr=queue.addresses[0],
-            to=notice.to,
-            subject=rendered.subject,
-            text=rendered.text,
-            html=rendered.html,
-            message_id=message_id,
-            now=now,
-        )
-        log.info(
-            "outbox.queued",
-            outbox_id=outbox_id,
-            kind=notice.kind.value,
-            ticket=f"#{view.number}",
-            recipients=len(notice.to),
-            language=notice.language,
-        )
-        return outbox_id, subject
-
-    async def preview(
-        self,
-        repo: Repo,
+        anchor: tuple[str | None, tuple[str, ...]],
         view: TicketView,
         queue: QueueConfig,
         kind: Kind,
         language: str,
         now: datetime,
     ) -> bytes:
-        """The mail ``kind`` would be for this ticket now, without queueing it."""
+        """The mail ``kind`` would be for this ticket now, without queueing it; ``anchor``:
+        the thread's (``TicketRepo.thread_anchor``)."""
         latest = next((m for m in reversed(view.messages) if m.direction == "in"), None)
         to = (view.requester,) if view.requester else (queue.team_address,)
         if kind in (Kind.TEAM_NEW_TICKET, Kind.TEAM_CUSTOMER_REPLY, Kind.COMMAND_FAILED):
             to = (queue.team_address,)
         notice = Notice(kind, to, language, AUTO_SUBMITTED.get(kind, ""))
         change = Change(
-            view.number,
-            None,
-            False,
-            MessageKind.CUSTOMER,
-            latest.from_addr if latest else None,
-            latest.text if latest else "",
-            DECISIONS[Category.PERSON],
+            ticket=view.number,
+            kind=MessageKind.CUSTOMER,
+            author=latest.from_addr if latest else None,
+            message_text=latest.text if latest else "",
         )
-        _, raw, _, _ = await self._build(repo, view, queue, notice, change, now)
+        _, raw, _, _ = self._build(view, queue, notice, change, now, anchor)
         return raw
 
 

@@ -10,7 +10,6 @@ file and line, not a failure at 3 a.m.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
@@ -25,8 +24,9 @@ import jinja2
 from mailgate.core.classify import LOOP_HEADER
 from mailgate.core.model import Attachment
 from mailgate.core.notify import LANGUAGES, Kind
-from mailgate.core.parse import without_controls
 from mailgate.errors import ConfigError
+from mailgate.outbound import mime
+from mailgate.outbound.mime import one_line
 
 SHIPPED_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
@@ -96,12 +96,6 @@ SAMPLE = NoticeContext(
     quote="4 uur à 95 euro",
     commands="#status <status>",
 )
-
-
-def one_line(text: str) -> str:
-    """Header-safe text: every run of whitespace, CR and LF included, becomes one space;
-    NUL and the other control characters are removed."""
-    return re.sub(r"\s+", " ", without_controls(text)).strip()
 
 
 class Templates:
@@ -195,7 +189,47 @@ POLICY = SMTP.clone(header_factory=_CachedHeaderRegistry())
 
 
 def compose(rendered: Rendered, envelope: Envelope) -> bytes:
-    """A multipart/alternative mail built with the modern email policy (no header injection)."""
+    """The notification as a multipart/alternative mail: composed by hand (``mime``), or by
+    the stdlib's ``EmailMessage`` when it carries an agent's attachments or a value the
+    hand composer does not encode. Either way no header can be injected."""
+    if not envelope.attachments:
+        try:
+            return _by_hand(rendered, envelope)
+        except mime.NotPlain:
+            pass
+    return compose_with_stdlib(rendered, envelope)
+
+
+def _by_hand(rendered: Rendered, envelope: Envelope) -> bytes:
+    headers = [
+        mime.mailbox_header("From", envelope.from_name, envelope.from_address),
+        mime.ascii_header("To", ", ".join(envelope.to), separator=", "),
+        mime.ascii_header("Reply-To", envelope.reply_to),
+        # "=?" would be read back as the start of an RFC 2047 encoded word; never let text be.
+        mime.text_header("Subject", one_line(rendered.subject).replace("=?", "= ?")),
+        mime.ascii_header("Date", format_datetime(envelope.date)),
+        mime.ascii_header("Message-ID", f"<{envelope.message_id}>"),
+    ]
+    if envelope.in_reply_to:
+        headers.append(mime.ascii_header("In-Reply-To", f"<{envelope.in_reply_to}>"))
+    if envelope.references:
+        refs = " ".join(f"<{r}>" for r in envelope.references[-20:])
+        headers.append(mime.ascii_header("References", refs))
+    if envelope.auto_submitted:
+        precedence = "bulk" if envelope.auto_submitted == "auto-generated" else "auto_reply"
+        headers += [
+            mime.ascii_header("Auto-Submitted", envelope.auto_submitted),
+            "X-Auto-Response-Suppress: All",
+            f"Precedence: {precedence}",
+        ]
+    headers.append(mime.ascii_header("Content-Language", envelope.language))
+    if envelope.loop_id:
+        headers.append(mime.ascii_header(LOOP_HEADER, envelope.loop_id))
+    return mime.alternative(headers, rendered.text, rendered.html)
+
+
+def compose_with_stdlib(rendered: Rendered, envelope: Envelope) -> bytes:
+    """``compose`` through ``EmailMessage`` and the modern email policy."""
     msg = EmailMessage(policy=POLICY)
     local, _, domain = envelope.from_address.rpartition("@")
     msg["From"] = Address(one_line(envelope.from_name), local, domain)

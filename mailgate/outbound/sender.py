@@ -19,7 +19,7 @@ import asyncio
 import hashlib
 import random
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -31,7 +31,8 @@ from mailgate.errors import DeliveryDeferred, DeliveryFailed, MailgateError, Sto
 from mailgate.metrics import Metrics
 from mailgate.outbound.transport import Transport
 from mailgate.store.db import session, storage_errors
-from mailgate.store.repos import OUTBOX_DEAD, OUTBOX_PENDING, OUTBOX_SENT, Repo
+from mailgate.store.repos import OUTBOX_DEAD, OUTBOX_PENDING, OUTBOX_SENT, Repo, Tx
+from mailgate.store.repos.tickets import Event
 from mailgate.tasks import wait_for_work
 
 log = structlog.get_logger("mailgate.outbox")
@@ -49,6 +50,9 @@ class Delivery:
     outbox_id: int
     state: str
     detail: str
+
+
+TRIM_EVERY = timedelta(hours=1)
 
 
 class Sender:
@@ -71,6 +75,7 @@ class Sender:
         self.metrics = metrics
         # Delivered mails whose "sent" the database has not recorded yet: outbox id -> receipt.
         self.unrecorded: dict[int, str] = {}
+        self.trimmed_at: datetime | None = None
 
     def _count(self, result: str) -> None:
         if self.metrics is not None:
@@ -172,12 +177,9 @@ class Sender:
                 repo = Repo(s)
                 await repo.outbox_finish(outbox_id, state=OUTBOX_DEAD, now=now, error=reason[:1000])
                 if ticket is not None:
+                    detail = f"outbox {outbox_id}: {reason}"[:2000]
                     await repo.event_add(
-                        ticket,
-                        kind="delivery_failed",
-                        actor="mailgate",
-                        now=now,
-                        detail=f"outbox {outbox_id}: {reason}"[:2000],
+                        Event(ticket, "delivery_failed", "mailgate", now, detail=detail)
                     )
         bound.error("outbox.dead", reason=reason)
         self._count("dead")
@@ -198,11 +200,32 @@ class Sender:
                 results.append(result)
         return results
 
+    async def trim(self) -> tuple[int, int]:
+        """Keep the outbox bounded: drop the bytes of mails sent ``keep_sent_days`` ago and
+        the cap records no cap looks at any more (older than a day). At most hourly."""
+        now = self.clock.now()
+        if self.trimmed_at is not None and now - self.trimmed_at < TRIM_EVERY:
+            return 0, 0
+        self.trimmed_at = now
+        days = self.config.keep_sent_days
+        sent_before = now - timedelta(days=days) if days > 0 else now - timedelta(days=36500)
+        with storage_errors("trim outbox"):
+            async with session(self.engine, write=True) as s:
+                trimmed, removed = await s.run_sync(
+                    lambda sync: Tx.on(sync.connection()).outbox.trim(
+                        sent_before=sent_before, counted_before=now - timedelta(days=1)
+                    )
+                )
+        if trimmed or removed:
+            log.info("outbox.trimmed", mails=trimmed, cap_records=removed)
+        return trimmed, removed
+
     async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
         """Deliver until ``stop``: what is due, then wait for a wake-up or the poll interval."""
         while not stop.is_set():
             wake.clear()
             try:
+                await self.trim()
                 results = await self.run_due()
             except MailgateError as exc:
                 log.warning("outbox.storage_unavailable", error=str(exc))

@@ -14,10 +14,11 @@ import collections
 import contextlib
 import sqlite3
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event
@@ -33,6 +34,7 @@ from mailgate.store.files import private_file
 # PostgreSQL SQLSTATEs after which the same transaction may succeed when run again.
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300"})
 IMMEDIATE = "mailgate_immediate"
+T = TypeVar("T")
 
 
 def create_engine(
@@ -217,3 +219,54 @@ async def session(
     assert lock is not None
     async with lock.hold(urgent=urgent), AsyncSession(bind, expire_on_commit=False) as s, s.begin():
         yield s
+
+
+class Blocking:
+    """Runs blocking database work (``Callable[[Connection], T]``) in one transaction.
+
+    On a SQLite file: on one dedicated thread with its own connection, after this
+    process's write lock for a writer: a whole batch of statements is one hop off
+    the event loop, not one per statement as through aiosqlite. On PostgreSQL (and
+    SQLite in memory): on the async engine's connection through ``run_sync``, where
+    each statement is still a round trip to the server.
+    """
+
+    def __init__(self, engine: AsyncEngine, sync_engine: Engine | None) -> None:
+        self.engine = engine
+        self.sync_engine = sync_engine
+        self._thread: ThreadPoolExecutor | None = None
+
+    async def write(self, work: Callable[[Connection], T]) -> T:
+        """``work`` in a writing transaction (SQLite: ``BEGIN IMMEDIATE``), committed."""
+        if self.sync_engine is None:
+            async with session(self.engine, write=True) as s:
+                return await s.run_sync(lambda sync: work(sync.connection()))
+        lock = write_lock(self.engine)
+        assert lock is not None
+        async with lock.hold(urgent=False):
+            return await self._on_thread(work, write=True)
+
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        """``work`` in a reading transaction."""
+        if self.sync_engine is None:
+            async with session(self.engine) as s:
+                return await s.run_sync(lambda sync: work(sync.connection()))
+        return await self._on_thread(work, write=False)
+
+    async def _on_thread(self, work: Callable[[Connection], T], *, write: bool) -> T:
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="mailgate-db")
+        engine = self.sync_engine
+        assert engine is not None
+        bind = engine.execution_options(**{IMMEDIATE: True}) if write else engine
+
+        def run() -> T:
+            with bind.begin() as conn:
+                return work(conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._thread, run)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+            self._thread = None

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -199,6 +200,7 @@ class EventRow(SQLModel, table=True):
     """One line of a ticket's audit log: what changed from what to what, by whom, when."""
 
     __tablename__ = "events"
+    __table_args__ = (Index("ix_events_kind_new", "kind", "new"),)
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int = _ref("tickets.id")
     at: datetime = _when()
@@ -231,6 +233,7 @@ class OutboxRow(SQLModel, table=True):
     __table_args__ = (
         Index("ix_outbox_due", "state", "next_attempt_at"),
         Index("ix_outbox_message_id", "message_id"),
+        Index("ix_outbox_sent", "state", "sent_at"),
     )
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int | None = Field(
@@ -260,6 +263,7 @@ class AutoAnswerRow(SQLModel, table=True):
         Index("ix_auto_answers_mailbox_at", "mailbox", "at"),
         Index("ix_auto_answers_domain_at", "domain", "at"),
         Index("ix_auto_answers_ticket_at", "ticket_id", "at"),
+        Index("ix_auto_answers_at", "at"),
     )
     id: int | None = Field(default=None, primary_key=True)
     outbox_id: int
@@ -308,3 +312,8 @@ class BlobRow(SQLModel, table=True):
     __tablename__ = "blobs"
     sha256: str = Field(primary_key=True, max_length=64)
     data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+def table(name: str) -> Table:
+    """The Core table of ``name``, for the repositories' statements."""
+    return SQLModel.metadata.tables[name]

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import text
 
 from mailgate.app import App, build_app
 from mailgate.clock import FrozenClock
@@ -258,3 +259,43 @@ async def test_a_locked_database_between_delivery_and_marking_sends_nothing_twic
         assert sorted((config.outbound.maildir / "new").iterdir()) == files
     finally:
         await app.close()
+
+
+async def test_the_outbox_keeps_a_sent_mails_bytes_for_keep_sent_days_and_its_row_for_good(
+    make_config: Callable[..., Config], clock: FrozenClock
+) -> None:
+    app = await build_app(make_config(outbound={"keep_sent_days": 10.0}), clock)
+    try:
+        outcome = await deliver(app, make_mail())
+        assert {d.state for d in await app.sender.run_due()} == {"sent"}
+
+        async def sizes() -> list[int]:
+            async with session(app.engine) as s:
+                rows = await s.exec(text("SELECT length(raw) FROM outbox ORDER BY id"))  # type: ignore[call-overload]
+                return [int(n) for (n,) in rows]
+
+        assert await app.sender.trim() == (0, 0)
+        assert all(n > 500 for n in await sizes())
+        clock.advance(timedelta(days=9))
+        assert await app.sender.trim() == (0, 1)  # the ack's cap record went after a day
+        assert all(n > 500 for n in await sizes())
+        clock.advance(timedelta(days=2))
+        assert await app.sender.trim() == (2, 0)
+        assert await sizes() == [0, 0]
+        assert await app.sender.trim() == (0, 0)  # at most hourly, and nothing left anyway
+        # The rows stay: a late bounce still finds the mail it returns.
+        ack = next(i for i in await _outbox(app) if i.kind == "ack")
+        dsn = make_mail(
+            sender="MAILER-DAEMON@mx.customer.nl",
+            subject="Undelivered Mail",
+            body="Final-Recipient: rfc822; alice@customer.nl\nAction: failed\nStatus: 5.1.1\n",
+        )
+        bounce = await deliver(app, dsn, to=(ack.envelope_from,))
+        assert (bounce.action.value, bounce.ticket) == ("bounce", outcome.ticket)
+    finally:
+        await app.close()
+
+
+async def _outbox(app: App) -> list[Any]:
+    async with session(app.engine) as s:
+        return await Repo(s).outbox_list()

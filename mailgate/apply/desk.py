@@ -1,0 +1,405 @@
+"""Carry out workflow moves and agents' plans on a ticket, inside the caller's transaction.
+
+Blocking, on the caller's ``Tx``.
+
+The intake worker, the timer scheduler and ``mailgate set`` all change tickets
+through here, so a status change always records its event, sets who must act,
+re-arms the timers of the new state and sends the transition's template.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import datetime
+
+import structlog
+
+from mailgate.core.calendar import BusinessCalendar
+from mailgate.core.desk import FieldChange, Plan
+from mailgate.core.model import ParsedMail, Participant, Role
+from mailgate.core.notify import Kind
+from mailgate.core.sla import Clock as SlaClock
+from mailgate.core.sla import (
+    Due,
+    SlaPolicy,
+    alarm_times,
+    hours,
+    on_status,
+    parse_due,
+    status_of,
+)
+from mailgate.core.workflow import ACTION_BY, Audience, Group, Move, Workflow
+from mailgate.metrics import Metrics
+from mailgate.outbound.notifier import Change, Notifier
+from mailgate.store.repos import Tx
+from mailgate.store.repos.tickets import Event
+
+log = structlog.get_logger("mailgate.desk")
+SLA_ALERT = "sla_alert"  # the event that records a warning or breach sent (once each)
+
+
+class Desk:
+    """Applies moves and plans; the one place where a ticket's status changes."""
+
+    def __init__(
+        self,
+        *,
+        workflow: Workflow,
+        calendar: BusinessCalendar,
+        notifier: Notifier,
+        sla: SlaPolicy,
+        metrics: Metrics,
+    ) -> None:
+        self.workflow = workflow
+        self.calendar = calendar
+        self.notifier = notifier
+        self.sla = sla
+        self.metrics = metrics
+
+    def action_by(self, status: str) -> str:
+        return ACTION_BY[self.workflow.group(status)]
+
+    def arm(self, tx: Tx, ticket: int, status: str, now: datetime) -> None:
+        """Arm the timers of ``status`` for a ticket that just entered it."""
+        tx.timers.cancel(ticket, sla=False)
+        tx.timers.arm(ticket, status, self._timers(status, now), now)
+
+    def _timers(self, status: str, now: datetime) -> list[tuple[str, datetime]]:
+        return [
+            (t.fire.value, self.calendar.add(now, t.days, business=t.business))
+            for t in self.workflow.timers_for(status)
+        ]
+
+    def enter(
+        self,
+        tx: Tx,
+        ticket: int,
+        move: Move,
+        *,
+        actor: str,
+        now: datetime,
+        message_row: int | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Record ``move`` when it changes the status: field, who acts, event, timers."""
+        if not move.changed:
+            return
+        tx.tickets.update(
+            ticket,
+            {"status": move.new, "action_by": self.action_by(move.new), "status_since": now},
+            actor=actor,
+            now=now,
+        )
+        tx.tickets.add_events(
+            [
+                Event(
+                    ticket,
+                    kind="status_changed",
+                    actor=actor,
+                    at=now,
+                    field="status",
+                    old=move.old,
+                    new=move.new,
+                    message_row=message_row,
+                    detail=reason,
+                )
+            ]
+        )
+        self.arm(tx, ticket, move.new, now)
+        clock = on_status(
+            tx.tickets.sla_clock(ticket),
+            self.calendar,
+            status=move.new,
+            group=self.workflow.group(move.new),
+            now=now,
+        )
+        self.sla_store(tx, ticket, clock, now)
+        log.info("ticket.status_changed", ticket=f"#{ticket}", old=move.old, new=move.new)
+
+    def change_fields(
+        self,
+        tx: Tx,
+        ticket: int,
+        changes: tuple[FieldChange, ...],
+        *,
+        actor: str,
+        now: datetime,
+        message_row: int | None = None,
+    ) -> None:
+        if not changes:
+            return
+        values = {c.field: c.new or (None if c.field == "assignee" else "") for c in changes}
+        tx.tickets.add_events(
+            [
+                Event(
+                    ticket,
+                    kind=f"{change.field}_changed",
+                    actor=actor,
+                    at=now,
+                    field=change.field,
+                    old=change.old or None,
+                    new=change.new or None,
+                    message_row=message_row,
+                )
+                for change in changes
+            ]
+        )
+        tx.tickets.update(ticket, values, actor=actor, now=now)
+        if any(c.field in ("type", "priority") for c in changes):
+            answer, solve = self.sla_store(tx, ticket, tx.tickets.sla_clock(ticket), now)
+            tx.tickets.add_events(
+                [
+                    Event(
+                        ticket,
+                        kind="sla_recomputed",
+                        actor=actor,
+                        at=now,
+                        message_row=message_row,
+                        detail=self.describe(answer, solve, now),
+                    )
+                ]
+            )
+
+    # --- SLA ----------------------------------------------------------------------------
+
+    def open(
+        self,
+        tx: Tx,
+        *,
+        queue: str,
+        title: str,
+        type_: str,
+        priority: str,
+        requester: str | None,
+        actor: str,
+        now: datetime,
+    ) -> int:
+        """A new ticket in the workflow's first status: who acts, its SLA clock started
+        (running if support acts first), its timers and alarms armed; its number."""
+        status = self.workflow.initial
+        clock = on_status(
+            SlaClock(), self.calendar, status=status, group=self.workflow.group(status), now=now
+        )
+        targets = self.sla.for_ticket(type_, priority)
+        number = tx.tickets.create(
+            queue=queue,
+            title=title,
+            type_=type_,
+            priority=priority,
+            status=status,
+            requester=requester,
+            actor=actor,
+            now=now,
+            action_by=self.action_by(status),
+            sla=clock,
+            answer_due=status_of(clock, targets, self.calendar, now, which="answer").due,
+            solve_due=status_of(clock, targets, self.calendar, now, which="solve").due,
+        )
+        alarms = alarm_times(clock, targets, self.calendar, self.sla.warn_at)
+        tx.timers.arm(number, status, [*self._timers(status, now), *alarms], now)
+        return number
+
+    def sla_store(self, tx: Tx, ticket: int, clock: SlaClock, now: datetime) -> tuple[Due, Due]:
+        """Save the clock and its due times; re-arm the warnings and breaches still ahead
+        (never one already sent)."""
+        status, type_, priority = tx.tickets.rating(ticket)
+        targets = self.sla.for_ticket(type_, priority)
+        answer = status_of(clock, targets, self.calendar, now, which="answer")
+        solve = status_of(clock, targets, self.calendar, now, which="solve")
+        tx.tickets.sla_save(ticket, clock, answer_due=answer.due, solve_due=solve.due)
+        tx.timers.cancel(ticket, sla=True)
+        alarms = alarm_times(clock, targets, self.calendar, self.sla.warn_at)
+        if alarms:
+            sent = tx.tickets.event_values(ticket, SLA_ALERT)
+            alarms = [(trigger, at) for trigger, at in alarms if trigger not in sent]
+            tx.timers.arm(ticket, status, alarms, now)
+        return answer, solve
+
+    def sla_answered(self, tx: Tx, ticket: int, now: datetime) -> None:
+        """The first agent answer relayed to the customer meets the answer target."""
+        clock = tx.tickets.sla_clock(ticket)
+        if clock.answered_at is None:
+            self.sla_store(tx, ticket, replace(clock, answered_at=now), now)
+
+    def sla_due(
+        self, tx: Tx, ticket: int, due: int | datetime, *, actor: str, now: datetime
+    ) -> None:
+        """An agreed solve target (#due): a business duration from now, or a date."""
+        clock = tx.tickets.sla_clock(ticket)
+        if isinstance(due, datetime):
+            clock = replace(clock, fixed_solve_due=due, agreed_solve=None)
+        else:
+            clock = replace(
+                clock, agreed_solve=clock.used(self.calendar, now) + due, fixed_solve_due=None
+            )
+        answer, solve = self.sla_store(tx, ticket, clock, now)
+        tx.tickets.add_events(
+            [
+                Event(
+                    ticket,
+                    kind="sla_recomputed",
+                    actor=actor,
+                    at=now,
+                    field="due",
+                    new=solve.due.isoformat() if solve.due else None,
+                    detail=self.describe(answer, solve, now),
+                )
+            ]
+        )
+
+    def describe(self, answer: Due, solve: Due, now: datetime) -> str:
+        def one(name: str, due: Due) -> str:
+            if due.met_at is not None:
+                return f"{name} met {due.met_at.astimezone(self.calendar.zone):%Y-%m-%d %H:%M}"
+            if due.left is None:
+                return f"{name}: no target"
+            when = (
+                f"due {due.due.astimezone(self.calendar.zone):%Y-%m-%d %H:%M}, "
+                if due.due
+                else "paused, "
+            )
+            return f"{name} {when}{hours(due.left)} left"
+
+        return f"{one('answer', answer)}; {one('solve', solve)}"
+
+    def sla_alert(self, tx: Tx, ticket: int, trigger: str, now: datetime) -> int:
+        """Tell the team (and the assignee) of a warning or breach, once per ticket and
+        threshold; returns 1 when told."""
+        if tx.tickets.event_exists(SLA_ALERT, new=trigger, ticket=ticket):
+            return 0
+        state = tx.tickets.state(ticket)
+        assert state is not None
+        clock = tx.tickets.sla_clock(ticket)
+        targets = self.sla.for_ticket(state.type, state.priority)
+        answer = status_of(clock, targets, self.calendar, now, which="answer")
+        solve = status_of(clock, targets, self.calendar, now, which="solve")
+        reason = self.describe(answer, solve, now)
+        tx.tickets.add_events(
+            [Event(ticket, kind=SLA_ALERT, actor="mailgate", at=now, new=trigger, detail=reason)]
+        )
+        log.warning("sla.alerted", ticket=f"#{ticket}", alert=trigger)
+        self.metrics.sla_alerts.labels(alert=trigger.removeprefix("sla_")).inc()
+        kind = Kind.TEAM_SLA_BREACH if trigger.endswith("breach") else Kind.TEAM_SLA_WARNING
+        change = Change.system(ticket, reason=reason)
+        self.notifier.workflow_notice(tx, ticket, kind, Audience.TEAM, change, now)
+        if state.assignee:
+            self.notifier.agent_notice(tx, ticket, kind, change, state.assignee, now)
+        return 1
+
+    def announce(
+        self,
+        tx: Tx,
+        ticket: int,
+        move: Move,
+        *,
+        now: datetime,
+        text: str = "",
+        mail: ParsedMail | None = None,
+    ) -> None:
+        """Send the template ``move`` names, if any, to its audience."""
+        if not move.template:
+            return
+        quote = tx.tickets.quote(ticket)
+        change = Change(
+            ticket=ticket,
+            mail=mail,
+            message_text=text,
+            old_status=move.old,
+            new_status=move.new,
+            action=self.customer_action(move.new),
+            quote=quote,
+        )
+        self.notifier.workflow_notice(tx, ticket, Kind(move.template), move.notify, change, now)
+
+    def customer_action(self, status: str) -> str:
+        """``status`` when the customer must act in it, else empty (for the templates)."""
+        return status if self.workflow.group(status) is Group.CUSTOMER else ""
+
+    def add_people(
+        self,
+        tx: Tx,
+        ticket: int,
+        people: Iterable[Participant],
+        *,
+        actor: str,
+        now: datetime,
+        message_row: int | None = None,
+        known: Iterable[Participant] | None = None,
+    ) -> None:
+        """Add those not yet on the ticket, each with an event; ``known``: the ticket's
+        people as the caller read them in this transaction."""
+        added = tx.tickets.add_participants(ticket, people, known)
+        tx.tickets.add_events(
+            [
+                Event(
+                    ticket,
+                    kind="participant_added",
+                    actor=actor,
+                    at=now,
+                    field="participants",
+                    new=person.address,
+                    message_row=message_row,
+                )
+                for person in added
+            ]
+        )
+
+    def carry_out(
+        self,
+        tx: Tx,
+        ticket: int,
+        plan: Plan,
+        *,
+        actor: str,
+        now: datetime,
+        message_row: int | None = None,
+    ) -> None:
+        """Fields, people, status and merge of an agent's plan; the relay is the caller's."""
+        fields = tuple(c for c in plan.changes if c.field != "due")
+        self.change_fields(tx, ticket, fields, actor=actor, now=now, message_row=message_row)
+        for change in plan.changes:
+            due = parse_due(change.new, self.calendar, now) if change.field == "due" else None
+            if due is not None:
+                self.sla_due(tx, ticket, due, actor=actor, now=now)
+        if plan.cc_add:
+            people = [Participant(a, "", Role.CC, a.rpartition("@")[2]) for a in plan.cc_add]
+            self.add_people(tx, ticket, people, actor=actor, now=now)
+        if plan.cc_remove:
+            tx.tickets.remove_participants(ticket, plan.cc_remove)
+            tx.tickets.add_events(
+                [
+                    Event(
+                        ticket,
+                        kind="participant_removed",
+                        actor=actor,
+                        at=now,
+                        field="participants",
+                        old=address,
+                    )
+                    for address in plan.cc_remove
+                ]
+            )
+        if plan.move is not None:
+            self.enter(
+                tx,
+                ticket,
+                plan.move,
+                actor=actor,
+                now=now,
+                message_row=message_row,
+                reason=plan.reason or None,
+            )
+        if plan.merge_into is not None:
+            tx.tickets.merge(ticket, plan.merge_into)
+            tx.timers.cancel(ticket)
+            tx.tickets.add_events(
+                [
+                    Event(here, kind=kind, actor=actor, at=now, field="links", new=f"#{there}")
+                    for here, there, kind in (
+                        (ticket, plan.merge_into, "merged_into"),
+                        (plan.merge_into, ticket, "merged_from"),
+                    )
+                ]
+            )
+            log.info("ticket.merged", ticket=f"#{ticket}", into=f"#{plan.merge_into}")

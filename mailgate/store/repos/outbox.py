@@ -1,0 +1,214 @@
+"""The outbox aggregate: mails to send, the automatic answers counted by the caps, and the
+addresses suppressed after a permanent bounce. Blocking, on one ``Connection``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, text, update
+
+from mailgate.core.model import OutboxItem
+from mailgate.core.notify import Kind
+from mailgate.core.parties import AutoAnswer
+from mailgate.store.tables import table
+
+OUTBOX = table("outbox")
+AUTO_ANSWERS = table("auto_answers")
+SUPPRESSIONS = table("suppressions")
+
+OUTBOX_PENDING = "pending"
+OUTBOX_SENDING = "sending"
+OUTBOX_SENT = "sent"
+OUTBOX_DEAD = "dead"
+ACKNOWLEDGMENT = Kind.ACK.value  # the automatic mail that answers a mail
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A composed mail for the outbox, its id allocated beforehand (``OutboxRepo.ids``) so
+    that its bounce address, which names the id, is in the row from the start."""
+
+    id: int
+    ticket: int | None
+    kind: str
+    recipients: tuple[str, ...]
+    envelope_from: str
+    message_id: str
+    raw: bytes
+    at: datetime
+
+    def values(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "ticket_id": self.ticket,
+            "kind": self.kind,
+            "recipients": "\n".join(self.recipients),
+            "envelope_from": self.envelope_from,
+            "message_id": self.message_id,
+            "raw": self.raw,
+            "state": OUTBOX_PENDING,
+            "attempts": 0,
+            "next_attempt_at": self.at,
+            "created_at": self.at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """An automatic mail to one recipient, as the caps count it."""
+
+    outbox: int
+    kind: str
+    ticket: int | None
+    answer: AutoAnswer
+
+
+def outbox_item(row: Any) -> OutboxItem:
+    return OutboxItem(
+        id=row.id,
+        ticket=row.ticket_id,
+        kind=row.kind,
+        recipients=tuple(a for a in row.recipients.split("\n") if a),
+        envelope_from=row.envelope_from,
+        message_id=row.message_id,
+        state=row.state,
+        attempts=row.attempts,
+        last_error=row.last_error,
+        created_at=row.created_at,
+        sent_at=row.sent_at,
+    )
+
+
+ITEM_COLUMNS = tuple(c for c in OUTBOX.c if c.name != "raw")
+
+
+class OutboxRepo:
+    """Mails to send and what the caps on automatic mail count."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def ids(self, count: int) -> list[int]:
+        """``count`` new outbox ids for this transaction. SQLite hands out max + 1 while
+        the writer holds the database (the newest row is never pruned, so an id is never
+        used twice); PostgreSQL draws them from the column's sequence."""
+        if count == 0:
+            return []
+        if self.conn.dialect.name == "postgresql":
+            drawn = self.conn.execute(
+                text(
+                    "SELECT nextval(pg_get_serial_sequence('outbox', 'id')) "
+                    "FROM generate_series(1, :n)"
+                ),
+                {"n": count},
+            )
+            return [int(i) for i in drawn.scalars()]
+        top = self.conn.execute(select(func.max(OUTBOX.c.id))).scalar_one()
+        start = int(top or 0) + 1
+        return list(range(start, start + count))
+
+    def add(self, mails: Sequence[Queued], counted: Sequence[Counted] = ()) -> None:
+        """Queue composed mails and record the automatic ones for the caps."""
+        if mails:
+            self.conn.execute(insert(OUTBOX), [m.values() for m in mails])
+        if counted:
+            self.conn.execute(
+                insert(AUTO_ANSWERS),
+                [
+                    {
+                        "outbox_id": c.outbox,
+                        "kind": c.kind,
+                        "mailbox": c.answer.mailbox,
+                        "domain": c.answer.domain,
+                        "subject": c.answer.subject,
+                        "ticket_id": c.ticket,
+                        "at": c.answer.at,
+                    }
+                    for c in counted
+                ],
+            )
+
+    def get(self, outbox_id: int) -> OutboxItem | None:
+        row = self.conn.execute(select(*ITEM_COLUMNS).where(OUTBOX.c.id == outbox_id)).first()
+        return None if row is None else outbox_item(row)
+
+    def trim(self, *, sent_before: datetime, counted_before: datetime) -> tuple[int, int]:
+        """Drop the bytes of mails sent before ``sent_before`` (their rows stay: a late
+        bounce still finds its mail, an agent's answer to a team notice still proves
+        itself) and the cap records older than ``counted_before``. Both by index; the
+        counts of rows trimmed and records removed."""
+        trimmed = self.conn.execute(
+            update(OUTBOX)
+            .where(
+                OUTBOX.c.state == OUTBOX_SENT,
+                OUTBOX.c.sent_at < sent_before,
+                func.length(OUTBOX.c.raw) > 0,
+            )
+            .values(raw=b"")
+        ).rowcount
+        removed = self.conn.execute(
+            AUTO_ANSWERS.delete().where(AUTO_ANSWERS.c.at < counted_before)
+        ).rowcount
+        return trimmed, removed
+
+    # --- the caps on automatic mail ------------------------------------------------------
+
+    def answers_since(
+        self, *, mailbox: str, domain: str | None, since: datetime
+    ) -> list[AutoAnswer]:
+        """The automatic mails since ``since`` to ``domain`` (all its mailboxes), or to
+        ``mailbox`` alone when ``domain`` is None."""
+        query = select(
+            AUTO_ANSWERS.c.mailbox,
+            AUTO_ANSWERS.c.domain,
+            AUTO_ANSWERS.c.subject,
+            AUTO_ANSWERS.c.at,
+            AUTO_ANSWERS.c.kind,
+        ).where(AUTO_ANSWERS.c.at >= since)
+        if domain is None:
+            query = query.where(AUTO_ANSWERS.c.mailbox == mailbox)
+        else:
+            query = query.where(AUTO_ANSWERS.c.domain == domain)
+        rows = self.conn.execute(query.order_by(AUTO_ANSWERS.c.at))
+        return [AutoAnswer(r[0], r[1], r[2], r[3], r[4] == ACKNOWLEDGMENT) for r in rows]
+
+    def answers_for_ticket(self, ticket: int, since: datetime) -> int:
+        """How many automatic mails (not recipients) went out for ``ticket`` since ``since``."""
+        query = select(func.count(func.distinct(AUTO_ANSWERS.c.outbox_id))).where(
+            AUTO_ANSWERS.c.ticket_id == ticket, AUTO_ANSWERS.c.at >= since
+        )
+        return int(self.conn.execute(query).scalar_one())
+
+    # --- suppression after a permanent bounce --------------------------------------------
+
+    def suppress(self, address: str, *, until: datetime, reason: str, now: datetime) -> None:
+        address = address.lower()
+        found = self.conn.execute(
+            select(SUPPRESSIONS.c.until).where(SUPPRESSIONS.c.address == address)
+        ).first()
+        if found is None:
+            self.conn.execute(
+                insert(SUPPRESSIONS),
+                {"address": address, "until": until, "reason": reason, "created_at": now},
+            )
+        else:
+            self.conn.execute(
+                update(SUPPRESSIONS)
+                .where(SUPPRESSIONS.c.address == address)
+                .values(until=max(found[0], until), reason=reason)
+            )
+
+    def suppressed(self, addresses: Iterable[str], now: datetime) -> set[str]:
+        """Which of ``addresses`` must not be mailed now."""
+        wanted = [a.lower() for a in addresses]
+        if not wanted:
+            return set()
+        rows = self.conn.execute(
+            select(SUPPRESSIONS.c.address).where(
+                SUPPRESSIONS.c.address.in_(wanted), SUPPRESSIONS.c.until > now
+            )
+        )
+        return set(rows.scalars())

@@ -1,0 +1,520 @@
+"""The ticket aggregate: tickets, their participants, thread, attachments and audit events.
+
+Blocking and statement by statement on one ``Connection`` (Core, not the ORM's unit
+of work): the intake worker runs a whole batch of mails through it in one call on
+its own connection, and the shell's ``Repo`` reaches it through ``run_sync``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, case, func, insert, select, update
+
+from mailgate.core.desk import TicketState
+from mailgate.core.model import (
+    Attachment,
+    MessageKind,
+    ParsedMail,
+    Participant,
+    Role,
+    TicketView,
+)
+from mailgate.core.notify import TEAM_KINDS
+from mailgate.core.route import Lookup
+from mailgate.core.sla import Clock as SlaClock
+from mailgate.store.tables import table
+
+TICKETS = table("tickets")
+MESSAGES = table("messages")
+PARTICIPANTS = table("participants")
+ATTACHMENTS = table("attachments")
+EVENTS = table("events")
+OUTBOX = table("outbox")
+_TEAM_KINDS = frozenset(kind.value for kind in TEAM_KINDS)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One line of a ticket's audit log, to be written."""
+
+    ticket: int
+    kind: str
+    actor: str
+    at: datetime
+    field: str | None = None
+    old: str | None = None
+    new: str | None = None
+    message_row: int | None = None
+    detail: str | None = None
+
+    def values(self) -> dict[str, object]:
+        return {
+            "ticket_id": self.ticket,
+            "at": self.at,
+            "actor": self.actor,
+            "kind": self.kind,
+            "field": self.field,
+            "old": self.old,
+            "new": self.new,
+            "message_row_id": self.message_row,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """One of our own mails, as it goes on the ticket's thread."""
+
+    ticket: int
+    kind: str
+    from_addr: str
+    to: tuple[str, ...]
+    subject: str
+    text: str
+    html: str
+    message_id: str
+    at: datetime
+
+    def values(self) -> dict[str, object]:
+        return {
+            "ticket_id": self.ticket,
+            "spool_id": None,
+            "direction": "out",
+            "kind": self.kind,
+            "from_addr": self.from_addr,
+            "from_name": None,
+            "to_addrs": "\n".join(self.to),
+            "cc_addrs": "",
+            "subject": self.subject,
+            "visible_text": self.text,
+            "full_text": self.text,
+            "html": self.html,
+            "message_id": self.message_id,
+            "in_reply_to": "",
+            "references": "",
+            "raw_sha256": None,
+            "sent_at": self.at,
+            "created_at": self.at,
+        }
+
+
+def _participant(row: Any) -> Participant:
+    return Participant(row.address, row.name, Role(row.role), row.organisation)
+
+
+class TicketRepo:
+    """Tickets and everything that hangs off one ticket."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    # --- routing ---------------------------------------------------------------------
+
+    def lookup(
+        self,
+        message_ids: Sequence[str],
+        numbers: Iterable[int],
+        returned_ids: Sequence[str] = (),
+    ) -> Lookup:
+        """What the database knows of a mail's evidence; ``returned_ids``: Message-IDs a
+        bounce returns, looked up among the outbox's mails. At most three indexed queries,
+        none when the mail names nothing."""
+        outbox: dict[str, int] = {}
+        team: set[str] = set()
+        wanted_out = list({*message_ids, *returned_ids})
+        if wanted_out:
+            returned = set(returned_ids)
+            found = self.conn.execute(
+                select(OUTBOX.c.message_id, OUTBOX.c.id, OUTBOX.c.kind).where(
+                    OUTBOX.c.message_id.in_(wanted_out)
+                )
+            )
+            for mid, outbox_id, kind in found:
+                if mid in returned:
+                    outbox[mid] = outbox_id
+                if kind in _TEAM_KINDS:
+                    team.add(mid)
+        by_mid: dict[str, int] = {}
+        if message_ids:
+            rows = self.conn.execute(
+                select(MESSAGES.c.message_id, MESSAGES.c.ticket_id)
+                .where(MESSAGES.c.message_id.in_(list(message_ids)))
+                .order_by(MESSAGES.c.id)
+            )
+            for found_mid, ticket in rows:
+                by_mid[found_mid] = ticket
+        wanted = list(set(numbers))
+        existing: set[int] = set()
+        merged: dict[int, int] = {}
+        while wanted:
+            found_tickets = self.conn.execute(
+                select(TICKETS.c.id, TICKETS.c.merged_into).where(TICKETS.c.id.in_(wanted))
+            )
+            wanted = []
+            for number, into in found_tickets:
+                existing.add(number)
+                if into is not None and into not in existing and number not in merged:
+                    merged[number] = into
+                    wanted.append(into)
+        return Lookup(by_mid, frozenset(existing), outbox, merged, frozenset(team))
+
+    # --- the ticket row ----------------------------------------------------------------
+
+    def create(
+        self,
+        *,
+        queue: str,
+        title: str,
+        type_: str,
+        priority: str,
+        status: str,
+        requester: str | None,
+        actor: str,
+        now: datetime,
+        action_by: str = "support",
+        sla: SlaClock | None = None,
+        answer_due: datetime | None = None,
+        solve_due: datetime | None = None,
+    ) -> int:
+        """A new ticket, its SLA clock started as the caller computed it; its number."""
+        number = self.conn.execute(
+            insert(TICKETS).returning(TICKETS.c.id),
+            {
+                "queue": queue,
+                "title": title,
+                "type": type_,
+                "priority": priority,
+                "status": status,
+                "requester": requester,
+                "organisation": requester.rpartition("@")[2] if requester else None,
+                "assignee": None,
+                "approval": "none",
+                "quote": "",
+                "action_by": action_by,
+                "merged_into": None,
+                "version": 1,
+                "status_since": now,
+                "created_at": now,
+                "updated_at": now,
+                "updated_by": actor,
+                **_sla_values(sla or SlaClock(), answer_due, solve_due),
+            },
+        ).scalar_one()
+        return int(number)
+
+    def touch(self, number: int, *, actor: str, now: datetime) -> None:
+        """Record a change to the ticket: last changed, by whom, and a new version."""
+        self.update(number, {}, actor=actor, now=now)
+
+    def update(
+        self, number: int, values: Mapping[str, object], *, actor: str, now: datetime
+    ) -> None:
+        """Set ticket fields (status, action_by, priority, ...) and record who changed it."""
+        self.conn.execute(
+            update(TICKETS)
+            .where(TICKETS.c.id == number)
+            .values(**values, updated_at=now, updated_by=actor, version=TICKETS.c.version + 1)
+        )
+
+    def state(self, number: int, *, lock: bool = False) -> TicketState | None:
+        """The fields commands and answers read; ``lock`` holds the row (PostgreSQL) until
+        the transaction ends, so that two changes to one ticket queue up."""
+        query = select(
+            TICKETS.c.status,
+            TICKETS.c.type,
+            TICKETS.c.priority,
+            TICKETS.c.assignee,
+            TICKETS.c.approval,
+        ).where(TICKETS.c.id == number)
+        if lock:
+            query = query.with_for_update()
+        row = self.conn.execute(query).first()
+        if row is None:
+            return None
+        return TicketState(
+            number=number,
+            status=row.status,
+            type=row.type,
+            priority=row.priority,
+            assignee=row.assignee,
+            approval=row.approval,
+            participants=self.participants(number),
+        )
+
+    def view(self, number: int) -> TicketView | None:
+        """The ticket's fields and people, without its thread and events."""
+        row = self.conn.execute(select(TICKETS).where(TICKETS.c.id == number)).first()
+        if row is None:
+            return None
+        return TicketView(
+            number=row.id,
+            queue=row.queue,
+            title=row.title,
+            type=row.type,
+            priority=row.priority,
+            status=row.status,
+            requester=row.requester,
+            organisation=row.organisation,
+            assignee=row.assignee,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            updated_by=row.updated_by,
+            participants=self.participants(number),
+            messages=(),
+            events=(),
+            action_by=row.action_by,
+            approval=row.approval,
+            quote=row.quote,
+            merged_into=row.merged_into,
+        )
+
+    def quote(self, number: int) -> str:
+        found = self.conn.execute(select(TICKETS.c.quote).where(TICKETS.c.id == number)).first()
+        return str(found[0]) if found is not None else ""
+
+    def rating(self, number: int) -> tuple[str, str, str]:
+        """(status, type, priority) of a ticket."""
+        row = self.conn.execute(
+            select(TICKETS.c.status, TICKETS.c.type, TICKETS.c.priority).where(
+                TICKETS.c.id == number
+            )
+        ).one()
+        return row[0], row[1], row[2]
+
+    def existing(self, numbers: Iterable[int]) -> frozenset[int]:
+        wanted = list(set(numbers))
+        if not wanted:
+            return frozenset()
+        found = self.conn.execute(select(TICKETS.c.id).where(TICKETS.c.id.in_(wanted)))
+        return frozenset(found.scalars())
+
+    def merge(self, number: int, into: int) -> None:
+        """Move the thread and the people of ``number`` to ``into``; later mail for
+        ``number`` lands on ``into``. (The caller cancels ``number``'s timers.)"""
+        self.conn.execute(
+            update(MESSAGES).where(MESSAGES.c.ticket_id == number).values(ticket_id=into)
+        )
+        self.add_participants(into, self.participants(number))
+        self.conn.execute(update(TICKETS).where(TICKETS.c.id == number).values(merged_into=into))
+
+    # --- SLA clock (columns of the ticket row) -----------------------------------------
+
+    def sla_clock(self, number: int) -> SlaClock:
+        row = self.conn.execute(
+            select(
+                TICKETS.c.sla_consumed,
+                TICKETS.c.sla_running_since,
+                TICKETS.c.sla_answered_at,
+                TICKETS.c.sla_solved_at,
+                TICKETS.c.sla_agreed_solve,
+                TICKETS.c.sla_fixed_due,
+            ).where(TICKETS.c.id == number)
+        ).one()
+        return SlaClock(
+            consumed=row.sla_consumed,
+            running_since=row.sla_running_since,
+            answered_at=row.sla_answered_at,
+            solved_at=row.sla_solved_at,
+            agreed_solve=row.sla_agreed_solve,
+            fixed_solve_due=row.sla_fixed_due,
+        )
+
+    def sla_save(
+        self,
+        number: int,
+        clock: SlaClock,
+        *,
+        answer_due: datetime | None,
+        solve_due: datetime | None,
+    ) -> None:
+        self.conn.execute(
+            update(TICKETS)
+            .where(TICKETS.c.id == number)
+            .values(**_sla_values(clock, answer_due, solve_due))
+        )
+
+    # --- people ------------------------------------------------------------------------
+
+    def participants(self, number: int) -> tuple[Participant, ...]:
+        rows = self.conn.execute(
+            select(
+                PARTICIPANTS.c.address,
+                PARTICIPANTS.c.name,
+                PARTICIPANTS.c.role,
+                PARTICIPANTS.c.organisation,
+            )
+            .where(PARTICIPANTS.c.ticket_id == number)
+            .order_by(PARTICIPANTS.c.id)
+        )
+        return tuple(_participant(r) for r in rows)
+
+    def add_participants(
+        self,
+        number: int,
+        people: Iterable[Participant],
+        known: Iterable[Participant] | None = None,
+    ) -> list[Participant]:
+        """Add the people not yet on the ticket; returns those added. ``known``: the
+        ticket's people as the caller read them in this transaction (saves the query)."""
+        on_ticket = {p.address for p in (self.participants(number) if known is None else known)}
+        added = []
+        for person in people:
+            if person.address not in on_ticket:
+                on_ticket.add(person.address)
+                added.append(person)
+        if added:
+            self.conn.execute(
+                insert(PARTICIPANTS),
+                [
+                    {
+                        "ticket_id": number,
+                        "address": p.address,
+                        "name": p.name,
+                        "role": p.role.value,
+                        "organisation": p.organisation,
+                    }
+                    for p in added
+                ],
+            )
+        return added
+
+    def remove_participants(self, number: int, addresses: Iterable[str]) -> None:
+        wanted = [a.lower() for a in addresses]
+        if wanted:
+            self.conn.execute(
+                PARTICIPANTS.delete().where(
+                    PARTICIPANTS.c.ticket_id == number, PARTICIPANTS.c.address.in_(wanted)
+                )
+            )
+
+    # --- events ------------------------------------------------------------------------
+
+    def add_events(self, events: Sequence[Event]) -> None:
+        """Write audit events, all in one statement."""
+        if events:
+            self.conn.execute(insert(EVENTS), [e.values() for e in events])
+
+    def event_exists(self, kind: str, *, new: str, ticket: int | None = None) -> bool:
+        """Whether an event of ``kind`` with value ``new`` exists (on ``ticket``, or on any)."""
+        query = select(EVENTS.c.id).where(EVENTS.c.kind == kind, EVENTS.c.new == new)
+        if ticket is not None:
+            query = query.where(EVENTS.c.ticket_id == ticket)
+        return self.conn.execute(query.limit(1)).first() is not None
+
+    def event_values(self, number: int, kind: str) -> set[str]:
+        """The ``new`` values of a ticket's events of ``kind``."""
+        rows = self.conn.execute(
+            select(EVENTS.c.new).where(EVENTS.c.ticket_id == number, EVENTS.c.kind == kind)
+        )
+        return {v for v in rows.scalars() if v is not None}
+
+    # --- the thread --------------------------------------------------------------------
+
+    def add_message(
+        self,
+        *,
+        ticket: int,
+        spool_id: int | None,
+        mail: ParsedMail,
+        kind: str,
+        visible_text: str,
+        raw_sha256: str | None,
+        now: datetime,
+    ) -> int:
+        """An inbound mail on the thread, with its attachments; its row id."""
+        row = self.conn.execute(
+            insert(MESSAGES).returning(MESSAGES.c.id),
+            {
+                "ticket_id": ticket,
+                "spool_id": spool_id,
+                "direction": "in",
+                "kind": kind,
+                "from_addr": mail.from_addr.email if mail.from_addr else None,
+                "from_name": mail.from_addr.name if mail.from_addr else None,
+                "to_addrs": "\n".join(a.email for a in mail.to),
+                "cc_addrs": "\n".join(a.email for a in mail.cc),
+                "subject": mail.subject,
+                "visible_text": visible_text,
+                "full_text": mail.text,
+                "html": mail.html,
+                "message_id": mail.message_id,
+                "in_reply_to": "\n".join(mail.in_reply_to),
+                "references": "\n".join(mail.references),
+                "raw_sha256": raw_sha256,
+                "sent_at": mail.date,
+                "created_at": now,
+            },
+        ).scalar_one()
+        self.add_attachments(int(row), mail.attachments)
+        return int(row)
+
+    def add_attachments(self, message_row: int, attachments: Iterable[Attachment]) -> None:
+        rows = [
+            {
+                "message_row_id": message_row,
+                "filename": item.filename,
+                "original_filename": item.original_filename,
+                "content_type": item.content_type,
+                "size": item.size,
+                "sha256": item.sha256,
+                "content_id": item.content_id,
+            }
+            for item in attachments
+        ]
+        if rows:
+            self.conn.execute(insert(ATTACHMENTS), rows)
+
+    def add_sent(self, sent: Sequence[SentMessage]) -> None:
+        """Our own mails on the thread, in one statement."""
+        if sent:
+            self.conn.execute(insert(MESSAGES), [m.values() for m in sent])
+
+    def thread_anchor(self, number: int) -> tuple[str | None, tuple[str, ...]]:
+        """The latest Message-ID a customer sent on a ticket and the References a reply to it
+        carries: the last mail a person wrote, or, on a ticket no person wrote to yet (a
+        monitoring alert), the last automatic one; never an out-of-office over a person's.
+        Never an agent's mail: an agent's answer to a team notice names that notice, and a
+        team notice's Message-ID is the agents' proof (``senders.agent_authority``), so it
+        must never reach a customer."""
+        human = MESSAGES.c.kind == MessageKind.CUSTOMER.value
+        row = self.conn.execute(
+            select(MESSAGES.c.message_id, MESSAGES.c.references)
+            .where(
+                MESSAGES.c.ticket_id == number,
+                MESSAGES.c.direction == "in",
+                MESSAGES.c.kind.in_([MessageKind.CUSTOMER.value, MessageKind.AUTO.value]),
+                MESSAGES.c.message_id.is_not(None),
+            )
+            .order_by(case((human, 1), else_=0).desc(), MESSAGES.c.id.desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            return None, ()
+        return anchor(row.message_id, row.references.split("\n"))
+
+    def count(self) -> int:
+        return int(self.conn.execute(select(func.count()).select_from(TICKETS)).scalar_one())
+
+
+def _sla_values(
+    clock: SlaClock, answer_due: datetime | None, solve_due: datetime | None
+) -> dict[str, object]:
+    return {
+        "sla_consumed": clock.consumed,
+        "sla_running_since": clock.running_since,
+        "sla_answered_at": clock.answered_at,
+        "sla_solved_at": clock.solved_at,
+        "sla_agreed_solve": clock.agreed_solve,
+        "sla_fixed_due": clock.fixed_solve_due,
+        "sla_answer_due": answer_due,
+        "sla_solve_due": solve_due,
+    }
+
+
+def anchor(message_id: str, references: Iterable[str]) -> tuple[str, tuple[str, ...]]:
+    """In-Reply-To and References of an answer to the mail ``message_id``."""
+    return message_id, (*(r for r in references if r), message_id)

@@ -1,0 +1,130 @@
+"""The worker's batches: a savepoint per mail, one commit per batch, exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+
+import pytest
+from sqlalchemy import text
+
+from mailgate.app import App, build_app
+from mailgate.apply.mail import Applier, Outcome
+from mailgate.apply.prepare import Prepared
+from mailgate.clock import FrozenClock
+from mailgate.config import Config
+from mailgate.core.model import Action
+from mailgate.intake.spool import Received
+from mailgate.process import batches
+from mailgate.store.db import session
+from mailgate.store.repos import Repo, Tx
+from tests.mails import make_mail
+
+
+class Poisoned:
+    """The real application, which fails for one mail after it has written its rows."""
+
+    def __init__(self, real: Applier, poison: int, error: type[BaseException]) -> None:
+        self.real = real
+        self.poison = poison
+        self.error = error
+
+    def apply(self, tx: Tx, item: Prepared, now: datetime) -> Outcome | None:
+        outcome = self.real.apply(tx, item, now)
+        if item.entry.id == self.poison:
+            raise self.error("poisoned after writing")
+        return outcome
+
+
+async def count(app: App, sql: str) -> int:
+    async with session(app.engine) as s:
+        return int((await s.exec(text(sql))).one()[0])  # type: ignore[call-overload]
+
+
+async def store(app: App, n: int, tag: str = "Mail") -> list[int]:
+    stored = [
+        await app.spool.store(Received(make_mail(subject=f"{tag} {i}"), "t")) for i in range(n)
+    ]
+    return [s.spool_id for s in stored]
+
+
+async def test_a_poison_mail_fails_alone_and_leaves_nothing_behind(app: App) -> None:
+    ids = await store(app, 5)
+    real = app.processor.applier
+    app.processor.applier = Poisoned(real, ids[2], RuntimeError)  # type: ignore[assignment]
+    outcomes = await app.processor.process_batch(ids)
+    app.processor.applier = real
+    assert sorted((o.spool_id, o.action) for o in outcomes) == sorted(
+        [(i, Action.CREATED) for i in ids if i != ids[2]] + [(ids[2], Action.QUARANTINED)]
+    )
+    assert await count(app, "SELECT count(*) FROM tickets") == 4
+    assert await count(app, "SELECT count(*) FROM messages WHERE subject = 'Mail 2'") == 0
+    assert await count(app, "SELECT count(*) FROM outbox") == 8  # ack + team notice, four times
+    assert await count(app, "SELECT count(*) FROM tickets WHERE title = 'Mail 2'") == 0
+    assert await count(app, "SELECT count(DISTINCT ticket_id) FROM timers") == 4
+    async with session(app.engine) as s:
+        quarantined = await Repo(s).quarantined()
+    assert [e.id for e in quarantined] == [ids[2]]
+    assert "poisoned after writing" in (quarantined[0].error or "")
+
+
+async def test_a_crash_before_the_commit_leaves_the_batch_to_be_processed_once(
+    config: Config, clock: FrozenClock
+) -> None:
+    class Crash(BaseException):
+        """The process dies: not an error the worker handles."""
+
+    first = await build_app(config, clock)
+    ids = await store(first, 6)
+    real = first.processor.applier
+    first.processor.applier = Poisoned(real, ids[-1], Crash)  # type: ignore[assignment]
+    with pytest.raises(Crash):
+        await first.processor.process_batch(ids)
+    assert await count(first, "SELECT count(*) FROM tickets") == 0  # nothing committed
+    await first.close()
+    second = await build_app(config, clock)
+    try:
+        outcomes = await second.processor.run_due()
+        assert sorted(o.spool_id for o in outcomes) == ids
+        assert {o.action for o in outcomes} == {Action.CREATED}
+        assert await second.processor.run_due() == []
+        assert await count(second, "SELECT count(*) FROM tickets") == 6
+        assert await count(second, "SELECT count(*) FROM outbox") == 12
+    finally:
+        await second.close()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_two_workers_with_overlapping_batches_apply_each_mail_once(
+    make_config: Callable[..., Config], clock: FrozenClock
+) -> None:
+    config = make_config(worker={"batch_size": 8})
+    one, two = await build_app(config, clock), await build_app(config, clock)
+    try:
+        ids = await store(one, 40)
+        # Both take the same due mails at once, in overlapping batches.
+        done: list[list[Outcome]] = await asyncio.gather(
+            one.processor.run_due(), two.processor.run_due()
+        )
+        for _ in range(5):  # whatever one skipped while the other held it
+            done.append(await one.processor.run_due())
+        applied = [o.spool_id for outcomes in done for o in outcomes]
+        assert sorted(applied) == ids  # each mail once, by one of them
+        assert await count(one, "SELECT count(*) FROM tickets") == 40
+        assert await count(one, "SELECT count(*) FROM messages WHERE direction = 'in'") == 40
+        team = "SELECT count(DISTINCT ticket_id) FROM outbox WHERE kind = 'team_new_ticket'"
+        assert await count(one, team) == 40
+        assert await count(one, "SELECT count(*) FROM outbox") == 40 + await count(
+            one, "SELECT count(*) FROM outbox WHERE kind = 'ack'"
+        )
+    finally:
+        await one.close()
+        await two.close()
+
+
+def test_batches_are_bounded_by_count_and_by_bytes() -> None:
+    due = [(1, 10), (2, 10), (3, 10), (4, 100), (5, 10), (6, 10)]
+    assert batches(due, 2, 1000) == [[1, 2], [3, 4], [5, 6]]
+    assert batches(due, 10, 35) == [[1, 2, 3], [4], [5, 6]]  # a large mail is a batch alone
+    assert batches([], 10, 35) == []
