@@ -38,7 +38,7 @@ from mailgate.errors import MailgateError, StorageUnavailable
 from mailgate.metrics import Metrics
 from mailgate.store.db import Blocking, is_temporary, storage_errors
 from mailgate.store.repos import Tx
-from mailgate.store.repos.spool import SpoolRepo
+from mailgate.store.repos.spool import Finished, SpoolRepo
 from mailgate.tasks import wait_for_work
 
 log = structlog.get_logger("mailgate.process")
@@ -223,24 +223,42 @@ class Processor:
     def _apply_all(
         self, conn: Connection, gathered: Gathered
     ) -> list[tuple[Prepared, Outcome | None, BaseException | None, float]]:
+        """Claim the batch, apply each mail in its savepoint, mark the applied ones done:
+        all in the caller's transaction, committed together."""
         tx = Tx.on(conn)
         deadline = time.monotonic() + self.worker.batch_time
+        claimed = tx.spool.claim([item.entry.id for item in gathered.ready])
         applied: list[tuple[Prepared, Outcome | None, BaseException | None, float]] = []
+        done: list[Finished] = []
         for item in gathered.ready:
+            if item.entry.id not in claimed:
+                continue  # done meanwhile, or another worker holds it
             if applied and time.monotonic() > deadline:
                 break  # held the lock long enough: the rest waits for the next batch
             started = time.perf_counter()
+            now = self.clock.now()
             with structlog.contextvars.bound_contextvars(spool_id=item.entry.id):
                 try:
                     with tx.savepoint():
                         tx.put_blobs(gathered.blobs.get(item.entry.id, {}))
-                        outcome = self.applier.apply(tx, item, self.clock.now())
+                        outcome = self.applier.apply(tx, item, now)
                 except Exception as exc:
                     if is_temporary(exc):
                         raise  # the database is failing: the whole batch waits
                     applied.append((item, None, exc, time.perf_counter() - started))
                     continue
             applied.append((item, outcome, None, time.perf_counter() - started))
+            done.append(
+                Finished(
+                    item.entry.id,
+                    outcome.action.value,
+                    outcome.ticket,
+                    outcome.reason,
+                    now,
+                    drop_raw=item.drop_raw,
+                )
+            )
+        tx.spool.finish(done)
         return applied
 
     # --- finish --------------------------------------------------------------------------

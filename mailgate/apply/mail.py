@@ -141,12 +141,8 @@ class Applier:
     submission: tuple[KeywordRule, ...]
     suppression_days: float
 
-    def apply(self, tx: Tx, item: Prepared, now: datetime) -> Outcome | None:
-        """Claim the spool item, route it, apply it, mark it done; None when it is no
-        longer pending (done meanwhile, or another worker holds it)."""
-        entry = item.entry
-        if not tx.spool.claim(entry.id):
-            return None
+    def apply(self, tx: Tx, item: Prepared, now: datetime) -> Outcome:
+        """Route a claimed mail and apply it; the caller marks its spool row done."""
         evidence = item.evidence
         returned = item.report.original_message_ids if item.report else ()
         lookup = tx.tickets.lookup(evidence.message_ids, evidence.ticket_numbers, returned)
@@ -159,14 +155,6 @@ class Applier:
                     for note in limit_notes(item.mail, item.skipped)
                 ]
             )
-        tx.spool.finish(
-            entry.id,
-            outcome=outcome.action.value,
-            ticket=outcome.ticket,
-            reason=outcome.reason,
-            now=now,
-            drop_raw=item.drop_raw,
-        )
         return outcome
 
     def _apply(

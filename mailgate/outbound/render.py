@@ -113,6 +113,9 @@ class Templates:
                 enabled_extensions=("html",), default_for_string=False, default=False
             ),
             keep_trailing_newline=True,
+            # Loaded once: SIGHUP builds a new Templates (App.reload_templates); no stat()
+            # of every template file on every notice.
+            auto_reload=False,
         )
 
     def check(self) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, text, update
+from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 
 from mailgate.core.model import OutboxItem
 from mailgate.core.notify import Kind
@@ -83,6 +83,30 @@ def outbox_item(row: Any) -> OutboxItem:
 
 
 ITEM_COLUMNS = tuple(c for c in OUTBOX.c if c.name != "raw")
+_ADD = insert(OUTBOX)
+_COUNT = insert(AUTO_ANSWERS)
+_TOP = select(func.max(OUTBOX.c.id))
+_GET = select(*ITEM_COLUMNS).where(OUTBOX.c.id == bindparam("id"))
+_ANSWERS = select(
+    AUTO_ANSWERS.c.mailbox,
+    AUTO_ANSWERS.c.domain,
+    AUTO_ANSWERS.c.subject,
+    AUTO_ANSWERS.c.at,
+    AUTO_ANSWERS.c.kind,
+).where(AUTO_ANSWERS.c.at >= bindparam("since"))
+_TO_MAILBOX = _ANSWERS.where(AUTO_ANSWERS.c.mailbox == bindparam("mailbox")).order_by(
+    AUTO_ANSWERS.c.at
+)
+_TO_DOMAIN = _ANSWERS.where(AUTO_ANSWERS.c.domain == bindparam("domain")).order_by(
+    AUTO_ANSWERS.c.at
+)
+_FOR_TICKET = select(func.count(func.distinct(AUTO_ANSWERS.c.outbox_id))).where(
+    AUTO_ANSWERS.c.ticket_id == bindparam("ticket"), AUTO_ANSWERS.c.at >= bindparam("since")
+)
+_SUPPRESSED = select(SUPPRESSIONS.c.address).where(
+    SUPPRESSIONS.c.address.in_(bindparam("addresses", expanding=True)),
+    SUPPRESSIONS.c.until > bindparam("now"),
+)
 
 
 class OutboxRepo:
@@ -90,11 +114,13 @@ class OutboxRepo:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self._next: int | None = None  # SQLite: the next id of this transaction
 
     def ids(self, count: int) -> list[int]:
-        """``count`` new outbox ids for this transaction. SQLite hands out max + 1 while
-        the writer holds the database (the newest row is never pruned, so an id is never
-        used twice); PostgreSQL draws them from the column's sequence."""
+        """``count`` new outbox ids for this transaction. On SQLite the writer holds the
+        database, so ids count up from the highest (read once per transaction; an id a
+        rolled-back savepoint drew is simply never used, and rows are never deleted, so
+        none is used twice); PostgreSQL draws them from the column's sequence."""
         if count == 0:
             return []
         if self.conn.dialect.name == "postgresql":
@@ -106,17 +132,18 @@ class OutboxRepo:
                 {"n": count},
             )
             return [int(i) for i in drawn.scalars()]
-        top = self.conn.execute(select(func.max(OUTBOX.c.id))).scalar_one()
-        start = int(top or 0) + 1
+        if self._next is None:
+            self._next = int(self.conn.execute(_TOP).scalar_one() or 0) + 1
+        start, self._next = self._next, self._next + count
         return list(range(start, start + count))
 
     def add(self, mails: Sequence[Queued], counted: Sequence[Counted] = ()) -> None:
         """Queue composed mails and record the automatic ones for the caps."""
         if mails:
-            self.conn.execute(insert(OUTBOX), [m.values() for m in mails])
+            self.conn.execute(_ADD, [m.values() for m in mails])
         if counted:
             self.conn.execute(
-                insert(AUTO_ANSWERS),
+                _COUNT,
                 [
                     {
                         "outbox_id": c.outbox,
@@ -132,7 +159,7 @@ class OutboxRepo:
             )
 
     def get(self, outbox_id: int) -> OutboxItem | None:
-        row = self.conn.execute(select(*ITEM_COLUMNS).where(OUTBOX.c.id == outbox_id)).first()
+        row = self.conn.execute(_GET, {"id": outbox_id}).first()
         return None if row is None else outbox_item(row)
 
     def trim(self, *, sent_before: datetime, counted_before: datetime) -> tuple[int, int]:
@@ -161,26 +188,15 @@ class OutboxRepo:
     ) -> list[AutoAnswer]:
         """The automatic mails since ``since`` to ``domain`` (all its mailboxes), or to
         ``mailbox`` alone when ``domain`` is None."""
-        query = select(
-            AUTO_ANSWERS.c.mailbox,
-            AUTO_ANSWERS.c.domain,
-            AUTO_ANSWERS.c.subject,
-            AUTO_ANSWERS.c.at,
-            AUTO_ANSWERS.c.kind,
-        ).where(AUTO_ANSWERS.c.at >= since)
         if domain is None:
-            query = query.where(AUTO_ANSWERS.c.mailbox == mailbox)
+            rows = self.conn.execute(_TO_MAILBOX, {"since": since, "mailbox": mailbox})
         else:
-            query = query.where(AUTO_ANSWERS.c.domain == domain)
-        rows = self.conn.execute(query.order_by(AUTO_ANSWERS.c.at))
+            rows = self.conn.execute(_TO_DOMAIN, {"since": since, "domain": domain})
         return [AutoAnswer(r[0], r[1], r[2], r[3], r[4] == ACKNOWLEDGMENT) for r in rows]
 
     def answers_for_ticket(self, ticket: int, since: datetime) -> int:
         """How many automatic mails (not recipients) went out for ``ticket`` since ``since``."""
-        query = select(func.count(func.distinct(AUTO_ANSWERS.c.outbox_id))).where(
-            AUTO_ANSWERS.c.ticket_id == ticket, AUTO_ANSWERS.c.at >= since
-        )
-        return int(self.conn.execute(query).scalar_one())
+        return int(self.conn.execute(_FOR_TICKET, {"ticket": ticket, "since": since}).scalar_one())
 
     # --- suppression after a permanent bounce --------------------------------------------
 
@@ -206,9 +222,5 @@ class OutboxRepo:
         wanted = [a.lower() for a in addresses]
         if not wanted:
             return set()
-        rows = self.conn.execute(
-            select(SUPPRESSIONS.c.address).where(
-                SUPPRESSIONS.c.address.in_(wanted), SUPPRESSIONS.c.until > now
-            )
-        )
+        rows = self.conn.execute(_SUPPRESSED, {"addresses": wanted, "now": now})
         return set(rows.scalars())

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, delete, insert, select, update
+from sqlalchemy import Connection, Dialect, bindparam, delete, insert, select, update
 
 from mailgate.core.identity import RawBytes
 from mailgate.core.model import NewSpoolItem, SpoolEntry, SpoolReceipt
@@ -177,6 +178,38 @@ def spool_add_sqlite(
     return _receipts(items, known, fresh, added)
 
 
+_CLAIM = (
+    select(SPOOL.c.id)
+    .where(SPOOL.c.id.in_(bindparam("ids", expanding=True)), SPOOL.c.state == PENDING)
+    .with_for_update(skip_locked=True)
+)
+_FINISH = (
+    update(SPOOL)
+    .where(SPOOL.c.id == bindparam("spool_id"))
+    .values(
+        state=DONE,
+        outcome=bindparam("outcome"),
+        ticket_id=bindparam("ticket"),
+        reason=bindparam("reason"),
+        processed_at=bindparam("now"),
+        attempts=SPOOL.c.attempts + 1,
+    )
+)
+_DROP_RAW = delete(SPOOL_RAW).where(SPOOL_RAW.c.spool_id == bindparam("id"))
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A spool item done, as the batch records it."""
+
+    spool_id: int
+    outcome: str
+    ticket: int | None
+    reason: str
+    at: datetime
+    drop_raw: bool  # the bytes are in the blob store now: the spool's copy goes
+
+
 class SpoolRepo:
     """The worker's side of the spool: what is due, claim, finish, defer, quarantine."""
 
@@ -214,44 +247,36 @@ class SpoolRepo:
         row = self.conn.execute(select(SPOOL).where(SPOOL.c.id == spool_id)).first()
         return None if row is None else spool_entry(row)
 
-    def claim(self, spool_id: int) -> bool:
-        """Hold a pending mail for this transaction; False if it is done or another worker
-        has it (PostgreSQL skips a row another transaction holds)."""
-        found = self.conn.execute(
-            select(SPOOL.c.id)
-            .where(SPOOL.c.id == spool_id, SPOOL.c.state == PENDING)
-            .with_for_update(skip_locked=True)
-        ).first()
-        return found is not None
+    def claim(self, spool_ids: Sequence[int]) -> set[int]:
+        """Hold the pending ones of ``spool_ids`` for this transaction: those still pending
+        and (PostgreSQL) not held by another worker's transaction, which are skipped."""
+        if not spool_ids:
+            return set()
+        return set(self.conn.execute(_CLAIM, {"ids": list(spool_ids)}).scalars())
 
-    def finish(
-        self,
-        spool_id: int,
-        *,
-        outcome: str,
-        ticket: int | None,
-        reason: str,
-        now: datetime,
-        drop_raw: bool,
-    ) -> None:
-        """Done; ``drop_raw``: the bytes are in the blob store now, so the spool's copy goes."""
+    def finish(self, done: Sequence[Finished]) -> None:
+        """Mark items done, in two statements for a whole batch."""
+        if not done:
+            return
         self.conn.execute(
-            update(SPOOL)
-            .where(SPOOL.c.id == spool_id)
-            .values(
-                state=DONE,
-                outcome=outcome,
-                ticket_id=ticket,
-                reason=reason,
-                processed_at=now,
-                attempts=SPOOL.c.attempts + 1,
-            )
+            _FINISH,
+            [
+                {
+                    "spool_id": d.spool_id,
+                    "outcome": d.outcome,
+                    "ticket": d.ticket,
+                    "reason": d.reason,
+                    "now": d.at,
+                }
+                for d in done
+            ],
         )
-        if drop_raw:
-            self.drop_raw(spool_id)
+        moved = [{"id": d.spool_id} for d in done if d.drop_raw]
+        if moved:
+            self.conn.execute(_DROP_RAW, moved)
 
     def drop_raw(self, spool_id: int) -> None:
-        self.conn.execute(delete(SPOOL_RAW).where(SPOOL_RAW.c.spool_id == spool_id))
+        self.conn.execute(_DROP_RAW, {"id": spool_id})
 
     def defer(self, spool_id: int, *, error: str, retry_at: datetime) -> int:
         """Count a failed attempt and set the next one; returns the attempts so far."""

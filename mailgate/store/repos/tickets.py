@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, func, insert, select, update
+from sqlalchemy import Connection, bindparam, case, func, insert, select, update
 
 from mailgate.core.desk import TicketState
 from mailgate.core.model import (
@@ -35,6 +35,88 @@ ATTACHMENTS = table("attachments")
 EVENTS = table("events")
 OUTBOX = table("outbox")
 _TEAM_KINDS = frozenset(kind.value for kind in TEAM_KINDS)
+
+# The worker's statements, built once: building one and computing its cache key costs
+# more than SQLite takes to run it.
+_OUTBOX_BY_MID = select(OUTBOX.c.message_id, OUTBOX.c.id, OUTBOX.c.kind).where(
+    OUTBOX.c.message_id.in_(bindparam("mids", expanding=True))
+)
+_TICKET_BY_MID = (
+    select(MESSAGES.c.message_id, MESSAGES.c.ticket_id)
+    .where(MESSAGES.c.message_id.in_(bindparam("mids", expanding=True)))
+    .order_by(MESSAGES.c.id)
+)
+_MERGED = select(TICKETS.c.id, TICKETS.c.merged_into).where(
+    TICKETS.c.id.in_(bindparam("ids", expanding=True))
+)
+_CREATE = insert(TICKETS).returning(TICKETS.c.id)
+# The columns to set come with the parameters; the version always goes up by one.
+_UPDATE = (
+    update(TICKETS).where(TICKETS.c.id == bindparam("number")).values(version=TICKETS.c.version + 1)
+)
+_STATE = select(
+    TICKETS.c.status, TICKETS.c.type, TICKETS.c.priority, TICKETS.c.assignee, TICKETS.c.approval
+).where(TICKETS.c.id == bindparam("id"))
+_STATE_LOCKED = _STATE.with_for_update()
+_VIEW = select(TICKETS).where(TICKETS.c.id == bindparam("id"))
+_QUOTE = select(TICKETS.c.quote).where(TICKETS.c.id == bindparam("id"))
+_RATING = select(TICKETS.c.status, TICKETS.c.type, TICKETS.c.priority).where(
+    TICKETS.c.id == bindparam("id")
+)
+_SLA_CLOCK = select(
+    TICKETS.c.sla_consumed,
+    TICKETS.c.sla_running_since,
+    TICKETS.c.sla_answered_at,
+    TICKETS.c.sla_solved_at,
+    TICKETS.c.sla_agreed_solve,
+    TICKETS.c.sla_fixed_due,
+).where(TICKETS.c.id == bindparam("id"))
+_PEOPLE = (
+    select(
+        PARTICIPANTS.c.address,
+        PARTICIPANTS.c.name,
+        PARTICIPANTS.c.role,
+        PARTICIPANTS.c.organisation,
+    )
+    .where(PARTICIPANTS.c.ticket_id == bindparam("id"))
+    .order_by(PARTICIPANTS.c.id)
+)
+_ADD_PEOPLE = insert(PARTICIPANTS)
+_ADD_EVENTS = insert(EVENTS)
+_EVENT = (
+    select(EVENTS.c.id)
+    .where(EVENTS.c.kind == bindparam("kind"), EVENTS.c.new == bindparam("new"))
+    .limit(1)
+)
+_TICKET_EVENT = (
+    select(EVENTS.c.id)
+    .where(
+        EVENTS.c.ticket_id == bindparam("ticket"),
+        EVENTS.c.kind == bindparam("kind"),
+        EVENTS.c.new == bindparam("new"),
+    )
+    .limit(1)
+)
+_EVENT_VALUES = select(EVENTS.c.new).where(
+    EVENTS.c.ticket_id == bindparam("id"), EVENTS.c.kind == bindparam("kind")
+)
+_ADD_MESSAGE = insert(MESSAGES).returning(MESSAGES.c.id)
+_ADD_SENT = insert(MESSAGES)
+_ADD_ATTACHMENTS = insert(ATTACHMENTS)
+_ANCHOR = (
+    select(MESSAGES.c.message_id, MESSAGES.c.references)
+    .where(
+        MESSAGES.c.ticket_id == bindparam("id"),
+        MESSAGES.c.direction == "in",
+        MESSAGES.c.kind.in_([MessageKind.CUSTOMER.value, MessageKind.AUTO.value]),
+        MESSAGES.c.message_id.is_not(None),
+    )
+    .order_by(
+        case((MESSAGES.c.kind == MessageKind.CUSTOMER.value, 1), else_=0).desc(),
+        MESSAGES.c.id.desc(),
+    )
+    .limit(1)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,11 +210,7 @@ class TicketRepo:
         wanted_out = list({*message_ids, *returned_ids})
         if wanted_out:
             returned = set(returned_ids)
-            found = self.conn.execute(
-                select(OUTBOX.c.message_id, OUTBOX.c.id, OUTBOX.c.kind).where(
-                    OUTBOX.c.message_id.in_(wanted_out)
-                )
-            )
+            found = self.conn.execute(_OUTBOX_BY_MID, {"mids": wanted_out})
             for mid, outbox_id, kind in found:
                 if mid in returned:
                     outbox[mid] = outbox_id
@@ -140,20 +218,14 @@ class TicketRepo:
                     team.add(mid)
         by_mid: dict[str, int] = {}
         if message_ids:
-            rows = self.conn.execute(
-                select(MESSAGES.c.message_id, MESSAGES.c.ticket_id)
-                .where(MESSAGES.c.message_id.in_(list(message_ids)))
-                .order_by(MESSAGES.c.id)
-            )
+            rows = self.conn.execute(_TICKET_BY_MID, {"mids": list(message_ids)})
             for found_mid, ticket in rows:
                 by_mid[found_mid] = ticket
         wanted = list(set(numbers))
         existing: set[int] = set()
         merged: dict[int, int] = {}
         while wanted:
-            found_tickets = self.conn.execute(
-                select(TICKETS.c.id, TICKETS.c.merged_into).where(TICKETS.c.id.in_(wanted))
-            )
+            found_tickets = self.conn.execute(_MERGED, {"ids": wanted})
             wanted = []
             for number, into in found_tickets:
                 existing.add(number)
@@ -182,7 +254,7 @@ class TicketRepo:
     ) -> int:
         """A new ticket, its SLA clock started as the caller computed it; its number."""
         number = self.conn.execute(
-            insert(TICKETS).returning(TICKETS.c.id),
+            _CREATE,
             {
                 "queue": queue,
                 "title": title,
@@ -215,24 +287,13 @@ class TicketRepo:
     ) -> None:
         """Set ticket fields (status, action_by, priority, ...) and record who changed it."""
         self.conn.execute(
-            update(TICKETS)
-            .where(TICKETS.c.id == number)
-            .values(**values, updated_at=now, updated_by=actor, version=TICKETS.c.version + 1)
+            _UPDATE, {**values, "updated_at": now, "updated_by": actor, "number": number}
         )
 
     def state(self, number: int, *, lock: bool = False) -> TicketState | None:
         """The fields commands and answers read; ``lock`` holds the row (PostgreSQL) until
         the transaction ends, so that two changes to one ticket queue up."""
-        query = select(
-            TICKETS.c.status,
-            TICKETS.c.type,
-            TICKETS.c.priority,
-            TICKETS.c.assignee,
-            TICKETS.c.approval,
-        ).where(TICKETS.c.id == number)
-        if lock:
-            query = query.with_for_update()
-        row = self.conn.execute(query).first()
+        row = self.conn.execute(_STATE_LOCKED if lock else _STATE, {"id": number}).first()
         if row is None:
             return None
         return TicketState(
@@ -247,7 +308,7 @@ class TicketRepo:
 
     def view(self, number: int) -> TicketView | None:
         """The ticket's fields and people, without its thread and events."""
-        row = self.conn.execute(select(TICKETS).where(TICKETS.c.id == number)).first()
+        row = self.conn.execute(_VIEW, {"id": number}).first()
         if row is None:
             return None
         return TicketView(
@@ -273,16 +334,12 @@ class TicketRepo:
         )
 
     def quote(self, number: int) -> str:
-        found = self.conn.execute(select(TICKETS.c.quote).where(TICKETS.c.id == number)).first()
+        found = self.conn.execute(_QUOTE, {"id": number}).first()
         return str(found[0]) if found is not None else ""
 
     def rating(self, number: int) -> tuple[str, str, str]:
         """(status, type, priority) of a ticket."""
-        row = self.conn.execute(
-            select(TICKETS.c.status, TICKETS.c.type, TICKETS.c.priority).where(
-                TICKETS.c.id == number
-            )
-        ).one()
+        row = self.conn.execute(_RATING, {"id": number}).one()
         return row[0], row[1], row[2]
 
     def existing(self, numbers: Iterable[int]) -> frozenset[int]:
@@ -304,16 +361,7 @@ class TicketRepo:
     # --- SLA clock (columns of the ticket row) -----------------------------------------
 
     def sla_clock(self, number: int) -> SlaClock:
-        row = self.conn.execute(
-            select(
-                TICKETS.c.sla_consumed,
-                TICKETS.c.sla_running_since,
-                TICKETS.c.sla_answered_at,
-                TICKETS.c.sla_solved_at,
-                TICKETS.c.sla_agreed_solve,
-                TICKETS.c.sla_fixed_due,
-            ).where(TICKETS.c.id == number)
-        ).one()
+        row = self.conn.execute(_SLA_CLOCK, {"id": number}).one()
         return SlaClock(
             consumed=row.sla_consumed,
             running_since=row.sla_running_since,
@@ -340,16 +388,7 @@ class TicketRepo:
     # --- people ------------------------------------------------------------------------
 
     def participants(self, number: int) -> tuple[Participant, ...]:
-        rows = self.conn.execute(
-            select(
-                PARTICIPANTS.c.address,
-                PARTICIPANTS.c.name,
-                PARTICIPANTS.c.role,
-                PARTICIPANTS.c.organisation,
-            )
-            .where(PARTICIPANTS.c.ticket_id == number)
-            .order_by(PARTICIPANTS.c.id)
-        )
+        rows = self.conn.execute(_PEOPLE, {"id": number})
         return tuple(_participant(r) for r in rows)
 
     def add_participants(
@@ -368,7 +407,7 @@ class TicketRepo:
                 added.append(person)
         if added:
             self.conn.execute(
-                insert(PARTICIPANTS),
+                _ADD_PEOPLE,
                 [
                     {
                         "ticket_id": number,
@@ -396,20 +435,19 @@ class TicketRepo:
     def add_events(self, events: Sequence[Event]) -> None:
         """Write audit events, all in one statement."""
         if events:
-            self.conn.execute(insert(EVENTS), [e.values() for e in events])
+            self.conn.execute(_ADD_EVENTS, [e.values() for e in events])
 
     def event_exists(self, kind: str, *, new: str, ticket: int | None = None) -> bool:
         """Whether an event of ``kind`` with value ``new`` exists (on ``ticket``, or on any)."""
-        query = select(EVENTS.c.id).where(EVENTS.c.kind == kind, EVENTS.c.new == new)
-        if ticket is not None:
-            query = query.where(EVENTS.c.ticket_id == ticket)
-        return self.conn.execute(query.limit(1)).first() is not None
+        if ticket is None:
+            found = self.conn.execute(_EVENT, {"kind": kind, "new": new})
+        else:
+            found = self.conn.execute(_TICKET_EVENT, {"ticket": ticket, "kind": kind, "new": new})
+        return found.first() is not None
 
     def event_values(self, number: int, kind: str) -> set[str]:
         """The ``new`` values of a ticket's events of ``kind``."""
-        rows = self.conn.execute(
-            select(EVENTS.c.new).where(EVENTS.c.ticket_id == number, EVENTS.c.kind == kind)
-        )
+        rows = self.conn.execute(_EVENT_VALUES, {"id": number, "kind": kind})
         return {v for v in rows.scalars() if v is not None}
 
     # --- the thread --------------------------------------------------------------------
@@ -427,7 +465,7 @@ class TicketRepo:
     ) -> int:
         """An inbound mail on the thread, with its attachments; its row id."""
         row = self.conn.execute(
-            insert(MESSAGES).returning(MESSAGES.c.id),
+            _ADD_MESSAGE,
             {
                 "ticket_id": ticket,
                 "spool_id": spool_id,
@@ -466,12 +504,12 @@ class TicketRepo:
             for item in attachments
         ]
         if rows:
-            self.conn.execute(insert(ATTACHMENTS), rows)
+            self.conn.execute(_ADD_ATTACHMENTS, rows)
 
     def add_sent(self, sent: Sequence[SentMessage]) -> None:
         """Our own mails on the thread, in one statement."""
         if sent:
-            self.conn.execute(insert(MESSAGES), [m.values() for m in sent])
+            self.conn.execute(_ADD_SENT, [m.values() for m in sent])
 
     def thread_anchor(self, number: int) -> tuple[str | None, tuple[str, ...]]:
         """The latest Message-ID a customer sent on a ticket and the References a reply to it
@@ -480,18 +518,7 @@ class TicketRepo:
         Never an agent's mail: an agent's answer to a team notice names that notice, and a
         team notice's Message-ID is the agents' proof (``senders.agent_authority``), so it
         must never reach a customer."""
-        human = MESSAGES.c.kind == MessageKind.CUSTOMER.value
-        row = self.conn.execute(
-            select(MESSAGES.c.message_id, MESSAGES.c.references)
-            .where(
-                MESSAGES.c.ticket_id == number,
-                MESSAGES.c.direction == "in",
-                MESSAGES.c.kind.in_([MessageKind.CUSTOMER.value, MessageKind.AUTO.value]),
-                MESSAGES.c.message_id.is_not(None),
-            )
-            .order_by(case((human, 1), else_=0).desc(), MESSAGES.c.id.desc())
-            .limit(1)
-        ).first()
+        row = self.conn.execute(_ANCHOR, {"id": number}).first()
         if row is None:
             return None, ()
         return anchor(row.message_id, row.references.split("\n"))

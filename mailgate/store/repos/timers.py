@@ -5,12 +5,24 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from mailgate.store.tables import table
 
 TIMERS = table("timers")
 SLA_PREFIX = "sla_"  # timers whose trigger starts so are SLA alarms, not workflow timers
+
+
+_ARM = insert(TIMERS)
+_PENDING = update(TIMERS).where(
+    TIMERS.c.ticket_id == bindparam("ticket"), TIMERS.c.state == "pending"
+)
+_IS_SLA = TIMERS.c.trigger.startswith(SLA_PREFIX)
+_CANCEL = {
+    None: _PENDING.values(state="cancelled"),
+    True: _PENDING.where(_IS_SLA).values(state="cancelled"),
+    False: _PENDING.where(~_IS_SLA).values(state="cancelled"),
+}
 
 
 class TimerRepo:
@@ -33,16 +45,12 @@ class TimerRepo:
             for trigger, due in timers
         ]
         if rows:
-            self.conn.execute(insert(TIMERS), rows)
+            self.conn.execute(_ARM, rows)
 
     def cancel(self, ticket: int, *, sla: bool | None = None) -> None:
         """Cancel a ticket's pending timers: all, only SLA alarms (``sla=True``), or only the
         workflow's (``sla=False``)."""
-        query = update(TIMERS).where(TIMERS.c.ticket_id == ticket, TIMERS.c.state == "pending")
-        if sla is not None:
-            is_sla = TIMERS.c.trigger.startswith(SLA_PREFIX)
-            query = query.where(is_sla if sla else ~is_sla)
-        self.conn.execute(query.values(state="cancelled"))
+        self.conn.execute(_CANCEL[sla], {"ticket": ticket})
 
     def due(self, now: datetime, limit: int) -> list[int]:
         rows = self.conn.execute(
