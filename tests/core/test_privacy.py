@@ -1,8 +1,12 @@
 from __future__ import annotations
 
-import pytest
+import re
 
-from mailgate.core.privacy import MASK, mask_bsn, passes_eleven_test
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from mailgate.core.privacy import _CANDIDATE, MASK, mask_bsn, passes_eleven_test
 
 
 @pytest.mark.parametrize(
@@ -33,3 +37,20 @@ def test_eleven_test(digits: str, valid: bool) -> None:
 )
 def test_mask(text: str, expected: str, count: int) -> None:
     assert mask_bsn(text) == (expected, count)
+
+
+@given(st.text(alphabet="0123456789 .-ab\n", max_size=60))
+@example("1112.22.333")
+@example("111 222 333")
+@example("11.122.23.33")
+@example("a-111222333 1234 56 782.")
+def test_the_quick_look_for_digits_never_changes_what_is_masked(text: str) -> None:
+    def thorough(value: str) -> str:  # the candidate pattern alone, without the quick look
+        def replace(match: re.Match[str]) -> str:
+            digits = re.sub(r"[ .]", "", match.group(1))
+            return MASK if passes_eleven_test(digits) else match.group(0)
+
+        return _CANDIDATE.sub(replace, value)
+
+    for value in (text, f"x {text} 111222333 {text}"):
+        assert mask_bsn(value)[0] == thorough(value)
