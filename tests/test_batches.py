@@ -128,3 +128,27 @@ def test_batches_are_bounded_by_count_and_by_bytes() -> None:
     assert batches(due, 2, 1000) == [[1, 2], [3, 4], [5, 6]]
     assert batches(due, 10, 35) == [[1, 2, 3], [4], [5, 6]]  # a large mail is a batch alone
     assert batches([], 10, 35) == []
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_two_workers_count_the_caps_on_automatic_mail_exactly(
+    make_config: Callable[..., Config], clock: FrozenClock
+) -> None:
+    """Forty new tickets of one customer, applied by two workers at once: exactly as many
+    acknowledgments as the hourly cap allows, not one more from either."""
+    config = make_config(worker={"batch_size": 20})
+    one, two = await build_app(config, clock), await build_app(config, clock)
+    try:
+        ids = await store(one, 40)
+        # Each takes its own batch; both count the same customer's acknowledgments at once.
+        await asyncio.gather(
+            one.processor.process_batch(ids[:20]), two.processor.process_batch(ids[20:])
+        )
+        while await one.processor.run_due():  # what waited past its batch's lock time
+            pass
+        acks = await count(one, "SELECT count(*) FROM outbox WHERE kind = 'ack'")
+        assert acks == config.outbound.max_automatic_per_recipient_per_hour
+        assert await count(one, "SELECT count(*) FROM tickets") == 40
+    finally:
+        await one.close()
+        await two.close()

@@ -187,7 +187,15 @@ def test_three_instances_kill_one_and_every_mail_is_a_ticket_once(
     sent = {r["message_id"] for r in query(dsn, "SELECT message_id FROM outbox")}
     delivered = Counter(sink.received)
     assert set(delivered) == sent  # every notification reached the relay ...
-    assert {mid: n for mid, n in delivered.items() if n > 1} == {}  # ... once
+    # ... once, but for the one the killed instance may have been handing to the relay
+    # when it died: SMTP has no two-phase commit, so that one went out again after its
+    # claim went stale (docs/decisions/0006: at least once, a one-transaction window).
+    twice = {mid for mid, n in delivered.items() if n > 1}
+    assert max(delivered.values()) <= 2 and len(twice) <= 1, twice
+    resent = {
+        r["message_id"] for r in query(dsn, "SELECT message_id FROM outbox WHERE attempts > 1")
+    }
+    assert twice <= resent
     # The attachment is in the database, readable by every instance; no raw mail on disk.
     (row,) = query(dsn, "SELECT b.data FROM attachments a JOIN blobs b ON b.sha256 = a.sha256")
     assert bytes(row["data"]) == b"%PDF-1.4 factuur"

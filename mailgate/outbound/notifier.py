@@ -301,6 +301,13 @@ class Notifier:
         def held(reason: str) -> None:
             log.warning("outbox.held", kind=notice.kind.value, ticket=f"#{ticket}", reason=reason)
 
+        tx.outbox.hold_counts(
+            [
+                f"ticket {ticket}",
+                *(f"mailbox {mailbox(a)}" for a in notice.to),
+                *(f"domain {d}" for d in map(domain_of, notice.to) if d not in PUBLIC_DOMAINS),
+            ]
+        )
         this_call = len({c.outbox for c in counted})
         if tx.outbox.answers_for_ticket(ticket, since) + this_call >= (
             out.max_automatic_per_ticket_per_hour

@@ -103,6 +103,7 @@ _TO_DOMAIN = _ANSWERS.where(AUTO_ANSWERS.c.domain == bindparam("domain")).order_
 _FOR_TICKET = select(func.count(func.distinct(AUTO_ANSWERS.c.outbox_id))).where(
     AUTO_ANSWERS.c.ticket_id == bindparam("ticket"), AUTO_ANSWERS.c.at >= bindparam("since")
 )
+_HOLD = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
 _SUPPRESSED = select(SUPPRESSIONS.c.address).where(
     SUPPRESSIONS.c.address.in_(bindparam("addresses", expanding=True)),
     SUPPRESSIONS.c.until > bindparam("now"),
@@ -182,6 +183,16 @@ class OutboxRepo:
         return trimmed, removed
 
     # --- the caps on automatic mail ------------------------------------------------------
+
+    def hold_counts(self, keys: Iterable[str]) -> None:
+        """Hold the cap records of ``keys`` (a mailbox, a domain, a ticket) until this
+        transaction ends, so that two instances counting the same ones take turns and a
+        cap counts exactly. PostgreSQL: transaction-scoped advisory locks, taken in order;
+        SQLite has one writer at a time, which is the same."""
+        if self.conn.dialect.name != "postgresql":
+            return
+        for key in sorted(set(keys)):
+            self.conn.execute(_HOLD, {"key": key})
 
     def answers_since(
         self, *, mailbox: str, domain: str | None, since: datetime
