@@ -18,6 +18,7 @@ See docs/decisions/0014-worker-batches.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import traceback
 import uuid
@@ -47,6 +48,9 @@ NOTIFYING = (Action.CREATED, Action.APPENDED, Action.BOUNCE, Action.HELD)
 # The raw bytes one batch may hold in memory at once (a larger mail is a batch alone):
 # parsed, a mail costs a few times its size, so this bounds the worker's share of RSS.
 BATCH_BYTES = 16 * 1024 * 1024
+# The next batch is gathered ahead only when it is no larger than this: two large
+# batches in memory at once would double the worker's share of RSS.
+AHEAD_BYTES = 4 * 1024 * 1024
 
 __all__ = ["MAX_FAILING_WAIT", "Outcome", "Processor"]
 
@@ -120,32 +124,60 @@ class Processor:
         return outcomes[0] if outcomes else None
 
     async def run_due(self, limit: int = 256) -> list[Outcome]:
-        """Process the items that are due now, up to ``limit``, a batch at a time."""
+        """Process the items that are due now, up to ``limit``, a batch at a time. The next
+        batch is gathered while the one before it is applied: its parsing and its fsyncs
+        overlap the other's database work."""
         now = self.clock.now()
         with storage_errors("list due"):
             due = await self.blocking.read(lambda conn: SpoolRepo(conn).due_sizes(now, limit))
         outcomes: list[Outcome] = []
-        for batch in batches(due, min(self.worker.batch_size, limit), BATCH_BYTES):
-            await self._give_way()
-            done = await self.process_batch(batch)
-            outcomes.extend(done)
-            if any(o.action is Action.DEFERRED for o in done):
-                break  # storage is failing (locked, down, full): the next batch would too
-            if len(done) < len(batch):
-                break  # the batch ran out of lock time: look again for what is due
+        chunks = batches(due, min(self.worker.batch_size, limit), BATCH_BYTES)
+        size = dict(due)
+        ahead: asyncio.Task[Gathered] | None = None
+        try:
+            for n, batch in enumerate(chunks):
+                await self._give_way()
+                current = ahead or asyncio.create_task(self._gather(batch))
+                ahead = None
+                try:
+                    gathered = await current
+                except MailgateError as exc:
+                    if not exc.temporary:
+                        raise
+                    outcomes.extend(await self._defer(batch, exc))
+                    break
+                following = chunks[n + 1] if n + 1 < len(chunks) else []
+                if following and sum(size[i] for i in following) <= AHEAD_BYTES:
+                    ahead = asyncio.create_task(self._gather(following))
+                done = await self._apply(gathered)
+                outcomes.extend(done)
+                if any(o.action is Action.DEFERRED for o in done):
+                    break  # storage is failing (locked, down, full): the next batch would too
+                if len(done) < len(batch):
+                    break  # the batch ran out of lock time: look again for what is due
+        finally:
+            if ahead is not None:  # gathered for nothing: its mails stay pending
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await ahead
         return outcomes
 
     async def process_batch(self, spool_ids: Sequence[int]) -> list[Outcome]:
         """Gather, apply and finish one batch; the outcomes of the items it reached."""
         try:
-            with storage_errors("read spool"):
-                loaded = await self.blocking.read(lambda conn: SpoolRepo(conn).load(spool_ids))
-            gathered = await asyncio.to_thread(self._gather, loaded)
-            del loaded  # the raw bytes: parsed and in the blob store now, not needed again
+            gathered = await self._gather(spool_ids)
         except MailgateError as exc:
             if not exc.temporary:
                 raise
             return await self._defer(list(spool_ids), exc)
+        return await self._apply(gathered)
+
+    async def _gather(self, spool_ids: Sequence[int]) -> Gathered:
+        with storage_errors("read spool"):
+            loaded = await self.blocking.read(lambda conn: SpoolRepo(conn).load(spool_ids))
+        return await asyncio.to_thread(self._understand, loaded)
+
+    async def _apply(self, gathered: Gathered) -> list[Outcome]:
         applied: list[tuple[Prepared, Outcome | None, BaseException | None, float]] = []
         if gathered.ready:
             try:
@@ -173,7 +205,7 @@ class Processor:
 
     # --- gather (on a thread, no transaction) ------------------------------------------
 
-    def _gather(self, loaded: list[tuple[SpoolEntry, bytes | None]]) -> Gathered:
+    def _understand(self, loaded: list[tuple[SpoolEntry, bytes | None]]) -> Gathered:
         """Parse and understand each mail; write its bytes and attachments to the blobs."""
         ready: list[Prepared] = []
         failed: list[Failed] = []
