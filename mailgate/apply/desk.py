@@ -17,7 +17,7 @@ import structlog
 
 from mailgate.core.calendar import BusinessCalendar
 from mailgate.core.desk import FieldChange, Plan
-from mailgate.core.model import ParsedMail, Participant, Role
+from mailgate.core.model import ParsedMail, Participant, Role, TicketView
 from mailgate.core.notify import Kind
 from mailgate.core.sla import Clock as SlaClock
 from mailgate.core.sla import (
@@ -174,15 +174,15 @@ class Desk:
         requester: str | None,
         actor: str,
         now: datetime,
-    ) -> int:
+    ) -> TicketView:
         """A new ticket in the workflow's first status: who acts, its SLA clock started
-        (running if support acts first), its timers and alarms armed; its number."""
+        (running if support acts first), its timers and alarms armed; as a view."""
         status = self.workflow.initial
         clock = on_status(
             SlaClock(), self.calendar, status=status, group=self.workflow.group(status), now=now
         )
         targets = self.sla.for_ticket(type_, priority)
-        number = tx.tickets.create(
+        view = tx.tickets.create(
             queue=queue,
             title=title,
             type_=type_,
@@ -197,8 +197,8 @@ class Desk:
             solve_due=status_of(clock, targets, self.calendar, now, which="solve").due,
         )
         alarms = alarm_times(clock, targets, self.calendar, self.sla.warn_at)
-        tx.timers.arm(number, status, [*self._timers(status, now), *alarms], now)
-        return number
+        tx.timers.arm(view.number, status, [*self._timers(status, now), *alarms], now)
+        return view
 
     def sla_store(self, tx: Tx, ticket: int, clock: SlaClock, now: datetime) -> tuple[Due, Due]:
         """Save the clock and its due times; re-arm the warnings and breaches still ahead

@@ -346,7 +346,7 @@ class Applier:
             default_type=queue.default_type,
             default_priority=queue.default_priority,
         )
-        ticket = self.desk.open(
+        opened = self.desk.open(
             tx,
             queue=decision.queue,
             title=submitted.title,
@@ -356,8 +356,9 @@ class Applier:
             actor=arrival.author,
             now=now,
         )
+        ticket = opened.number
         row = self._add_message(tx, ticket, arrival)
-        tx.tickets.add_participants(
+        people = tx.tickets.add_participants(
             ticket, participants(arrival.mail, self.policy, new_ticket=True), known=()
         )
         events = [
@@ -382,7 +383,7 @@ class Applier:
         change = replace(
             self._change(arrival, ticket), new_ticket=True, asked_priority=submitted.asked_priority
         )
-        self.notifier.after(tx, change, now)
+        self.notifier.after(tx, change, now, view=replace(opened, participants=tuple(people)))
         log.info("ticket.created", ticket=f"#{ticket}", queue=decision.queue)
         return Outcome(arrival.spool_id, Action.CREATED, ticket, decision.reason)
 

@@ -107,9 +107,12 @@ class Notifier:
             self.config.outbound.organisation_languages,
         )
 
-    def after(self, tx: Tx, change: Change, now: datetime) -> list[int]:
-        """Queue the notices for ``change``; returns the outbox ids written."""
-        view = tx.tickets.view(change.ticket)
+    def after(
+        self, tx: Tx, change: Change, now: datetime, view: TicketView | None = None
+    ) -> list[int]:
+        """Queue the notices for ``change``; returns the outbox ids written. ``view``: the
+        ticket as the caller has it in this transaction (else it is read)."""
+        view = view or tx.tickets.view(change.ticket)
         assert view is not None
         queue = self.queues.get(view.queue) or self.config.queues[0]
         audience = self._audience(view, queue)

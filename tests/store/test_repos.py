@@ -110,3 +110,33 @@ async def test_the_checker_sees_a_scan(app: App) -> None:
     database = str(app.config.database.url).split("///", 1)[1]
     unindexed = [("SELECT id FROM tickets WHERE title = ?", ("x",))]
     assert list(scans(database, unindexed)) == [unindexed[0][0]]
+
+
+async def test_a_new_ticket_as_created_is_the_ticket_as_read_back(app: App) -> None:
+    """The worker hands the notifier the view ``create`` returns instead of reading the
+    ticket again: the two must be the same."""
+    from dataclasses import replace
+
+    from mailgate.core.model import Participant, Role
+    from mailgate.store.repos import Tx
+
+    now = app.clock.now()
+    people = [Participant("klant@org.nl", "Klant", Role.REQUESTER, "org.nl")]
+
+    def create(conn: Any) -> tuple[Any, Any]:
+        tx = Tx.on(conn)
+        view = app.desk.open(
+            tx,
+            queue="support",
+            title="Printer",
+            type_="incident",
+            priority="high",
+            requester="klant@org.nl",
+            actor="klant@org.nl",
+            now=now,
+        )
+        added = tx.tickets.add_participants(view.number, people, known=())
+        return replace(view, participants=tuple(added)), tx.tickets.view(view.number)
+
+    handed, read = await app.blocking.write(create)
+    assert handed == read

@@ -251,8 +251,10 @@ class TicketRepo:
         sla: SlaClock | None = None,
         answer_due: datetime | None = None,
         solve_due: datetime | None = None,
-    ) -> int:
-        """A new ticket, its SLA clock started as the caller computed it; its number."""
+    ) -> TicketView:
+        """A new ticket, its SLA clock started as the caller computed it; as a view (no
+        people yet), so that nothing needs to read it back."""
+        organisation = requester.rpartition("@")[2] if requester else None
         number = self.conn.execute(
             _CREATE,
             {
@@ -262,7 +264,7 @@ class TicketRepo:
                 "priority": priority,
                 "status": status,
                 "requester": requester,
-                "organisation": requester.rpartition("@")[2] if requester else None,
+                "organisation": organisation,
                 "assignee": None,
                 "approval": "none",
                 "quote": "",
@@ -276,7 +278,27 @@ class TicketRepo:
                 **_sla_values(sla or SlaClock(), answer_due, solve_due),
             },
         ).scalar_one()
-        return int(number)
+        return TicketView(
+            number=int(number),
+            queue=queue,
+            title=title,
+            type=type_,
+            priority=priority,
+            status=status,
+            requester=requester,
+            organisation=organisation,
+            assignee=None,
+            created_at=now,
+            updated_at=now,
+            updated_by=actor,
+            participants=(),
+            messages=(),
+            events=(),
+            action_by=action_by,
+            approval="none",
+            quote="",
+            merged_into=None,
+        )
 
     def touch(self, number: int, *, actor: str, now: datetime) -> None:
         """Record a change to the ticket: last changed, by whom, and a new version."""
