@@ -265,8 +265,10 @@ class Processor:
         for item in gathered.ready:
             if item.entry.id not in claimed:
                 continue  # done meanwhile, or another worker holds it
-            if applied and time.monotonic() > deadline:
-                break  # held the lock long enough: the rest waits for the next batch
+            if applied and (time.monotonic() > deadline or self.blocking.urgent_waiting()):
+                # Held the lock long enough, or a listener waits to record a mail (its client
+                # waits for the 250): commit what is done; the rest waits for the next batch.
+                break
             started = time.perf_counter()
             now = self.clock.now()
             with structlog.contextvars.bound_contextvars(spool_id=item.entry.id):

@@ -246,6 +246,12 @@ class Blocking:
         async with lock.hold(urgent=False):
             return await self._on_thread(work, write=True)
 
+    def urgent_waiting(self) -> bool:
+        """Whether an urgent writer of this process (mail intake) waits for the lock that
+        the current blocking work holds (SQLite); a long write should end early then."""
+        lock = write_lock(self.engine)
+        return lock is not None and lock.urgent_waiting
+
     async def read(self, work: Callable[[Connection], T]) -> T:
         """``work`` in a reading transaction."""
         if self.sync_engine is None:
