@@ -13,7 +13,7 @@ with 3 messages, 4 timers, 2 sent outbox mails (the newest month with their byte
 every query of the worker is indexed (tests/store/test_repos.py).
 
     .venv/bin/python bench/scale.py [--mails 1500] [--big 1000000] [--big-sqlite 100000]
-                                    [--intake 600] [--skip-instances]
+                                    [--intake 600] [--skip-instances] [--skip-history]
 """
 
 from __future__ import annotations
@@ -286,25 +286,30 @@ async def instances_part(cluster: Cluster, args: argparse.Namespace) -> None:
         print(f"{label:<28}{rates[0]:16.1f}{rates[1]:16.1f}{rates[1] / base[1]:11.2f}")
 
 
+async def history_part(cluster: Cluster, args: argparse.Namespace) -> None:
+    print(f"\nPart 2: intake of {args.intake} mails (half replies) with a history")
+    work = Path(tempfile.mkdtemp(prefix="mailgate-scale-sqlite-"))
+    try:
+        small = await intake_rate(f"sqlite+aiosqlite:///{work / 's.db'}", 1000, args.intake)
+        big = await intake_rate(
+            f"sqlite+aiosqlite:///{work / 'b.db'}", args.big_sqlite, args.intake
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    history("SQLite", small, big, args.big_sqlite)
+    small = await intake_rate(await cluster.database("small"), 1000, args.intake)
+    big = await intake_rate(await cluster.database("big"), args.big, args.intake)
+    history("PostgreSQL", small, big, args.big)
+
+
 async def main_async(args: argparse.Namespace) -> None:
     configure("error", "console")
     cluster = Cluster()
     try:
         if not args.skip_instances:
             await instances_part(cluster, args)
-        print(f"\nPart 2: intake of {args.intake} mails (half replies) with a history")
-        work = Path(tempfile.mkdtemp(prefix="mailgate-scale-sqlite-"))
-        try:
-            small = await intake_rate(f"sqlite+aiosqlite:///{work / 's.db'}", 1000, args.intake)
-            big = await intake_rate(
-                f"sqlite+aiosqlite:///{work / 'b.db'}", args.big_sqlite, args.intake
-            )
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        history("SQLite", small, big, args.big_sqlite)
-        small = await intake_rate(await cluster.database("small"), 1000, args.intake)
-        big = await intake_rate(await cluster.database("big"), args.big, args.intake)
-        history("PostgreSQL", small, big, args.big)
+        if not args.skip_history:
+            await history_part(cluster, args)
     finally:
         cluster.stop()
 
@@ -316,6 +321,7 @@ def main() -> int:
     parser.add_argument("--big", type=int, default=1_000_000)
     parser.add_argument("--big-sqlite", type=int, default=100_000)
     parser.add_argument("--skip-instances", action="store_true")
+    parser.add_argument("--skip-history", action="store_true")
     parser.add_argument("--intake", type=int, default=600)
     asyncio.run(main_async(parser.parse_args()))
     return 0

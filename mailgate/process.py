@@ -3,12 +3,13 @@
 A batch goes through three steps. Gather: one query loads the pending items
 with the bytes the spool still holds; on a thread, each mail is parsed and
 understood (``apply.prepare``) and its raw bytes and attachments are written to
-the blob store — no transaction open, no lock held. Apply: one writing
-transaction applies the batch (``apply.mail``) with a SAVEPOINT per mail, the
-spool row's state change inside the same savepoint, so a mail that fails rolls
-back alone and the others commit; the batch stops early when it has held the
-write lock for ``[worker] batch_time``, so intake commits are never starved.
-Finish: after the commit, each failed mail is quarantined with its error and a
+the blob store — no transaction open, no lock held; the next batch is gathered
+while the one before it is applied. Apply: one writing transaction claims the
+batch's spool rows, applies each mail (``apply.mail``) inside its own SAVEPOINT,
+so a mail that fails rolls back alone and the others commit, and marks the
+applied rows done; the batch stops early when it has held the write lock for
+``[worker] batch_time`` or a listener waits to record a mail, so intake commits
+are never starved. Finish: after the commit, each failed mail is quarantined with its error and a
 traceback id in its own transaction. A crash before the commit leaves the whole
 batch pending, processed again after the restart, exactly once. A temporary
 failure (database locked or down, disk full) defers the batch with backoff.
