@@ -1,0 +1,52 @@
+"""The pure helpers of applying a mail: what the ticket says of skipped parts, whom a
+bounce concerns, what is stored for display. (The application itself runs end to end
+in tests/test_process.py and tests/test_batches.py.)"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from mailgate.apply.mail import NOTED_SKIPS, failed_recipients, for_display, limit_notes
+from mailgate.core.bounces import DeliveryReport
+from mailgate.core.model import Attachment
+from mailgate.core.parse import parse_mail
+from mailgate.core.privacy import MASK
+from tests.mails import make_mail
+
+
+def files(n: int) -> tuple[Attachment, ...]:
+    return tuple(
+        Attachment(f"{i}.pdf", f"{i}.pdf", "application/pdf", b"x" * 10, "0" * 64) for i in range(n)
+    )
+
+
+def test_skipped_parts_are_named_a_handful_at_a_time_then_counted() -> None:
+    mail = parse_mail(make_mail())
+    assert limit_notes(mail, ()) == []
+    notes = limit_notes(mail, files(NOTED_SKIPS + 3))
+    assert len(notes) == NOTED_SKIPS + 1
+    assert notes[0].startswith("0.pdf (10 bytes) is over a limit")
+    assert notes[-1].startswith("and 3 more attachments")
+    unread = limit_notes(replace(mail, parts_skipped=7), ())
+    assert unread == [
+        "7 more MIME parts than [intake] max_parts were not read; the raw mail keeps them all"
+    ]
+
+
+def test_a_bounce_concerns_the_recipients_it_names_or_else_the_only_one() -> None:
+    report = DeliveryReport(("bob@x.nl",), "5.1.1", None, True)
+    assert failed_recipients(report, ("Bob@x.nl", "carol@x.nl")) == ("bob@x.nl",)
+    nameless = DeliveryReport((), "5.1.1", None, True)
+    assert failed_recipients(nameless, ("carol@x.nl",)) == ("carol@x.nl",)
+    assert failed_recipients(nameless, ("bob@x.nl", "carol@x.nl")) == ()
+
+
+def test_what_is_stored_has_bsn_masked_and_html_sanitised() -> None:
+    mail = replace(
+        parse_mail(make_mail(body="BSN 111222333")),
+        html='<p onclick="x()">BSN 111222333</p><script>alert(1)</script>',
+    )
+    shown, masked = for_display(mail)
+    assert masked == 1 and MASK in shown.text and "111222333" not in shown.text
+    assert shown.html is not None and "script" not in shown.html and "onclick" not in shown.html
+    assert MASK in shown.html
