@@ -224,9 +224,10 @@ async def session(
 class Blocking:
     """Runs blocking database work (``Callable[[Connection], T]``) in one transaction.
 
-    On a SQLite file: on one dedicated thread with its own connection, after this
-    process's write lock for a writer: a whole batch of statements is one hop off
-    the event loop, not one per statement as through aiosqlite. On PostgreSQL (and
+    On a SQLite file: on a dedicated thread with its own connection (one for
+    writing, after this process's write lock, one for reading): a whole batch of
+    statements is one hop off the event loop, not one per statement as through
+    aiosqlite. On PostgreSQL (and
     SQLite in memory): on the async engine's connection through ``run_sync``, where
     each statement is still a round trip to the server.
     """
@@ -234,7 +235,9 @@ class Blocking:
     def __init__(self, engine: AsyncEngine, sync_engine: Engine | None) -> None:
         self.engine = engine
         self.sync_engine = sync_engine
-        self._thread: ThreadPoolExecutor | None = None
+        # One thread (and connection) for writing, one for reading: in WAL a read never
+        # waits for the writer, so the next batch loads while the one before is applied.
+        self._threads: dict[bool, ThreadPoolExecutor] = {}
 
     async def write(self, work: Callable[[Connection], T]) -> T:
         """``work`` in a writing transaction (SQLite: ``BEGIN IMMEDIATE``), committed."""
@@ -260,8 +263,10 @@ class Blocking:
         return await self._on_thread(work, write=False)
 
     async def _on_thread(self, work: Callable[[Connection], T], *, write: bool) -> T:
-        if self._thread is None:
-            self._thread = ThreadPoolExecutor(1, thread_name_prefix="mailgate-db")
+        thread = self._threads.get(write)
+        if thread is None:
+            name = "mailgate-db-write" if write else "mailgate-db-read"
+            thread = self._threads[write] = ThreadPoolExecutor(1, thread_name_prefix=name)
         engine = self.sync_engine
         assert engine is not None
         bind = engine.execution_options(**{IMMEDIATE: True}) if write else engine
@@ -270,9 +275,9 @@ class Blocking:
             with bind.begin() as conn:
                 return work(conn)
 
-        return await asyncio.get_running_loop().run_in_executor(self._thread, run)
+        return await asyncio.get_running_loop().run_in_executor(thread, run)
 
     def close(self) -> None:
-        if self._thread is not None:
-            self._thread.shutdown(wait=True)
-            self._thread = None
+        for thread in self._threads.values():
+            thread.shutdown(wait=True)
+        self._threads.clear()

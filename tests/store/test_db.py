@@ -123,7 +123,7 @@ async def test_blocking_work_commits_as_a_whole_or_not_at_all_on_one_thread(
             await blocking.write(lambda c: write(c, 2, fail=True))
         rows = await blocking.read(lambda c: list(c.execute(text("SELECT v FROM t")).scalars()))
         assert rows == [1]  # the failed transaction left nothing
-        assert len(threads) == 1 and threading.get_ident() not in threads
+        assert len(threads) == 1 and threading.get_ident() not in threads  # one writer
     finally:
         blocking.close()
         await engine.dispose()
