@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, func, insert, select, update
+from sqlalchemy import Connection, bindparam, case, insert, select, update
 
 from mailgate.core.desk import TicketState
 from mailgate.core.model import (
@@ -544,9 +544,6 @@ class TicketRepo:
         if row is None:
             return None, ()
         return anchor(row.message_id, row.references.split("\n"))
-
-    def count(self) -> int:
-        return int(self.conn.execute(select(func.count()).select_from(TICKETS)).scalar_one())
 
 
 def _sla_values(
