@@ -43,6 +43,7 @@ from mailgate.process import Processor
 from mailgate.retention import purge_daily, purger_for
 from mailgate.store.db import (
     Blocking,
+    create_blocking_engine,
     create_engine,
     create_sqlite_sync_engine,
     session,
@@ -198,7 +199,15 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
         sla=config.sla.policy(),
         metrics=metrics,
     )
-    blocking = Blocking(engine, create_sqlite_sync_engine(engine, config.database.busy_timeout))
+    blocking = Blocking(
+        engine,
+        create_blocking_engine(
+            engine,
+            busy_timeout=config.database.busy_timeout,
+            statement_timeout=config.database.statement_timeout,
+            writers=config.worker.lanes + 1,  # and the sender
+        ),
+    )
     processor = Processor(
         blocking=blocking,
         raw=raw,
@@ -221,7 +230,7 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
     )
     scheduler = Scheduler(blocking=blocking, desk=desk, clock=clock, on_outbox=outbox_wake.set)
     sender = Sender(
-        engine=engine,
+        blocking=blocking,
         transport=transport_for(config.outbound.relay, config.outbound.maildir),
         config=config.outbound,
         clock=clock,

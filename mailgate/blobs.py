@@ -14,7 +14,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailgate.errors import StorageUnavailable
-from mailgate.store.files import private_dir
+from mailgate.store.files import fsync_dir, private_dir
 
 
 class BlobStore:
@@ -67,7 +67,7 @@ class BlobStore:
             for fd, tmp, target in pending:
                 os.close(fd)
                 Path(tmp).replace(target)
-            list(self._flusher().map(_fsync_dir, {target.parent for _, _, target in pending}))
+            list(self._flusher().map(fsync_dir, {target.parent for _, _, target in pending}))
         except OSError as exc:
             for fd, tmp, target in pending:
                 with contextlib.suppress(OSError):
@@ -92,14 +92,6 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Attachments(Protocol):

@@ -961,12 +961,10 @@ async def _outbox(app: App, args: argparse.Namespace, out: TextIO) -> int:
         if not ids and not args.dead:
             print(f"mailgate: no dead outbox mail {args.id}", file=sys.stderr)
             return EX_FAILED
-        for delivery in [await app.sender.deliver(i) for i in ids]:
-            if delivery is not None:
-                _print_json(
-                    out,
-                    {"id": delivery.outbox_id, "state": delivery.state, "detail": delivery.detail},
-                )
+        for delivery in await app.sender.send_now(ids):
+            _print_json(
+                out, {"id": delivery.outbox_id, "state": delivery.state, "detail": delivery.detail}
+            )
         return EX_OK
     with storage_errors("outbox list"):
         async with session(app.engine) as s:

@@ -109,6 +109,7 @@ class WorkerConfig:
     max_retry_delay: float
     batch_size: int = 32  # mails applied in one transaction, a savepoint each
     batch_time: float = 0.25  # seconds a batch may hold the write lock before it commits
+    lanes: int = 2  # PostgreSQL: batches applied side by side (SQLite has one writer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -522,6 +523,7 @@ def parse_config(
         max_retry_delay=s.number("max_retry_delay", 3600.0, low=0.0, high=86400.0),
         batch_size=s.integer("batch_size", 32, low=1, high=1000),
         batch_time=s.number("batch_time", 0.25, low=0.01, high=10.0),
+        lanes=s.integer("lanes", 2, low=1, high=16),
     )
     s.finish()
 

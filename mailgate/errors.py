@@ -38,6 +38,11 @@ class StorageUnavailable(TemporaryError):
     """The database or the data directory cannot take a write right now."""
 
 
+class CountsBusy(TemporaryError):
+    """Another instance holds the cap records a mail's automatic answers must count; the
+    mail waits for the next batch instead of waiting inside this one (PostgreSQL)."""
+
+
 class SourceUnavailable(TemporaryError):
     """A mail source (an IMAP server) could not be reached, or the connection broke."""
 

@@ -23,9 +23,10 @@ import contextlib
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import TypeVar
 
 import structlog
 from sqlalchemy import Connection
@@ -36,7 +37,7 @@ from mailgate.blobs import BlobStore
 from mailgate.clock import Clock
 from mailgate.config import WorkerConfig
 from mailgate.core.model import Action, SpoolEntry
-from mailgate.errors import MailgateError, StorageUnavailable
+from mailgate.errors import CountsBusy, MailgateError, StorageUnavailable
 from mailgate.metrics import Metrics
 from mailgate.store.db import Blocking, is_temporary, storage_errors
 from mailgate.store.repos import Tx
@@ -52,6 +53,7 @@ BATCH_BYTES = 16 * 1024 * 1024
 # The next batch is gathered ahead only when it is no larger than this: two large
 # batches in memory at once would double the worker's share of RSS.
 AHEAD_BYTES = 4 * 1024 * 1024
+T = TypeVar("T")
 
 __all__ = ["MAX_FAILING_WAIT", "Outcome", "Processor"]
 
@@ -73,6 +75,20 @@ class Gathered:
     blobs: dict[int, dict[str, bytes]]  # spool id → bytes for the database's blob table
     seconds: dict[int, float]  # spool id → CPU work so far
 
+    def joined(self, other: Gathered) -> Gathered:
+        """This batch's mails, then ``other``'s."""
+        return Gathered(
+            [*self.ready, *other.ready],
+            [*self.failed, *other.failed],
+            {**self.blobs, **other.blobs},
+            {**self.seconds, **other.seconds},
+        )
+
+    def without(self, reached: set[int]) -> Gathered | None:
+        """The mails not in ``reached`` (spool ids), ready to apply; None when none is."""
+        left = [item for item in self.ready if item.entry.id not in reached]
+        return Gathered(left, [], self.blobs, self.seconds) if left else None
+
 
 def batches(due: list[tuple[int, int]], count: int, size: int) -> list[list[int]]:
     """The ids of ``due`` ((id, bytes) pairs, in order) cut into batches of at most
@@ -91,8 +107,34 @@ def batches(due: list[tuple[int, int]], count: int, size: int) -> list[list[int]
     return found
 
 
+def lanes(items: Sequence[T], keys: Callable[[T], Iterable[str]], count: int) -> list[list[T]]:
+    """``items`` in at most ``count`` lanes such that items that share a key are in one
+    lane, in their order: the groups of items linked by shared keys, largest first, each
+    to the lane that holds the fewest so far. Empty lanes are left out."""
+    parent = list(range(len(items)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[str, int] = {}  # key -> the first item that has it
+    for i, item in enumerate(items):
+        for key in keys(item):
+            parent[root(i)] = root(first.setdefault(key, i))
+    groups: dict[int, list[int]] = {}
+    for i in range(len(items)):
+        groups.setdefault(root(i), []).append(i)
+    loads: list[list[int]] = [[] for _ in range(max(count, 1))]
+    for group in sorted(groups.values(), key=len, reverse=True):
+        min(loads, key=len).extend(group)
+    return [[items[i] for i in sorted(lane)] for lane in loads if lane]
+
+
 class Processor:
-    """Runs spool items through the ticket application, a batch per transaction."""
+    """Runs spool items through the ticket application, a batch per transaction; on
+    PostgreSQL a batch's independent mails in ``[worker] lanes`` transactions side by side."""
 
     def __init__(
         self,
@@ -118,6 +160,8 @@ class Processor:
         self.intake_busy = intake_busy
         self.on_outbox = on_outbox
         self.metrics = metrics
+        # SQLite has one writer at a time: lanes would only queue for its lock.
+        self.lanes = 1 if blocking.single_writer else worker.lanes
 
     async def process(self, spool_id: int) -> Outcome | None:
         """Process one item; None when it is not pending (done, or another worker has it)."""
@@ -127,35 +171,43 @@ class Processor:
     async def run_due(self, limit: int = 256) -> list[Outcome]:
         """Process the items that are due now, up to ``limit``, a batch at a time. The next
         batch is gathered while the one before it is applied: its parsing and its fsyncs
-        overlap the other's database work."""
+        overlap the other's database work. The mails a batch did not reach (out of lock
+        time, or waiting for the caps) lead the next one, gathered already."""
         now = self.clock.now()
         with storage_errors("list due"):
             due = await self.blocking.read(lambda conn: SpoolRepo(conn).due_sizes(now, limit))
         outcomes: list[Outcome] = []
-        chunks = batches(due, min(self.worker.batch_size, limit), BATCH_BYTES)
+        count = min(self.worker.batch_size * self.lanes, limit)
+        chunks = batches(due, count, BATCH_BYTES)
         size = dict(due)
         ahead: asyncio.Task[Gathered] | None = None
+        rest: Gathered | None = None  # gathered, not reached by the batch before
+        n = 0
         try:
-            for n, batch in enumerate(chunks):
+            while n < len(chunks) or rest is not None:
                 await self._give_way()
-                current = ahead or asyncio.create_task(self._gather(batch))
-                ahead = None
-                try:
-                    gathered = await current
-                except MailgateError as exc:
-                    if not exc.temporary:
-                        raise
-                    outcomes.extend(await self._defer(batch, exc))
-                    break
-                following = chunks[n + 1] if n + 1 < len(chunks) else []
-                if following and sum(size[i] for i in following) <= AHEAD_BYTES:
-                    ahead = asyncio.create_task(self._gather(following))
-                done = await self._apply(gathered)
+                if rest is not None and (n == len(chunks) or len(rest.ready) * 2 >= count):
+                    gathered = rest
+                else:
+                    current = ahead or asyncio.create_task(self._gather(chunks[n]))
+                    ahead = None
+                    try:
+                        fresh = await current
+                    except MailgateError as exc:
+                        if not exc.temporary:
+                            raise
+                        outcomes.extend(await self._defer(chunks[n], exc))
+                        break
+                    n += 1
+                    gathered = fresh if rest is None else rest.joined(fresh)
+                    following = chunks[n] if n < len(chunks) else []
+                    if following and sum(size[i] for i in following) <= AHEAD_BYTES:
+                        ahead = asyncio.create_task(self._gather(following))
+                done, reached = await self._apply_lanes(gathered)
                 outcomes.extend(done)
                 if any(o.action is Action.DEFERRED for o in done):
                     break  # storage is failing (locked, down, full): the next batch would too
-                if len(done) < len(batch):
-                    break  # the batch ran out of lock time: look again for what is due
+                rest = gathered.without(reached | {o.spool_id for o in done})
         finally:
             if ahead is not None:  # gathered for nothing: its mails stay pending
                 ahead.cancel()
@@ -171,25 +223,44 @@ class Processor:
             if not exc.temporary:
                 raise
             return await self._defer(list(spool_ids), exc)
-        return await self._apply(gathered)
+        outcomes, _ = await self._apply(gathered)
+        return outcomes
 
     async def _gather(self, spool_ids: Sequence[int]) -> Gathered:
         with storage_errors("read spool"):
             loaded = await self.blocking.read(lambda conn: SpoolRepo(conn).load(spool_ids))
         return await asyncio.to_thread(self._understand, loaded)
 
-    async def _apply(self, gathered: Gathered) -> list[Outcome]:
+    async def _apply_lanes(self, gathered: Gathered) -> tuple[list[Outcome], set[int]]:
+        """Apply a batch, its mails that share nothing (``Prepared.shared``) in separate
+        transactions side by side, each on its own connection (PostgreSQL)."""
+        parts = lanes(gathered.ready, Prepared.shared, self.lanes)
+        if len(parts) <= 1:
+            return await self._apply(gathered)
+        done = await asyncio.gather(
+            *(
+                self._apply(replace(gathered, ready=part, failed=[] if n else gathered.failed), n)
+                for n, part in enumerate(parts)
+            )
+        )
+        return [o for outcomes, _ in done for o in outcomes], {i for _, ids in done for i in ids}
+
+    async def _apply(self, gathered: Gathered, lane: int = 0) -> tuple[list[Outcome], set[int]]:
+        """Apply a batch in one transaction and finish it: the outcomes, and the spool ids
+        the batch reached (applied, failed, or passed over because another worker has them);
+        the others wait for the next batch."""
         applied: list[tuple[Prepared, Outcome | None, BaseException | None, float]] = []
         if gathered.ready:
             try:
                 with storage_errors("process mails"):
                     applied = await self.blocking.write(
-                        lambda conn: self._apply_all(conn, gathered)
+                        lambda conn: self._apply_all(conn, gathered), writer=f"lane-{lane}"
                     )
             except MailgateError as exc:
                 if not exc.temporary:
                     raise
-                return await self._defer([p.entry.id for p in gathered.ready], exc)
+                ids = [p.entry.id for p in gathered.ready]
+                return await self._defer(ids, exc), set(ids)
         outcomes = []
         for item, outcome, error, seconds in applied:
             seconds += gathered.seconds[item.entry.id]
@@ -202,7 +273,7 @@ class Processor:
             outcomes.append(await self._fail(failed))
         if any(o.action in NOTIFYING for o in outcomes):
             self.on_outbox()
-        return outcomes
+        return outcomes, {item.entry.id for item, *_ in applied}
 
     # --- gather (on a thread, no transaction) ------------------------------------------
 
@@ -264,8 +335,9 @@ class Processor:
         applied: list[tuple[Prepared, Outcome | None, BaseException | None, float]] = []
         done: list[Finished] = []
         for item in gathered.ready:
-            if item.entry.id not in claimed:
-                continue  # done meanwhile, or another worker holds it
+            if item.entry.id not in claimed:  # done meanwhile, or another worker holds it
+                applied.append((item, None, None, 0.0))
+                continue
             if applied and (time.monotonic() > deadline or self.blocking.urgent_waiting()):
                 # Held the lock long enough, or a listener waits to record a mail (its client
                 # waits for the 250): commit what is done; the rest waits for the next batch.
@@ -277,6 +349,11 @@ class Processor:
                     with tx.savepoint():
                         tx.put_blobs(gathered.blobs.get(item.entry.id, {}))
                         outcome = self.applier.apply(tx, item, now)
+                except CountsBusy as exc:
+                    # Another instance counts the same caps (PostgreSQL): rolled back; commit
+                    # what is done, which ends our hold, and this mail leads the next batch.
+                    log.debug("mail.waits_for_caps", reason=str(exc))
+                    break
                 except Exception as exc:
                     if is_temporary(exc):
                         raise  # the database is failing: the whole batch waits

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -16,7 +18,7 @@ from mailgate.clock import FrozenClock
 from mailgate.config import Config
 from mailgate.core.model import Action
 from mailgate.intake.spool import Received
-from mailgate.process import batches
+from mailgate.process import batches, lanes
 from mailgate.store.db import session
 from mailgate.store.repos import Repo, Tx
 from tests.mails import make_mail
@@ -152,3 +154,92 @@ async def test_two_workers_count_the_caps_on_automatic_mail_exactly(
     finally:
         await one.close()
         await two.close()
+
+
+def test_lanes_keep_mails_that_share_a_key_together_and_in_order() -> None:
+    keys = {
+        "a1": {"domain a", "mailbox 1"},
+        "b1": {"domain b"},
+        "a2": {"domain a"},
+        "c1": {"domain c", "ticket 7"},
+        "d1": {"ticket 7"},  # a reply to the ticket c1 named: c1's lane
+        "e1": {"domain e"},
+    }
+    found = lanes(list(keys), keys.__getitem__, 2)
+    assert sorted(map(sorted, found)) == [["a1", "a2", "b1"], ["c1", "d1", "e1"]]
+    assert all(lane == sorted(lane, key=list(keys).index) for lane in found)  # order kept
+    assert lanes(list(keys), keys.__getitem__, 1) == [list(keys)]
+    assert lanes(["x", "y"], lambda _: {"same"}, 4) == [["x", "y"]]  # empty lanes left out
+    assert lanes([], keys.__getitem__, 2) == []
+
+
+async def test_mails_a_batch_did_not_reach_lead_the_next_without_being_parsed_again(
+    make_config: Callable[..., Config], clock: FrozenClock
+) -> None:
+    config = make_config(worker={"batch_size": 20, "batch_time": 0.01})
+    app = await build_app(config, clock)
+    try:
+        ids = await store(app, 20)
+        real = app.processor.applier
+        slow = Slow(real)
+        app.processor.applier = slow  # type: ignore[assignment]
+        parsed: list[int] = []
+        prepare = app.processor.preparer.prepare
+
+        def counting(entry: Any, raw: bytes, *, drop_raw: bool) -> Prepared:
+            parsed.append(entry.id)
+            return prepare(entry, raw, drop_raw=drop_raw)
+
+        object.__setattr__(app.processor, "preparer", Counting(counting))
+        outcomes = await app.processor.run_due()
+        assert sorted(o.spool_id for o in outcomes) == ids  # all of them, in one round
+        assert sorted(parsed) == ids  # each parsed once, though batches ended early
+        assert slow.batches > 1
+        assert await count(app, "SELECT count(*) FROM tickets") == 20
+    finally:
+        await app.close()
+
+
+class Slow:
+    """The real application, taking 5 ms a mail: a batch runs out of lock time."""
+
+    def __init__(self, real: Applier) -> None:
+        self.real = real
+        self.batches = 0
+        self.last: Tx | None = None
+
+    def apply(self, tx: Tx, item: Prepared, now: datetime) -> Outcome | None:
+        if tx is not self.last:
+            self.batches += 1
+            self.last = tx
+        time.sleep(0.005)
+        return self.real.apply(tx, item, now)
+
+
+class Counting:
+    def __init__(self, prepare: Callable[..., Prepared]) -> None:
+        self.prepare = prepare
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_lanes_apply_a_batch_side_by_side_each_mail_once(
+    make_config: Callable[..., Config], clock: FrozenClock
+) -> None:
+    config = make_config(worker={"batch_size": 10, "lanes": 2})
+    app = await build_app(config, clock)
+    try:
+        stored = []
+        for n in range(48):  # four customers at four organisations, twelve mails each
+            sender = f"klant{n % 4}@org{n % 4}.nl"
+            raw = make_mail(sender=sender, subject=f"Vraag {n}")
+            stored.append((await app.spool.store(Received(raw, "t"))).spool_id)
+        outcomes = await app.processor.run_due()
+        assert sorted(o.spool_id for o in outcomes) == stored
+        assert {o.action for o in outcomes} == {Action.CREATED}
+        assert {"lane-0", "lane-1"} <= set(app.blocking._threads)
+        assert await count(app, "SELECT count(*) FROM tickets") == 48
+        # Each customer's cap held, whichever lanes their mails went to.
+        acks = "SELECT count(*) FROM outbox WHERE kind = 'ack'"
+        assert await count(app, acks) == 4 * config.outbound.max_automatic_per_recipient_per_hour
+    finally:
+        await app.close()

@@ -11,6 +11,7 @@ from mailgate.core.bounces import DeliveryReport, delivery_report
 from mailgate.core.classify import Category, Classification, classify, confirm_bounce, may_be_bounce
 from mailgate.core.model import Attachment, ParsedMail, SpoolEntry, within_limits
 from mailgate.core.parse import parse_mail
+from mailgate.core.parties import PUBLIC_DOMAINS, domain_of, mailbox
 from mailgate.core.route import Evidence, gather_evidence
 from mailgate.core.tokens import TokenCodec
 
@@ -26,6 +27,26 @@ class Prepared:
     classified: Classification
     report: DeliveryReport | None  # when it may be a bounce of ours
     drop_raw: bool  # the bytes moved from the spool row into the blob store: the row's go
+
+    def shared(self) -> frozenset[str]:
+        """What applying this mail may lock or count that another mail's application may
+        too: the tickets and messages it names, the mailboxes and organisation domains
+        its automatic answer would go to (the caps), and one key for every bounce (they
+        touch the outbox rows they return). Mails that share none can be applied side by
+        side without waiting for each other."""
+        keys = {f"ticket {n}" for n in self.evidence.ticket_numbers}
+        keys.update(f"message {m}" for m in self.evidence.message_ids)
+        mail = self.mail
+        for address in (mail.from_addr, *mail.reply_to):
+            if address is None:
+                continue
+            keys.add(f"mailbox {mailbox(address.email)}")
+            domain = domain_of(address.email)
+            if domain not in PUBLIC_DOMAINS:
+                keys.add(f"domain {domain}")
+        if self.report is not None or self.evidence.bounces:
+            keys.add("bounces")
+        return frozenset(keys)
 
 
 @dataclass(frozen=True, slots=True)

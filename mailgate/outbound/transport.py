@@ -19,38 +19,60 @@ import aiosmtplib
 
 from mailgate.config import RelayConfig
 from mailgate.errors import DeliveryDeferred, DeliveryFailed
-from mailgate.store.files import private_dir
+from mailgate.store.files import fsync_dir, private_dir
 
 
 class Transport(Protocol):
-    """Delivers one mail; returns a short receipt (the server's reply or the file)."""
+    """Delivers mails, a round at a time: ``send`` each, then ``settle``."""
 
     async def send(
-        self, envelope_from: str, recipients: Sequence[str], raw: bytes, *, key: str = ""
+        self,
+        envelope_from: str,
+        recipients: Sequence[str],
+        raw: bytes,
+        *,
+        key: str = "",
+        again: bool = True,
     ) -> str:
-        """``key`` names the mail (stable across tries, unique per mail) where the transport
-        can use it to deliver each mail at most once."""
+        """Deliver one mail; a short receipt (the server's reply or the file). ``key`` names
+        the mail (stable across tries, unique per mail) where the transport can use it to
+        deliver each mail at most once; ``again``: an earlier try may have delivered it."""
+        ...
+
+    async def settle(self) -> None:
+        """Make the deliveries so far durable (a maildir's renames); the sender records
+        mails sent only after this returns."""
+        ...
+
+    async def close(self) -> None:
+        """End the round (the relay's connection: QUIT)."""
         ...
 
 
 class MaildirTransport:
     """Writes each mail as a file into ``new/`` of a maildir (tmp, fsync, rename), private to
-    mailgate's user (directories 0700, files 0600).
+    mailgate's user (directories 0700, files 0600); ``settle`` makes a round's renames
+    durable with one fsync of ``new/``.
 
     The file name is derived from the mail's Message-ID, so delivering the same outbox mail
     twice (after a failure to record the first delivery) finds the file already there and
-    writes nothing: the maildir holds each mail once.
+    writes nothing: the maildir holds each mail once. Only a mail tried before is looked
+    for (``again``): a first try cannot have a file.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._made = False
+        self._unsettled = False
 
-    def _write(self, name: str, raw: bytes) -> tuple[Path, bool]:
-        for sub in ("tmp", "new", "cur"):
-            private_dir(self.root / sub)
+    def _write(self, name: str, raw: bytes, again: bool) -> tuple[Path, bool]:
+        if not self._made:
+            for sub in ("tmp", "new", "cur"):
+                private_dir(self.root / sub)
+            self._made = True
         target = self.root / "new" / name
         # A reader may have moved it to cur/, adding ":2,<flags>" to the name.
-        if target.exists() or any((self.root / "cur").glob(f"{name}:*")):
+        if again and (target.exists() or any((self.root / "cur").glob(f"{name}:*"))):
             return target, False
         tmp = self.root / "tmp" / name
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -59,20 +81,40 @@ class MaildirTransport:
             handle.flush()
             os.fsync(handle.fileno())
         tmp.replace(target)
+        self._unsettled = True
         return target, True
 
     async def send(
-        self, envelope_from: str, recipients: Sequence[str], raw: bytes, *, key: str = ""
+        self,
+        envelope_from: str,
+        recipients: Sequence[str],
+        raw: bytes,
+        *,
+        key: str = "",
+        again: bool = True,
     ) -> str:
         name = _maildir_name(key or hashlib.sha256(raw).hexdigest())
         header = (
             f"Return-Path: <{envelope_from}>\r\nDelivered-To: {', '.join(recipients)}\r\n"
         ).encode()
         try:
-            path, written = await asyncio.to_thread(self._write, name, header + raw)
+            path, written = await asyncio.to_thread(self._write, name, header + raw, again)
         except OSError as exc:
+            self._made = False  # the directory may have gone: make it again next time
             raise DeliveryDeferred(f"maildir {self.root}: {exc.strerror}") from exc
         return f"maildir {path.name}" + ("" if written else " (already there)")
+
+    async def settle(self) -> None:
+        if not self._unsettled:
+            return
+        try:
+            await asyncio.to_thread(fsync_dir, self.root / "new")
+        except OSError as exc:
+            raise DeliveryDeferred(f"maildir {self.root}: {exc.strerror}") from exc
+        self._unsettled = False
+
+    async def close(self) -> None:
+        return
 
 
 def _maildir_name(key: str) -> str:
@@ -82,14 +124,20 @@ def _maildir_name(key: str) -> str:
 
 
 class SmtpRelay:
-    """Sends through the configured SMTP relay with aiosmtplib."""
+    """Sends through the configured SMTP relay with aiosmtplib, one connection a round: the
+    next mail of the round goes over the connection the last one used (``RSET`` is not
+    needed: each delivered mail ends its transaction), and ``close`` says QUIT. A relay's
+    250 is final: ``settle`` has nothing to do. A
+    connection that failed in any way is closed, never used again; a kept connection
+    the relay closed meanwhile is replaced once before the mail counts as deferred."""
 
     def __init__(self, config: RelayConfig) -> None:
         self.config = config
+        self._client: aiosmtplib.SMTP | None = None
 
-    async def send(
-        self, envelope_from: str, recipients: Sequence[str], raw: bytes, *, key: str = ""
-    ) -> str:
+    async def _connected(self) -> aiosmtplib.SMTP:
+        if self._client is not None and self._client.is_connected:
+            return self._client
         cfg = self.config
         client = aiosmtplib.SMTP(
             hostname=cfg.host,
@@ -102,25 +150,73 @@ class SmtpRelay:
             await client.connect()
             if cfg.username:
                 await client.login(cfg.username, cfg.password)
-            errors, reply = await client.sendmail(envelope_from, list(recipients), raw)
-            await client.quit()
+        except BaseException:
+            client.close()
+            raise
+        self._client = client
+        return client
+
+    def _drop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def send(
+        self,
+        envelope_from: str,
+        recipients: Sequence[str],
+        raw: bytes,
+        *,
+        key: str = "",
+        again: bool = True,
+    ) -> str:
+        kept = self._client is not None and self._client.is_connected
+        try:
+            try:
+                client = await self._connected()
+                errors, reply = await client.sendmail(envelope_from, list(recipients), raw)
+            except aiosmtplib.SMTPServerDisconnected:
+                if not kept:
+                    raise
+                self._drop()  # the relay closed the kept connection (idle timeout): once more
+                client = await self._connected()
+                errors, reply = await client.sendmail(envelope_from, list(recipients), raw)
         except aiosmtplib.SMTPRecipientsRefused as exc:
+            self._drop()
             codes = [r.code for r in exc.recipients]
             detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
             if all(500 <= c < 600 for c in codes):
                 raise DeliveryFailed(detail) from exc
             raise DeliveryDeferred(detail) from exc
         except aiosmtplib.SMTPResponseException as exc:
+            self._drop()
             detail = f"{exc.code} {exc.message}"
             if 500 <= exc.code < 600:
                 raise DeliveryFailed(detail) from exc
             raise DeliveryDeferred(detail) from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            raise DeliveryDeferred(f"relay {cfg.host}:{cfg.port}: {exc}") from exc
-        finally:
-            client.close()
+            self._drop()
+            raise DeliveryDeferred(f"relay {self.config.host}:{self.config.port}: {exc}") from exc
+        except BaseException:
+            self._drop()
+            raise
         refused = "; ".join(f"{rcpt}: {r.code} {r.message}" for rcpt, r in errors.items())
         return f"{reply}" + (f" (refused: {refused})" if refused else "")
+
+    async def settle(self) -> None:
+        return
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            if client.is_connected:
+                await client.quit()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            pass  # every mail of the round has its 250 already
+        finally:
+            client.close()
 
 
 def transport_for(relay: RelayConfig, maildir: Path) -> Transport:

@@ -4,7 +4,7 @@ SQLite runs in WAL mode with ``synchronous=FULL`` (a commit is on disk before it
 returns, which is what lets the intake acknowledge a mail), foreign keys on, and
 a busy timeout from config. Writing transactions start with ``BEGIN IMMEDIATE``
 so that two writers queue for the lock up front instead of failing halfway.
-PostgreSQL runs through asyncpg.
+PostgreSQL runs through asyncpg, and blocking work (``Blocking``) through psycopg.
 """
 
 from __future__ import annotations
@@ -88,6 +88,27 @@ def create_sqlite_sync_engine(engine: AsyncEngine, busy_timeout: float) -> Engin
     )
     _sqlite_pragmas(sync, busy_timeout)
     return sync
+
+
+def create_blocking_engine(
+    engine: AsyncEngine, *, busy_timeout: float, statement_timeout: float = 0.0, writers: int = 1
+) -> Engine | None:
+    """The blocking engine ``Blocking`` runs its work on: the SQLite file's (above), or for
+    PostgreSQL the same database through psycopg, a connection for each of ``writers``
+    threads and the reading one, checked before use and with the same statement timeout.
+    None for SQLite in memory, whose work stays on the async engine's one connection.
+    """
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        return create_sqlite_sync_engine(engine, busy_timeout)
+    options = f"-c statement_timeout={int(statement_timeout * 1000)}" if statement_timeout else ""
+    return sa_create_engine(
+        url.set(drivername="postgresql+psycopg"),
+        pool_pre_ping=True,
+        pool_size=writers + 1,
+        max_overflow=2,
+        connect_args={"connect_timeout": max(int(busy_timeout), 1), "options": options},
+    )
 
 
 def _sqlite_pragmas(engine: Engine, busy_timeout: float) -> None:
@@ -224,30 +245,37 @@ async def session(
 class Blocking:
     """Runs blocking database work (``Callable[[Connection], T]``) in one transaction.
 
-    On a SQLite file: on a dedicated thread with its own connection (one for
-    writing, after this process's write lock, one for reading): a whole batch of
-    statements is one hop off the event loop, not one per statement as through
-    aiosqlite. On PostgreSQL (and
-    SQLite in memory): on the async engine's connection through ``run_sync``, where
-    each statement is still a round trip to the server.
+    On a SQLite file or PostgreSQL: on a dedicated thread with its own connection
+    (one per named writer, one for reading): a whole batch of statements is one
+    hop off the event loop, not one per statement as through an async driver.
+    SQLite's writers of this process take turns by this process's write lock
+    first. On SQLite in memory: on the async engine's one connection through
+    ``run_sync``.
     """
 
     def __init__(self, engine: AsyncEngine, sync_engine: Engine | None) -> None:
         self.engine = engine
         self.sync_engine = sync_engine
-        # One thread (and connection) for writing, one for reading: in WAL a read never
+        # A thread (and connection) per writer, one for reading: in WAL a read never
         # waits for the writer, so the next batch loads while the one before is applied.
-        self._threads: dict[bool, ThreadPoolExecutor] = {}
+        self._threads: dict[str, ThreadPoolExecutor] = {}
 
-    async def write(self, work: Callable[[Connection], T]) -> T:
-        """``work`` in a writing transaction (SQLite: ``BEGIN IMMEDIATE``), committed."""
+    async def write(self, work: Callable[[Connection], T], *, writer: str = "write") -> T:
+        """``work`` in a writing transaction (SQLite: ``BEGIN IMMEDIATE``), committed, on the
+        thread of ``writer``: work of different writers runs side by side on PostgreSQL."""
         if self.sync_engine is None:
             async with session(self.engine, write=True) as s:
                 return await s.run_sync(lambda sync: work(sync.connection()))
         lock = write_lock(self.engine)
-        assert lock is not None
-        async with lock.hold(urgent=False):
-            return await self._on_thread(work, write=True)
+        if lock is None:
+            return await self._on_thread(work, writer, write=True)
+        async with lock.hold(urgent=False):  # one writer at a time: one thread serves them
+            return await self._on_thread(work, "write", write=True)
+
+    @property
+    def single_writer(self) -> bool:
+        """Whether one writer at a time is all the database takes (SQLite)."""
+        return self.engine.dialect.name == "sqlite"
 
     def urgent_waiting(self) -> bool:
         """Whether an urgent writer of this process (mail intake) waits for the lock that
@@ -260,13 +288,13 @@ class Blocking:
         if self.sync_engine is None:
             async with session(self.engine) as s:
                 return await s.run_sync(lambda sync: work(sync.connection()))
-        return await self._on_thread(work, write=False)
+        return await self._on_thread(work, "read", write=False)
 
-    async def _on_thread(self, work: Callable[[Connection], T], *, write: bool) -> T:
-        thread = self._threads.get(write)
+    async def _on_thread(self, work: Callable[[Connection], T], name: str, *, write: bool) -> T:
+        thread = self._threads.get(name)
         if thread is None:
-            name = "mailgate-db-write" if write else "mailgate-db-read"
-            thread = self._threads[write] = ThreadPoolExecutor(1, thread_name_prefix=name)
+            prefix = f"mailgate-db-{name}"
+            thread = self._threads[name] = ThreadPoolExecutor(1, thread_name_prefix=prefix)
         engine = self.sync_engine
         assert engine is not None
         bind = engine.execution_options(**{IMMEDIATE: True}) if write else engine
@@ -281,3 +309,5 @@ class Blocking:
         for thread in self._threads.values():
             thread.shutdown(wait=True)
         self._threads.clear()
+        if self.sync_engine is not None:
+            self.sync_engine.dispose()

@@ -78,3 +78,27 @@ def test_a_bounce_comes_with_its_delivery_report() -> None:
     )
     item = PREPARER.prepare(entry(), raw, drop_raw=False)
     assert item.report is not None
+
+
+def test_what_a_mail_shares_with_others_names_its_thread_and_whom_the_caps_count() -> None:
+    def shared(raw: bytes) -> frozenset[str]:
+        return PREPARER.prepare(entry(), raw, drop_raw=False).shared()
+
+    reply = shared(
+        make_mail(
+            sender="Klant <k.de.vries+werk@org.nl>",
+            subject=f"RE: {CODEC.subject_tag(7)} printer",
+            references="<first@org.nl>",
+        )
+    )
+    assert {"ticket 7", "message first@org.nl", "mailbox k.de.vries@org.nl", "domain org.nl"} <= (
+        reply
+    )
+    # A mailbox at a public provider counts for itself; its domain is everybody's.
+    assert shared(make_mail(sender="jan@gmail.com")) == {"mailbox jan@gmail.com"}
+    bounce = make_mail(
+        sender="MAILER-DAEMON@mx.org.nl",
+        subject="Undelivered Mail",
+        body="Final-Recipient: rfc822; k@org.nl\nAction: failed\nStatus: 5.1.1\n",
+    )
+    assert "bounces" in shared(bounce)

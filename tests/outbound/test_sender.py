@@ -17,7 +17,7 @@ from mailgate.clock import FrozenClock
 from mailgate.config import Config
 from mailgate.errors import MailgateError
 from mailgate.store.db import session
-from mailgate.store.repos import Repo
+from mailgate.store.repos import Repo, Tx
 from tests.conftest import deliver, free_port
 from tests.mails import make_mail
 
@@ -28,8 +28,13 @@ class RelayHandler:
 
     reply: str = "250 2.0.0 Ok: queued"
     received: list[tuple[str, list[str], bytes]] = field(default_factory=list)
+    connections: set[int] = field(default_factory=set)  # the sessions mail came over
+    hang_up: bool = False  # close the connection right after each accepted mail
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.connections.add(id(session))
+        if self.hang_up and server.transport is not None:
+            asyncio.get_running_loop().call_later(0.05, server.transport.close)
         if self.reply.startswith("250"):
             self.received.append(
                 (str(envelope.mail_from), list(envelope.rcpt_tos), envelope.original_content or b"")
@@ -103,6 +108,85 @@ async def test_relay_down_then_up_delivers_every_mail_exactly_once(
     assert b"Auto-Submitted:" in raw
 
 
+async def test_a_round_goes_over_one_relay_connection_and_ends_it(
+    relayed_app: App, relay: Relay
+) -> None:
+    await relay.start()
+    for n in range(3):
+        await deliver(relayed_app, make_mail(subject=f"Storing {n}"))
+    results = await relayed_app.sender.run_due()
+    assert [d.state for d in results] == ["sent"] * 6
+    assert len(relay.handler.received) == 6
+    assert len(relay.handler.connections) == 1
+    transport = relayed_app.sender.transport
+    assert getattr(transport, "_client", None) is None  # QUIT said: nothing kept between rounds
+
+
+async def test_a_relay_that_hangs_up_between_mails_gets_each_over_a_new_connection(
+    relayed_app: App, relay: Relay
+) -> None:
+    relay.handler.hang_up = True
+    await relay.start()
+    await deliver(relayed_app, make_mail())
+    sent: list[str] = []
+    for item in await _outbox(relayed_app):
+        await asyncio.sleep(0.2)  # the relay has hung up on the kept connection meanwhile
+        results = await relayed_app.sender.send_now([item.id])
+        sent += [d.state for d in results]
+    assert sent == ["sent", "sent"]
+    assert len(relay.handler.connections) == 2
+
+
+async def test_a_sender_that_stops_mid_round_hands_back_what_it_did_not_try(
+    relayed_app: App, relay: Relay
+) -> None:
+    await relay.start()
+    for n in range(3):
+        await deliver(relayed_app, make_mail(subject=f"Storing {n}"))
+    stop = asyncio.Event()
+    transport = relayed_app.sender.transport
+    inner_send = transport.send
+
+    async def send_then_stop(*args: Any, **kwargs: Any) -> str:
+        stop.set()  # the daemon is told to stop while the first mail goes out
+        return await inner_send(*args, **kwargs)
+
+    transport.send = send_then_stop  # type: ignore[method-assign]
+    results = await relayed_app.sender.run_due(stop=stop)
+    assert [d.state for d in results] == ["sent"]
+    states = await _states(relayed_app)
+    assert sorted((s, a) for _, s, a in states) == [("pending", 0)] * 5 + [("sent", 1)]
+    transport.send = inner_send  # type: ignore[method-assign]
+    assert [d.state for d in await relayed_app.sender.run_due()] == ["sent"] * 5  # at once
+
+
+async def test_two_senders_claim_disjoint_mails(app: App) -> None:
+    """Two senders (instances) claiming at the same time each get their own mails: the
+    second skips the rows the first holds (PostgreSQL), or waits for its commit (SQLite)."""
+    import threading
+
+    for n in range(4):
+        await deliver(app, make_mail(subject=f"Storing {n}"))
+    now = app.clock.now()
+    claimed_first = threading.Event()
+
+    def first(conn: Any) -> list[int]:
+        claimed = Tx.on(conn).outbox.claim(now=now, stale_before=now, limit=3)
+        claimed_first.set()
+        threading.Event().wait(0.3)  # still holding the rows while the second claims
+        return [item.id for item, _ in claimed]
+
+    def second(conn: Any) -> list[int]:
+        claimed_first.wait(5)
+        return [item.id for item, _ in Tx.on(conn).outbox.claim(now=now, stale_before=now, limit=8)]
+
+    a, b = await asyncio.gather(
+        app.blocking.write(first, writer="one"), app.blocking.write(second, writer="two")
+    )
+    assert len(a) == 3 and not set(a) & set(b)
+    assert sorted(a + b) == sorted(i.id for i in await _outbox(app))
+
+
 async def test_relay_550_makes_the_mail_dead_with_its_reply_on_the_ticket(
     relayed_app: App, relay: Relay
 ) -> None:
@@ -148,10 +232,7 @@ async def test_crash_while_sending_is_retried_after_the_claim_goes_stale(
 ) -> None:
     await relay.start()
     await deliver(relayed_app, make_mail())
-    async with session(relayed_app.engine, write=True) as s:  # a sender that died mid-send
-        repo = Repo(s)
-        for item in await repo.outbox_list():
-            await repo.outbox_claim(item.id, clock.now(), clock.now() - timedelta(minutes=5))
+    await _claim_all(relayed_app, clock)  # a sender that died mid-send
     assert await relayed_app.sender.run_due() == []
     clock.advance(timedelta(minutes=6))
     assert [d.state for d in await relayed_app.sender.run_due()] == ["sent", "sent"]
@@ -200,15 +281,23 @@ class LockAfterDelivery:
         self.lock: Any = None
         self.locked_once = False
 
-    async def send(self, envelope_from: str, recipients: Any, raw: bytes, *, key: str = "") -> str:
+    async def send(
+        self, envelope_from: str, recipients: Any, raw: bytes, *, key: str = "", again: bool = True
+    ) -> str:
         import sqlite3
 
-        receipt = str(await self.inner.send(envelope_from, recipients, raw, key=key))
+        receipt = str(await self.inner.send(envelope_from, recipients, raw, key=key, again=again))
         if not self.locked_once:
             self.locked_once = True
             self.lock = sqlite3.connect(self.database, isolation_level=None)
             self.lock.execute("BEGIN EXCLUSIVE")
         return receipt
+
+    async def settle(self) -> None:
+        await self.inner.settle()
+
+    async def close(self) -> None:
+        await self.inner.close()
 
     def release(self) -> None:
         if self.lock is not None:
@@ -230,28 +319,33 @@ async def test_a_locked_database_between_delivery_and_marking_sends_nothing_twic
         database = str(config.database.url).split("///", 1)[1]
         locking = LockAfterDelivery(app.sender.transport, database)
         app.sender.transport = locking
-        first = await app.sender.run_due()  # delivered, then "sent" could not be recorded
-        assert [d.state for d in first] == ["sent"]
+        # Both mails of the round delivered, then "sent" could not be recorded.
+        first = await app.sender.run_due()
+        assert [d.state for d in first] == ["sent", "sent"]
+        assert sorted(app.sender.unrecorded) == [d.outbox_id for d in first]
         with pytest.raises(MailgateError):  # still locked: nothing new goes out meanwhile
             await app.sender.run_due()
         locking.release()
-        assert [d.state for d in await app.sender.run_due()] == ["sent"]  # the second mail
+        assert await app.sender.run_due() == []  # recorded now, and nothing sent again
         assert [s for _, s, _ in await _states(app)] == ["sent", "sent"]
         files = sorted((config.outbound.maildir / "new").iterdir())
         assert len(files) == 2
 
         # And a sender that died in that window: its claim goes stale, a new process tries
         # again, finds the file of that outbox mail, and writes nothing.
-        async with session(app.engine, write=True) as s:
-            repo = Repo(s)
-            for item in await repo.outbox_list():
-                await repo.outbox_finish(
-                    item.id, state="pending", now=clock.now(), retry_at=clock.now()
-                )
-                await repo.outbox_claim(item.id, clock.now(), clock.now() - timedelta(minutes=5))
+        await app.blocking.write(
+            lambda conn: Tx.on(conn).outbox.finish(
+                [d.outbox_id for d in first], state="pending", now=clock.now(), retry_at=clock.now()
+            )
+        )
+        await _claim_all(app, clock)
         clock.advance(timedelta(minutes=5))
         fresh = Sender(
-            engine=app.engine, transport=locking.inner, config=config.outbound, clock=clock
+            blocking=app.blocking,
+            transport=locking.inner,
+            config=config.outbound,
+            clock=clock,
+            metrics=app.metrics,
         )
         again = await fresh.run_due()
         assert [d.state for d in again] == ["sent", "sent"]
@@ -294,6 +388,17 @@ async def test_the_outbox_keeps_a_sent_mails_bytes_for_keep_sent_days_and_its_ro
         assert (bounce.action.value, bounce.ticket) == ("bounce", outcome.ticket)
     finally:
         await app.close()
+
+
+async def _claim_all(app: App, clock: FrozenClock) -> list[int]:
+    """Claim every due mail as a sender would right before sending (and then die)."""
+    now = clock.now()
+    claimed = await app.blocking.write(
+        lambda conn: Tx.on(conn).outbox.claim(
+            now=now, stale_before=now - timedelta(minutes=5), limit=100
+        )
+    )
+    return [item.id for item, _ in claimed]
 
 
 async def _outbox(app: App) -> list[Any]:

@@ -4,6 +4,7 @@ replies by tag, References and plus-address, an agent's command, a stranger, a b
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -140,3 +141,40 @@ async def test_a_new_ticket_as_created_is_the_ticket_as_read_back(app: App) -> N
 
     handed, read = await app.blocking.write(create)
     assert handed == read
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_a_batch_holding_cap_records_never_waits_for_more(app: App) -> None:
+    """A transaction's first hold on cap records waits for them; once it holds some, a key
+    another instance holds raises ``CountsBusy`` instead of waiting (which could close a
+    circle of instances waiting for each other's batches)."""
+    import threading
+
+    from mailgate.errors import CountsBusy
+    from mailgate.store.repos import Tx
+
+    held = threading.Event()
+    done = threading.Event()
+
+    def other(conn: Any) -> None:
+        Tx.on(conn).outbox.hold_counts(["domain org.nl"])
+        held.set()
+        done.wait(5)
+
+    def batch(conn: Any) -> str:
+        held.wait(5)
+        outbox = Tx.on(conn).outbox
+        outbox.hold_counts(["mailbox a@elders.nl", "domain elders.nl"])  # free: taken
+        outbox.hold_counts(["domain elders.nl"])  # ours already: fine
+        try:
+            outbox.hold_counts(["domain org.nl"])
+        except CountsBusy as exc:
+            return str(exc)
+        finally:
+            done.set()
+        return "not busy"
+
+    _, busy = await asyncio.gather(
+        app.blocking.write(other, writer="other"), app.blocking.write(batch, writer="batch")
+    )
+    assert "domain org.nl" in busy

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, text, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, text, update
 
 from mailgate.core.model import OutboxItem
 from mailgate.core.notify import Kind
 from mailgate.core.parties import AutoAnswer
+from mailgate.errors import CountsBusy
 from mailgate.store.tables import table
 
 OUTBOX = table("outbox")
@@ -86,6 +87,8 @@ ITEM_COLUMNS = tuple(c for c in OUTBOX.c if c.name != "raw")
 _ADD = insert(OUTBOX)
 _COUNT = insert(AUTO_ANSWERS)
 _TOP = select(func.max(OUTBOX.c.id))
+_DRAW = text("SELECT nextval(pg_get_serial_sequence('outbox', 'id')) FROM generate_series(1, :n)")
+ID_BLOCK = 32  # PostgreSQL: outbox ids drawn at a time
 _GET = select(*ITEM_COLUMNS).where(OUTBOX.c.id == bindparam("id"))
 _ANSWERS = select(
     AUTO_ANSWERS.c.mailbox,
@@ -103,7 +106,33 @@ _TO_DOMAIN = _ANSWERS.where(AUTO_ANSWERS.c.domain == bindparam("domain")).order_
 _FOR_TICKET = select(func.count(func.distinct(AUTO_ANSWERS.c.outbox_id))).where(
     AUTO_ANSWERS.c.ticket_id == bindparam("ticket"), AUTO_ANSWERS.c.at >= bindparam("since")
 )
-_HOLD = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+# The keys in order, each locked by a statement evaluated row by row over the sorted keys.
+_HOLD = text(
+    "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) "
+    "FROM (SELECT k FROM unnest(CAST(:keys AS text[])) AS k ORDER BY k) AS sorted"
+)
+_TRY_HOLD = text(
+    "SELECT bool_and(pg_try_advisory_xact_lock(hashtextextended(k, 0))) "
+    "FROM (SELECT k FROM unnest(CAST(:keys AS text[])) AS k ORDER BY k) AS sorted"
+)
+_DUE = (
+    select(OUTBOX.c.id)
+    .where(
+        or_(
+            and_(OUTBOX.c.state == OUTBOX_PENDING, OUTBOX.c.next_attempt_at <= bindparam("now")),
+            and_(OUTBOX.c.state == OUTBOX_SENDING, OUTBOX.c.claimed_at < bindparam("stale")),
+        )
+    )
+    .order_by(OUTBOX.c.id)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)  # PostgreSQL: another sender's claim is skipped
+)
+_CLAIM = (
+    update(OUTBOX)
+    .where(OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+    .values(state=OUTBOX_SENDING, claimed_at=bindparam("now"), attempts=OUTBOX.c.attempts + 1)
+    .returning(*ITEM_COLUMNS, OUTBOX.c.raw)
+)
 _SUPPRESSED = select(SUPPRESSIONS.c.address).where(
     SUPPRESSIONS.c.address.in_(bindparam("addresses", expanding=True)),
     SUPPRESSIONS.c.until > bindparam("now"),
@@ -116,23 +145,24 @@ class OutboxRepo:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self._next: int | None = None  # SQLite: the next id of this transaction
+        self._drawn: list[int] = []  # PostgreSQL: ids drawn for this transaction, unused
+        self._holding = False  # PostgreSQL: whether this transaction holds cap records
 
     def ids(self, count: int) -> list[int]:
         """``count`` new outbox ids for this transaction. On SQLite the writer holds the
         database, so ids count up from the highest (read once per transaction; an id a
         rolled-back savepoint drew is simply never used, and rows are never deleted, so
-        none is used twice); PostgreSQL draws them from the column's sequence."""
+        none is used twice). PostgreSQL draws them from the column's sequence, at least
+        ``ID_BLOCK`` at a time for the transaction (a batch's mails share one round trip;
+        the ids left over are gaps, as a rolled-back insert leaves)."""
         if count == 0:
             return []
         if self.conn.dialect.name == "postgresql":
-            drawn = self.conn.execute(
-                text(
-                    "SELECT nextval(pg_get_serial_sequence('outbox', 'id')) "
-                    "FROM generate_series(1, :n)"
-                ),
-                {"n": count},
-            )
-            return [int(i) for i in drawn.scalars()]
+            if len(self._drawn) < count:
+                drawn = self.conn.execute(_DRAW, {"n": max(count - len(self._drawn), ID_BLOCK)})
+                self._drawn.extend(int(i) for i in drawn.scalars())
+            taken, self._drawn = self._drawn[:count], self._drawn[count:]
+            return taken
         if self._next is None:
             self._next = int(self.conn.execute(_TOP).scalar_one() or 0) + 1
         start, self._next = self._next, self._next + count
@@ -157,6 +187,60 @@ class OutboxRepo:
                     }
                     for c in counted
                 ],
+            )
+
+    # --- delivery ---------------------------------------------------------------------
+
+    def claim(
+        self,
+        *,
+        now: datetime,
+        stale_before: datetime,
+        limit: int,
+        only: Sequence[int] | None = None,
+    ) -> list[tuple[OutboxItem, bytes]]:
+        """Mark up to ``limit`` due mails ``sending`` (one attempt more) and return them with
+        their bytes, oldest first: pending mails whose next attempt is due, and mails left
+        ``sending`` since before ``stale_before`` by a sender that died. ``only``: of these
+        ids alone. Two statements, whatever the count; rows another sender holds are
+        skipped (PostgreSQL), and SQLite's writer holds the whole database."""
+        query = _DUE if only is None else _DUE.where(OUTBOX.c.id.in_(list(only)))
+        ids = list(
+            self.conn.execute(query, {"now": now, "stale": stale_before, "limit": limit}).scalars()
+        )
+        if not ids:
+            return []
+        rows = self.conn.execute(_CLAIM, {"ids": ids, "now": now}).all()
+        return sorted(((outbox_item(r), bytes(r.raw)) for r in rows), key=lambda c: c[0].id)
+
+    def finish(
+        self,
+        ids: Sequence[int],
+        *,
+        state: str,
+        now: datetime,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> None:
+        """End the attempt of the claimed mails ``ids``: ``sent`` (at ``now``), ``dead``, or
+        ``pending`` again until ``retry_at``."""
+        if not ids:
+            return
+        values: dict[str, object] = {"state": state, "last_error": error, "claimed_at": None}
+        if state == OUTBOX_SENT:
+            values["sent_at"] = now
+        if retry_at is not None:
+            values["next_attempt_at"] = retry_at
+        self.conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_(list(ids))).values(**values))
+
+    def release(self, ids: Sequence[int]) -> None:
+        """Hand back claimed mails that were not tried (the sender is stopping): pending
+        again, the attempt not counted, due at once for the next sender."""
+        if ids:
+            self.conn.execute(
+                update(OUTBOX)
+                .where(OUTBOX.c.id.in_(list(ids)), OUTBOX.c.state == OUTBOX_SENDING)
+                .values(state=OUTBOX_PENDING, claimed_at=None, attempts=OUTBOX.c.attempts - 1)
             )
 
     def get(self, outbox_id: int) -> OutboxItem | None:
@@ -187,12 +271,26 @@ class OutboxRepo:
     def hold_counts(self, keys: Iterable[str]) -> None:
         """Hold the cap records of ``keys`` (a mailbox, a domain, a ticket) until this
         transaction ends, so that two instances counting the same ones take turns and a
-        cap counts exactly. PostgreSQL: transaction-scoped advisory locks, taken in order;
-        SQLite has one writer at a time, which is the same."""
+        cap counts exactly. SQLite has one writer at a time, which is the same.
+
+        PostgreSQL: transaction-scoped advisory locks, in one statement, in key order. A
+        transaction that holds none yet waits for them; one that already holds some
+        (a batch's earlier mails) only tries, and raises ``CountsBusy`` when another
+        instance has one: waiting there could close a circle of instances each waiting
+        for the other's batch to end (a deadlock), so this mail waits for the next
+        batch instead, where it is the first and may wait.
+        """
         if self.conn.dialect.name != "postgresql":
             return
-        for key in sorted(set(keys)):
-            self.conn.execute(_HOLD, {"key": key})
+        wanted = sorted(set(keys))
+        if not wanted:
+            return
+        if not self._holding:
+            self.conn.execute(_HOLD, {"keys": wanted})
+            self._holding = True
+            return
+        if not self.conn.execute(_TRY_HOLD, {"keys": wanted}).scalar_one():
+            raise CountsBusy(f"cap records held by another instance: {', '.join(wanted)}")
 
     def answers_since(
         self, *, mailbox: str, domain: str | None, since: datetime

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, delete, func, or_, update
+from sqlalchemy import delete, func, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -33,7 +33,6 @@ from mailgate.store.repos.outbox import (
     OUTBOX_DEAD,
     OUTBOX_PENDING,
     OUTBOX_SENDING,
-    OUTBOX_SENT,
     outbox_item,
 )
 from mailgate.store.repos.spool import QUARANTINED, spool_add_rows, spool_entry
@@ -344,69 +343,6 @@ class Repo:
             )
         )
         return int(found.one())
-
-    async def outbox_due(self, now: datetime, stale_before: datetime, limit: int) -> list[int]:
-        """Pending mails that are due, and mails stuck in sending since before ``stale_before``."""
-        rows = await self.session.exec(
-            select(OutboxRow.id)
-            .where(
-                or_(
-                    and_(
-                        col(OutboxRow.state) == OUTBOX_PENDING,
-                        col(OutboxRow.next_attempt_at) <= now,
-                    ),
-                    and_(
-                        col(OutboxRow.state) == OUTBOX_SENDING,
-                        col(OutboxRow.claimed_at) < stale_before,
-                    ),
-                )
-            )
-            .order_by(col(OutboxRow.id))
-            .limit(limit)
-        )
-        return [i for i in rows.all() if i is not None]
-
-    async def outbox_claim(
-        self, outbox_id: int, now: datetime, stale_before: datetime
-    ) -> tuple[OutboxItem, bytes] | None:
-        """Mark a due mail as sending (one attempt more); None if it is not due any more."""
-        row = (
-            await self.session.exec(
-                select(OutboxRow).where(OutboxRow.id == outbox_id).with_for_update(skip_locked=True)
-            )
-        ).first()
-        if row is None:
-            return None
-        due = (row.state == OUTBOX_PENDING and row.next_attempt_at <= now) or (
-            row.state == OUTBOX_SENDING
-            and row.claimed_at is not None
-            and row.claimed_at < stale_before
-        )
-        if not due:
-            return None
-        row.state = OUTBOX_SENDING
-        row.claimed_at = now
-        row.attempts += 1
-        self.session.add(row)
-        return outbox_item(row), bytes(row.raw)
-
-    async def outbox_finish(
-        self,
-        outbox_id: int,
-        *,
-        state: str,
-        now: datetime,
-        error: str | None = None,
-        retry_at: datetime | None = None,
-    ) -> None:
-        values: dict[str, object] = {"state": state, "last_error": error, "claimed_at": None}
-        if state == OUTBOX_SENT:
-            values["sent_at"] = now
-        if retry_at is not None:
-            values["next_attempt_at"] = retry_at
-        await self.session.exec(
-            update(OutboxRow).where(col(OutboxRow.id) == outbox_id).values(**values)
-        )
 
     async def outbox_list(self, state: str | None = None) -> list[OutboxItem]:
         query = select(OutboxRow).order_by(col(OutboxRow.id))
