@@ -433,8 +433,12 @@ def resolve_config_path(explicit: str | None, environ: Mapping[str, str]) -> Pat
     return Path(chosen).expanduser().resolve()
 
 
-def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Read, validate and convert ``path``; raise ``ConfigError`` listing every problem."""
+def load_config(
+    path: Path, environ: Mapping[str, str] | None = None, *, holidays: bool = True
+) -> Config:
+    """Read, validate and convert ``path``; raise ``ConfigError`` listing every problem.
+    ``holidays=False`` leaves the holiday calendar it names unchecked (and the ``holidays``
+    package unloaded): for the MTA pipe, which applies no calendar."""
     env = os.environ if environ is None else environ
     name = path.name
     try:
@@ -445,7 +449,9 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{name}: not valid TOML: {exc}"]) from exc
-    return parse_config(document, name=name, base=path.parent, environ=env, path=path)
+    return parse_config(
+        document, name=name, base=path.parent, environ=env, path=path, holidays=holidays
+    )
 
 
 def parse_config(
@@ -455,6 +461,7 @@ def parse_config(
     base: Path,
     environ: Mapping[str, str],
     path: Path | None = None,
+    holidays: bool = True,
     _reader: _Reader | None = None,
 ) -> Config:
     """Validate an already-parsed TOML document; all problems at once."""
@@ -561,7 +568,7 @@ def parse_config(
     outbound = _outbound(reader, environ)
     workflow = _workflow(reader, document.get("workflow"))
     submission = _submission(reader)
-    calendar = _calendar(reader)
+    calendar = _calendar(reader, holidays)
     sla = _sla(reader)
     h = reader.section("http")
     http = HttpConfig(
@@ -847,7 +854,7 @@ def _queues(reader: _Reader, raw: object) -> tuple[QueueConfig, ...]:
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-def _calendar(reader: _Reader) -> CalendarConfig:
+def _calendar(reader: _Reader, check_holidays: bool) -> CalendarConfig:
     s = reader.section("calendar")
     zone = s.string("timezone", "Europe/Amsterdam")
     try:
@@ -871,7 +878,7 @@ def _calendar(reader: _Reader) -> CalendarConfig:
         s.problem("closes", "must be later than opens")
     country = s.string("holidays_country", "NL")
     subdivision = s.string("holidays_subdivision", "")
-    if country:
+    if country and check_holidays:
         import holidays
 
         try:

@@ -74,7 +74,7 @@ def test_shipped_config_checks_ok() -> None:
 
 def test_ingest_created_then_reply_then_duplicate_and_show(config_file: Path) -> None:
     first = make_mail(message_id="<one@customer.nl>")
-    created = mailgate(config_file, "ingest", "-", stdin=first)
+    created = mailgate(config_file, "ingest", "--now", "-", stdin=first)
     assert created.returncode == 0, created.stderr.decode()
     line = json_line(created)
     assert line["action"] == "created" and line["ticket"] == "#1"
@@ -82,9 +82,9 @@ def test_ingest_created_then_reply_then_duplicate_and_show(config_file: Path) ->
     ticket = json.loads(shown.stdout)
     assert ticket["ref"] == "#1" and ticket["subject_tag"] == f"[#{ticket['token']}]"
     reply = make_mail(subject=f"AW: {ticket['subject_tag']} Printer brandt", body="nog steeds")
-    appended = json_line(mailgate(config_file, "ingest", stdin=reply))
+    appended = json_line(mailgate(config_file, "ingest", "--now", stdin=reply))
     assert appended["action"] == "appended" and appended["ticket"] == "#1"
-    duplicate = json_line(mailgate(config_file, "ingest", stdin=first))
+    duplicate = json_line(mailgate(config_file, "ingest", "--now", stdin=first))
     assert duplicate["action"] == "duplicate" and duplicate["ticket"] == "#1"
     by_token = json.loads(
         mailgate(config_file, "show", str(ticket["token"]).lower(), "--json").stdout
@@ -115,7 +115,7 @@ def test_ingest_exits_75_when_database_locked_and_leaves_nothing(
     blocker = sqlite3.connect(database, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
-        result = mailgate(config_file, "ingest", stdin=mail)
+        result = mailgate(config_file, "ingest", "--now", stdin=mail)
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
@@ -124,9 +124,9 @@ def test_ingest_exits_75_when_database_locked_and_leaves_nothing(
     assert list((tmp_path / "var" / "spool").rglob("*.eml")) == []
     with sqlite3.connect(database) as conn:
         assert conn.execute("SELECT count(*) FROM spool").fetchone() == (0,)
-    retried = mailgate(config_file, "ingest", stdin=mail)
+    retried = mailgate(config_file, "ingest", "--now", stdin=mail)
     assert retried.returncode == 0 and json_line(retried)["action"] == "created"
-    again = mailgate(config_file, "ingest", stdin=mail)
+    again = mailgate(config_file, "ingest", "--now", stdin=mail)
     assert json_line(again)["action"] == "duplicate"
 
 
@@ -149,10 +149,10 @@ def test_ingest_finishes_a_mail_that_a_killed_ingest_had_stored(config_file: Pat
             await app.close()
 
     asyncio.run(store_and_die())
-    rerun = mailgate(config_file, "ingest", stdin=mail)
+    rerun = mailgate(config_file, "ingest", "--now", stdin=mail)
     assert rerun.returncode == 0, rerun.stderr.decode()
     assert json_line(rerun)["action"] == "created"
-    assert json_line(mailgate(config_file, "ingest", stdin=mail))["action"] == "duplicate"
+    assert json_line(mailgate(config_file, "ingest", "--now", stdin=mail))["action"] == "duplicate"
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])
@@ -162,18 +162,18 @@ def test_ingest_exits_75_when_postgresql_is_unreachable(tmp_path: Path, db_url: 
     down = write_config_file(
         tmp_path / "down.toml", f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/x"
     )
-    result = mailgate(down, "ingest", stdin=make_mail())
+    result = mailgate(down, "ingest", "--now", stdin=make_mail())
     assert result.returncode == 75, result.stderr.decode()
     assert list((tmp_path / "var").rglob("*.eml")) == []
     up = write_config_file(tmp_path / "up.toml", db_url)
     assert (
-        json_line(mailgate(up, "ingest", stdin=make_mail(message_id="<x@y>")))["action"]
+        json_line(mailgate(up, "ingest", "--now", stdin=make_mail(message_id="<x@y>")))["action"]
         == "created"
     )
 
 
 def test_ingest_rejects_an_empty_mail_permanently(config_file: Path) -> None:
-    result = mailgate(config_file, "ingest", stdin=b"")
+    result = mailgate(config_file, "ingest", "--now", stdin=b"")
     assert result.returncode == 65
     assert json_line(result)["action"] == "rejected"
 
@@ -241,7 +241,7 @@ def test_quarantine_lists_nothing_on_a_fresh_install(config_file: Path) -> None:
 
 
 def test_outbox_and_preview_commands(config_file: Path) -> None:
-    assert mailgate(config_file, "ingest", stdin=make_mail()).returncode == 0
+    assert mailgate(config_file, "ingest", "--now", stdin=make_mail()).returncode == 0
     listed = json.loads(mailgate(config_file, "outbox", "--json").stdout)
     assert [(i["kind"], i["state"], i["ticket"]) for i in listed] == [
         ("ack", "sent", "#1"),
@@ -258,7 +258,7 @@ def test_outbox_and_preview_commands(config_file: Path) -> None:
 
 
 def test_the_team_works_from_the_command_line(config_file: Path) -> None:
-    created = json_line(mailgate(config_file, "ingest", stdin=make_mail()))
+    created = json_line(mailgate(config_file, "ingest", "--now", stdin=make_mail()))
     assert created["action"] == "created"
     ref = str(created["ticket"])
 
@@ -313,14 +313,14 @@ def test_migrate_upgrades_once_and_prints_sql(config_file: Path) -> None:
 
 
 def test_trace_names_the_header_that_matched_and_what_followed(config_file: Path) -> None:
-    mailgate(config_file, "ingest", stdin=make_mail(message_id="<first@customer.nl>"))
+    mailgate(config_file, "ingest", "--now", stdin=make_mail(message_id="<first@customer.nl>"))
     reply = make_mail(
         subject="Re: Printer brandt",
         message_id="<second@customer.nl>",
         in_reply_to="<first@customer.nl>",
         headers={"X-Autoreply": "yes"},
     )
-    assert json_line(mailgate(config_file, "ingest", stdin=reply))["action"] == "appended"
+    assert json_line(mailgate(config_file, "ingest", "--now", stdin=reply))["action"] == "appended"
     traced = mailgate(config_file, "trace", "<second@customer.nl>", "--json")
     assert traced.returncode == 0, traced.stderr
     steps = {s["step"]: s["detail"] for s in json.loads(traced.stdout)}
@@ -342,7 +342,7 @@ def test_trace_names_the_header_that_matched_and_what_followed(config_file: Path
 def test_output_cut_short_by_its_reader_ends_quietly(config_file: Path) -> None:
     """``mailgate outbox | head``: no BrokenPipeError traceback, exit 0."""
     for _ in range(3):
-        assert mailgate(config_file, "ingest", stdin=make_mail()).returncode == 0
+        assert mailgate(config_file, "ingest", "--now", stdin=make_mail()).returncode == 0
     # A reader that is gone before the first line: every write meets a closed pipe.
     command = f"set -o pipefail; {sys.executable} -m mailgate --config {config_file} outbox | true"
     result = subprocess.run(
@@ -368,3 +368,65 @@ def test_check_fails_on_a_template_with_a_syntax_error(tmp_path: Path, db_url: s
     result = mailgate(config, "check")
     assert result.returncode == 78, result.stdout
     assert b"ack.nl.txt" in result.stderr
+
+
+def test_the_pipe_stores_and_the_worker_applies(config_file: Path) -> None:
+    """``ingest`` without ``--now`` answers once the mail is committed; the daemon's worker
+    applies it, and the MTA's retry of an applied mail is a duplicate with its ticket."""
+    import asyncio
+
+    from mailgate.app import build_app
+    from mailgate.config import load_config
+
+    mail = make_mail(message_id="<piped@customer.nl>")
+    stored = mailgate(config_file, "ingest", stdin=mail)
+    assert stored.returncode == 0, stored.stderr.decode()
+    line = json_line(stored)
+    assert (line["action"], line["ticket"]) == ("stored", None)
+    # The MTA tries again before the worker came by: still only stored, and only once.
+    assert json_line(mailgate(config_file, "ingest", stdin=mail))["spool_id"] == line["spool_id"]
+
+    async def worker() -> list[str]:
+        app = await build_app(load_config(config_file))
+        try:
+            return [o.action.value for o in await app.processor.run_due()]
+        finally:
+            await app.close()
+
+    assert asyncio.run(worker()) == ["created"]
+    again = json_line(mailgate(config_file, "ingest", stdin=mail))
+    assert (again["action"], again["ticket"]) == ("duplicate", "#1")
+
+
+def test_the_pipe_and_help_import_only_what_they_need(config_file: Path, tmp_path: Path) -> None:
+    """An MTA runs ``ingest`` once per mail: it loads no parser, templates, holiday
+    calendar, metrics, web or IMAP code; ``--help`` not even the database's."""
+    probe = (
+        "import json, sys\n"
+        "from mailgate.cli import main\n"
+        "try:\n    code = main(sys.argv[1:])\nexcept SystemExit as exit:\n    code = exit.code\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+        "sys.exit(code)\n"
+    )
+    environment = {**os.environ, "MAILGATE_SECRET": TEST_SECRET}
+    environment.pop("MAILGATE_DATABASE_URL", None)
+
+    def modules(*args: str, stdin: bytes = b"") -> set[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *args], input=stdin, capture_output=True,
+            env=environment, timeout=60, check=True,
+        )  # fmt: skip
+        return set(json.loads(done.stdout.decode().strip().splitlines()[-1]))
+
+    heavy = {
+        "holidays", "imapclient", "jinja2", "mailparser", "prometheus_client", "alembic",
+        "aiosmtpd", "aiosmtplib", "mailgate.app", "mailgate.intake.imap", "mailgate.metrics",
+        "mailgate.outbound.notifier", "mailgate.apply.mail",
+    }  # fmt: skip
+    assert mailgate(config_file, "init").returncode == 0  # the desk exists: no schema to make
+    piped = modules("--config", str(config_file), "ingest", stdin=make_mail())
+    assert "mailgate.intake.spool" in piped  # the probe saw the pipe at work
+    assert piped & heavy == set()
+    helped = modules("ingest", "--help")
+    assert "mailgate.cli.parser" in helped
+    assert {m for m in helped if m.split(".")[0] in {"sqlalchemy", "structlog"}} == set()

@@ -11,7 +11,7 @@ from email.policy import SMTP
 from typing import Any
 
 from mailgate.blobs import BlobStore
-from mailgate.cli import _purge
+from mailgate.cli.admin import purge as _purge
 from mailgate.clock import FrozenClock
 from mailgate.core.model import Action
 from mailgate.retention import parse_age

@@ -16,7 +16,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mailgate.cli import _sla
+from mailgate.cli.desk import sla as _sla
 from mailgate.clock import FrozenClock
 from mailgate.core.model import Action
 from tests.mails import make_mail

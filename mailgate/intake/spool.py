@@ -30,7 +30,7 @@ from mailgate.core.identity import RawBytes, identify
 from mailgate.core.model import NewSpoolItem, SpoolReceipt
 from mailgate.errors import BadMail
 from mailgate.store.db import session, storage_errors, write_lock
-from mailgate.store.repos import Repo, spool_add_sqlite, sqlite_timestamp
+from mailgate.store.repos.spool import spool_add_rows, spool_add_sqlite, sqlite_timestamp
 
 log = structlog.get_logger("mailgate.intake")
 
@@ -190,7 +190,9 @@ class Spool:
             try:
                 with storage_errors("spool insert"):
                     async with session(self.engine, write=True, urgent=True) as s:
-                        return await Repo(s).spool_add(items, raws, now)
+                        return await s.run_sync(
+                            lambda sync: spool_add_rows(sync.connection(), items, raws, now)
+                        )
             except IntegrityError:
                 # Another instance recorded one of these keys meanwhile: look again.
                 if attempt == 2:

@@ -261,7 +261,7 @@ def test_ingest_with_the_shipped_config_writes_one_acknowledgment_into_the_maild
     shipped = Path(__file__).resolve().parents[2] / "config.toml"
     config = tmp_path / "config.toml"
     shutil.copy(shipped, config)
-    result = mailgate(config, "ingest", stdin=make_mail())
+    result = mailgate(config, "ingest", "--now", stdin=make_mail())
     assert result.returncode == 0, result.stderr.decode()
     assert json_line(result)["action"] == "created"
     files = sorted((tmp_path / "var" / "outbox-maildir" / "new").iterdir())

@@ -178,3 +178,21 @@ async def test_a_batch_holding_cap_records_never_waits_for_more(app: App) -> Non
         app.blocking.write(other, writer="other"), app.blocking.write(batch, writer="batch")
     )
     assert "domain org.nl" in busy
+
+
+def test_the_repositories_load_when_first_named() -> None:
+    """``mailgate.store.repos`` names every repository without importing them all: the
+    pipe, which needs the spool's alone, loads nothing else."""
+    import json
+    import subprocess
+    import sys
+
+    from mailgate.store import repos
+
+    assert all(getattr(repos, name) is not None for name in repos.__all__)
+    probe = (
+        "import json, sys, mailgate.store.repos.spool\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('mailgate.store.repos'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, check=True)
+    assert json.loads(done.stdout) == ["mailgate.store.repos", "mailgate.store.repos.spool"]

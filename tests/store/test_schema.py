@@ -114,3 +114,15 @@ def test_migrate_sql_prints_the_upgrade(url: str) -> None:
     sql = upgrade_sql(url)
     assert "CREATE TABLE tickets" in sql and "CREATE TABLE timers" in sql
     assert f"UPDATE alembic_version SET version_num='{head()}'" in sql
+
+
+def test_the_revisions_read_from_file_names_are_alembics() -> None:
+    """``head`` and ``known_revisions`` read the migrations' file names, not alembic (which
+    every command would otherwise import at start): the two must agree."""
+    from alembic.script import ScriptDirectory
+
+    from mailgate.store.schema import known_revisions
+
+    script = ScriptDirectory.from_config(alembic_config())
+    assert head() == script.get_current_head()
+    assert known_revisions() == {r.revision for r in script.walk_revisions()}

@@ -1,24 +1,48 @@
 """Repositories per aggregate, blocking, over one connection (``Tx``), and ``Repo``: the
-shell's async view of one session for the command line and the HTTP endpoints."""
+shell's async view of one session for the command line and the HTTP endpoints.
 
-from mailgate.store.repos.outbox import (
-    OUTBOX_DEAD,
-    OUTBOX_PENDING,
-    OUTBOX_SENDING,
-    OUTBOX_SENT,
-)
-from mailgate.store.repos.shell import Repo
-from mailgate.store.repos.spool import (
-    DONE,
-    PENDING,
-    QUARANTINED,
-    spool_add_rows,
-    spool_add_sqlite,
-    sqlite_timestamp,
-)
-from mailgate.store.repos.timers import SLA_PREFIX
-from mailgate.store.repos.tx import Tx
+The names are loaded when first used, so that importing one repository (the spool's, for
+the MTA pipe) does not import the others."""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mailgate.store.repos.outbox import (
+        OUTBOX_DEAD,
+        OUTBOX_PENDING,
+        OUTBOX_SENDING,
+        OUTBOX_SENT,
+    )
+    from mailgate.store.repos.shell import Repo
+    from mailgate.store.repos.spool import (
+        DONE,
+        PENDING,
+        QUARANTINED,
+        spool_add_rows,
+        spool_add_sqlite,
+        sqlite_timestamp,
+    )
+    from mailgate.store.repos.timers import SLA_PREFIX
+    from mailgate.store.repos.tx import Tx
+
+_WHERE = {
+    "OUTBOX_DEAD": "outbox",
+    "OUTBOX_PENDING": "outbox",
+    "OUTBOX_SENDING": "outbox",
+    "OUTBOX_SENT": "outbox",
+    "Repo": "shell",
+    "DONE": "spool",
+    "PENDING": "spool",
+    "QUARANTINED": "spool",
+    "spool_add_rows": "spool",
+    "spool_add_sqlite": "spool",
+    "sqlite_timestamp": "spool",
+    "SLA_PREFIX": "timers",
+    "Tx": "tx",
+}
 __all__ = [
     "DONE",
     "OUTBOX_DEAD",
@@ -34,3 +58,10 @@ __all__ = [
     "spool_add_sqlite",
     "sqlite_timestamp",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -15,16 +15,13 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from mailgate.core.desk import TicketState
-from mailgate.core.identity import RawBytes
 from mailgate.core.model import (
     AttachmentView,
     EventView,
     MessageView,
-    NewSpoolItem,
     OutboxItem,
     Participant,
     SpoolEntry,
-    SpoolReceipt,
     TicketView,
 )
 from mailgate.core.notify import Kind
@@ -35,7 +32,7 @@ from mailgate.store.repos.outbox import (
     OUTBOX_SENDING,
     outbox_item,
 )
-from mailgate.store.repos.spool import QUARANTINED, spool_add_rows, spool_entry
+from mailgate.store.repos.spool import QUARANTINED, spool_entry
 from mailgate.store.repos.tickets import Event
 from mailgate.store.repos.tx import Tx
 from mailgate.store.tables import (
@@ -78,14 +75,6 @@ class Repo:
         return row.installation_id
 
     # --- spool ---------------------------------------------------------------------------
-
-    async def spool_add(
-        self, items: Sequence[NewSpoolItem], raws: Sequence[RawBytes], now: datetime
-    ) -> list[SpoolReceipt]:
-        """Record received mails and their bytes as pending (see ``spool_add_rows``)."""
-        return await self.session.run_sync(
-            lambda sync: spool_add_rows(sync.connection(), items, raws, now)
-        )
 
     async def spool_raw(self, spool_id: int) -> bytes | None:
         """The bytes of a mail not yet moved into the blob store; None once moved."""
