@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import WORDS, Intake, through_intake
 
 from mailgate.app import build_app
+from mailgate.cli.progress import Steps
 from mailgate.config import parse_config
-from mailgate.progress import Steps
 
 
 def new_mail(rng: random.Random, i: int) -> bytes:

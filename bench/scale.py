@@ -38,9 +38,9 @@ from common import Intake, through_intake
 from smtp import drive, mail, start_mailgate
 
 from mailgate.app import build_app
+from mailgate.cli.progress import Steps
 from mailgate.config import parse_config
 from mailgate.log import configure
-from mailgate.progress import Steps
 from tests.conftest import SUPPORT, config_document, free_port
 from tests.mails import make_mail
 

@@ -1,4 +1,9 @@
-"""The composition root: build engine, stores, codec, spool and worker from config, and run them."""
+"""The composition root: every part built from the configuration, and the daemon that runs them.
+
+The parts: the database engines and the schema check, the token codec, the spool, the
+worker, the sender, the timers, retention; ``run_daemon`` adds the listeners, the IMAP
+pollers (each led by one instance), the HTTP endpoint, and stops them in order.
+"""
 
 from __future__ import annotations
 
@@ -19,28 +24,26 @@ import holidays
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mailgate.apply.desk import Desk
-from mailgate.apply.mail import Applier
-from mailgate.apply.prepare import Preparer
-from mailgate.blobs import BlobStore
 from mailgate.clock import Clock, SystemClock
 from mailgate.config import Config, ImapConfig
 from mailgate.core.address import AddressPolicy, QueueAddresses
 from mailgate.core.calendar import BusinessCalendar
 from mailgate.core.tokens import TokenCodec
 from mailgate.errors import ConfigError, StorageUnavailable
-from mailgate.http import Health, MonitorServer
 from mailgate.intake.imap import ImapPoller
 from mailgate.intake.smtp import Listeners, start_listeners
 from mailgate.intake.spool import Spool
-from mailgate.leader import Leadership
-from mailgate.metrics import Metrics
+from mailgate.ops.http import Health, MonitorServer
+from mailgate.ops.leader import Leadership
+from mailgate.ops.metrics import Metrics
 from mailgate.outbound.notifier import Notifier
 from mailgate.outbound.render import Templates
-from mailgate.outbound.sender import Sender
 from mailgate.outbound.transport import transport_for
-from mailgate.process import Processor
-from mailgate.retention import purge_daily, purger_for
+from mailgate.runners.retention import purge_daily, purger_for
+from mailgate.runners.sender import Sender
+from mailgate.runners.timers import Scheduler
+from mailgate.runners.worker import Processor
+from mailgate.store.blobs import BlobStore
 from mailgate.store.db import (
     Blocking,
     create_blocking_engine,
@@ -52,7 +55,9 @@ from mailgate.store.db import (
 from mailgate.store.files import private_dir
 from mailgate.store.repos import Repo
 from mailgate.store.schema import prepare_schema
-from mailgate.timers import Scheduler
+from mailgate.tickets.effects import Desk
+from mailgate.tickets.mail import Applier
+from mailgate.tickets.prepare import Preparer
 
 log = structlog.get_logger("mailgate.app")
 

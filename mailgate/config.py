@@ -38,9 +38,9 @@ from mailgate.core.submission import KeywordRule
 from mailgate.core.terms import priority, ticket_type
 from mailgate.core.workflow import (
     DEFAULT_WORKFLOW,
-    Audience,
     ClosedReply,
     Group,
+    Party,
     State,
     Timer,
     Transition,
@@ -1036,9 +1036,7 @@ def _workflow(reader: _Reader, raw: object) -> Workflow:
                     t.strings("from", ()),
                     t.string("to", ""),
                     t.string("template", ""),
-                    Audience(
-                        t.string("notify", "customer", choices=tuple(a.value for a in Audience))
-                    ),
+                    Party(t.string("notify", "customer", choices=tuple(a.value for a in Party))),
                 )
             )
             t.finish()

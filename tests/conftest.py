@@ -25,7 +25,7 @@ from mailgate.app import App, build_app
 from mailgate.clock import FrozenClock
 from mailgate.config import Config, parse_config
 from mailgate.intake.spool import Received
-from mailgate.process import Outcome
+from mailgate.runners.worker import Outcome
 
 SUPPORT = Path(__file__).parent / "support"
 # The shared corpus of real mails lives beside the repository (or where MAILGATE_CORPUS says).

@@ -17,7 +17,7 @@ import pytest
 from mailgate.app import App
 from mailgate.core.model import Action
 from tests.mails import make_mail
-from tests.test_desk import view
+from tests.tickets.test_effects import view
 from tests.world import World
 
 CUSTOMER = "alice@customer.nl"

@@ -20,7 +20,7 @@ from mailgate.config import Config
 from mailgate.core.model import Action
 from mailgate.core.workflow import DEFAULT_WORKFLOW
 from tests.mails import make_mail
-from tests.test_desk import AGENT, TEAM, view
+from tests.tickets.test_effects import AGENT, TEAM, view
 from tests.world import World
 
 

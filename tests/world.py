@@ -15,7 +15,7 @@ from email.message import EmailMessage
 from email.policy import default
 
 from mailgate.app import App
-from mailgate.process import Outcome
+from mailgate.runners.worker import Outcome
 from tests.conftest import deliver
 from tests.mails import make_mail
 

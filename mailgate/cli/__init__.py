@@ -32,7 +32,7 @@ COMMANDS = {
     "set": ("desk", "change"),
     "reply": ("desk", "reply"),
     "note": ("desk", "reply"),
-    "sla": ("desk", "sla"),
+    "sla": ("sla", "sla"),
     "preview": ("desk", "preview"),
 }
 _LEVELS = ("debug", "info", "warning", "error")

@@ -13,16 +13,12 @@ from alembic.runtime.migration import MigrationContext
 
 from mailgate.app import App, run_daemon
 from mailgate.cli.output import EX_CONFIG, EX_FAILED, EX_OK, EX_TEMPFAIL, EX_USAGE, print_json, ref
+from mailgate.cli.progress import Steps
 from mailgate.config import Config
-from mailgate.errors import (
-    ConfigError,
-    LoginFailed,
-    MailgateError,
-)
+from mailgate.errors import ConfigError, LoginFailed, MailgateError
 from mailgate.intake.imap import probe
 from mailgate.outbound.render import Templates
-from mailgate.progress import Steps
-from mailgate.retention import parse_age, purger_for
+from mailgate.runners.retention import parse_age, purger_for
 from mailgate.store.db import create_engine, session, storage_errors
 from mailgate.store.repos import Repo
 from mailgate.store.schema import migrate as upgrade

@@ -1,4 +1,4 @@
-"""Commands about one mail: ``ingest`` (the MTA pipe) and ``trace``."""
+"""Commands about one mail: ``ingest --now`` (applied in this process) and ``trace``."""
 
 from __future__ import annotations
 
@@ -8,22 +8,16 @@ from datetime import datetime, timedelta
 from typing import TextIO
 
 from mailgate.app import App
-from mailgate.blobs import BlobStore
-from mailgate.cli.output import (
-    EX_OK,
-    print_json,
-    ref,
-)
+from mailgate.cli.output import EX_OK, print_json, ref
 from mailgate.cli.service import deliver, spool_entry, with_app
 from mailgate.config import Config
 from mailgate.core.classify import classify
 from mailgate.core.model import Action, SpoolEntry
 from mailgate.core.parse import parse_mail
 from mailgate.core.route import gather_evidence
-from mailgate.errors import (
-    NotFound,
-)
+from mailgate.errors import NotFound
 from mailgate.intake.spool import Received
+from mailgate.store.blobs import BlobStore
 from mailgate.store.db import session, storage_errors
 from mailgate.store.repos import PENDING, Repo
 

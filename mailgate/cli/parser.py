@@ -1,5 +1,6 @@
-"""The command line's grammar: every command and its arguments, nothing imported that a
-command needs to run (``mailgate --help`` answers at once)."""
+"""The command line's grammar: every command and its arguments, and nothing a command needs.
+
+``mailgate --help`` answers at once: the commands are imported when they run."""
 
 from __future__ import annotations
 

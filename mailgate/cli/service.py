@@ -9,10 +9,7 @@ import structlog
 from mailgate.app import App, build_app
 from mailgate.config import Config
 from mailgate.core.model import SpoolEntry
-from mailgate.errors import (
-    MailgateError,
-    NotFound,
-)
+from mailgate.errors import MailgateError, NotFound
 from mailgate.store.db import session, storage_errors
 from mailgate.store.repos import Repo
 

@@ -28,7 +28,7 @@ from mailgate.core.commands import (
 from mailgate.core.model import PRIORITIES, TICKET_TYPES, Participant, Role
 from mailgate.core.sla import parse_due
 from mailgate.core.terms import priority, ticket_type
-from mailgate.core.workflow import Audience, ClosedReply, Group, Move, Trigger, Workflow, move
+from mailgate.core.workflow import ClosedReply, Group, Move, Party, Trigger, Workflow, move
 
 APPROVAL_STATES = ("none", "pending", "approved", "rejected")
 
@@ -111,7 +111,7 @@ def plan_agent(
     errors = [f"{line}: unknown command; try #help" for line in block.unknown]
     status = ticket.status
     template = ""
-    notify = Audience.CUSTOMER
+    notify = Party.CUSTOMER
     moved = False
     changes: list[FieldChange] = []
     internal = block.has(Verb.INTERNAL)
@@ -263,7 +263,7 @@ def plan_customer(
         if policy is ClosedReply.APPEND:
             return Plan(text=text, reason="reply to a closed ticket appended")
         reopened = move(workflow, ticket.status, Trigger.REOPEN) or Move(
-            ticket.status, workflow.reopen_to, "", Audience.TEAM
+            ticket.status, workflow.reopen_to, "", Party.TEAM
         )
         return Plan(move=reopened, text=text, reason="reply to a closed ticket reopens it")
     said = customer_intent(text)

@@ -144,7 +144,7 @@ DEFAULT_POLICY = policy_from(DEFAULT_TARGETS, 0.8)
 
 
 @dataclass(frozen=True, slots=True)
-class Clock:
+class SlaClock:
     """The SLA clock of one ticket, as stored on it."""
 
     consumed: int = 0  # business seconds the clock ran before ``running_since``
@@ -166,8 +166,8 @@ SOLVED_STATES = frozenset({"resolved", "closed"})
 
 
 def on_status(
-    clock: Clock, calendar: BusinessCalendar, *, status: str, group: Group, now: datetime
-) -> Clock:
+    clock: SlaClock, calendar: BusinessCalendar, *, status: str, group: Group, now: datetime
+) -> SlaClock:
     """The clock after the ticket entered ``status``: running only while support must act;
     solved on resolved or closed; a reopened ticket continues where it stopped."""
     solved = status in SOLVED_STATES or group in (Group.CLOSED, Group.ARCHIVED)
@@ -197,7 +197,7 @@ class Due:
 
 
 def status_of(
-    clock: Clock, targets: Targets, calendar: BusinessCalendar, now: datetime, *, which: str
+    clock: SlaClock, targets: Targets, calendar: BusinessCalendar, now: datetime, *, which: str
 ) -> Due:
     """Where the answer (``which="answer"``) or solve target stands at ``now``."""
     if which == "answer":
@@ -226,7 +226,7 @@ def status_of(
 
 
 def alarm_times(
-    clock: Clock, targets: Targets, calendar: BusinessCalendar, warn_at: float
+    clock: SlaClock, targets: Targets, calendar: BusinessCalendar, warn_at: float
 ) -> list[tuple[str, datetime]]:
     """(trigger, when) of the warnings and breaches still ahead on a running clock."""
     if clock.running_since is None:

@@ -57,7 +57,7 @@ class Trigger(StrEnum):
     ARCHIVE = "archive"
 
 
-class Audience(StrEnum):
+class Party(StrEnum):
     CUSTOMER = "customer"
     TEAM = "team"
 
@@ -91,7 +91,7 @@ class Transition:
     sources: tuple[str, ...]
     to: str
     template: str = ""
-    notify: Audience = Audience.CUSTOMER
+    notify: Party = Party.CUSTOMER
 
     def applies(self, status: str, group: Group) -> bool:
         if self.sources:
@@ -147,7 +147,7 @@ class Move:
     old: str
     new: str
     template: str
-    notify: Audience
+    notify: Party
 
     @property
     def changed(self) -> bool:
@@ -167,7 +167,7 @@ def move(workflow: Workflow, status: str, trigger: Trigger, target: str = "") ->
         for rule in workflow.transitions:
             if rule.on is trigger and rule.to == target and rule.applies(status, group):
                 return Move(status, target, rule.template, rule.notify)
-        return Move(status, target, "", Audience.CUSTOMER)
+        return Move(status, target, "", Party.CUSTOMER)
     for rule in workflow.transitions:
         if rule.on is trigger and rule.applies(status, group):
             return Move(status, rule.to or status, rule.template, rule.notify)

@@ -1,1 +1,1 @@
-"""The way out: render notifications, keep them in the outbox, deliver them."""
+"""The way out: render notifications, compose them, hand them to a relay or a maildir."""

@@ -41,7 +41,7 @@ from mailgate.core.parties import (
 from mailgate.core.subject import clean_subject
 from mailgate.core.terms import label
 from mailgate.core.tokens import TokenCodec
-from mailgate.core.workflow import Audience as Party
+from mailgate.core.workflow import Party
 from mailgate.outbound.render import (
     Envelope,
     NoticeContext,

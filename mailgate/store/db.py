@@ -1,4 +1,6 @@
-"""Build the async database engine from a URL, and translate its failures into mailgate's errors.
+"""The database engines (async for the shell, blocking for the worker) and their failures.
+
+Built from a URL; failures are translated into mailgate's errors.
 
 SQLite runs in WAL mode with ``synchronous=FULL`` (a commit is on disk before it
 returns, which is what lets the intake acknowledge a mail), foreign keys on, and

@@ -1,4 +1,5 @@
-"""The SQLModel tables; rows never leave ``mailgate.store``."""
+"""The tables, declared once as SQLModel classes: the shell's ORM rows, and their Core tables
+(``table``) for the worker's statements; rows never leave ``mailgate.store``."""
 
 from __future__ import annotations
 
@@ -131,7 +132,7 @@ class TicketRow(SQLModel, table=True):
     approval: str = Field(default="none", max_length=16)
     quote: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     merged_into: int | None = Field(default=None, index=True)
-    # The SLA clock (mailgate.core.sla.Clock).
+    # The SLA clock (mailgate.core.sla.SlaClock).
     sla_consumed: int = 0
     sla_running_since: datetime | None = _when(nullable=True)
     sla_answered_at: datetime | None = _when(nullable=True)

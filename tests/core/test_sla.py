@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from mailgate.core.calendar import BusinessCalendar
 from mailgate.core.sla import (
     DEFAULT_POLICY,
-    Clock,
     Duration,
+    SlaClock,
     alarm_times,
     on_status,
     parse_due,
@@ -116,7 +116,7 @@ def test_the_shipped_table_has_na_and_to_agree() -> None:
 
 def test_the_clock_pauses_while_the_customer_acts_over_a_weekend() -> None:
     targets = DEFAULT_POLICY.for_ticket("bug", "critical")  # answer 24 h, solve 2 days
-    clock = on_status(Clock(), NL, status="new", group=Group.SUPPORT, now=at(2026, 1, 9, 9))
+    clock = on_status(SlaClock(), NL, status="new", group=Group.SUPPORT, now=at(2026, 1, 9, 9))
     # Friday 09:00-13:00 running, then waiting for the customer until Monday 11:00.
     clock = on_status(
         clock, NL, status="waiting_customer", group=Group.CUSTOMER, now=at(2026, 1, 9, 13)
@@ -132,7 +132,7 @@ def test_the_clock_pauses_while_the_customer_acts_over_a_weekend() -> None:
 
 def test_a_reopened_ticket_continues_its_solve_clock() -> None:
     targets = DEFAULT_POLICY.for_ticket("bug", "critical")
-    clock = on_status(Clock(), NL, status="new", group=Group.SUPPORT, now=at(2026, 1, 5, 9))
+    clock = on_status(SlaClock(), NL, status="new", group=Group.SUPPORT, now=at(2026, 1, 5, 9))
     clock = on_status(clock, NL, status="closed", group=Group.CLOSED, now=at(2026, 1, 5, 15))
     assert clock.solved_at == at(2026, 1, 5, 15)
     assert status_of(clock, targets, NL, at(2026, 1, 6, 9), which="solve").met_at is not None
@@ -143,7 +143,7 @@ def test_a_reopened_ticket_continues_its_solve_clock() -> None:
 
 def test_alarms_at_the_warning_share_and_the_deadline() -> None:
     targets = DEFAULT_POLICY.for_ticket("bug", "critical")
-    clock = on_status(Clock(), NL, status="new", group=Group.SUPPORT, now=at(2026, 1, 5, 9))
+    clock = on_status(SlaClock(), NL, status="new", group=Group.SUPPORT, now=at(2026, 1, 5, 9))
     alarms = dict(alarm_times(clock, targets, NL, 0.8))
     assert alarms["sla_answer_breach"] == NL.add_business_time(at(2026, 1, 5, 9), 24 * HOUR)
     assert alarms["sla_answer_warning"] == NL.add_business_time(
@@ -161,7 +161,7 @@ def test_alarms_at_the_warning_share_and_the_deadline() -> None:
 
 def test_to_agree_and_due() -> None:
     wish = DEFAULT_POLICY.for_ticket("extra_request", "medium")
-    clock = on_status(Clock(), NL, status="new", group=Group.SUPPORT, now=at(2026, 1, 5, 9))
+    clock = on_status(SlaClock(), NL, status="new", group=Group.SUPPORT, now=at(2026, 1, 5, 9))
     assert status_of(clock, wish, NL, at(2026, 1, 5, 9), which="solve").left is None
     now = at(2026, 1, 5, 9).astimezone(UTC)
     assert parse_due("3 days", NL, now) == 3 * NL.day_seconds

@@ -8,8 +8,8 @@ from mailgate.core.notify import Kind
 from mailgate.core.workflow import (
     ACTION_BY,
     DEFAULT_WORKFLOW,
-    Audience,
     Group,
+    Party,
     State,
     Timer,
     Transition,
@@ -76,7 +76,7 @@ def test_moves_of_the_shipped_workflow(status: str, trigger: Trigger, expected: 
 def test_an_agents_status_must_be_one_of_next_and_takes_the_rules_template() -> None:
     found = move(W, "open", Trigger.STATUS, "ready_for_test")
     assert found is not None and found.template == "action_required"
-    assert found.notify is Audience.CUSTOMER
+    assert found.notify is Party.CUSTOMER
     quiet = move(W, "open", Trigger.STATUS, "in_progress")
     assert quiet is not None and quiet.template == "" and quiet.changed
     assert move(W, "closed", Trigger.STATUS, "ready_for_test") is None

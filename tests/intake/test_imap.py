@@ -392,8 +392,8 @@ async def test_implicit_tls_with_a_trusted_certificate(
 def test_check_logs_in_and_reports_each_mailbox(
     dovecot: Dovecot, tmp_path: Path, db_url: str, imap_env: None
 ) -> None:
+    from tests.cli.test_cli import mailgate
     from tests.conftest import write_config_file
-    from tests.test_cli import mailgate
 
     dovecot.append([make_mail(), make_mail()])
     good = write_config_file(tmp_path / "good.toml", db_url, imap=[mailbox(dovecot)])

@@ -1,5 +1,7 @@
-"""Repositories per aggregate, blocking, over one connection (``Tx``), and ``Repo``: the
-shell's async view of one session for the command line and the HTTP endpoints.
+"""Repositories per aggregate (spool, tickets, timers, outbox) over one connection.
+
+Blocking, one transaction's (``Tx``); ``Repo`` is the shell's async view of one session
+for the command line and the HTTP endpoints.
 
 The names are loaded when first used, so that importing one repository (the spool's, for
 the MTA pipe) does not import the others."""

@@ -1,5 +1,7 @@
-"""The outbox aggregate: mails to send, the automatic answers counted by the caps, and the
-addresses suppressed after a permanent bounce. Blocking, on one ``Connection``."""
+"""The outbox aggregate: mails to send, what the caps count, and suppressed addresses.
+
+The automatic answers counted by the caps on automatic mail; the addresses suppressed
+after a permanent bounce. Blocking, on one ``Connection``."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from mailgate.core.model import (
     TicketView,
 )
 from mailgate.core.notify import Kind
-from mailgate.core.sla import Clock as SlaClock
+from mailgate.core.sla import SlaClock
 from mailgate.store.repos.outbox import (
     OUTBOX_DEAD,
     OUTBOX_PENDING,
@@ -318,8 +318,14 @@ class Repo:
 
     # --- outbox --------------------------------------------------------------------------
 
-    async def count_by(self, column: Any) -> dict[str, int]:
-        """Rows per value of one column of one table (tickets by status, outbox by state)."""
+    async def tickets_by_status(self) -> dict[str, int]:
+        return await self._count_by(TicketRow.status)
+
+    async def outbox_by_state(self) -> dict[str, int]:
+        return await self._count_by(OutboxRow.state)
+
+    async def _count_by(self, column: Any) -> dict[str, int]:
+        """Rows per value of one column of one table."""
         rows = await self.session.exec(select(column, func.count()).group_by(column))
         return {str(value): int(count) for value, count in rows.all()}
 

@@ -1,6 +1,7 @@
-"""The spool aggregate: received mails, their raw bytes until the worker moved them, and
-how far processing got. Blocking, on one ``Connection`` (or the SQLite driver itself on
-the path of every SMTP 250)."""
+"""The spool aggregate: received mails and how far their processing got.
+
+With their raw bytes until the worker moved them to the blob store. Blocking, on one
+``Connection`` (or the SQLite driver itself on the path of every SMTP 250)."""
 
 from __future__ import annotations
 

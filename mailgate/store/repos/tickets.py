@@ -25,7 +25,7 @@ from mailgate.core.model import (
 )
 from mailgate.core.notify import TEAM_KINDS
 from mailgate.core.route import Lookup
-from mailgate.core.sla import Clock as SlaClock
+from mailgate.core.sla import SlaClock
 from mailgate.store.tables import table
 
 TICKETS = table("tickets")

@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 
 from mailgate.store.files import private_dir
 
-log = structlog.get_logger("mailgate.leader")
+log = structlog.get_logger("mailgate.ops.leader")
 
 Job = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 

@@ -10,12 +10,12 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from typing import Any
 
-from mailgate.blobs import BlobStore
 from mailgate.cli.admin import purge as _purge
 from mailgate.clock import FrozenClock
 from mailgate.core.model import Action
-from mailgate.retention import parse_age
-from tests.test_desk import AGENT, TEAM, view
+from mailgate.runners.retention import parse_age
+from mailgate.store.blobs import BlobStore
+from tests.tickets.test_effects import AGENT, TEAM, view
 from tests.world import World
 
 

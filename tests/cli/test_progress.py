@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import io
 
-from mailgate.progress import Steps
+from mailgate.cli.progress import Steps
 
 
 class Terminal(io.StringIO):

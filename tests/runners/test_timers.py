@@ -16,11 +16,11 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mailgate.cli.desk import sla as _sla
+from mailgate.cli.sla import sla as _sla
 from mailgate.clock import FrozenClock
 from mailgate.core.model import Action
 from tests.mails import make_mail
-from tests.test_desk import AGENT, TEAM, view
+from tests.tickets.test_effects import AGENT, TEAM, view
 from tests.world import World
 
 

@@ -21,12 +21,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailgate.clock import Clock
-from mailgate.metrics import Metrics
+from mailgate.ops.metrics import Metrics
 from mailgate.store.db import session
 from mailgate.store.repos import Repo
-from mailgate.store.tables import OutboxRow, TicketRow
 
-log = structlog.get_logger("mailgate.http")
+log = structlog.get_logger("mailgate.ops.http")
 
 _STATUS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 
@@ -68,8 +67,8 @@ class Health:
     async def _database(self, now: datetime) -> int:
         async with session(self.engine) as s:
             repo = Repo(s)
-            tickets = await repo.count_by(TicketRow.status)
-            outbox = await repo.count_by(OutboxRow.state)
+            tickets = await repo.tickets_by_status()
+            outbox = await repo.outbox_by_state()
             stuck = await repo.outbox_stuck(now - self.stuck_after)
         self.metrics.tickets.clear()
         for status, count in tickets.items():

@@ -1,5 +1,7 @@
-"""The CPU work on a spooled mail, before any transaction: parse, keep within the limits,
-gather the routing evidence, classify, read a delivery report. Pure: no I/O."""
+"""The CPU work on a spooled mail, before any transaction: parse, understand, classify.
+
+Within the limits, with the routing evidence and a delivery report where it may be a
+bounce. Pure: no I/O."""
 
 from __future__ import annotations
 

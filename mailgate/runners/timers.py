@@ -16,16 +16,16 @@ from collections.abc import Callable
 import structlog
 from sqlalchemy import Connection
 
-from mailgate.apply.desk import Desk
 from mailgate.clock import Clock
 from mailgate.core.workflow import Trigger, move
 from mailgate.errors import MailgateError
+from mailgate.runners.waiting import wait_for_work
 from mailgate.store.db import Blocking, storage_errors
 from mailgate.store.repos import SLA_PREFIX, Tx
 from mailgate.store.repos.tickets import Event
-from mailgate.tasks import wait_for_work
+from mailgate.tickets.effects import Desk
 
-log = structlog.get_logger("mailgate.timers")
+log = structlog.get_logger("mailgate.runners.timers")
 
 
 class Scheduler:

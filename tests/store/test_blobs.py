@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from mailgate.blobs import BlobStore
 from mailgate.errors import StorageUnavailable
+from mailgate.store.blobs import BlobStore
 
 
 def digest(data: bytes) -> str:

@@ -19,9 +19,9 @@ from mailgate.core.calendar import BusinessCalendar
 from mailgate.core.desk import FieldChange, Plan
 from mailgate.core.model import ParsedMail, Participant, Role, TicketView
 from mailgate.core.notify import Kind
-from mailgate.core.sla import Clock as SlaClock
 from mailgate.core.sla import (
     Due,
+    SlaClock,
     SlaPolicy,
     alarm_times,
     hours,
@@ -29,8 +29,8 @@ from mailgate.core.sla import (
     parse_due,
     status_of,
 )
-from mailgate.core.workflow import ACTION_BY, Audience, Group, Move, Workflow
-from mailgate.metrics import Metrics
+from mailgate.core.workflow import ACTION_BY, Group, Move, Party, Workflow
+from mailgate.ops.metrics import Metrics
 from mailgate.outbound.notifier import Change, Notifier
 from mailgate.store.repos import Tx
 from mailgate.store.repos.tickets import Event
@@ -282,7 +282,7 @@ class Desk:
         self.metrics.sla_alerts.labels(alert=trigger.removeprefix("sla_")).inc()
         kind = Kind.TEAM_SLA_BREACH if trigger.endswith("breach") else Kind.TEAM_SLA_WARNING
         change = Change.system(ticket, reason=reason)
-        self.notifier.workflow_notice(tx, ticket, kind, Audience.TEAM, change, now)
+        self.notifier.workflow_notice(tx, ticket, kind, Party.TEAM, change, now)
         if state.assignee:
             self.notifier.agent_notice(tx, ticket, kind, change, state.assignee, now)
         return 1

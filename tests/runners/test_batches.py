@@ -12,15 +12,15 @@ import pytest
 from sqlalchemy import text
 
 from mailgate.app import App, build_app
-from mailgate.apply.mail import Applier, Outcome
-from mailgate.apply.prepare import Prepared
 from mailgate.clock import FrozenClock
 from mailgate.config import Config
 from mailgate.core.model import Action
 from mailgate.intake.spool import Received
-from mailgate.process import batches, lanes
+from mailgate.runners.worker import batches, lanes
 from mailgate.store.db import session
 from mailgate.store.repos import Repo, Tx
+from mailgate.tickets.mail import Applier, Outcome
+from mailgate.tickets.prepare import Prepared
 from tests.mails import make_mail
 
 

@@ -1,16 +1,16 @@
 """The pure helpers of applying a mail: what the ticket says of skipped parts, whom a
 bounce concerns, what is stored for display. (The application itself runs end to end
-in tests/test_process.py and tests/test_batches.py.)"""
+in tests/runners/test_worker.py and tests/runners/test_batches.py.)"""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from mailgate.apply.mail import NOTED_SKIPS, failed_recipients, for_display, limit_notes
 from mailgate.core.bounces import DeliveryReport
 from mailgate.core.model import Attachment
 from mailgate.core.parse import parse_mail
 from mailgate.core.privacy import MASK
+from mailgate.tickets.mail import NOTED_SKIPS, failed_recipients, for_display, limit_notes
 from tests.mails import make_mail
 
 

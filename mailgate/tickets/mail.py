@@ -1,6 +1,8 @@
-"""Apply one understood mail to the desk, inside the batch's transaction: create a ticket,
-thread a reply (carrying out an agent's plan or a customer's), hold a stranger's or an
-unproven agent's mail, record a bounce of ours; and queue the notifications it calls for.
+"""Apply one understood mail to the desk and queue the notifications it calls for.
+
+Inside the batch's transaction: create a ticket, thread a reply (carrying out an agent's
+plan or a customer's), hold a stranger's or an unproven agent's mail, record a bounce of
+ours.
 
 Blocking, on the batch's ``Tx``; the caller holds a savepoint around each mail, so a
 failure here leaves nothing of this mail behind and the others of the batch untouched.
@@ -13,8 +15,6 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from mailgate.apply.desk import Desk
-from mailgate.apply.prepare import Prepared
 from mailgate.config import IntakeConfig, QueueConfig
 from mailgate.core.address import AddressPolicy
 from mailgate.core.bounces import DeliveryReport
@@ -45,13 +45,15 @@ from mailgate.core.route import route
 from mailgate.core.senders import SenderVerdict, UnknownSender, agent_authority, judge_sender
 from mailgate.core.submission import KeywordRule, submit
 from mailgate.core.text import sanitize_html, visible_reply
-from mailgate.core.workflow import Audience
+from mailgate.core.workflow import Party
 from mailgate.intake.spool import SERVER_SOURCE
 from mailgate.outbound.notifier import Change, Notifier
 from mailgate.store.repos import Tx
 from mailgate.store.repos.tickets import Event
+from mailgate.tickets.effects import Desk
+from mailgate.tickets.prepare import Prepared
 
-log = structlog.get_logger("mailgate.apply")
+log = structlog.get_logger("mailgate.tickets")
 NOTED_SKIPS = 10  # skipped attachments named one by one on the ticket
 NOBODY = "unknown sender"
 
@@ -296,7 +298,7 @@ class Applier:
             self.notifier.after(tx, change, now)
         if plan.internal and plan.text.strip():
             note = replace(self._change(arrival, target), author=actor)
-            self.notifier.workflow_notice(tx, target, Kind.TEAM_NOTE, Audience.TEAM, note, now)
+            self.notifier.workflow_notice(tx, target, Kind.TEAM_NOTE, Party.TEAM, note, now)
         if plan.move is not None and not plan.relay:
             self.desk.announce(tx, target, plan.move, now=now, text="", mail=None)
         if plan.help:

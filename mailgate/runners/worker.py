@@ -1,4 +1,4 @@
-"""The intake worker's runner: claim due spool items in batches, hand them over, finish.
+"""The worker: claim due spool items in batches, hand them to the ticket application, finish.
 
 A batch goes through three steps. Gather: one query loads the pending items
 with the bytes the spool still holds; on a thread, each mail is parsed and
@@ -31,20 +31,20 @@ from typing import TypeVar
 import structlog
 from sqlalchemy import Connection
 
-from mailgate.apply.mail import Applier, Outcome
-from mailgate.apply.prepare import Prepared, Preparer
-from mailgate.blobs import BlobStore
 from mailgate.clock import Clock
 from mailgate.config import WorkerConfig
 from mailgate.core.model import Action, SpoolEntry
 from mailgate.errors import CountsBusy, MailgateError, StorageUnavailable
-from mailgate.metrics import Metrics
+from mailgate.ops.metrics import Metrics
+from mailgate.runners.waiting import wait_for_work
+from mailgate.store.blobs import BlobStore
 from mailgate.store.db import Blocking, is_temporary, storage_errors
 from mailgate.store.repos import Tx
 from mailgate.store.repos.spool import Finished, SpoolRepo
-from mailgate.tasks import wait_for_work
+from mailgate.tickets.mail import Applier, Outcome
+from mailgate.tickets.prepare import Prepared, Preparer
 
-log = structlog.get_logger("mailgate.process")
+log = structlog.get_logger("mailgate.runners.worker")
 MAX_FAILING_WAIT = 60.0  # seconds between rounds while storage keeps failing
 NOTIFYING = (Action.CREATED, Action.APPENDED, Action.BOUNCE, Action.HELD)
 # The raw bytes one batch may hold in memory at once (a larger mail is a batch alone):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mailgate.leader import FileLock, Leadership, PgAdvisoryLock, lock_key
+from mailgate.ops.leader import FileLock, Leadership, PgAdvisoryLock, lock_key
 
 
 class Journal:

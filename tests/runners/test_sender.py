@@ -256,7 +256,7 @@ def test_ingest_with_the_shipped_config_writes_one_acknowledgment_into_the_maild
     import shutil
     from pathlib import Path
 
-    from tests.test_cli import json_line, mailgate
+    from tests.cli.test_cli import json_line, mailgate
 
     shipped = Path(__file__).resolve().parents[2] / "config.toml"
     config = tmp_path / "config.toml"
@@ -310,7 +310,7 @@ class LockAfterDelivery:
 async def test_a_locked_database_between_delivery_and_marking_sends_nothing_twice(
     make_config: Callable[..., Config], clock: FrozenClock, tmp_path: Any
 ) -> None:
-    from mailgate.outbound.sender import Sender
+    from mailgate.runners.sender import Sender
 
     config = make_config(database={"busy_timeout": 0.05}, outbound={"claim_timeout": 60.0})
     app = await build_app(config, clock)

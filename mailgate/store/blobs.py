@@ -1,4 +1,6 @@
-"""Content-addressed blobs: files under the data directory (written once, fsync'd, never
+"""Content-addressed blobs: raw mails and attachments by their SHA-256.
+
+Files under the data directory (written once, fsync'd, never
 overwritten), or rows of the database when several machines share no disk."""
 
 from __future__ import annotations

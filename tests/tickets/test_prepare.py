@@ -6,14 +6,14 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 
-from mailgate.apply.prepare import (
-    Preparer,
-)
 from mailgate.config import IntakeConfig
 from mailgate.core.address import AddressPolicy, QueueAddresses
 from mailgate.core.classify import Category
 from mailgate.core.model import SpoolEntry
 from mailgate.core.tokens import TokenCodec
+from mailgate.tickets.prepare import (
+    Preparer,
+)
 from tests.mails import make_mail
 
 CODEC = TokenCodec(b"prepare-test-secret-0123456789", "install-1")

@@ -20,15 +20,15 @@ from pathlib import Path
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mailgate.blobs import BlobStore
 from mailgate.clock import Clock
 from mailgate.config import Config
 from mailgate.core.workflow import Group
 from mailgate.errors import MailgateError
+from mailgate.store.blobs import BlobStore
 from mailgate.store.db import session, storage_errors
 from mailgate.store.repos import Repo
 
-log = structlog.get_logger("mailgate.retention")
+log = structlog.get_logger("mailgate.runners.retention")
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,12 +35,12 @@ from mailgate.clock import Clock
 from mailgate.config import OutboundConfig
 from mailgate.core.model import OutboxItem
 from mailgate.errors import DeliveryDeferred, DeliveryFailed, MailgateError, StorageUnavailable
-from mailgate.metrics import Metrics
+from mailgate.ops.metrics import Metrics
 from mailgate.outbound.transport import Transport
+from mailgate.runners.waiting import wait_for_work
 from mailgate.store.db import Blocking, storage_errors
 from mailgate.store.repos import OUTBOX_DEAD, OUTBOX_PENDING, OUTBOX_SENT, Tx
 from mailgate.store.repos.tickets import Event
-from mailgate.tasks import wait_for_work
 
 log = structlog.get_logger("mailgate.outbox")
 RECORD_TRIES = 3  # marking delivered mails sent, before they wait for the next round
