@@ -39,7 +39,8 @@ from mailgate.ops.metrics import Metrics
 from mailgate.outbound.notifier import Notifier
 from mailgate.outbound.render import Templates
 from mailgate.outbound.transport import transport_for
-from mailgate.runners.retention import purge_daily, purger_for
+from mailgate.runners.loop import Runner, run
+from mailgate.runners.retention import DAILY, Retention, purger_for
 from mailgate.runners.sender import Sender
 from mailgate.runners.timers import Scheduler
 from mailgate.runners.worker import Processor
@@ -336,18 +337,21 @@ async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
     listeners: Listeners | None = None
     monitor: MonitorServer | None = None
     worker_stop = asyncio.Event()
-    worker = asyncio.create_task(app.processor.run(worker_stop, app.wake))
-    sender = asyncio.create_task(app.sender.run(worker_stop, app.outbox_wake))
-    timers = asyncio.create_task(app.leadership.run("timers", app.scheduler.run, worker_stop))
-    retention: asyncio.Task[None] | None = None
+    worker = asyncio.create_task(
+        run(app.processor, worker_stop, app.wake, config.worker.poll_interval)
+    )
+    sender = asyncio.create_task(
+        run(app.sender, worker_stop, app.outbox_wake, config.outbound.poll_interval)
+    )
+    # Led by one instance at a time: each time this one leads, a fresh loop.
+    led: dict[str, tuple[Runner, float]] = {"timers": (app.scheduler, app.scheduler.interval)}
     if config.purge_archived_after_days > 0:
         purger = purger_for(app.engine, config)
-        days = config.purge_archived_after_days
-
-        async def purge(stop_purge: asyncio.Event) -> None:
-            await purge_daily(purger, days, app.clock, stop_purge)
-
-        retention = asyncio.create_task(app.leadership.run("retention", purge, worker_stop))
+        led["retention"] = (Retention(purger, config.purge_archived_after_days, app.clock), DAILY)
+    loops = [worker, sender] + [
+        asyncio.create_task(app.leadership.run(name, _led(runner, every), worker_stop))
+        for name, (runner, every) in led.items()
+    ]
     pollers: list[asyncio.Task[None]] = []
     try:
         if config.http.enabled:
@@ -381,10 +385,10 @@ async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
                 )
             )
         stopping = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({stopping, worker}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({stopping, *loops}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
-        if worker in done:
-            worker.result()  # the worker died: raise its error so the supervisor restarts us
+        for loop_task in done - {stopping}:
+            loop_task.result()  # a loop died of a bug: its error stops us, the supervisor restarts
     finally:
         stop.set()
         if monitor is not None:
@@ -394,15 +398,19 @@ async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
         if pollers:
             await asyncio.wait(pollers, timeout=config.smtp.shutdown_grace + 5)
         worker_stop.set()
-        if not worker.done():
-            await worker
-        await sender
-        await timers
-        if retention is not None:
-            await retention
+        await asyncio.wait(loops)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         log.info("daemon.stopped")
+
+
+def _led(runner: Runner, every: float) -> Callable[[asyncio.Event], Coroutine[Any, Any, None]]:
+    """The loop of ``runner`` as a job to lead (``ops.leader``): until its stop is set."""
+
+    async def job(stop: asyncio.Event) -> None:
+        await run(runner, stop, asyncio.Event(), every)
+
+    return job
 
 
 def _poll(app: App, mailbox: ImapConfig) -> Callable[[asyncio.Event], Coroutine[Any, Any, None]]:

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mailgate.clock import Clock
 from mailgate.config import Config
 from mailgate.core.workflow import Group
-from mailgate.errors import MailgateError
+from mailgate.runners.loop import Round
 from mailgate.store.blobs import BlobStore
 from mailgate.store.db import session, storage_errors
 from mailgate.store.repos import Repo
@@ -115,14 +115,20 @@ def purger_for(engine: AsyncEngine, config: Config) -> Purger:
     )
 
 
-async def purge_daily(purger: Purger, days: float, clock: Clock, stop: asyncio.Event) -> None:
-    """Purge what is ``days`` past archiving once a day, until ``stop``."""
-    while not stop.is_set():
-        try:
-            plan = await purger.plan(clock.now() - timedelta(days=days))
-            if plan.tickets:
-                await purger.apply(plan, clock.now())
-        except MailgateError as exc:
-            log.warning("retention.failed", error=str(exc))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 24 * 3600)
+DAILY = 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """The ``retention`` loop: once a day, purge what is ``days`` past archiving."""
+
+    purger: Purger
+    days: float
+    clock: Clock
+    name: str = "retention"
+
+    async def round(self, *, failing: bool, stop: asyncio.Event) -> Round:
+        plan = await self.purger.plan(self.clock.now() - timedelta(days=self.days))
+        if plan.tickets:
+            await self.purger.apply(plan, self.clock.now())
+        return Round()

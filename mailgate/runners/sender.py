@@ -37,7 +37,7 @@ from mailgate.core.model import OutboxItem
 from mailgate.errors import DeliveryDeferred, DeliveryFailed, MailgateError, StorageUnavailable
 from mailgate.ops.metrics import Metrics
 from mailgate.outbound.transport import Transport
-from mailgate.runners.waiting import wait_for_work
+from mailgate.runners.loop import Round
 from mailgate.store.db import Blocking, storage_errors
 from mailgate.store.repos import OUTBOX_DEAD, OUTBOX_PENDING, OUTBOX_SENT, Tx
 from mailgate.store.repos.tickets import Event
@@ -66,7 +66,9 @@ TRIM_EVERY = timedelta(hours=1)
 
 
 class Sender:
-    """Delivers the outbox through one transport."""
+    """Delivers the outbox through one transport; the daemon's ``sender`` loop."""
+
+    name = "sender"
 
     def __init__(
         self,
@@ -266,16 +268,8 @@ class Sender:
             log.info("outbox.trimmed", mails=trimmed, cap_records=removed)
         return trimmed, removed
 
-    async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
-        """Deliver until ``stop``: what is due, then wait for a wake-up or the poll interval."""
-        while not stop.is_set():
-            wake.clear()
-            try:
-                await self.trim()
-                results = await self.run_due(stop=stop)
-            except MailgateError as exc:
-                log.warning("outbox.storage_unavailable", error=str(exc))
-                results = []
-            if any(r.state == OUTBOX_SENT for r in results):
-                continue
-            await wait_for_work(stop, wake, self.config.poll_interval)
+    async def round(self, *, failing: bool, stop: asyncio.Event) -> Round:
+        """Trim (hourly), then deliver what is due; more at once while mails went out."""
+        await self.trim()
+        results = await self.run_due(stop=stop)
+        return Round(more=any(r.state == OUTBOX_SENT for r in results))

@@ -18,8 +18,7 @@ from sqlalchemy import Connection
 
 from mailgate.clock import Clock
 from mailgate.core.workflow import Trigger, move
-from mailgate.errors import MailgateError
-from mailgate.runners.waiting import wait_for_work
+from mailgate.runners.loop import Round
 from mailgate.store.db import Blocking, storage_errors
 from mailgate.store.repos import SLA_PREFIX, Tx
 from mailgate.store.repos.tickets import Event
@@ -29,7 +28,10 @@ log = structlog.get_logger("mailgate.runners.timers")
 
 
 class Scheduler:
-    """Fires due timers; ``run`` looks every ``interval`` seconds."""
+    """Fires due timers; the ``timers`` loop, looking every ``interval`` seconds (in the one
+    instance that leads it)."""
+
+    name = "timers"
 
     def __init__(
         self,
@@ -83,13 +85,7 @@ class Scheduler:
         log.info("timer.fired", ticket=f"#{ticket}", trigger=trigger, status=found.new)
         return 1
 
-    async def run(self, stop: asyncio.Event) -> None:
-        log.info("timers.started")
-        wake = asyncio.Event()
-        while not stop.is_set():
-            try:
-                await self.run_due()
-            except MailgateError as exc:
-                log.warning("timers.storage_unavailable", error=str(exc))
-            await wait_for_work(stop, wake, self.interval)
-        log.info("timers.stopped")
+    async def round(self, *, failing: bool, stop: asyncio.Event) -> Round:
+        """Fire what is due; the next look after ``interval``."""
+        await self.run_due()
+        return Round()

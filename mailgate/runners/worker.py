@@ -36,7 +36,7 @@ from mailgate.config import WorkerConfig
 from mailgate.core.model import Action, SpoolEntry
 from mailgate.errors import CountsBusy, MailgateError, StorageUnavailable
 from mailgate.ops.metrics import Metrics
-from mailgate.runners.waiting import wait_for_work
+from mailgate.runners.loop import Round
 from mailgate.store.blobs import BlobStore
 from mailgate.store.db import Blocking, is_temporary, storage_errors
 from mailgate.store.repos import Tx
@@ -45,7 +45,6 @@ from mailgate.tickets.mail import Applier, Outcome
 from mailgate.tickets.prepare import Prepared, Preparer
 
 log = structlog.get_logger("mailgate.runners.worker")
-MAX_FAILING_WAIT = 60.0  # seconds between rounds while storage keeps failing
 NOTIFYING = (Action.CREATED, Action.APPENDED, Action.BOUNCE, Action.HELD)
 # The raw bytes one batch may hold in memory at once (a larger mail is a batch alone):
 # parsed, a mail costs a few times its size, so this bounds the worker's share of RSS.
@@ -55,7 +54,7 @@ BATCH_BYTES = 16 * 1024 * 1024
 AHEAD_BYTES = 4 * 1024 * 1024
 T = TypeVar("T")
 
-__all__ = ["MAX_FAILING_WAIT", "Outcome", "Processor"]
+__all__ = ["Outcome", "Processor"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +133,10 @@ def lanes(items: Sequence[T], keys: Callable[[T], Iterable[str]], count: int) ->
 
 class Processor:
     """Runs spool items through the ticket application, a batch per transaction; on
-    PostgreSQL a batch's independent mails in ``[worker] lanes`` transactions side by side."""
+    PostgreSQL a batch's independent mails in ``[worker] lanes`` transactions side by side.
+    The daemon runs it as the ``worker`` loop (``runners.loop``)."""
+
+    name = "worker"
 
     def __init__(
         self,
@@ -468,25 +470,10 @@ class Processor:
             await asyncio.sleep(0.01)
             waited += 0.01
 
-    async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
-        """Work until ``stop`` is set: process what is due, then wait for a wake-up or the poll."""
-        log.info("worker.started")
-        failing = 0  # rounds in a row that storage failed: the wait doubles with each
-        while not stop.is_set():
-            wake.clear()
-            try:
-                # While storage fails, one mail a round finds out whether it is back.
-                outcomes = await self.run_due(1 if failing else 256)
-            except MailgateError as exc:
-                log.warning("worker.storage_unavailable", error=str(exc))
-                outcomes = [Outcome(0, Action.DEFERRED, None, str(exc))]
-            if outcomes and outcomes[-1].action is Action.DEFERRED:
-                failing += 1
-                delay = min(self.worker.poll_interval * 2**failing, MAX_FAILING_WAIT)
-                await wait_for_work(stop, wake, max(delay, 0.05))  # new mail: storage is back
-                continue
-            failing = 0
-            if outcomes:
-                continue  # more may be due right away
-            await wait_for_work(stop, wake, self.worker.poll_interval)
-        log.info("worker.stopped")
+    async def round(self, *, failing: bool, stop: asyncio.Event) -> Round:
+        """What is due; while storage fails, one mail a round finds out whether it is back."""
+        outcomes = await self.run_due(1 if failing else 256)
+        return Round(
+            more=bool(outcomes),
+            failing=bool(outcomes) and outcomes[-1].action is Action.DEFERRED,
+        )

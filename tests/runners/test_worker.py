@@ -488,6 +488,7 @@ async def test_while_storage_fails_the_worker_backs_off_instead_of_reparsing_eve
     import structlog
 
     from mailgate.intake.spool import Received
+    from mailgate.runners.loop import run
 
     config = make_config(
         database={"busy_timeout": 0.05}, worker={"poll_interval": 0.05, "batch_size": 4}
@@ -500,7 +501,7 @@ async def test_while_storage_fails_the_worker_backs_off_instead_of_reparsing_eve
         lock = sqlite3.connect(str(config.database.url).split("///", 1)[1], isolation_level=None)
         lock.execute("BEGIN EXCLUSIVE")
         with structlog.testing.capture_logs() as logs:
-            worker = asyncio.create_task(app.processor.run(stop, wake))
+            worker = asyncio.create_task(run(app.processor, stop, wake, 0.05))
             await asyncio.sleep(1.5)
             stop.set()
             await worker
