@@ -1,7 +1,7 @@
 """Answer monitoring over HTTP: ``/healthz`` (200 or 503, with reasons) and ``/metrics``.
 
-A deliberately small HTTP/1.1 server on the daemon's event loop (two GET
-routes, one request per connection); nothing else is served. Health means: the
+Served by aiohttp.web on the daemon's event loop (two GET routes); nothing else
+is served (decision 0016: why aiohttp). Health means: the
 database answers, the listeners are bound, each IMAP mailbox this instance polls
 is connected (the others are polled by another instance), and no outbox mail has
 been due for longer than ``stuck_after``.
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
+from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -26,8 +27,6 @@ from mailgate.store.db import session
 from mailgate.store.repos import Repo
 
 log = structlog.get_logger("mailgate.ops.http")
-
-_STATUS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 
 
 @dataclass
@@ -80,53 +79,42 @@ class Health:
 
 
 class MonitorServer:
-    """Serves ``/healthz`` and ``/metrics`` until closed."""
+    """Serves ``/healthz`` and ``/metrics`` on the daemon's loop (aiohttp.web) until closed."""
 
     def __init__(self, health: Health) -> None:
         self.health = health
-        self.server: asyncio.Server | None = None
+        self.runner: web.AppRunner | None = None
+
+    def application(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)  # and HEAD; other methods: 405
+        app.router.add_get("/metrics", self._metrics)
+        return app
 
     async def start(self, host: str, port: int) -> int:
-        self.server = await asyncio.start_server(self._serve, host, port)
-        bound = int(self.server.sockets[0].getsockname()[1])
+        """Listen on ``host``:``port`` (0: any free port); the port bound."""
+        self.runner = web.AppRunner(self.application(), access_log=None, handle_signals=False)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, host, port).start()
+        bound = int(self.runner.addresses[0][1])
         log.info("http.listening", host=host, port=bound)
         return bound
 
     async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
+        if self.runner is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.server.wait_closed(), 2.0)
+                await asyncio.wait_for(self.runner.cleanup(), 5.0)
+            self.runner = None
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request = await asyncio.wait_for(reader.readline(), 10.0)
-            while (await asyncio.wait_for(reader.readline(), 10.0)) not in (b"\r\n", b"\n", b""):
-                pass  # headers: nothing in them matters here
-            method, _, rest = request.decode("latin-1").partition(" ")
-            path = rest.split(" ", 1)[0].split("?", 1)[0]
-            status, content_type, body = await self._route(method, path)
-            writer.write(
-                f"HTTP/1.1 {status} {_STATUS[status]}\r\nContent-Type: {content_type}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                + body
-            )
-            await writer.drain()
-        except (TimeoutError, ConnectionError, UnicodeDecodeError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+    async def _healthz(self, request: web.Request) -> web.Response:
+        healthy, checks = await self.health.check()
+        return web.json_response(
+            {"healthy": healthy, "checks": checks},
+            status=200 if healthy else 503,
+            dumps=lambda value: json.dumps(value, indent=1) + "\n",
+        )
 
-    async def _route(self, method: str, path: str) -> tuple[int, str, bytes]:
-        if method not in ("GET", "HEAD"):
-            return 405, "text/plain", b"GET only\n"
-        if path == "/healthz":
-            healthy, checks = await self.health.check()
-            body = json.dumps({"healthy": healthy, "checks": checks}, indent=1).encode() + b"\n"
-            return (200 if healthy else 503), "application/json", body
-        if path == "/metrics":
-            await self.health.check()  # refresh the gauges read from the database
-            return 200, CONTENT_TYPE_LATEST, generate_latest(self.health.metrics.registry)
-        return 404, "text/plain", b"/healthz or /metrics\n"
+    async def _metrics(self, request: web.Request) -> web.Response:
+        await self.health.check()  # refresh the gauges read from the database
+        body = generate_latest(self.health.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

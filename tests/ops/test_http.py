@@ -89,3 +89,33 @@ def test_health_follows_the_database_and_metrics_count_mail(
         assert get(http_port, "/nothing")[0] == 404
     finally:
         assert stop_daemon(daemon) == 0, b"".join(lines).decode()[-3000:]
+
+
+async def test_the_monitor_answers_get_and_head_and_refuses_the_rest(app: Any) -> None:
+    """In process, on a free port: the two routes, HEAD without a body, other methods 405,
+    other paths 404."""
+    import asyncio
+
+    from mailgate.ops.http import Health, MonitorServer
+
+    server = MonitorServer(Health(app.engine, app.metrics, app.clock, ()))
+    port = await server.start("127.0.0.1", 0)
+    try:
+
+        def ask(method: str, path: str) -> tuple[int, bytes]:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+            try:
+                with urllib.request.urlopen(request, timeout=20) as answer:
+                    return int(answer.status), bytes(answer.read())
+            except urllib.error.HTTPError as exc:
+                return int(exc.code), bytes(exc.read())
+
+        status, body = await asyncio.to_thread(ask, "GET", "/healthz")
+        assert status == 200 and json.loads(body)["checks"]["database"] == "ok"
+        assert await asyncio.to_thread(ask, "HEAD", "/healthz") == (200, b"")
+        assert (await asyncio.to_thread(ask, "POST", "/healthz"))[0] == 405
+        assert (await asyncio.to_thread(ask, "GET", "/nothing"))[0] == 404
+        status, body = await asyncio.to_thread(ask, "GET", "/metrics")
+        assert status == 200 and b"mailgate_" in body
+    finally:
+        await server.close()
