@@ -27,6 +27,7 @@ from mailgate.store.db import session
 from mailgate.store.repos import Repo
 from tests.conftest import REQUIRE_SERVERS, SUPPORT, free_port
 from tests.mails import make_mail
+from tests.waiting import eventually
 
 DOVECOT = Path("/usr/sbin/dovecot")
 USER, PASSWORD = "test@example.com", "secret"
@@ -199,19 +200,6 @@ async def running(
         if instance.tasks:
             await instance.halt()
         await instance.app.close()
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 20.0) -> None:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.1)
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

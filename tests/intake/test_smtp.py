@@ -27,6 +27,7 @@ from mailgate.store.db import session
 from mailgate.store.repos import Repo
 from tests.conftest import REQUIRE_SERVERS
 from tests.mails import make_mail
+from tests.waiting import eventually
 
 
 @dataclass
@@ -586,9 +587,16 @@ async def test_graceful_close_finishes_the_transaction_in_flight(server: Server)
     writer.write(b"Subject: in flight\r\n\r\nhalf")
     await writer.drain()
     closing = asyncio.create_task(server.listeners.close())
-    await asyncio.sleep(0.3)
-    with pytest.raises(OSError):
-        await asyncio.open_connection("127.0.0.1", server.port)  # no longer accepting
+
+    async def refused() -> bool:
+        try:
+            _, probe = await asyncio.open_connection("127.0.0.1", server.port)
+        except OSError:
+            return True  # no longer accepting
+        probe.close()
+        return False
+
+    await eventually(refused, timeout=10)
     writer.write(b" done\r\n.\r\n")
     await writer.drain()
     assert (await reader.readline()).startswith(b"250")

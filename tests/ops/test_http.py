@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import smtplib
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import ThrowawayCluster, free_port, write_config_file
 from tests.mails import make_mail
 from tests.test_daemon import start_daemon, stop_daemon
+from tests.waiting import eventually_sync as eventually
 
 
 def get(port: int, path: str) -> tuple[int, bytes]:
@@ -31,13 +31,6 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for sample in family.samples:
             found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return found
-
-
-def eventually(check: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 def test_health_follows_the_database_and_metrics_count_mail(

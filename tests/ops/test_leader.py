@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mailgate.ops.leader import FileLock, Leadership, PgAdvisoryLock, lock_key
+from tests.waiting import eventually
 
 
 class Journal:
@@ -32,13 +33,6 @@ class Journal:
                 self.runs.append((who, start, time.monotonic()))
 
         return run
-
-
-async def eventually(check, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 def test_lock_keys_are_stable_and_distinct() -> None:
