@@ -236,6 +236,7 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
     )
     scheduler = Scheduler(blocking=blocking, desk=desk, clock=clock, on_outbox=outbox_wake.set)
     sender = Sender(
+        worker_busy=processor.busy,
         blocking=blocking,
         transport=transport_for(config.outbound.relay, config.outbound.maildir),
         config=config.outbound,

@@ -46,6 +46,7 @@ log = structlog.get_logger("mailgate.outbox")
 RECORD_TRIES = 3  # marking delivered mails sent, before they wait for the next round
 RECORD_AFTER = 0.25  # seconds: delivered mails are marked sent together at most this late
 ROUND = 50  # mails claimed at once
+GIVE_WAY = 2.0  # seconds a round waits at most while the worker has a backlog
 T = TypeVar("T")
 
 
@@ -78,8 +79,10 @@ class Sender:
         config: OutboundConfig,
         clock: Clock,
         metrics: Metrics,
+        worker_busy: Callable[[], bool],
     ) -> None:
         self.blocking = blocking
+        self.worker_busy = worker_busy
         self.transport = transport
         self.config = config
         self.clock = clock
@@ -92,6 +95,16 @@ class Sender:
     async def _write(self, work: Callable[[Connection], T]) -> T:
         """``work`` in a writing transaction on the sender's own connection."""
         return await self.blocking.write(work, writer="sender")
+
+    async def _give_way(self, stop: asyncio.Event) -> None:
+        """While the worker works through a backlog, wait (at most ``GIVE_WAY``) before a
+        round: on one database, every round's commits queue with the worker's, and a
+        notice can wait a moment while mail becomes tickets. The cap keeps notices going
+        out under sustained load."""
+        waited = 0.0
+        while waited < GIVE_WAY and self.worker_busy() and not stop.is_set():
+            await asyncio.sleep(0.05)
+            waited += 0.05
 
     def _backoff(self, attempts: int) -> timedelta:
         base = min(
@@ -270,6 +283,7 @@ class Sender:
 
     async def round(self, *, failing: bool, stop: asyncio.Event) -> Round:
         """Trim (hourly), then deliver what is due; more at once while mails went out."""
+        await self._give_way(stop)
         await self.trim()
         results = await self.run_due(stop=stop)
         return Round(more=any(r.state == OUTBOX_SENT for r in results))

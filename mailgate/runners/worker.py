@@ -162,6 +162,7 @@ class Processor:
         self.intake_busy = intake_busy
         self.on_outbox = on_outbox
         self.metrics = metrics
+        self._working = False  # in a round that found mail due
         # SQLite has one writer at a time: lanes would only queue for its lock.
         self.lanes = 1 if blocking.single_writer else worker.lanes
 
@@ -470,9 +471,14 @@ class Processor:
             await asyncio.sleep(0.01)
             waited += 0.01
 
+    def busy(self) -> bool:
+        """Whether the worker is working through mail that was due (the sender gives way)."""
+        return self._working
+
     async def round(self, *, failing: bool, stop: asyncio.Event) -> Round:
         """What is due; while storage fails, one mail a round finds out whether it is back."""
         outcomes = await self.run_due(1 if failing else 256)
+        self._working = bool(outcomes) and not failing
         return Round(
             more=bool(outcomes),
             failing=bool(outcomes) and outcomes[-1].action is Action.DEFERRED,

@@ -346,6 +346,7 @@ async def test_a_locked_database_between_delivery_and_marking_sends_nothing_twic
             config=config.outbound,
             clock=clock,
             metrics=app.metrics,
+            worker_busy=lambda: False,
         )
         again = await fresh.run_due()
         assert [d.state for d in again] == ["sent", "sent"]
@@ -404,3 +405,23 @@ async def _claim_all(app: App, clock: FrozenClock) -> list[int]:
 async def _outbox(app: App) -> list[Any]:
     async with session(app.engine) as s:
         return await Repo(s).outbox_list()
+
+
+async def test_a_round_gives_way_while_the_worker_has_a_backlog(app: App) -> None:
+    """On one database every round's commits queue with the worker's: while the worker
+    works through due mail, the sender waits a moment (at most ``GIVE_WAY``), then sends."""
+    await deliver(app, make_mail())
+    asked: list[bool] = []
+
+    def busy() -> bool:
+        asked.append(len(asked) < 3)  # busy for three looks, then done
+        return asked[-1]
+
+    app.sender.worker_busy = busy
+    done = await app.sender.round(failing=False, stop=asyncio.Event())
+    assert done.more and asked == [True, True, True, False]
+    assert {s for _, s, _ in await _states(app)} == {"sent"}
+    stopping = asyncio.Event()
+    stopping.set()  # a stopping daemon does not wait
+    app.sender.worker_busy = lambda: True
+    await asyncio.wait_for(app.sender.round(failing=False, stop=stopping), 1.0)
