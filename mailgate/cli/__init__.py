@@ -1,7 +1,7 @@
 """The ``mailgate`` command line: parse, load the configuration, hand over to the command.
 
-Each command lives in the module of its group (``cli.pipe``, ``cli.mail``, ``cli.desk``,
-``cli.admin``)
+Each command lives in the module of its group (``cli.pipe``, ``cli.check``, ``cli.mail``,
+``cli.desk``, ``cli.sla``, ``cli.admin``)
 and is imported only when it runs, so that a command imports what it needs and no more:
 ``--help`` no database code, the MTA pipe no web, IMAP or calendar code. Exit codes
 follow sysexits(3) (``cli.output``): 0 done, 1 not found or failed, 65 the mail is
@@ -81,7 +81,7 @@ def _main(argv: Sequence[str] | None, out: TextIO) -> int:
     configure(_log_level(args.command, config.general.log_level), config.general.log_format)
     try:
         if args.command == "check":
-            from mailgate.cli.admin import check
+            from mailgate.cli.check import check
 
             return check(config, out)
         if args.command == "migrate":

@@ -1,10 +1,9 @@
-"""Commands a sysadmin runs: ``migrate``, ``check``, ``init``, ``run``, ``purge``,
-``quarantine``, ``outbox``."""
+"""Commands a sysadmin runs: ``migrate``, ``init``, ``run``, ``purge``, ``quarantine``,
+``outbox``."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from datetime import timedelta
 from typing import TextIO
@@ -12,12 +11,9 @@ from typing import TextIO
 from alembic.runtime.migration import MigrationContext
 
 from mailgate.app import App, run_daemon
-from mailgate.cli.output import EX_CONFIG, EX_FAILED, EX_OK, EX_TEMPFAIL, EX_USAGE, print_json, ref
+from mailgate.cli.output import EX_FAILED, EX_OK, EX_USAGE, print_json, ref
 from mailgate.cli.progress import Steps
 from mailgate.config import Config
-from mailgate.errors import ConfigError, LoginFailed, MailgateError
-from mailgate.intake.imap import probe
-from mailgate.outbound.render import Templates
 from mailgate.runners.retention import parse_age, purger_for
 from mailgate.store.db import create_engine, session, storage_errors
 from mailgate.store.repos import Repo
@@ -46,40 +42,6 @@ async def migrate(config: Config, args: argparse.Namespace, out: TextIO) -> int:
     else:
         print(f"schema upgraded from {before or 'nothing'} to {after}", file=out)
     return EX_OK
-
-
-def check(config: Config, out: TextIO) -> int:
-    """Every template loaded and rendered against a sample, as the daemon does; then the
-    mail sources."""
-    try:
-        Templates(config.outbound.template_dir).check()
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return EX_CONFIG
-    print(f"{config.path}: ok ({len(config.queues)} queue(s))", file=out)
-    return asyncio.run(check_sources(config, out))
-
-
-async def check_sources(config: Config, out: TextIO) -> int:
-    """Log in to every configured IMAP mailbox and report what waits there."""
-    code = EX_OK
-    for mailbox in config.imap:
-        try:
-            state = await probe(mailbox)
-        except LoginFailed as exc:
-            print(f"imap {mailbox.name}: login failed: {exc}", file=out)
-            code = EX_CONFIG
-        except MailgateError as exc:
-            print(f"imap {mailbox.name}: unreachable: {exc}", file=out)
-            code = code or EX_TEMPFAIL
-        else:
-            print(
-                f"imap {mailbox.name}: ok, {state.waiting} mail(s) waiting in "
-                f"{mailbox.folder} (UIDVALIDITY {state.uidvalidity})",
-                file=out,
-            )
-    return code
 
 
 async def init(app: App, args: argparse.Namespace, out: TextIO) -> int:
