@@ -11,7 +11,6 @@ everything. See docs/decisions/0015-the-pipe-stores.md.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import TextIO
 
@@ -24,13 +23,11 @@ from mailgate.cli.output import (
     read_file,
     ref,
 )
-from mailgate.clock import SystemClock
 from mailgate.config import Config
 from mailgate.errors import BadMail, ConfigError, MailgateError, SchemaMismatch
-from mailgate.intake.spool import Received, Spool, Stored
-from mailgate.store.db import create_engine, create_sqlite_sync_engine, session, storage_errors
-from mailgate.store.repos.spool import PENDING, SpoolRepo
-from mailgate.store.schema import prepare_schema
+from mailgate.intake.pipe import store
+from mailgate.intake.spool import Received
+from mailgate.store.repos.spool import PENDING
 
 
 async def ingest(config: Config, args: argparse.Namespace, out: TextIO) -> int:
@@ -60,28 +57,3 @@ async def ingest(config: Config, args: argparse.Namespace, out: TextIO) -> int:
     result = {"action": action, "ticket": ref(ticket), "reason": reason}
     print_json(out, {**result, "spool_id": stored.spool_id})
     return EX_OK
-
-
-async def store(config: Config, received: Received) -> tuple[Stored, str | None, int | None]:
-    """Store ``received`` in the spool of ``config``'s database; with, for a mail stored
-    before, the state of that spool item and its ticket."""
-    db = config.database
-    engine = create_engine(db.url, busy_timeout=db.busy_timeout, pool_size=1, max_overflow=0)
-    spool = Spool(
-        engine,
-        SystemClock(),
-        sync_engine=create_sqlite_sync_engine(engine, db.busy_timeout),
-        busy_timeout=db.busy_timeout,
-    )
-    try:
-        await prepare_schema(engine)
-        stored = await spool.store(received)
-        if not stored.duplicate:
-            return stored, None, None
-        with storage_errors("read spool"):
-            async with session(engine) as s:
-                entry = await s.run_sync(lambda c: SpoolRepo(c.connection()).get(stored.spool_id))
-        return stored, entry.state if entry else None, entry.ticket if entry else None
-    finally:
-        await asyncio.to_thread(spool.close)
-        await engine.dispose()
