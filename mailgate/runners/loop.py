@@ -5,8 +5,10 @@ what is due and says whether more may be due at once or storage is failing. ``ru
 owns the rest, once for all of them: waiting (a wake-up cuts it short), backing off
 while storage fails (the wait doubles each round, up to a minute, and a wake-up —
 new work — tries again at once), logging, and stopping. An error that is not
-mailgate's (a bug) is not caught here: the loop's task ends with it and the daemon
-stops with its traceback, so that the supervisor (systemd) restarts it.
+mailgate's (a bug) is not caught here: the loop's task ends with it. The worker's or
+the sender's stops the daemon with its traceback, so that the supervisor (systemd)
+restarts it; a led loop's (timers, retention) is logged by its leadership
+(``leader.job_failed``), which starts it again.
 """
 
 from __future__ import annotations
