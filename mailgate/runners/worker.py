@@ -210,7 +210,7 @@ class Processor:
                 outcomes.extend(done)
                 if any(o.action is Action.DEFERRED for o in done):
                     break  # storage is failing (locked, down, full): the next batch would too
-                rest = gathered.without(reached | {o.spool_id for o in done})
+                rest = gathered.without(reached)
         finally:
             if ahead is not None:  # gathered for nothing: its mails stay pending
                 ahead.cancel()
