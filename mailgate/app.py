@@ -31,7 +31,7 @@ from mailgate.core.calendar import BusinessCalendar
 from mailgate.core.tokens import TokenCodec
 from mailgate.errors import ConfigError, StorageUnavailable
 from mailgate.intake.imap import ImapPoller
-from mailgate.intake.smtp import Listeners, start_listeners
+from mailgate.intake.listeners import Listeners, start_listeners
 from mailgate.intake.spool import Spool
 from mailgate.ops.http import Health, MonitorServer
 from mailgate.ops.leader import Leadership

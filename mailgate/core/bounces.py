@@ -19,6 +19,7 @@ from email.message import Message
 
 from flufl.bounce import all_failures
 
+from mailgate.core.headers import message_ids, raw_header
 from mailgate.core.model import ParsedMail
 
 
@@ -86,9 +87,8 @@ def original_message_ids(msg: Message, text: str) -> tuple[str, ...]:
         blocks = payload if isinstance(payload, list) else [payload]
         for block in blocks:
             if isinstance(block, Message):
-                value = block.get("Message-ID")
-                if value:
-                    found.setdefault(str(value).strip().strip("<>"), None)
+                for mid in message_ids(raw_header(block, "Message-ID")):
+                    found.setdefault(mid, None)
             elif isinstance(block, str):
                 for mid in _MESSAGE_ID_LINE.findall(block):
                     found.setdefault(mid, None)

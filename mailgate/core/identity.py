@@ -12,7 +12,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-_MSGID = re.compile(rb"<([^<>\s]{1,900})>")
+from mailgate.core.headers import message_ids
+
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 # The first Message-ID header of the header block, with its folded continuation lines.
 _MESSAGE_ID_HEADER = re.compile(rb"^Message-ID[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.I | re.M)
@@ -59,11 +60,9 @@ def identify(raw: RawBytes) -> MailIdentity:
     end = _HEADER_END.search(view)
     header_block = bytes(view[: end.start()] if end else view[:HEADER_SCAN])
     body_sha = _body_sha256(view[end.end() :] if end else view[:0])
-    message_id: str | None = None
     header = _MESSAGE_ID_HEADER.search(header_block)
-    found = _MSGID.search(header.group(1)) if header else None
-    if found:
-        message_id = found.group(1).decode("utf-8", "replace")
+    found = message_ids(header.group(1).decode("utf-8", "surrogateescape")) if header else ()
+    message_id = found[0] if found else None
     if message_id:
         key = hashlib.sha256(f"{message_id}\n{body_sha}".encode()).hexdigest()
         return MailIdentity(raw_sha, body_sha, message_id, f"mid:{key}")

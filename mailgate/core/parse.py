@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import codecs
 import email
 import email.parser
 import email.utils
@@ -18,30 +17,37 @@ import re
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
-from email.header import decode_header
 from email.message import Message
 from email.policy import compat32
 from typing import Any
 
 import mailparser
 
+from mailgate.core.aside import restore, set_aside
 from mailgate.core.filenames import safe_filename
+from mailgate.core.headers import (
+    CONTROLS,
+    DEFAULT_FALLBACK_CHARSETS,
+    decode_8bit,
+    decode_header_value,
+    message_ids,
+    raw_header,
+    raw_headers,
+    without_controls,
+)
 from mailgate.core.model import Address, Attachment, ParsedMail
+from mailgate.core.parts import decode_part, delivery_status, text_fixes, unclaimed_parts
 from mailgate.core.text import html_to_text
 
-_MSGID = re.compile(r"<([^<>\s]{1,900})>")
-# C0 controls and DEL: never part of a header value mailgate stores or sends.
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-# The same in body text, where tab, newline, carriage return and form feed belong.
+# Controls in body text, where tab, newline, carriage return and form feed belong.
 _BODY_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 # More parts than this and only the first ones are read (``[intake] max_parts``).
 DEFAULT_MAX_PARTS = 500
 # Counted before parsing, cheaply: an upper bound of the number of MIME parts.
 _CONTENT_TYPES = re.compile(rb"^content-type[ \t]*:", re.IGNORECASE | re.MULTILINE)
+
+
 # Tried in order for 8-bit text without a usable charset; configurable per installation.
-DEFAULT_FALLBACK_CHARSETS: tuple[str, ...] = ("utf-8", "windows-1252")
-
-
 def parse_mail(
     raw: bytes,
     fallback_charsets: tuple[str, ...] = DEFAULT_FALLBACK_CHARSETS,
@@ -54,9 +60,9 @@ def parse_mail(
     ``max_parts`` MIME parts only the first ``max_parts`` are read (``parts_skipped``
     says how many were not); the raw mail keeps them all.
     """
-    reduced, aside = _set_aside(raw)
+    reduced, aside = set_aside(raw)
     if aside:
-        restored = _restore(_parse(reduced, fallback_charsets, max_parts), aside)
+        restored = restore(_parse(reduced, fallback_charsets, max_parts), aside)
         if restored is not None:
             return restored
     return _parse(raw, fallback_charsets, max_parts)
@@ -76,169 +82,7 @@ def _parse(raw: bytes, fallback_charsets: tuple[str, ...], max_parts: int) -> Pa
     return _headers_only(raw, defects, fallback_charsets)
 
 
-# --- large attachments set aside -----------------------------------------------------------
-
-# A long run of base64 lines: the body of a large attachment. The MIME parsers hold a mail
-# several times over (as text, as lines, as payload), so a 24 MB mail costs some 180 MB to
-# parse; with each such run replaced by a short stand-in it costs little more than itself.
-# Matched once per run, greedily, so the scan is linear; short runs are left in place.
-_BASE64_RUN = re.compile(
-    rb"^(?:[A-Za-z0-9+/]{16,998}\r?\n)+(?:[A-Za-z0-9+/]*={0,2}\r?\n)?", re.MULTILINE
-)
-SET_ASIDE_FROM = 1 << 20  # bytes: smaller mails are parsed as they are
-SET_ASIDE_RUN = 1 << 18  # bytes: shorter runs are parsed as they are
-
-
-def _marker(index: int) -> bytes:
-    """What the stand-in of run ``index`` decodes to; no real attachment is these bytes."""
-    return b"\x00mailgate set aside %06d\x00" % index
-
-
-def _set_aside(raw: bytes) -> tuple[bytes, dict[bytes, memoryview]]:
-    """``raw`` with each long base64 run replaced by a stand-in that decodes to its marker,
-    and the runs by marker (views of ``raw``, not copies)."""
-    if len(raw) < SET_ASIDE_FROM:
-        return raw, {}
-    view = memoryview(raw)
-    aside: dict[bytes, memoryview] = {}
-    pieces: list[bytes | memoryview] = []
-    last = 0
-    for found in _BASE64_RUN.finditer(raw):
-        if found.end() - found.start() < SET_ASIDE_RUN:
-            continue
-        marker = _marker(len(aside))
-        aside[marker] = view[found.start() : found.end()]
-        pieces += [view[last : found.start()], base64.b64encode(marker) + b"\r\n"]
-        last = found.end()
-    if not aside:
-        return raw, {}
-    pieces.append(view[last:])
-    return b"".join(pieces), aside
-
-
-def _restore(parsed: ParsedMail, aside: dict[bytes, memoryview]) -> ParsedMail | None:
-    """``parsed`` with each stand-in attachment given its real bytes; None when a run did not
-    come out as exactly one attachment (it was text, or only part of a body), so that the
-    mail is parsed whole instead."""
-    attachments = list(parsed.attachments)
-    found = 0
-    for index, item in enumerate(attachments):
-        run = aside.get(item.data)
-        if run is None:
-            continue
-        try:
-            data = binascii.a2b_base64(run)
-        except binascii.Error:  # broken base64: the whole parse records it as a defect
-            return None
-        attachments[index] = replace(item, data=data, sha256=hashlib.sha256(data).hexdigest())
-        found += 1
-    if found != len(aside):
-        return None
-    return replace(parsed, attachments=tuple(attachments))
-
-
 # --- helpers shared by both paths ------------------------------------------------------
-
-
-def decode_8bit(text: str, fallbacks: tuple[str, ...] = DEFAULT_FALLBACK_CHARSETS) -> str:
-    """Text that may carry raw 8-bit bytes (as surrogate escapes), in the first fitting charset."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        pass
-    data = text.encode("utf-8", "surrogateescape")
-    for charset in fallbacks:
-        try:
-            return data.decode(charset)
-        except (LookupError, UnicodeDecodeError):
-            continue
-    return data.decode("utf-8", "replace")
-
-
-def without_controls(text: str) -> str:
-    """``text`` with NUL, other C0 controls and DEL removed (tab and line breaks become
-    spaces): what every header value mailgate stores or sends must be."""
-    return _CONTROLS.sub("", text.replace("\t", " ").replace("\n", " ").replace("\r", " "))
-
-
-def decode_header_value(
-    value: object, fallbacks: tuple[str, ...] = DEFAULT_FALLBACK_CHARSETS
-) -> str:
-    """A header value as text: RFC 2047 words decoded, raw 8-bit bytes read in ``fallbacks``,
-    control characters removed. Never raises: an undecodable word stays as it was written."""
-    if value is None:
-        return ""
-    text = decode_8bit(str(value), fallbacks)
-    try:
-        parts = decode_header(text)
-    except Exception:  # a malformed encoded word (HeaderParseError, binascii.Error, ...)
-        parts = [(text, None)]
-    chunks: list[str] = []
-    for chunk, charset in parts:
-        if isinstance(chunk, str):
-            chunks.append(chunk)
-            continue
-        chunks.append(_decode_words(chunk, charset, fallbacks))
-    # decode_header keeps the whitespace between plain words but drops it around encoded ones.
-    decoded = "".join(chunks) if len(parts) > 1 or not isinstance(parts[0][0], str) else text
-    decoded = decoded.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return without_controls(re.sub(r"[\r\n]+[ \t]*", " ", decoded)).strip()
-
-
-def raw_header(msg: Message, name: str) -> str | None:
-    """The first raw value of header ``name``, 8-bit bytes still as surrogate escapes."""
-    values = raw_headers(msg, name)
-    return values[0] if values else None
-
-
-def raw_headers(msg: Message, name: str) -> list[str]:
-    """Every raw value of header ``name`` as text (never a ``Header`` object, which the
-    library hands back for 8-bit values), 8-bit bytes still as surrogate escapes."""
-    wanted = name.lower()
-    return [str(value) for key, value in msg.raw_items() if key.lower() == wanted]
-
-
-# Charsets whose labels senders use for text that only a superset decodes.
-_SUPERSETS = {
-    "gb2312": "gb18030",
-    "gbk": "gb18030",
-    "iso-8859-1": "windows-1252",
-    "ascii": "windows-1252",
-    "us-ascii": "windows-1252",
-    "ks_c_5601-1987": "cp949",
-}
-
-
-def _decode_words(data: bytes, charset: str | None, fallbacks: tuple[str, ...]) -> str:
-    label = (charset or "").lower()
-    for candidate in (label, _SUPERSETS.get(label, ""), *fallbacks):
-        if not candidate:
-            continue
-        try:
-            return data.decode(candidate)
-        except (LookupError, UnicodeDecodeError, ValueError):  # ValueError: NUL in the label
-            continue
-    return data.decode(label if _known(label) else "utf-8", "replace")
-
-
-def _known(charset: str) -> bool:
-    try:
-        codecs.lookup(charset)
-    except (LookupError, ValueError):
-        return False
-    return True
-
-
-def message_ids(value: str | None) -> tuple[str, ...]:
-    """The ``<id>`` items of a Message-ID, In-Reply-To or References header, in order, unique;
-    8-bit bytes read as text, control characters removed."""
-    if not value:
-        return ()
-    seen: dict[str, None] = {}
-    for found in _MSGID.findall(without_controls(decode_8bit(value))):
-        seen.setdefault(found, None)
-    return tuple(seen)
 
 
 def _date(value: str | None, defects: list[str]) -> datetime | None:
@@ -259,7 +103,7 @@ def _addresses(pairs: Iterable[tuple[str, str]]) -> tuple[Address, ...]:
     for name, addr in pairs:
         addr = decode_8bit(addr or "").strip().strip("<>")
         # An address with a control character is no address: never stored, never mailed.
-        if "@" not in addr or any(c.isspace() for c in addr) or _CONTROLS.search(addr):
+        if "@" not in addr or any(c.isspace() for c in addr) or CONTROLS.search(addr):
             continue
         local, _, domain = addr.rpartition("@")
         result.append(Address(f"{local}@{domain.lower()}", decode_header_value(name)))
@@ -367,90 +211,6 @@ def _flatten_defects(raw_defects: Iterable[Any]) -> list[str]:
     return result
 
 
-# 7-bit charsets whose text is ASCII escape sequences: mail-parser hands these
-# parts back undecoded, since they are valid ASCII.
-_ESCAPE_CHARSETS = frozenset(
-    {
-        "iso-2022-jp",
-        "iso-2022-jp-1",
-        "iso-2022-jp-2",
-        "iso-2022-jp-3",
-        "iso-2022-jp-ext",
-        "iso-2022-kr",
-        "csiso2022jp",
-        "utf-7",
-        "hz-gb-2312",
-        "hz",
-    }
-)
-
-
-def _text_fixes(msg: Message, fallbacks: tuple[str, ...]) -> dict[str, str]:
-    """Body text mail-parser got wrong, mapped to the right decoding.
-
-    Two cases: escape-sequence charsets (handed back undecoded, being ASCII), and
-    8-bit text without a fitting charset (decoded as UTF-8 with replacement
-    characters), which is read in the first fitting fallback charset instead.
-    """
-    fixes: dict[str, str] = {}
-    for part in msg.walk():
-        if part.is_multipart() or part.get_content_maintype() != "text":
-            continue
-        charset = (part.get_content_charset() or "").lower()
-        if charset in _ESCAPE_CHARSETS:
-            raw_text = part.get_payload(decode=False)
-            if isinstance(raw_text, str):
-                fixes[raw_text] = _decode_part(part, [], fallbacks)
-            continue
-        payload = part.get_payload(decode=True)
-        if not isinstance(payload, bytes) or payload.isascii():
-            continue
-        try:
-            payload.decode(charset or "utf-8")
-        except (LookupError, UnicodeDecodeError):
-            fixes[payload.decode("utf-8", "replace")] = _decode_part(part, [], fallbacks)
-    return fixes
-
-
-def delivery_status(msg: Message) -> str:
-    """The text of every message/delivery-status part (RFC 3464), blocks joined; "" if none."""
-    texts = []
-    try:
-        parts = list(msg.walk())
-    except RecursionError:
-        return ""
-    for part in parts:
-        if part.get_content_type() != "message/delivery-status":
-            continue
-        payload = part.get_payload()
-        if isinstance(payload, list):  # the library reads the header blocks as sub-messages
-            texts.append("\n".join(str(block) for block in payload))
-        elif isinstance(payload, str):
-            texts.append(payload)
-    return "\n".join(texts)
-
-
-def _unclaimed_parts(msg: Message) -> list[Message]:
-    """Leaf parts that are neither body text nor an attachment to mail-parser.
-
-    mail-parser files a nameless part without a Content-ID (an inline image, a
-    text/calendar invitation) under "text not managed" as decoded text; keep its
-    bytes as an attachment instead, so nothing a customer sent is lost.
-    """
-    found = []
-    for part in msg.walk():
-        if part.is_multipart() or part.get_content_maintype() == "multipart":
-            continue
-        if part.get_content_type() in ("text/plain", "text/html"):
-            continue
-        if part.get_filename() or (part.get_content_disposition() or "") == "attachment":
-            continue
-        if part.get("Content-ID") or part.get_content_subtype() == "rtf":
-            continue
-        found.append(part)
-    return found
-
-
 def _with_mailparser(raw: bytes, fallbacks: tuple[str, ...]) -> ParsedMail:
     mp = mailparser.parse_from_bytes(raw)
     msg: Message = mp.message
@@ -473,11 +233,11 @@ def _with_mailparser(raw: bytes, fallbacks: tuple[str, ...]) -> ParsedMail:
         if content_type == "message/rfc822" and name and not str(name).lower().endswith(".eml"):
             name = f"{name}.eml"
         attachments.append(_attachment(name, content_type, data, index, item.get("content-id")))
-    for part in _unclaimed_parts(msg):
+    for part in unclaimed_parts(msg):
         payload = part.get_payload(decode=True)
         data = payload if isinstance(payload, bytes) else b""
         attachments.append(_attachment(None, part.get_content_type(), data, len(attachments) + 1))
-    fixes = _text_fixes(msg, fallbacks)
+    fixes = text_fixes(msg, fallbacks)
     text = _text(
         [fixes.get(p, p) for p in mp.text_plain],
         [fixes.get(p, p) for p in mp.text_html],
@@ -498,23 +258,6 @@ def _with_mailparser(raw: bytes, fallbacks: tuple[str, ...]) -> ParsedMail:
 
 
 # --- stdlib fallback ----------------------------------------------------------------------
-
-
-def _decode_part(part: Message, defects: list[str], fallbacks: tuple[str, ...]) -> str:
-    payload = part.get_payload(decode=True)
-    if not isinstance(payload, bytes):
-        return ""
-    charset = part.get_content_charset() or "utf-8"
-    for candidate in (charset, *fallbacks):
-        try:
-            text = payload.decode(candidate)
-        except (LookupError, UnicodeDecodeError):
-            continue
-        if candidate != charset:
-            defects.append(f"charset {charset!r} failed; decoded as {candidate}")
-        return text
-    defects.append(f"charset {charset!r} failed; decoded as UTF-8 with replacements")
-    return payload.decode("utf-8", "replace")
 
 
 def _with_stdlib(
@@ -545,9 +288,9 @@ def _with_stdlib(
         disposition = (part.get_content_disposition() or "").lower()
         try:
             if not filename and disposition != "attachment" and content_type == "text/plain":
-                plain.append(_decode_part(part, defects, fallbacks))
+                plain.append(decode_part(part, defects, fallbacks))
             elif not filename and disposition != "attachment" and content_type == "text/html":
-                html.append(_decode_part(part, defects, fallbacks))
+                html.append(decode_part(part, defects, fallbacks))
             else:
                 payload = part.get_payload(decode=True)
                 data = payload if isinstance(payload, bytes) else b""

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from email.utils import formataddr
 from functools import lru_cache
 
-from mailgate.core.parse import without_controls
+from mailgate.core.headers import without_controls
 
 LIMIT = 78  # the line length RFC 5322 asks for
 _WORD_BYTES = 45  # UTF-8 bytes per encoded word: 60 base64 characters, 72 with the frame

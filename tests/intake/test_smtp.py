@@ -22,7 +22,7 @@ from sqlalchemy import text
 from mailgate.app import App, build_app
 from mailgate.clock import FrozenClock
 from mailgate.config import Config
-from mailgate.intake.smtp import Listeners, start_listeners
+from mailgate.intake.listeners import Listeners, start_listeners
 from mailgate.store.db import session
 from mailgate.store.repos import Repo
 from tests.conftest import REQUIRE_SERVERS

@@ -1,0 +1,110 @@
+"""MIME parts read right: body text in its charset, delivery reports, parts left unclaimed.
+
+mail-parser hands back escape-sequence charsets undecoded and 8-bit text without a
+fitting charset as UTF-8 with replacement characters; these are decoded again
+here, in the mail's fallback charsets.
+"""
+
+from __future__ import annotations
+
+from email.message import Message
+
+# 7-bit charsets whose text is ASCII escape sequences: mail-parser hands these
+# parts back undecoded, since they are valid ASCII.
+_ESCAPE_CHARSETS = frozenset(
+    {
+        "iso-2022-jp",
+        "iso-2022-jp-1",
+        "iso-2022-jp-2",
+        "iso-2022-jp-3",
+        "iso-2022-jp-ext",
+        "iso-2022-kr",
+        "csiso2022jp",
+        "utf-7",
+        "hz-gb-2312",
+        "hz",
+    }
+)
+
+
+def text_fixes(msg: Message, fallbacks: tuple[str, ...]) -> dict[str, str]:
+    """Body text mail-parser got wrong, mapped to the right decoding.
+
+    Two cases: escape-sequence charsets (handed back undecoded, being ASCII), and
+    8-bit text without a fitting charset (decoded as UTF-8 with replacement
+    characters), which is read in the first fitting fallback charset instead.
+    """
+    fixes: dict[str, str] = {}
+    for part in msg.walk():
+        if part.is_multipart() or part.get_content_maintype() != "text":
+            continue
+        charset = (part.get_content_charset() or "").lower()
+        if charset in _ESCAPE_CHARSETS:
+            raw_text = part.get_payload(decode=False)
+            if isinstance(raw_text, str):
+                fixes[raw_text] = decode_part(part, [], fallbacks)
+            continue
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes) or payload.isascii():
+            continue
+        try:
+            payload.decode(charset or "utf-8")
+        except (LookupError, UnicodeDecodeError):
+            fixes[payload.decode("utf-8", "replace")] = decode_part(part, [], fallbacks)
+    return fixes
+
+
+def delivery_status(msg: Message) -> str:
+    """The text of every message/delivery-status part (RFC 3464), blocks joined; "" if none."""
+    texts = []
+    try:
+        parts = list(msg.walk())
+    except RecursionError:
+        return ""
+    for part in parts:
+        if part.get_content_type() != "message/delivery-status":
+            continue
+        payload = part.get_payload()
+        if isinstance(payload, list):  # the library reads the header blocks as sub-messages
+            texts.append("\n".join(str(block) for block in payload))
+        elif isinstance(payload, str):
+            texts.append(payload)
+    return "\n".join(texts)
+
+
+def unclaimed_parts(msg: Message) -> list[Message]:
+    """Leaf parts that are neither body text nor an attachment to mail-parser.
+
+    mail-parser files a nameless part without a Content-ID (an inline image, a
+    text/calendar invitation) under "text not managed" as decoded text; keep its
+    bytes as an attachment instead, so nothing a customer sent is lost.
+    """
+    found = []
+    for part in msg.walk():
+        if part.is_multipart() or part.get_content_maintype() == "multipart":
+            continue
+        if part.get_content_type() in ("text/plain", "text/html"):
+            continue
+        if part.get_filename() or (part.get_content_disposition() or "") == "attachment":
+            continue
+        if part.get("Content-ID") or part.get_content_subtype() == "rtf":
+            continue
+        found.append(part)
+    return found
+
+
+def decode_part(part: Message, defects: list[str], fallbacks: tuple[str, ...]) -> str:
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return ""
+    charset = part.get_content_charset() or "utf-8"
+    for candidate in (charset, *fallbacks):
+        try:
+            text = payload.decode(candidate)
+        except (LookupError, UnicodeDecodeError):
+            continue
+        if candidate != charset:
+            defects.append(f"charset {charset!r} failed; decoded as {candidate}")
+        return text
+    defects.append(f"charset {charset!r} failed; decoded as UTF-8 with replacements")
+    return payload.decode("utf-8", "replace")
