@@ -275,7 +275,7 @@ async def preview(app: App, args: argparse.Namespace, out: TextIO) -> int:
                 (q for q in app.config.queues if q.name == view.queue), app.config.queues[0]
             )
             anchor = await s.run_sync(
-                lambda sync: Tx.on(sync.connection()).tickets.thread_anchor(number)
+                lambda sync: Tx.on(sync.connection()).history.thread_anchor(number)
             )
             raw = app.notifier.preview(
                 anchor,

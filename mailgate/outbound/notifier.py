@@ -51,8 +51,8 @@ from mailgate.outbound.render import (
     compose,
 )
 from mailgate.store.repos import Tx
+from mailgate.store.repos.history import SentMessage
 from mailgate.store.repos.outbox import Counted, Queued
-from mailgate.store.repos.tickets import SentMessage
 
 log = structlog.get_logger("mailgate.notify")
 
@@ -232,7 +232,7 @@ class Notifier:
         if not ready:
             return []
         ids = tx.outbox.ids(len(ready))
-        anchor = tx.tickets.thread_anchor(view.number)
+        anchor = tx.history.thread_anchor(view.number)
         queued: list[Queued] = []
         sent: list[SentMessage] = []
         for outbox_id, notice in zip(ids, ready, strict=True):
@@ -277,7 +277,7 @@ class Notifier:
             )
         subjects = {q.id: s.subject for q, s in zip(queued, sent, strict=True)}
         tx.outbox.add(queued, [self._subject(c, ids, subjects) for c in counted])
-        tx.tickets.add_sent(sent)
+        tx.history.add_sent(sent)
         return ids
 
     def _within_caps(

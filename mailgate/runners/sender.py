@@ -40,7 +40,7 @@ from mailgate.outbound.transport import Transport
 from mailgate.runners.loop import Round
 from mailgate.store.db import Blocking, storage_errors
 from mailgate.store.repos import OUTBOX_DEAD, OUTBOX_PENDING, OUTBOX_SENT, Tx
-from mailgate.store.repos.tickets import Event
+from mailgate.store.repos.history import Event
 
 log = structlog.get_logger("mailgate.outbox")
 RECORD_TRIES = 3  # marking delivered mails sent, before they wait for the next round
@@ -252,7 +252,7 @@ class Sender:
             tx.outbox.finish([item.id], state=OUTBOX_DEAD, now=now, error=reason[:1000])
             if item.ticket is not None:
                 detail = f"outbox {item.id}: {reason}"[:2000]
-                tx.tickets.add_events(
+                tx.history.add_events(
                     [Event(item.ticket, "delivery_failed", "mailgate", now, detail=detail)]
                 )
 

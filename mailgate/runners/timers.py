@@ -21,7 +21,7 @@ from mailgate.core.workflow import Trigger, move
 from mailgate.runners.loop import Round
 from mailgate.store.db import Blocking, storage_errors
 from mailgate.store.repos import SLA_PREFIX, Tx
-from mailgate.store.repos.tickets import Event
+from mailgate.store.repos.history import Event
 from mailgate.tickets.effects import Desk
 
 log = structlog.get_logger("mailgate.runners.timers")
@@ -72,12 +72,12 @@ class Scheduler:
         if state is None or state.status != armed_in:
             return 0
         if trigger.startswith(SLA_PREFIX):
-            return self.desk.sla_alert(tx, ticket, trigger, now)
+            return self.desk.sla_keeper.alert(tx, ticket, trigger, now)
         found = move(self.desk.workflow, state.status, Trigger(trigger))
         if found is None:
             log.info("timer.ignored", ticket=f"#{ticket}", trigger=trigger, status=state.status)
             return 0
-        tx.tickets.add_events(
+        tx.history.add_events(
             [Event(ticket, "timer_fired", "mailgate", now, new=trigger, old=state.status)]
         )
         self.desk.enter(tx, ticket, found, actor="mailgate", now=now, reason=f"timer {trigger}")

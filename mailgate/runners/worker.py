@@ -41,7 +41,8 @@ from mailgate.store.blobs import BlobStore
 from mailgate.store.db import Blocking, is_temporary, storage_errors
 from mailgate.store.repos import Tx
 from mailgate.store.repos.spool import Finished, SpoolRepo
-from mailgate.tickets.mail import Applier, Outcome
+from mailgate.tickets.arrival import Outcome
+from mailgate.tickets.mail import Applier
 from mailgate.tickets.prepare import Prepared, Preparer
 
 log = structlog.get_logger("mailgate.runners.worker")

@@ -10,7 +10,6 @@ re-arms the timers of the new state and sends the transition's template.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from datetime import datetime
 
 import structlog
@@ -20,23 +19,21 @@ from mailgate.core.desk import FieldChange, Plan
 from mailgate.core.model import ParsedMail, Participant, Role, TicketView
 from mailgate.core.notify import Kind
 from mailgate.core.sla import (
-    Due,
     SlaClock,
     SlaPolicy,
     alarm_times,
-    hours,
     on_status,
     parse_due,
     status_of,
 )
-from mailgate.core.workflow import ACTION_BY, Group, Move, Party, Workflow
+from mailgate.core.workflow import ACTION_BY, Group, Move, Workflow
 from mailgate.ops.metrics import Metrics
 from mailgate.outbound.notifier import Change, Notifier
 from mailgate.store.repos import Tx
-from mailgate.store.repos.tickets import Event
+from mailgate.store.repos.history import Event
+from mailgate.tickets.sla import SlaKeeper
 
 log = structlog.get_logger("mailgate.desk")
-SLA_ALERT = "sla_alert"  # the event that records a warning or breach sent (once each)
 
 
 class Desk:
@@ -56,6 +53,9 @@ class Desk:
         self.notifier = notifier
         self.sla = sla
         self.metrics = metrics
+        self.sla_keeper = SlaKeeper(
+            calendar=calendar, policy=sla, notifier=notifier, metrics=metrics
+        )
 
     def action_by(self, status: str) -> str:
         return ACTION_BY[self.workflow.group(status)]
@@ -91,7 +91,7 @@ class Desk:
             actor=actor,
             now=now,
         )
-        tx.tickets.add_events(
+        tx.history.add_events(
             [
                 Event(
                     ticket,
@@ -114,7 +114,7 @@ class Desk:
             group=self.workflow.group(move.new),
             now=now,
         )
-        self.sla_store(tx, ticket, clock, now)
+        self.sla_keeper.store(tx, ticket, clock, now)
         log.info("ticket.status_changed", ticket=f"#{ticket}", old=move.old, new=move.new)
 
     def change_fields(
@@ -130,7 +130,7 @@ class Desk:
         if not changes:
             return
         values = {c.field: c.new or (None if c.field == "assignee" else "") for c in changes}
-        tx.tickets.add_events(
+        tx.history.add_events(
             [
                 Event(
                     ticket,
@@ -147,8 +147,8 @@ class Desk:
         )
         tx.tickets.update(ticket, values, actor=actor, now=now)
         if any(c.field in ("type", "priority") for c in changes):
-            answer, solve = self.sla_store(tx, ticket, tx.tickets.sla_clock(ticket), now)
-            tx.tickets.add_events(
+            answer, solve = self.sla_keeper.store(tx, ticket, tx.tickets.sla_clock(ticket), now)
+            tx.history.add_events(
                 [
                     Event(
                         ticket,
@@ -156,12 +156,10 @@ class Desk:
                         actor=actor,
                         at=now,
                         message_row=message_row,
-                        detail=self.describe(answer, solve, now),
+                        detail=self.sla_keeper.describe(answer, solve, now),
                     )
                 ]
             )
-
-    # --- SLA ----------------------------------------------------------------------------
 
     def open(
         self,
@@ -199,93 +197,6 @@ class Desk:
         alarms = alarm_times(clock, targets, self.calendar, self.sla.warn_at)
         tx.timers.arm(view.number, status, [*self._timers(status, now), *alarms], now)
         return view
-
-    def sla_store(self, tx: Tx, ticket: int, clock: SlaClock, now: datetime) -> tuple[Due, Due]:
-        """Save the clock and its due times; re-arm the warnings and breaches still ahead
-        (never one already sent)."""
-        status, type_, priority = tx.tickets.rating(ticket)
-        targets = self.sla.for_ticket(type_, priority)
-        answer = status_of(clock, targets, self.calendar, now, which="answer")
-        solve = status_of(clock, targets, self.calendar, now, which="solve")
-        tx.tickets.sla_save(ticket, clock, answer_due=answer.due, solve_due=solve.due)
-        tx.timers.cancel(ticket, sla=True)
-        alarms = alarm_times(clock, targets, self.calendar, self.sla.warn_at)
-        if alarms:
-            sent = tx.tickets.event_values(ticket, SLA_ALERT)
-            alarms = [(trigger, at) for trigger, at in alarms if trigger not in sent]
-            tx.timers.arm(ticket, status, alarms, now)
-        return answer, solve
-
-    def sla_answered(self, tx: Tx, ticket: int, now: datetime) -> None:
-        """The first agent answer relayed to the customer meets the answer target."""
-        clock = tx.tickets.sla_clock(ticket)
-        if clock.answered_at is None:
-            self.sla_store(tx, ticket, replace(clock, answered_at=now), now)
-
-    def sla_due(
-        self, tx: Tx, ticket: int, due: int | datetime, *, actor: str, now: datetime
-    ) -> None:
-        """An agreed solve target (#due): a business duration from now, or a date."""
-        clock = tx.tickets.sla_clock(ticket)
-        if isinstance(due, datetime):
-            clock = replace(clock, fixed_solve_due=due, agreed_solve=None)
-        else:
-            clock = replace(
-                clock, agreed_solve=clock.used(self.calendar, now) + due, fixed_solve_due=None
-            )
-        answer, solve = self.sla_store(tx, ticket, clock, now)
-        tx.tickets.add_events(
-            [
-                Event(
-                    ticket,
-                    kind="sla_recomputed",
-                    actor=actor,
-                    at=now,
-                    field="due",
-                    new=solve.due.isoformat() if solve.due else None,
-                    detail=self.describe(answer, solve, now),
-                )
-            ]
-        )
-
-    def describe(self, answer: Due, solve: Due, now: datetime) -> str:
-        def one(name: str, due: Due) -> str:
-            if due.met_at is not None:
-                return f"{name} met {due.met_at.astimezone(self.calendar.zone):%Y-%m-%d %H:%M}"
-            if due.left is None:
-                return f"{name}: no target"
-            when = (
-                f"due {due.due.astimezone(self.calendar.zone):%Y-%m-%d %H:%M}, "
-                if due.due
-                else "paused, "
-            )
-            return f"{name} {when}{hours(due.left)} left"
-
-        return f"{one('answer', answer)}; {one('solve', solve)}"
-
-    def sla_alert(self, tx: Tx, ticket: int, trigger: str, now: datetime) -> int:
-        """Tell the team (and the assignee) of a warning or breach, once per ticket and
-        threshold; returns 1 when told."""
-        if tx.tickets.event_exists(SLA_ALERT, new=trigger, ticket=ticket):
-            return 0
-        state = tx.tickets.state(ticket)
-        assert state is not None
-        clock = tx.tickets.sla_clock(ticket)
-        targets = self.sla.for_ticket(state.type, state.priority)
-        answer = status_of(clock, targets, self.calendar, now, which="answer")
-        solve = status_of(clock, targets, self.calendar, now, which="solve")
-        reason = self.describe(answer, solve, now)
-        tx.tickets.add_events(
-            [Event(ticket, kind=SLA_ALERT, actor="mailgate", at=now, new=trigger, detail=reason)]
-        )
-        log.warning("sla.alerted", ticket=f"#{ticket}", alert=trigger)
-        self.metrics.sla_alerts.labels(alert=trigger.removeprefix("sla_")).inc()
-        kind = Kind.TEAM_SLA_BREACH if trigger.endswith("breach") else Kind.TEAM_SLA_WARNING
-        change = Change.system(ticket, reason=reason)
-        self.notifier.workflow_notice(tx, ticket, kind, Party.TEAM, change, now)
-        if state.assignee:
-            self.notifier.agent_notice(tx, ticket, kind, change, state.assignee, now)
-        return 1
 
     def announce(
         self,
@@ -330,7 +241,7 @@ class Desk:
         """Add those not yet on the ticket, each with an event; ``known``: the ticket's
         people as the caller read them in this transaction."""
         added = tx.tickets.add_participants(ticket, people, known)
-        tx.tickets.add_events(
+        tx.history.add_events(
             [
                 Event(
                     ticket,
@@ -361,13 +272,13 @@ class Desk:
         for change in plan.changes:
             due = parse_due(change.new, self.calendar, now) if change.field == "due" else None
             if due is not None:
-                self.sla_due(tx, ticket, due, actor=actor, now=now)
+                self.sla_keeper.agree(tx, ticket, due, actor=actor, now=now)
         if plan.cc_add:
             people = [Participant(a, "", Role.CC, a.rpartition("@")[2]) for a in plan.cc_add]
             self.add_people(tx, ticket, people, actor=actor, now=now)
         if plan.cc_remove:
             tx.tickets.remove_participants(ticket, plan.cc_remove)
-            tx.tickets.add_events(
+            tx.history.add_events(
                 [
                     Event(
                         ticket,
@@ -393,7 +304,7 @@ class Desk:
         if plan.merge_into is not None:
             tx.tickets.merge(ticket, plan.merge_into)
             tx.timers.cancel(ticket)
-            tx.tickets.add_events(
+            tx.history.add_events(
                 [
                     Event(here, kind=kind, actor=actor, at=now, field="links", new=f"#{there}")
                     for here, there, kind in (

@@ -19,7 +19,8 @@ from mailgate.intake.spool import Received
 from mailgate.runners.worker import batches, lanes
 from mailgate.store.db import session
 from mailgate.store.repos import Repo, Tx
-from mailgate.tickets.mail import Applier, Outcome
+from mailgate.tickets.arrival import Outcome
+from mailgate.tickets.mail import Applier
 from mailgate.tickets.prepare import Prepared
 from tests.mails import make_mail
 

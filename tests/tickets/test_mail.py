@@ -10,7 +10,8 @@ from mailgate.core.bounces import DeliveryReport
 from mailgate.core.model import Attachment
 from mailgate.core.parse import parse_mail
 from mailgate.core.privacy import MASK
-from mailgate.tickets.mail import NOTED_SKIPS, failed_recipients, for_display, limit_notes
+from mailgate.tickets.arrival import NOTED_SKIPS, for_display, limit_notes
+from mailgate.tickets.holds import failed_recipients
 from tests.mails import make_mail
 
 

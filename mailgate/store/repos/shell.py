@@ -26,6 +26,7 @@ from mailgate.core.model import (
 )
 from mailgate.core.notify import Kind
 from mailgate.core.sla import SlaClock
+from mailgate.store.repos.history import Event
 from mailgate.store.repos.outbox import (
     OUTBOX_DEAD,
     OUTBOX_PENDING,
@@ -33,7 +34,6 @@ from mailgate.store.repos.outbox import (
     outbox_item,
 )
 from mailgate.store.repos.spool import QUARANTINED, spool_entry
-from mailgate.store.repos.tickets import Event
 from mailgate.store.repos.tx import Tx
 from mailgate.store.tables import (
     AttachmentRow,
@@ -286,7 +286,7 @@ class Repo:
             )
         detail = "raw mails and attachments removed (retention)"
         await self._sync(
-            lambda tx: tx.tickets.add_events(
+            lambda tx: tx.history.add_events(
                 [Event(t, "purged", "mailgate", now, detail=detail) for t in tickets]
             )
         )
@@ -314,7 +314,7 @@ class Repo:
         return [i for i in rows.all() if i is not None]
 
     async def event_add(self, event: Event) -> None:
-        await self._sync(lambda tx: tx.tickets.add_events([event]))
+        await self._sync(lambda tx: tx.history.add_events([event]))
 
     # --- outbox --------------------------------------------------------------------------
 

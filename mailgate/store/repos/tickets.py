@@ -1,4 +1,4 @@
-"""The ticket aggregate: tickets, their participants, thread, attachments and audit events.
+"""The ticket aggregate: tickets, their fields, SLA clock and participants, and routing lookups.
 
 Blocking and statement by statement on one ``Connection`` (Core, not the ORM's unit
 of work): the intake worker runs a whole batch of mails through it in one call on
@@ -8,17 +8,13 @@ its own connection, and the shell's ``Repo`` reaches it through ``run_sync``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from mailgate.core.desk import TicketState
 from mailgate.core.model import (
-    Attachment,
-    MessageKind,
-    ParsedMail,
     Participant,
     Role,
     TicketView,
@@ -82,106 +78,6 @@ _PEOPLE = (
     .order_by(PARTICIPANTS.c.id)
 )
 _ADD_PEOPLE = insert(PARTICIPANTS)
-_ADD_EVENTS = insert(EVENTS)
-_EVENT = (
-    select(EVENTS.c.id)
-    .where(EVENTS.c.kind == bindparam("kind"), EVENTS.c.new == bindparam("new"))
-    .limit(1)
-)
-_TICKET_EVENT = (
-    select(EVENTS.c.id)
-    .where(
-        EVENTS.c.ticket_id == bindparam("ticket"),
-        EVENTS.c.kind == bindparam("kind"),
-        EVENTS.c.new == bindparam("new"),
-    )
-    .limit(1)
-)
-_EVENT_VALUES = select(EVENTS.c.new).where(
-    EVENTS.c.ticket_id == bindparam("id"), EVENTS.c.kind == bindparam("kind")
-)
-_ADD_MESSAGE = insert(MESSAGES).returning(MESSAGES.c.id)
-_ADD_SENT = insert(MESSAGES)
-_ADD_ATTACHMENTS = insert(ATTACHMENTS)
-_ANCHOR = (
-    select(MESSAGES.c.message_id, MESSAGES.c.references)
-    .where(
-        MESSAGES.c.ticket_id == bindparam("id"),
-        MESSAGES.c.direction == "in",
-        MESSAGES.c.kind.in_([MessageKind.CUSTOMER.value, MessageKind.AUTO.value]),
-        MESSAGES.c.message_id.is_not(None),
-    )
-    .order_by(
-        case((MESSAGES.c.kind == MessageKind.CUSTOMER.value, 1), else_=0).desc(),
-        MESSAGES.c.id.desc(),
-    )
-    .limit(1)
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One line of a ticket's audit log, to be written."""
-
-    ticket: int
-    kind: str
-    actor: str
-    at: datetime
-    field: str | None = None
-    old: str | None = None
-    new: str | None = None
-    message_row: int | None = None
-    detail: str | None = None
-
-    def values(self) -> dict[str, object]:
-        return {
-            "ticket_id": self.ticket,
-            "at": self.at,
-            "actor": self.actor,
-            "kind": self.kind,
-            "field": self.field,
-            "old": self.old,
-            "new": self.new,
-            "message_row_id": self.message_row,
-            "detail": self.detail,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class SentMessage:
-    """One of our own mails, as it goes on the ticket's thread."""
-
-    ticket: int
-    kind: str
-    from_addr: str
-    to: tuple[str, ...]
-    subject: str
-    text: str
-    html: str
-    message_id: str
-    at: datetime
-
-    def values(self) -> dict[str, object]:
-        return {
-            "ticket_id": self.ticket,
-            "spool_id": None,
-            "direction": "out",
-            "kind": self.kind,
-            "from_addr": self.from_addr,
-            "from_name": None,
-            "to_addrs": "\n".join(self.to),
-            "cc_addrs": "",
-            "subject": self.subject,
-            "visible_text": self.text,
-            "full_text": self.text,
-            "html": self.html,
-            "message_id": self.message_id,
-            "in_reply_to": "",
-            "references": "",
-            "raw_sha256": None,
-            "sent_at": self.at,
-            "created_at": self.at,
-        }
 
 
 def _participant(row: Any) -> Participant:
@@ -452,99 +348,6 @@ class TicketRepo:
                 )
             )
 
-    # --- events ------------------------------------------------------------------------
-
-    def add_events(self, events: Sequence[Event]) -> None:
-        """Write audit events, all in one statement."""
-        if events:
-            self.conn.execute(_ADD_EVENTS, [e.values() for e in events])
-
-    def event_exists(self, kind: str, *, new: str, ticket: int | None = None) -> bool:
-        """Whether an event of ``kind`` with value ``new`` exists (on ``ticket``, or on any)."""
-        if ticket is None:
-            found = self.conn.execute(_EVENT, {"kind": kind, "new": new})
-        else:
-            found = self.conn.execute(_TICKET_EVENT, {"ticket": ticket, "kind": kind, "new": new})
-        return found.first() is not None
-
-    def event_values(self, number: int, kind: str) -> set[str]:
-        """The ``new`` values of a ticket's events of ``kind``."""
-        rows = self.conn.execute(_EVENT_VALUES, {"id": number, "kind": kind})
-        return {v for v in rows.scalars() if v is not None}
-
-    # --- the thread --------------------------------------------------------------------
-
-    def add_message(
-        self,
-        *,
-        ticket: int,
-        spool_id: int | None,
-        mail: ParsedMail,
-        kind: str,
-        visible_text: str,
-        raw_sha256: str | None,
-        now: datetime,
-    ) -> int:
-        """An inbound mail on the thread, with its attachments; its row id."""
-        row = self.conn.execute(
-            _ADD_MESSAGE,
-            {
-                "ticket_id": ticket,
-                "spool_id": spool_id,
-                "direction": "in",
-                "kind": kind,
-                "from_addr": mail.from_addr.email if mail.from_addr else None,
-                "from_name": mail.from_addr.name if mail.from_addr else None,
-                "to_addrs": "\n".join(a.email for a in mail.to),
-                "cc_addrs": "\n".join(a.email for a in mail.cc),
-                "subject": mail.subject,
-                "visible_text": visible_text,
-                "full_text": mail.text,
-                "html": mail.html,
-                "message_id": mail.message_id,
-                "in_reply_to": "\n".join(mail.in_reply_to),
-                "references": "\n".join(mail.references),
-                "raw_sha256": raw_sha256,
-                "sent_at": mail.date,
-                "created_at": now,
-            },
-        ).scalar_one()
-        self.add_attachments(int(row), mail.attachments)
-        return int(row)
-
-    def add_attachments(self, message_row: int, attachments: Iterable[Attachment]) -> None:
-        rows = [
-            {
-                "message_row_id": message_row,
-                "filename": item.filename,
-                "original_filename": item.original_filename,
-                "content_type": item.content_type,
-                "size": item.size,
-                "sha256": item.sha256,
-                "content_id": item.content_id,
-            }
-            for item in attachments
-        ]
-        if rows:
-            self.conn.execute(_ADD_ATTACHMENTS, rows)
-
-    def add_sent(self, sent: Sequence[SentMessage]) -> None:
-        """Our own mails on the thread, in one statement."""
-        if sent:
-            self.conn.execute(_ADD_SENT, [m.values() for m in sent])
-
-    def thread_anchor(self, number: int) -> tuple[str | None, tuple[str, ...]]:
-        """The latest Message-ID a customer sent on a ticket and the References a reply to it
-        carries: the last mail a person wrote, or, on a ticket no person wrote to yet (a
-        monitoring alert), the last automatic one; never an out-of-office over a person's.
-        Never an agent's mail: an agent's answer to a team notice names that notice, and a
-        team notice's Message-ID is the agents' proof (``senders.agent_authority``), so it
-        must never reach a customer."""
-        row = self.conn.execute(_ANCHOR, {"id": number}).first()
-        if row is None:
-            return None, ()
-        return anchor(row.message_id, row.references.split("\n"))
-
 
 def _sla_values(
     clock: SlaClock, answer_due: datetime | None, solve_due: datetime | None
@@ -559,8 +362,3 @@ def _sla_values(
         "sla_answer_due": answer_due,
         "sla_solve_due": solve_due,
     }
-
-
-def anchor(message_id: str, references: Iterable[str]) -> tuple[str, tuple[str, ...]]:
-    """In-Reply-To and References of an answer to the mail ``message_id``."""
-    return message_id, (*(r for r in references if r), message_id)

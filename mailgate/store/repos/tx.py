@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, insert, select
 
+from mailgate.store.repos.history import HistoryRepo
 from mailgate.store.repos.outbox import OutboxRepo
 from mailgate.store.repos.spool import SpoolRepo
 from mailgate.store.repos.tickets import TicketRepo
@@ -19,17 +20,25 @@ BLOBS = table("blobs")
 
 @dataclass(frozen=True, slots=True)
 class Tx:
-    """The repositories of one transaction: spool, tickets, timers, outbox, blobs."""
+    """The repositories of one transaction: spool, tickets, history, timers, outbox, blobs."""
 
     conn: Connection
     spool: SpoolRepo
     tickets: TicketRepo
+    history: HistoryRepo
     timers: TimerRepo
     outbox: OutboxRepo
 
     @classmethod
     def on(cls, conn: Connection) -> Tx:
-        return cls(conn, SpoolRepo(conn), TicketRepo(conn), TimerRepo(conn), OutboxRepo(conn))
+        return cls(
+            conn,
+            SpoolRepo(conn),
+            TicketRepo(conn),
+            HistoryRepo(conn),
+            TimerRepo(conn),
+            OutboxRepo(conn),
+        )
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
