@@ -9,8 +9,7 @@ table for all the notices of a call.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
-from email.utils import make_msgid
+from datetime import datetime
 
 import structlog
 
@@ -29,26 +28,12 @@ from mailgate.core.notify import (
     on_new_ticket,
     on_reply,
 )
-from mailgate.core.parties import (
-    PUBLIC_DOMAINS,
-    AnswerLimits,
-    AutoAnswer,
-    domain_of,
-    mailbox,
-    subject_core,
-    withheld,
-)
-from mailgate.core.subject import clean_subject
-from mailgate.core.terms import label
 from mailgate.core.tokens import TokenCodec
 from mailgate.core.workflow import Party
+from mailgate.outbound.builder import NoticeBuilder
+from mailgate.outbound.caps import Caps
 from mailgate.outbound.render import (
-    Envelope,
-    NoticeContext,
-    Rendered,
     Templates,
-    TicketFacts,
-    compose,
 )
 from mailgate.store.repos import Tx
 from mailgate.store.repos.history import SentMessage
@@ -98,6 +83,8 @@ class Notifier:
         self.policy = policy
         self.queues = {q.name: q for q in config.queues}
         self.sla = config.sla.policy()
+        self.caps = Caps(config.outbound, codec)
+        self.builder = NoticeBuilder(config, templates, codec, policy, self.sla)
 
     def _audience(self, view: TicketView, queue: QueueConfig) -> Audience:
         return Audience(
@@ -193,15 +180,11 @@ class Notifier:
         change = Change(ticket=ticket, mail=mail, decisions=_SYSTEM, reason=reason)
         return self._send(tx, view, queue, (notice,), change, now)
 
-    def _send(
-        self,
-        tx: Tx,
-        view: TicketView,
-        queue: QueueConfig,
-        notices: tuple[Notice, ...],
-        change: Change,
-        now: datetime,
-    ) -> list[int]:
+    def _addressed(
+        self, tx: Tx, ticket: int, notices: tuple[Notice, ...], change: Change, now: datetime
+    ) -> tuple[list[Notice], list[Counted]]:
+        """The notices with the recipients they may reach (those with none left dropped),
+        and the automatic mails among them, counted for the caps."""
         ready: list[Notice] = []
         counted: list[Counted] = []  # this call's automatic mails, counted by the next notice
         for notice in notices:
@@ -215,7 +198,7 @@ class Notifier:
                     log.warning(
                         "outbox.suppressed",
                         kind=notice.kind.value,
-                        ticket=f"#{view.number}",
+                        ticket=f"#{ticket}",
                         recipients=len(blocked),
                     )
                 recipients = tuple(a for a in recipients if a.lower() not in blocked)
@@ -224,11 +207,26 @@ class Notifier:
                 continue
             notice = replace(notice, to=recipients)
             if capped(notice):
-                notice = self._within_caps(tx, view.number, notice, change, now, counted)
+                answering = None
+                if notice.kind is Kind.ACK:
+                    answering = change.mail.subject if change.mail is not None else ""
+                notice = self.caps.within(tx, ticket, notice, answering, now, counted)
                 if not notice.to:
                     continue
-                counted.extend(self._counted(view.number, notice, len(ready), now))
+                counted.extend(self.caps.counted(ticket, notice, len(ready), now))
             ready.append(notice)
+        return ready, counted
+
+    def _send(
+        self,
+        tx: Tx,
+        view: TicketView,
+        queue: QueueConfig,
+        notices: tuple[Notice, ...],
+        change: Change,
+        now: datetime,
+    ) -> list[int]:
+        ready, counted = self._addressed(tx, view.number, notices, change, now)
         if not ready:
             return []
         ids = tx.outbox.ids(len(ready))
@@ -236,9 +234,8 @@ class Notifier:
         queued: list[Queued] = []
         sent: list[SentMessage] = []
         for outbox_id, notice in zip(ids, ready, strict=True):
-            rendered, raw, message_id, domain = self._build(
-                view, queue, notice, change, now, anchor
-            )
+            built = self.builder.build(view, queue, notice, change, now, anchor)
+            rendered, message_id = built.rendered, built.message_id
             check = self.codec.sign("outbox", outbox_id).lower()
             queued.append(
                 Queued(
@@ -246,9 +243,9 @@ class Notifier:
                     ticket=view.number,
                     kind=notice.kind.value,
                     recipients=notice.to,
-                    envelope_from=f"bounces+{outbox_id}-{check}@{domain}",
+                    envelope_from=f"bounces+{outbox_id}-{check}@{built.domain}",
                     message_id=message_id,
-                    raw=raw,
+                    raw=built.raw,
                     at=now,
                 )
             )
@@ -276,176 +273,9 @@ class Notifier:
                 language=notice.language,
             )
         subjects = {q.id: s.subject for q, s in zip(queued, sent, strict=True)}
-        tx.outbox.add(queued, [self._subject(c, ids, subjects) for c in counted])
+        tx.outbox.add(queued, [self.caps.subject(c, ids, subjects) for c in counted])
         tx.history.add_sent(sent)
         return ids
-
-    def _within_caps(
-        self,
-        tx: Tx,
-        ticket: int,
-        notice: Notice,
-        change: Change,
-        now: datetime,
-        counted: list[Counted],
-    ) -> Notice:
-        """Drop recipients (or the whole notice) that the caps on automatic mail and the loop
-        rules of ``core.parties`` hold back: the ticket's cap per hour, each mailbox's cap,
-        and for an acknowledgment an echo of our own mail or its domain's cap. ``counted``:
-        the automatic mails of this call not yet written.
-
-        The loop breaker of last resort: whatever slipped past the automatic-mail rules, a
-        robot answering every mail gets a handful of answers an hour, not one per mail.
-        Every count is read by index from ``auto_answers``, never from the outbox.
-        """
-        out = self.config.outbound
-        since = now - timedelta(hours=1)
-
-        def held(reason: str) -> None:
-            log.warning("outbox.held", kind=notice.kind.value, ticket=f"#{ticket}", reason=reason)
-
-        tx.outbox.hold_counts(
-            [
-                f"ticket {ticket}",
-                *(f"mailbox {mailbox(a)}" for a in notice.to),
-                *(f"domain {d}" for d in map(domain_of, notice.to) if d not in PUBLIC_DOMAINS),
-            ]
-        )
-        this_call = len({c.outbox for c in counted})
-        if tx.outbox.answers_for_ticket(ticket, since) + this_call >= (
-            out.max_automatic_per_ticket_per_hour
-        ):
-            held("ticket cap per hour reached")
-            return replace(notice, to=())
-        limits = AnswerLimits(
-            per_mailbox=out.max_automatic_per_recipient_per_hour,
-            per_domain=out.max_automatic_per_domain_per_hour,
-        )
-        answering = None
-        if notice.kind is Kind.ACK:
-            answering = change.mail.subject if change.mail is not None else ""
-        allowed = []
-        for address in notice.to:
-            domain = domain_of(address)
-            wide = None if domain in PUBLIC_DOMAINS else domain
-            recent = tx.outbox.answers_since(mailbox=mailbox(address), domain=wide, since=since)
-            recent += [
-                c.answer
-                for c in counted
-                if (c.answer.domain == wide if wide else c.answer.mailbox == mailbox(address))
-            ]
-            reason = withheld(address, recent, limits, answering=answering)
-            if reason is None:
-                allowed.append(address)
-            else:
-                held(reason)
-        return replace(notice, to=tuple(allowed))
-
-    def _counted(self, ticket: int, notice: Notice, index: int, now: datetime) -> list[Counted]:
-        """An automatic mail per recipient, for the caps and the loop rules; ``index``:
-        its place among the call's notices (the outbox id is drawn later), the subject
-        filled in once rendered (``_subject``)."""
-        return [
-            Counted(
-                index,
-                notice.kind.value,
-                ticket,
-                AutoAnswer(mailbox(address), domain_of(address), "", now, notice.kind is Kind.ACK),
-            )
-            for address in notice.to
-        ]
-
-    def _subject(self, counted: Counted, ids: list[int], subjects: dict[int, str]) -> Counted:
-        """``counted`` with its outbox id and its subject without our tag."""
-        outbox_id = ids[counted.outbox]
-        subject = subjects[outbox_id]
-        core = subject_core(clean_subject(subject, remove=self.codec.tag_spans(subject)))
-        return replace(counted, outbox=outbox_id, answer=replace(counted.answer, subject=core))
-
-    def _build(
-        self,
-        view: TicketView,
-        queue: QueueConfig,
-        notice: Notice,
-        change: Change,
-        now: datetime,
-        anchor: tuple[str | None, tuple[str, ...]],
-    ) -> tuple[Rendered, bytes, str, str]:
-        """The rendered notice, its MIME bytes, its Message-ID, and our domain."""
-        from_address = queue.addresses[0]
-        domain = self.config.outbound.domain or from_address.rpartition("@")[2]
-        token = self.codec.token(view.number)
-        reply_to = (
-            self.policy.plus_address(from_address, token)
-            if self.config.addresses.plus_addressing
-            else from_address
-        )
-        requester = next((p for p in view.participants if p.role is Role.REQUESTER), None)
-        author = next((p for p in view.participants if p.address == change.author), None)
-        language = notice.language
-
-        def status_label(name: str) -> str:
-            known = self.config.workflow.find(name) if name else None
-            return known.label(language) if known else name
-
-        context = NoticeContext(
-            ticket=TicketFacts(
-                view.number,
-                f"#{view.number}",
-                self.codec.subject_tag(view.number),
-                view.title,
-                view.queue,
-                view.type,
-                view.priority,
-                view.status,
-            ),
-            language=notice.language,
-            team_name=self.config.outbound.from_name,
-            customer_name=requester.name if requester else "",
-            customer_address=requester.address if requester else "",
-            author_name=(author.name or author.address)
-            if author
-            else self.config.outbound.from_name,
-            message_text=change.message_text,
-            reason=change.reason,
-            old_status=status_label(change.old_status),
-            new_status=status_label(change.new_status or view.status),
-            action=change.action,
-            type_label=label(view.type, language),
-            priority_label=label(view.priority, language),
-            asked_priority=label(change.asked_priority, language) if change.asked_priority else "",
-            quote=change.quote,
-            commands=change.commands,
-            answer_target=self._answer_target(view, language),
-        )
-        rendered = self.templates.render(notice.kind, notice.language, context)
-        in_reply_to, references = anchor
-        message_id = make_msgid(domain=domain).strip("<>")
-        raw = compose(
-            rendered,
-            Envelope(
-                from_name=self.config.outbound.from_name,
-                from_address=from_address,
-                to=notice.to,
-                reply_to=reply_to,
-                message_id=message_id,
-                in_reply_to=in_reply_to,
-                references=references,
-                auto_submitted=notice.auto_submitted,
-                language=notice.language,
-                date=now,
-                loop_id=self.codec.installation_id,
-                attachments=change.mail.attachments
-                if notice.kind is Kind.AGENT_REPLY and change.mail is not None
-                else (),
-            ),
-        )
-        return rendered, raw, message_id, domain
-
-    def _answer_target(self, view: TicketView, language: str) -> str:
-        """The answer target in words ("binnen 2 werkdagen"), or "" without one."""
-        answer = self.sla.for_ticket(view.type, view.priority).answer
-        return answer.words(language) if answer else ""
 
     def preview(
         self,
@@ -469,8 +299,7 @@ class Notifier:
             author=latest.from_addr if latest else None,
             message_text=latest.text if latest else "",
         )
-        _, raw, _, _ = self._build(view, queue, notice, change, now, anchor)
-        return raw
+        return self.builder.build(view, queue, notice, change, now, anchor).raw
 
 
 _EMPTY = ParsedMail(

@@ -155,7 +155,7 @@ class Templates:
 
 
 @dataclass(frozen=True, slots=True)
-class Envelope:
+class MailHeaders:
     """The headers of one outgoing mail besides its content."""
 
     from_name: str
@@ -191,68 +191,68 @@ class _CachedHeaderRegistry(HeaderRegistry):
 POLICY = SMTP.clone(header_factory=_CachedHeaderRegistry())
 
 
-def compose(rendered: Rendered, envelope: Envelope) -> bytes:
+def compose(rendered: Rendered, head: MailHeaders) -> bytes:
     """The notification as a multipart/alternative mail: composed by hand (``mime``), or by
     the stdlib's ``EmailMessage`` when it carries an agent's attachments or a value the
     hand composer does not encode. Either way no header can be injected."""
-    if not envelope.attachments:
+    if not head.attachments:
         try:
-            return _by_hand(rendered, envelope)
+            return _by_hand(rendered, head)
         except mime.NotPlain:
             pass
-    return compose_with_stdlib(rendered, envelope)
+    return compose_with_stdlib(rendered, head)
 
 
-def _by_hand(rendered: Rendered, envelope: Envelope) -> bytes:
+def _by_hand(rendered: Rendered, head: MailHeaders) -> bytes:
     headers = [
-        mime.mailbox_header("From", envelope.from_name, envelope.from_address),
-        mime.ascii_header("To", ", ".join(envelope.to), separator=", "),
-        mime.ascii_header("Reply-To", envelope.reply_to),
+        mime.mailbox_header("From", head.from_name, head.from_address),
+        mime.ascii_header("To", ", ".join(head.to), separator=", "),
+        mime.ascii_header("Reply-To", head.reply_to),
         # "=?" would be read back as the start of an RFC 2047 encoded word; never let text be.
         mime.text_header("Subject", one_line(rendered.subject).replace("=?", "= ?")),
-        mime.ascii_header("Date", format_datetime(envelope.date)),
-        mime.ascii_header("Message-ID", f"<{envelope.message_id}>"),
+        mime.ascii_header("Date", format_datetime(head.date)),
+        mime.ascii_header("Message-ID", f"<{head.message_id}>"),
     ]
-    if envelope.in_reply_to:
-        headers.append(mime.ascii_header("In-Reply-To", f"<{envelope.in_reply_to}>"))
-    if envelope.references:
-        refs = " ".join(f"<{r}>" for r in envelope.references[-20:])
+    if head.in_reply_to:
+        headers.append(mime.ascii_header("In-Reply-To", f"<{head.in_reply_to}>"))
+    if head.references:
+        refs = " ".join(f"<{r}>" for r in head.references[-20:])
         headers.append(mime.ascii_header("References", refs))
-    if envelope.auto_submitted:
-        precedence = "bulk" if envelope.auto_submitted == "auto-generated" else "auto_reply"
+    if head.auto_submitted:
+        precedence = "bulk" if head.auto_submitted == "auto-generated" else "auto_reply"
         headers += [
-            mime.ascii_header("Auto-Submitted", envelope.auto_submitted),
+            mime.ascii_header("Auto-Submitted", head.auto_submitted),
             "X-Auto-Response-Suppress: All",
             f"Precedence: {precedence}",
         ]
-    headers.append(mime.ascii_header("Content-Language", envelope.language))
-    if envelope.loop_id:
-        headers.append(mime.ascii_header(LOOP_HEADER, envelope.loop_id))
+    headers.append(mime.ascii_header("Content-Language", head.language))
+    if head.loop_id:
+        headers.append(mime.ascii_header(LOOP_HEADER, head.loop_id))
     return mime.alternative(headers, rendered.text, rendered.html)
 
 
-def compose_with_stdlib(rendered: Rendered, envelope: Envelope) -> bytes:
+def compose_with_stdlib(rendered: Rendered, head: MailHeaders) -> bytes:
     """``compose`` through ``EmailMessage`` and the modern email policy."""
     msg = EmailMessage(policy=POLICY)
-    local, _, domain = envelope.from_address.rpartition("@")
-    msg["From"] = Address(one_line(envelope.from_name), local, domain)
-    msg["To"] = ", ".join(envelope.to)
-    msg["Reply-To"] = envelope.reply_to
+    local, _, domain = head.from_address.rpartition("@")
+    msg["From"] = Address(one_line(head.from_name), local, domain)
+    msg["To"] = ", ".join(head.to)
+    msg["Reply-To"] = head.reply_to
     # "=?" would be read back as the start of an RFC 2047 encoded word; never let text be.
     msg["Subject"] = one_line(rendered.subject).replace("=?", "= ?")
-    msg["Date"] = format_datetime(envelope.date)
-    msg["Message-ID"] = f"<{envelope.message_id}>"
-    if envelope.in_reply_to:
-        msg["In-Reply-To"] = f"<{envelope.in_reply_to}>"
-    if envelope.references:
-        msg["References"] = " ".join(f"<{r}>" for r in envelope.references[-20:])
-    if envelope.auto_submitted:
-        msg["Auto-Submitted"] = envelope.auto_submitted
+    msg["Date"] = format_datetime(head.date)
+    msg["Message-ID"] = f"<{head.message_id}>"
+    if head.in_reply_to:
+        msg["In-Reply-To"] = f"<{head.in_reply_to}>"
+    if head.references:
+        msg["References"] = " ".join(f"<{r}>" for r in head.references[-20:])
+    if head.auto_submitted:
+        msg["Auto-Submitted"] = head.auto_submitted
         msg["X-Auto-Response-Suppress"] = "All"
-        msg["Precedence"] = "bulk" if envelope.auto_submitted == "auto-generated" else "auto_reply"
+        msg["Precedence"] = "bulk" if head.auto_submitted == "auto-generated" else "auto_reply"
     msg.set_content(rendered.text)
     msg.add_alternative(rendered.html, subtype="html")
-    for item in envelope.attachments:
+    for item in head.attachments:
         maintype, _, subtype = item.content_type.partition("/")
         msg.add_attachment(
             item.data,
@@ -260,7 +260,7 @@ def compose_with_stdlib(rendered: Rendered, envelope: Envelope) -> bytes:
             subtype=subtype or "octet-stream",
             filename=item.filename,
         )
-    msg["Content-Language"] = envelope.language  # after set_content, which clears Content-*
-    if envelope.loop_id:
-        msg[LOOP_HEADER] = envelope.loop_id
+    msg["Content-Language"] = head.language  # after set_content, which clears Content-*
+    if head.loop_id:
+        msg[LOOP_HEADER] = head.loop_id
     return msg.as_bytes()

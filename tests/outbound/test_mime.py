@@ -14,7 +14,7 @@ import pytest
 
 from mailgate.core.model import Attachment
 from mailgate.outbound import mime
-from mailgate.outbound.render import Envelope, Rendered, compose, compose_with_stdlib
+from mailgate.outbound.render import MailHeaders, Rendered, compose, compose_with_stdlib
 
 SUBJECTS = [
     "Ontvangen: printer brandt [#12-ab3]",
@@ -37,7 +37,7 @@ TEXTS = [
 HTML = ['<p>Beste klant,</p>\n<p>&euro; 5 — "quote"</p>', "<p>" + "x" * 300 + "</p>", "<p>é</p>"]
 
 
-def envelopes() -> list[Envelope]:
+def headings() -> list[MailHeaders]:
     found = []
     for n, (name, refs, to, auto) in enumerate(
         itertools.product(
@@ -51,7 +51,7 @@ def envelopes() -> list[Envelope]:
         )
     ):
         found.append(
-            Envelope(
+            MailHeaders(
                 from_name=name,
                 from_address="support@example.com",
                 to=to,
@@ -83,18 +83,18 @@ def body(msg: EmailMessage, subtype: str) -> str:
 
 
 CASES = [
-    (Rendered(subject, text, html), envelope)
-    for (subject, text, html), envelope in zip(
-        itertools.cycle(itertools.product(SUBJECTS, TEXTS, HTML)), envelopes(), strict=False
+    (Rendered(subject, text, html), head)
+    for (subject, text, html), head in zip(
+        itertools.cycle(itertools.product(SUBJECTS, TEXTS, HTML)), headings(), strict=False
     )
 ]
 
 
-@pytest.mark.parametrize(("rendered", "envelope"), CASES)
+@pytest.mark.parametrize(("rendered", "head"), CASES)
 def test_a_hand_built_notice_reads_back_as_the_stdlibs(
-    rendered: Rendered, envelope: Envelope
+    rendered: Rendered, head: MailHeaders
 ) -> None:
-    ours, theirs = read(compose(rendered, envelope)), read(compose_with_stdlib(rendered, envelope))
+    ours, theirs = read(compose(rendered, head)), read(compose_with_stdlib(rendered, head))
     names = {k.lower() for k in theirs} - {"content-transfer-encoding"}
     assert {k.lower() for k in ours} - {"content-transfer-encoding"} == names
     for name in names - {"content-type"}:
@@ -104,9 +104,9 @@ def test_a_hand_built_notice_reads_back_as_the_stdlibs(
     assert body(ours, "html") == body(theirs, "html")
 
 
-@pytest.mark.parametrize(("rendered", "envelope"), CASES[:40])
-def test_lines_stay_short_and_nothing_is_injected(rendered: Rendered, envelope: Envelope) -> None:
-    raw = compose(rendered, envelope)
+@pytest.mark.parametrize(("rendered", "head"), CASES[:40])
+def test_lines_stay_short_and_nothing_is_injected(rendered: Rendered, head: MailHeaders) -> None:
+    raw = compose(rendered, head)
     head, _, _body = raw.partition(b"\r\n\r\n")
     for line in raw.split(b"\r\n"):
         assert len(line) <= 998 and b"\n" not in line and b"\r" not in line
@@ -117,10 +117,10 @@ def test_lines_stay_short_and_nothing_is_injected(rendered: Rendered, envelope: 
 
 
 def test_a_mail_with_attachments_goes_through_the_stdlib() -> None:
-    envelope = envelopes()[0]
+    head = headings()[0]
     files = (Attachment("f.pdf", "f.pdf", "application/pdf", b"%PDF", "0" * 64),)
     raw = compose(
-        Rendered("Antwoord", "tekst\n", "<p>tekst</p>"), replace(envelope, attachments=files)
+        Rendered("Antwoord", "tekst\n", "<p>tekst</p>"), replace(head, attachments=files)
     )
     parsed = read(raw)
     assert parsed.get_content_type() == "multipart/mixed"
@@ -130,7 +130,7 @@ def test_a_mail_with_attachments_goes_through_the_stdlib() -> None:
 def test_a_non_ascii_address_falls_back_to_the_stdlib() -> None:
     with pytest.raises(mime.NotPlain):
         mime.ascii_header("To", "jürgen@müller.example")
-    odd = replace(envelopes()[0], to=("jürgen@müller.example",))
+    odd = replace(headings()[0], to=("jürgen@müller.example",))
     rendered = Rendered("x", "y\n", "<p>y</p>")
     assert (
         compose(rendered, odd) == compose_with_stdlib(rendered, odd)

@@ -11,14 +11,14 @@ import pytest
 
 from mailgate.core.notify import AUTO_SUBMITTED, LANGUAGES, Kind
 from mailgate.errors import ConfigError
-from mailgate.outbound.render import SAMPLE, Envelope, Templates, TicketFacts, compose
+from mailgate.outbound.render import SAMPLE, MailHeaders, Templates, TicketFacts, compose
 
 TEMPLATES = Templates()
 CASES = [(kind, lang) for kind in Kind for lang in LANGUAGES]
 
 
-def envelope(kind: Kind, language: str) -> Envelope:
-    return Envelope(
+def headers_for(kind: Kind, language: str) -> MailHeaders:
+    return MailHeaders(
         from_name="Support Desk",
         from_address="support@example.com",
         to=("alice@customer.nl",),
@@ -41,7 +41,7 @@ def parsed(raw: bytes) -> EmailMessage:
 @pytest.mark.parametrize(("kind", "lang"), CASES, ids=[f"{k.value}-{lang}" for k, lang in CASES])
 def test_every_template_renders_and_parses_back_with_its_headers(kind: Kind, lang: str) -> None:
     rendered = TEMPLATES.render(kind, lang, replace(SAMPLE, language=lang))
-    message = parsed(compose(rendered, envelope(kind, lang)))
+    message = parsed(compose(rendered, headers_for(kind, lang)))
     assert message["From"] == "Support Desk <support@example.com>"
     assert message["To"] == "alice@customer.nl"
     assert message["Reply-To"] == "support+1042-k7qf3m9t@example.com"
@@ -78,7 +78,7 @@ def test_html_is_escaped_and_text_is_not() -> None:
     assert "<script>" not in rendered.html
     assert "&lt;script&gt;alert(&#39;b&#39;)&lt;/script&gt; &amp; co" in rendered.html
     assert "<script>alert('b')</script> & co" in rendered.text
-    message = parsed(compose(rendered, envelope(Kind.TEAM_NEW_TICKET, "nl")))
+    message = parsed(compose(rendered, headers_for(Kind.TEAM_NEW_TICKET, "nl")))
     assert "<script>alert('t')</script>" in message["Subject"]
 
 
@@ -97,7 +97,7 @@ def test_header_injection_through_the_subject_is_impossible() -> None:
         ),
     )
     rendered = TEMPLATES.render(Kind.ACK, "en", evil)
-    env = replace(envelope(Kind.ACK, "en"), from_name="Evil\r\nBcc: victim@example.org")
+    env = replace(headers_for(Kind.ACK, "en"), from_name="Evil\r\nBcc: victim@example.org")
     raw = compose(rendered, env)
     message = parsed(raw)
     assert message["Bcc"] is None

@@ -1,0 +1,143 @@
+"""One notice built: its template context from the ticket's facts, rendered, composed as MIME.
+
+The notifier decides who gets which notice; this fills the template's context
+(ticket, people, status labels, SLA target, the answer text), renders it in the
+notice's language and composes the mail with its threading and loop headers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import make_msgid
+from typing import TYPE_CHECKING
+
+from mailgate.config import Config, QueueConfig
+from mailgate.core.address import AddressPolicy
+from mailgate.core.model import Role, TicketView
+from mailgate.core.notify import Kind, Notice
+from mailgate.core.sla import SlaPolicy
+from mailgate.core.terms import label
+from mailgate.core.tokens import TokenCodec
+from mailgate.outbound.render import (
+    MailHeaders,
+    NoticeContext,
+    Rendered,
+    Templates,
+    TicketFacts,
+    compose,
+)
+
+if TYPE_CHECKING:
+    from mailgate.outbound.notifier import Change
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    """A notice ready for the outbox: rendered, as MIME bytes, its Message-ID and domain."""
+
+    rendered: Rendered
+    raw: bytes
+    message_id: str
+    domain: str
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeBuilder:
+    """Renders and composes notices for one installation's config and templates."""
+
+    config: Config
+    templates: Templates
+    codec: TokenCodec
+    policy: AddressPolicy
+    sla: SlaPolicy
+
+    def build(
+        self,
+        view: TicketView,
+        queue: QueueConfig,
+        notice: Notice,
+        change: Change,
+        now: datetime,
+        anchor: tuple[str | None, tuple[str, ...]],
+    ) -> Built:
+        """The notice rendered and composed, threaded under ``anchor``."""
+        from_address = queue.addresses[0]
+        domain = self.config.outbound.domain or from_address.rpartition("@")[2]
+        token = self.codec.token(view.number)
+        reply_to = (
+            self.policy.plus_address(from_address, token)
+            if self.config.addresses.plus_addressing
+            else from_address
+        )
+        rendered = self.templates.render(
+            notice.kind, notice.language, self.context(view, notice, change)
+        )
+        in_reply_to, references = anchor
+        message_id = make_msgid(domain=domain).strip("<>")
+        raw = compose(
+            rendered,
+            MailHeaders(
+                from_name=self.config.outbound.from_name,
+                from_address=from_address,
+                to=notice.to,
+                reply_to=reply_to,
+                message_id=message_id,
+                in_reply_to=in_reply_to,
+                references=references,
+                auto_submitted=notice.auto_submitted,
+                language=notice.language,
+                date=now,
+                loop_id=self.codec.installation_id,
+                attachments=change.mail.attachments
+                if notice.kind is Kind.AGENT_REPLY and change.mail is not None
+                else (),
+            ),
+        )
+        return Built(rendered, raw, message_id, domain)
+
+    def context(self, view: TicketView, notice: Notice, change: Change) -> NoticeContext:
+        """What the notice's template is given: the ticket, its people, the change."""
+        requester = next((p for p in view.participants if p.role is Role.REQUESTER), None)
+        author = next((p for p in view.participants if p.address == change.author), None)
+        language = notice.language
+
+        def status_label(name: str) -> str:
+            known = self.config.workflow.find(name) if name else None
+            return known.label(language) if known else name
+
+        return NoticeContext(
+            ticket=TicketFacts(
+                view.number,
+                f"#{view.number}",
+                self.codec.subject_tag(view.number),
+                view.title,
+                view.queue,
+                view.type,
+                view.priority,
+                view.status,
+            ),
+            language=notice.language,
+            team_name=self.config.outbound.from_name,
+            customer_name=requester.name if requester else "",
+            customer_address=requester.address if requester else "",
+            author_name=(author.name or author.address)
+            if author
+            else self.config.outbound.from_name,
+            message_text=change.message_text,
+            reason=change.reason,
+            old_status=status_label(change.old_status),
+            new_status=status_label(change.new_status or view.status),
+            action=change.action,
+            type_label=label(view.type, language),
+            priority_label=label(view.priority, language),
+            asked_priority=label(change.asked_priority, language) if change.asked_priority else "",
+            quote=change.quote,
+            commands=change.commands,
+            answer_target=self.answer_target(view, language),
+        )
+
+    def answer_target(self, view: TicketView, language: str) -> str:
+        """The answer target in words ("binnen 2 werkdagen"), or "" without one."""
+        answer = self.sla.for_ticket(view.type, view.priority).answer
+        return answer.words(language) if answer else ""
