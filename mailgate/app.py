@@ -1,23 +1,19 @@
-"""The composition root: every part built from the configuration, and the daemon that runs them.
+"""The composition root: every part built from the configuration and wired once.
 
-The parts: the database engines and the schema check, the token codec, the spool, the
-worker, the sender, the timers, retention; ``run_daemon`` adds the listeners, the IMAP
-pollers (each led by one instance), the HTTP endpoint, and stops them in order.
+The parts: the database engines and the schema check, the secret and the token codec,
+the templates, the spool, the ticket application, the worker, the sender and the timers.
+Every command builds one ``App``; ``daemon`` runs it with the listeners and pollers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
 import secrets
-import signal
-import sys
 import uuid
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -25,22 +21,17 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailgate.clock import Clock, SystemClock
-from mailgate.config import Config, ImapConfig
+from mailgate.config import Config
 from mailgate.core.address import AddressPolicy, QueueAddresses
 from mailgate.core.calendar import BusinessCalendar
 from mailgate.core.tokens import TokenCodec
 from mailgate.errors import ConfigError, StorageUnavailable
-from mailgate.intake.imap import ImapPoller
-from mailgate.intake.listeners import Listeners, start_listeners
 from mailgate.intake.spool import Spool
-from mailgate.ops.http import Health, MonitorServer
 from mailgate.ops.leader import Leadership
 from mailgate.ops.metrics import Metrics
 from mailgate.outbound.notifier import Notifier
 from mailgate.outbound.render import Templates
 from mailgate.outbound.transport import transport_for
-from mailgate.runners.loop import Runner, run
-from mailgate.runners.retention import DAILY, Retention, purger_for
 from mailgate.runners.sender import Sender
 from mailgate.runners.timers import Scheduler
 from mailgate.runners.worker import Processor
@@ -59,6 +50,9 @@ from mailgate.store.schema import prepare_schema
 from mailgate.tickets.effects import Desk
 from mailgate.tickets.mail import Applier
 from mailgate.tickets.prepare import Preparer
+
+if TYPE_CHECKING:
+    from mailgate.intake.listeners import Listeners
 
 log = structlog.get_logger("mailgate.app")
 
@@ -174,21 +168,20 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
         with storage_errors("installation id"):
             async with session(engine, write=True) as s:
                 installation = await Repo(s).installation_id(uuid.uuid4().hex, clock.now())
-    except BaseException:
-        await engine.dispose()
-        raise
-    templates = Templates(config.outbound.template_dir)
-    try:
+        templates = Templates(config.outbound.template_dir)
         templates.check()
     except BaseException:
         await engine.dispose()
         raise
     codec = TokenCodec(secret, installation, config.tokens.prefix)
+    return _wire(config, clock, engine, codec, templates)
+
+
+def _wire(
+    config: Config, clock: Clock, engine: AsyncEngine, codec: TokenCodec, templates: Templates
+) -> App:
     policy = address_policy(config)
-    wake = asyncio.Event()
-    outbox_wake = asyncio.Event()
-    in_database = config.general.blobs == "database"
-    raw = None if in_database else BlobStore(config.spool_dir, ".eml")
+    wake, outbox_wake = asyncio.Event(), asyncio.Event()
     spool = Spool(
         engine,
         clock,
@@ -214,9 +207,10 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
             writers=config.worker.lanes + 1,  # and the sender
         ),
     )
+    in_database = config.general.blobs == "database"
     processor = Processor(
         blocking=blocking,
-        raw=raw,
+        raw=None if in_database else BlobStore(config.spool_dir, ".eml"),
         attachments=None if in_database else BlobStore(config.attachment_dir),
         preparer=Preparer(codec, policy, config.intake),
         applier=Applier(
@@ -234,7 +228,6 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
         on_outbox=outbox_wake.set,
         metrics=metrics,
     )
-    scheduler = Scheduler(blocking=blocking, desk=desk, clock=clock, on_outbox=outbox_wake.set)
     sender = Sender(
         worker_busy=processor.busy,
         blocking=blocking,
@@ -243,25 +236,12 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
         clock=clock,
         metrics=metrics,
     )
+    scheduler = Scheduler(blocking=blocking, desk=desk, clock=clock, on_outbox=outbox_wake.set)
+    leadership = Leadership(config.database.url, config.general.data_dir / "locks")
     return App(
-        config,
-        engine,
-        codec,
-        policy,
-        spool,
-        processor,
-        clock,
-        wake,
-        sender,
-        templates,
-        outbox_wake,
-        desk,
-        scheduler,
-        Leadership(config.database.url, config.general.data_dir / "locks"),
-        metrics,
-        notifier,
-        blocking,
-    )
+        config, engine, codec, policy, spool, processor, clock, wake, sender, templates,
+        outbox_wake, desk, scheduler, leadership, metrics, notifier, blocking,
+    )  # fmt: skip
 
 
 def business_calendar(config: Config, year: int) -> BusinessCalendar:
@@ -289,162 +269,9 @@ def business_calendar(config: Config, year: int) -> BusinessCalendar:
     )
 
 
-GIL_SWITCH_INTERVAL = 0.0005  # seconds; see docs/decisions/0004-smtp-acknowledgement.md
-
-
-# glibc's mallopt parameter M_MMAP_THRESHOLD, and the size from which it is set to apply.
-_M_MMAP_THRESHOLD = -3
-LARGE_ALLOCATION = 1 << 20
-
-
-def return_large_frees() -> None:
-    """Make every allocation of 1 MiB or more its own mapping, given back when freed.
-
-    glibc raises its mmap threshold to the largest block freed so far (up to 32 MiB), so
-    after the first large mail every later one is carved from the heap and the memory
-    stays with the daemon: 8 mails of 24 MB left it at 560 MB for good. A fixed threshold
-    keeps the daemon near its working set. Elsewhere than glibc this does nothing.
-    """
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(_M_MMAP_THRESHOLD, LARGE_ALLOCATION)
-
-
-async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
-    """Listen and process until SIGTERM or SIGINT; mail stored earlier is processed first.
-
-    Shutdown order: stop accepting and let SMTP/LMTP transactions in flight
-    finish (``[smtp] shutdown_grace``), then let the worker finish its mail.
-    """
-    stop = stop or asyncio.Event()
-    # The spool commits on its own thread while the event loop serves the clients; with
-    # the default 5 ms GIL switch interval every commit waits that long for its turn.
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
-    return_large_frees()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, app.reload_templates)
-    config = app.config
-    log.info(
-        "daemon.started",
-        database=_safe_url(config.database.url),
-        data_dir=str(config.general.data_dir),
-        queues=[q.name for q in config.queues],
-    )
-    listeners: Listeners | None = None
-    monitor: MonitorServer | None = None
-    worker_stop = asyncio.Event()
-    worker = asyncio.create_task(
-        run(app.processor, worker_stop, app.wake, config.worker.poll_interval)
-    )
-    sender = asyncio.create_task(
-        run(app.sender, worker_stop, app.outbox_wake, config.outbound.poll_interval)
-    )
-    # Led by one instance at a time: each time this one leads, a fresh loop.
-    led: dict[str, tuple[Runner, float]] = {"timers": (app.scheduler, app.scheduler.interval)}
-    if config.purge_archived_after_days > 0:
-        purger = purger_for(app.engine, config)
-        led["retention"] = (Retention(purger, config.purge_archived_after_days, app.clock), DAILY)
-    loops = [worker, sender] + [
-        asyncio.create_task(app.leadership.run(name, _led(runner, every), worker_stop))
-        for name, (runner, every) in led.items()
-    ]
-    pollers: list[asyncio.Task[None]] = []
-    try:
-        if config.http.enabled:
-            monitor = MonitorServer(
-                Health(
-                    app.engine,
-                    app.metrics,
-                    app.clock,
-                    tuple(m.name for m in config.imap),
-                    listening=lambda: (
-                        app.listeners is not None
-                        or not (config.smtp.enabled or config.lmtp.enabled)
-                    ),
-                )
-            )
-            await monitor.start(config.http.host, config.http.port)
-        if config.smtp.enabled or config.lmtp.enabled:
-            listeners = await start_listeners(
-                smtp=config.smtp,
-                lmtp=config.lmtp,
-                spool=app.spool,
-                policy=app.policy,
-                clock=app.clock,
-            )
-            app.listeners = listeners
-        for mailbox in config.imap:
-            # One instance polls a mailbox at a time; a fresh poller each time it leads.
-            pollers.append(
-                asyncio.create_task(
-                    app.leadership.run(f"imap:{mailbox.name}", _poll(app, mailbox), stop)
-                )
-            )
-        stopping = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({stopping, *loops}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        for loop_task in done - {stopping}:
-            loop_task.result()  # a loop died of a bug: its error stops us, the supervisor restarts
-    finally:
-        stop.set()
-        if monitor is not None:
-            await monitor.close()
-        if listeners is not None:
-            await listeners.close()
-        if pollers:
-            await asyncio.wait(pollers, timeout=config.smtp.shutdown_grace + 5)
-        worker_stop.set()
-        await asyncio.wait(loops)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
-        log.info("daemon.stopped")
-
-
-def _led(runner: Runner, every: float) -> Callable[[asyncio.Event], Coroutine[Any, Any, None]]:
-    """The loop of ``runner`` as a job to lead (``ops.leader``): until its stop is set."""
-
-    async def job(stop: asyncio.Event) -> None:
-        await run(runner, stop, asyncio.Event(), every)
-
-    return job
-
-
-def _poll(app: App, mailbox: ImapConfig) -> Callable[[asyncio.Event], Coroutine[Any, Any, None]]:
-    def state(value: str) -> None:
-        app.metrics.imap(mailbox.name, value)
-
-    async def job(stop: asyncio.Event) -> None:
-        state("connecting")
-        poller = ImapPoller(
-            mailbox,
-            spool=app.spool,
-            engine=app.engine,
-            clock=app.clock,
-            envelope_to=queue_envelope(app.config, mailbox.queue),
-            on_state=state,
-        )
-        try:
-            await poller.run(stop)
-        finally:
-            state("standby (polled by another instance)")
-
-    return job
-
-
 def queue_envelope(config: Config, queue: str | None) -> tuple[str, ...]:
     """The envelope recipient that files a source's mail in ``queue`` (none: by address)."""
     for candidate in config.queues:
         if candidate.name == queue:
             return (candidate.addresses[0],)
     return ()
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)

@@ -10,10 +10,11 @@ from typing import TextIO
 
 from alembic.runtime.migration import MigrationContext
 
-from mailgate.app import App, run_daemon
+from mailgate.app import App
 from mailgate.cli.output import EX_FAILED, EX_OK, EX_USAGE, print_json, ref
 from mailgate.cli.progress import Steps
 from mailgate.config import Config
+from mailgate.daemon import run_daemon
 from mailgate.runners.retention import parse_age, purger_for
 from mailgate.store.db import create_engine, session, storage_errors
 from mailgate.store.repos import Repo

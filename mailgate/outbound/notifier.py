@@ -78,13 +78,21 @@ class Notifier:
         self, *, config: Config, templates: Templates, codec: TokenCodec, policy: AddressPolicy
     ) -> None:
         self.config = config
-        self.templates = templates
         self.codec = codec
         self.policy = policy
         self.queues = {q.name: q for q in config.queues}
         self.sla = config.sla.policy()
         self.caps = Caps(config.outbound, codec)
         self.builder = NoticeBuilder(config, templates, codec, policy, self.sla)
+
+    @property
+    def templates(self) -> Templates:
+        return self.builder.templates
+
+    @templates.setter
+    def templates(self, fresh: Templates) -> None:
+        """New templates (SIGHUP) for every notice built from now on."""
+        self.builder = replace(self.builder, templates=fresh)
 
     def _audience(self, view: TicketView, queue: QueueConfig) -> Audience:
         return Audience(
