@@ -2,10 +2,10 @@
 
 A batch goes through three steps. Gather: one query loads the pending items
 with the bytes the spool still holds; on a thread, each mail is parsed and
-understood (``apply.prepare``) and its raw bytes and attachments are written to
+understood (``tickets.prepare``) and its raw bytes and attachments are written to
 the blob store — no transaction open, no lock held; the next batch is gathered
 while the one before it is applied. Apply: one writing transaction claims the
-batch's spool rows, applies each mail (``apply.mail``) inside its own SAVEPOINT,
+batch's spool rows, applies each mail (``tickets.mail``) inside its own SAVEPOINT,
 so a mail that fails rolls back alone and the others commit, and marks the
 applied rows done; the batch stops early when it has held the write lock for
 ``[worker] batch_time`` or a listener waits to record a mail, so intake commits
@@ -23,10 +23,9 @@ import contextlib
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import timedelta
-from typing import TypeVar
 
 import structlog
 from sqlalchemy import Connection
@@ -34,8 +33,9 @@ from sqlalchemy import Connection
 from mailgate.clock import Clock
 from mailgate.config import WorkerConfig
 from mailgate.core.model import Action, SpoolEntry
-from mailgate.errors import CountsBusy, MailgateError, StorageUnavailable
+from mailgate.errors import CountsBusy, MailgateError
 from mailgate.ops.metrics import Metrics
+from mailgate.runners.batch import Failed, Gathered, batches, lanes, understand
 from mailgate.runners.loop import Round
 from mailgate.store.blobs import BlobStore
 from mailgate.store.db import Blocking, is_temporary, storage_errors
@@ -53,83 +53,8 @@ BATCH_BYTES = 16 * 1024 * 1024
 # The next batch is gathered ahead only when it is no larger than this: two large
 # batches in memory at once would double the worker's share of RSS.
 AHEAD_BYTES = 4 * 1024 * 1024
-T = TypeVar("T")
 
 __all__ = ["Outcome", "Processor"]
-
-
-@dataclass(frozen=True, slots=True)
-class Failed:
-    """A mail that could not be applied: quarantined (or deferred, if temporary) later."""
-
-    entry: SpoolEntry
-    error: BaseException
-
-
-@dataclass(frozen=True, slots=True)
-class Gathered:
-    """A batch after the gather step."""
-
-    ready: list[Prepared]
-    failed: list[Failed]
-    blobs: dict[int, dict[str, bytes]]  # spool id → bytes for the database's blob table
-    seconds: dict[int, float]  # spool id → CPU work so far
-
-    def joined(self, other: Gathered) -> Gathered:
-        """This batch's mails, then ``other``'s."""
-        return Gathered(
-            [*self.ready, *other.ready],
-            [*self.failed, *other.failed],
-            {**self.blobs, **other.blobs},
-            {**self.seconds, **other.seconds},
-        )
-
-    def without(self, reached: set[int]) -> Gathered | None:
-        """The mails not in ``reached`` (spool ids), ready to apply; None when none is."""
-        left = [item for item in self.ready if item.entry.id not in reached]
-        return Gathered(left, [], self.blobs, self.seconds) if left else None
-
-
-def batches(due: list[tuple[int, int]], count: int, size: int) -> list[list[int]]:
-    """The ids of ``due`` ((id, bytes) pairs, in order) cut into batches of at most
-    ``count`` mails and ``size`` bytes; a mail larger than ``size`` is a batch alone."""
-    found: list[list[int]] = []
-    batch: list[int] = []
-    held = 0
-    for spool_id, length in due:
-        if batch and (len(batch) == count or held + length > size):
-            found.append(batch)
-            batch, held = [], 0
-        batch.append(spool_id)
-        held += length
-    if batch:
-        found.append(batch)
-    return found
-
-
-def lanes(items: Sequence[T], keys: Callable[[T], Iterable[str]], count: int) -> list[list[T]]:
-    """``items`` in at most ``count`` lanes such that items that share a key are in one
-    lane, in their order: the groups of items linked by shared keys, largest first, each
-    to the lane that holds the fewest so far. Empty lanes are left out."""
-    parent = list(range(len(items)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    first: dict[str, int] = {}  # key -> the first item that has it
-    for i, item in enumerate(items):
-        for key in keys(item):
-            parent[root(i)] = root(first.setdefault(key, i))
-    groups: dict[int, list[int]] = {}
-    for i in range(len(items)):
-        groups.setdefault(root(i), []).append(i)
-    loads: list[list[int]] = [[] for _ in range(max(count, 1))]
-    for group in sorted(groups.values(), key=len, reverse=True):
-        min(loads, key=len).extend(group)
-    return [[items[i] for i in sorted(lane)] for lane in loads if lane]
 
 
 class Processor:
@@ -233,7 +158,9 @@ class Processor:
     async def _gather(self, spool_ids: Sequence[int]) -> Gathered:
         with storage_errors("read spool"):
             loaded = await self.blocking.read(lambda conn: SpoolRepo(conn).load(spool_ids))
-        return await asyncio.to_thread(self._understand, loaded)
+        return await asyncio.to_thread(
+            understand, loaded, self.preparer, self.raw, self.attachments
+        )
 
     async def _apply_lanes(self, gathered: Gathered) -> tuple[list[Outcome], set[int]]:
         """Apply a batch, its mails that share nothing (``Prepared.shared``) in separate
@@ -278,53 +205,6 @@ class Processor:
         if any(o.action in NOTIFYING for o in outcomes):
             self.on_outbox()
         return outcomes, {item.entry.id for item, *_ in applied}
-
-    # --- gather (on a thread, no transaction) ------------------------------------------
-
-    def _understand(self, loaded: list[tuple[SpoolEntry, bytes | None]]) -> Gathered:
-        """Parse and understand each mail; write its bytes and attachments to the blobs."""
-        ready: list[Prepared] = []
-        failed: list[Failed] = []
-        seconds: dict[int, float] = {}
-        raws: list[tuple[bytes, str]] = []  # raw mails to move into the blob store
-        files: list[tuple[bytes, str]] = []  # attachments
-        in_database: dict[int, dict[str, bytes]] = {}
-        for entry, spooled in loaded:
-            started = time.perf_counter()
-            try:
-                raw = spooled if spooled is not None else self._raw_of(entry)
-                moving = spooled is not None and self.raw is not None
-                item = self.preparer.prepare(entry, raw, drop_raw=moving)
-            except Exception as exc:  # a bug of ours, or the blob store failing
-                failed.append(Failed(entry, exc))
-                continue
-            log.debug(
-                "mail.parsed",
-                spool_id=entry.id,
-                parser=item.mail.parser,
-                defects=len(item.mail.defects),
-                attachments=len(item.mail.attachments),
-            )
-            if spooled is not None and self.raw is not None:
-                raws.append((spooled, entry.raw_sha256))
-            found = [(a.data, a.sha256) for a in item.mail.attachments]
-            if self.attachments is None:
-                in_database[entry.id] = {sha: data for data, sha in found}
-            else:
-                files.extend(found)
-            ready.append(item)
-            seconds[entry.id] = time.perf_counter() - started
-        # One durable write per store for the whole batch (see ``BlobStore.put_many``).
-        if raws and self.raw is not None:
-            self.raw.put_many(raws)
-        if files and self.attachments is not None:
-            self.attachments.put_many(files)
-        return Gathered(ready, failed, in_database, seconds)
-
-    def _raw_of(self, entry: SpoolEntry) -> bytes:
-        if self.raw is None:
-            raise StorageUnavailable(f"raw mail of spool item {entry.id} not in the database")
-        return self.raw.get(entry.raw_sha256)
 
     # --- apply (one transaction, on the database's own thread) ---------------------------
 

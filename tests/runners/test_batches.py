@@ -16,7 +16,7 @@ from mailgate.clock import FrozenClock
 from mailgate.config import Config
 from mailgate.core.model import Action
 from mailgate.intake.spool import Received
-from mailgate.runners.worker import batches, lanes
+from mailgate.runners.batch import batches, lanes
 from mailgate.store.db import session
 from mailgate.store.repos import Repo, Tx
 from mailgate.tickets.arrival import Outcome

@@ -1,0 +1,152 @@
+"""A batch of spool items: cut by count and bytes, gathered, and split into independent lanes.
+
+For the worker (``runners.worker``): which mails go together; the gather step, which
+parses them and stores their bytes before any transaction opens; and which of a
+batch's mails share nothing (no ticket, Message-ID, mailbox or domain cap) so that
+they may be applied side by side.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import structlog
+
+from mailgate.core.model import SpoolEntry
+from mailgate.errors import StorageUnavailable
+from mailgate.store.blobs import BlobStore
+from mailgate.tickets.prepare import Prepared, Preparer
+
+T = TypeVar("T")
+log = structlog.get_logger("mailgate.runners.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A mail that could not be applied: quarantined (or deferred, if temporary) later."""
+
+    entry: SpoolEntry
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class Gathered:
+    """A batch after the gather step."""
+
+    ready: list[Prepared]
+    failed: list[Failed]
+    blobs: dict[int, dict[str, bytes]]  # spool id → bytes for the database's blob table
+    seconds: dict[int, float]  # spool id → CPU work so far
+
+    def joined(self, other: Gathered) -> Gathered:
+        """This batch's mails, then ``other``'s."""
+        return Gathered(
+            [*self.ready, *other.ready],
+            [*self.failed, *other.failed],
+            {**self.blobs, **other.blobs},
+            {**self.seconds, **other.seconds},
+        )
+
+    def without(self, reached: set[int]) -> Gathered | None:
+        """The mails not in ``reached`` (spool ids), ready to apply; None when none is."""
+        left = [item for item in self.ready if item.entry.id not in reached]
+        return Gathered(left, [], self.blobs, self.seconds) if left else None
+
+
+def batches(due: list[tuple[int, int]], count: int, size: int) -> list[list[int]]:
+    """The ids of ``due`` ((id, bytes) pairs, in order) cut into batches of at most
+    ``count`` mails and ``size`` bytes; a mail larger than ``size`` is a batch alone."""
+    found: list[list[int]] = []
+    batch: list[int] = []
+    held = 0
+    for spool_id, length in due:
+        if batch and (len(batch) == count or held + length > size):
+            found.append(batch)
+            batch, held = [], 0
+        batch.append(spool_id)
+        held += length
+    if batch:
+        found.append(batch)
+    return found
+
+
+def lanes(items: Sequence[T], keys: Callable[[T], Iterable[str]], count: int) -> list[list[T]]:
+    """``items`` in at most ``count`` lanes such that items that share a key are in one
+    lane, in their order: the groups of items linked by shared keys, largest first, each
+    to the lane that holds the fewest so far. Empty lanes are left out."""
+    parent = list(range(len(items)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[str, int] = {}  # key -> the first item that has it
+    for i, item in enumerate(items):
+        for key in keys(item):
+            parent[root(i)] = root(first.setdefault(key, i))
+    groups: dict[int, list[int]] = {}
+    for i in range(len(items)):
+        groups.setdefault(root(i), []).append(i)
+    loads: list[list[int]] = [[] for _ in range(max(count, 1))]
+    for group in sorted(groups.values(), key=len, reverse=True):
+        min(loads, key=len).extend(group)
+    return [[items[i] for i in sorted(lane)] for lane in loads if lane]
+
+
+def understand(
+    loaded: list[tuple[SpoolEntry, bytes | None]],
+    preparer: Preparer,
+    raw_store: BlobStore | None,
+    attachments: BlobStore | None,
+) -> Gathered:
+    """The gather step, on a thread with no transaction open: parse and understand each
+    mail, and write its raw bytes and attachments to the blob stores (``raw_store`` None:
+    raw mails stay in the database; ``attachments`` None: attachments go into it)."""
+    ready: list[Prepared] = []
+    failed: list[Failed] = []
+    seconds: dict[int, float] = {}
+    raws: list[tuple[bytes, str]] = []  # raw mails to move into the blob store
+    files: list[tuple[bytes, str]] = []  # attachments
+    in_database: dict[int, dict[str, bytes]] = {}
+    for entry, spooled in loaded:
+        started = time.perf_counter()
+        try:
+            raw = spooled if spooled is not None else _raw_of(entry, raw_store)
+            moving = spooled is not None and raw_store is not None
+            item = preparer.prepare(entry, raw, drop_raw=moving)
+        except Exception as exc:  # a bug of ours, or the blob store failing
+            failed.append(Failed(entry, exc))
+            continue
+        log.debug(
+            "mail.parsed",
+            spool_id=entry.id,
+            parser=item.mail.parser,
+            defects=len(item.mail.defects),
+            attachments=len(item.mail.attachments),
+        )
+        if spooled is not None and raw_store is not None:
+            raws.append((spooled, entry.raw_sha256))
+        found = [(a.data, a.sha256) for a in item.mail.attachments]
+        if attachments is None:
+            in_database[entry.id] = {sha: data for data, sha in found}
+        else:
+            files.extend(found)
+        ready.append(item)
+        seconds[entry.id] = time.perf_counter() - started
+    # One durable write per store for the whole batch (see ``BlobStore.put_many``).
+    if raws and raw_store is not None:
+        raw_store.put_many(raws)
+    if files and attachments is not None:
+        attachments.put_many(files)
+    return Gathered(ready, failed, in_database, seconds)
+
+
+def _raw_of(entry: SpoolEntry, raw_store: BlobStore | None) -> bytes:
+    if raw_store is None:
+        raise StorageUnavailable(f"raw mail of spool item {entry.id} not in the database")
+    return raw_store.get(entry.raw_sha256)
