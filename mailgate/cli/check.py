@@ -9,7 +9,7 @@ from typing import TextIO
 from mailgate.cli.output import EX_CONFIG, EX_OK, EX_TEMPFAIL
 from mailgate.config import Config
 from mailgate.errors import ConfigError, LoginFailed, MailgateError
-from mailgate.intake.imap import probe
+from mailgate.intake.mailbox import probe
 from mailgate.outbound.render import Templates
 
 

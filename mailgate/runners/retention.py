@@ -26,7 +26,7 @@ from mailgate.core.workflow import Group
 from mailgate.runners.loop import Round
 from mailgate.store.blobs import BlobStore
 from mailgate.store.db import session, storage_errors
-from mailgate.store.repos import Repo
+from mailgate.store.repos.purge import PurgeRepo
 
 log = structlog.get_logger("mailgate.runners.retention")
 
@@ -58,7 +58,7 @@ class Purger:
         """What a purge of tickets archived before ``cutoff`` would remove."""
         with storage_errors("purge plan"):
             async with session(self.engine) as s:
-                repo = Repo(s)
+                repo = PurgeRepo(s)
                 tickets = await repo.tickets_archived_before(self.archived_states, cutoff)
                 spool, raw = await repo.raw_of_tickets(tickets)
                 attachments = await repo.attachments_only_of(tickets)
@@ -72,7 +72,7 @@ class Purger:
         slices (``on_removed`` hears how many after each)."""
         with storage_errors("purge"):
             async with session(self.engine, write=True) as s:
-                await Repo(s).purge(plan.tickets, plan.spool_ids, plan.attachments, now)
+                await PurgeRepo(s).purge(plan.tickets, plan.spool_ids, plan.attachments, now)
         for store, shas in ((self.raw, plan.raw), (self.attachments, plan.attachments)):
             for start in range(0, len(shas), 100):
                 part = shas[start : start + 100]

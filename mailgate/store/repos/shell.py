@@ -1,7 +1,8 @@
 """``Repo``: the command line's and the HTTP endpoints' async view of one session.
 
 Its queries that the worker also runs are the aggregates' (``Tx``), reached through
-``run_sync``; the rest (listings, retention, the sender's claims) live here.
+``run_sync``; the rest (listings, the ticket view, counts for health and metrics, the
+quarantine and outbox retries) live here. Retention's are ``purge``'s.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, or_, update
+from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -172,124 +173,6 @@ class Repo:
 
     async def sla_clock(self, ticket: int) -> SlaClock:
         return await self._sync(lambda tx: tx.tickets.sla_clock(ticket))
-
-    # --- retention ------------------------------------------------------------------------
-
-    async def tickets_archived_before(self, states: Sequence[str], cutoff: datetime) -> list[int]:
-        """Archived tickets whose archiving is older than ``cutoff`` and not yet purged."""
-        purged = select(EventRow.ticket_id).where(EventRow.kind == "purged")
-        rows = await self.session.exec(
-            select(TicketRow.id)
-            .where(
-                col(TicketRow.status).in_(list(states)),
-                col(TicketRow.status_since) < cutoff,
-                col(TicketRow.id).not_in(purged),
-            )
-            .order_by(col(TicketRow.id))
-        )
-        return [i for i in rows.all() if i is not None]
-
-    async def raw_of_tickets(self, tickets: Sequence[int]) -> tuple[list[int], list[str]]:
-        """The spool items of ``tickets`` and the raw mails no other kept item shares."""
-        if not tickets:
-            return [], []
-        rows = (
-            await self.session.exec(
-                select(SpoolRow.id, SpoolRow.raw_sha256).where(
-                    col(SpoolRow.ticket_id).in_(list(tickets))
-                )
-            )
-        ).all()
-        shas = {sha for _, sha in rows}
-        shared = set(
-            (
-                await self.session.exec(
-                    select(SpoolRow.raw_sha256).where(
-                        col(SpoolRow.raw_sha256).in_(list(shas)),
-                        or_(
-                            col(SpoolRow.ticket_id).is_(None),
-                            col(SpoolRow.ticket_id).not_in(list(tickets)),
-                        ),
-                    )
-                )
-            ).all()
-        )
-        return [i for i, _ in rows if i is not None], sorted(shas - shared)
-
-    async def attachments_only_of(self, tickets: Sequence[int]) -> list[str]:
-        """Attachment contents of ``tickets`` that no other ticket's messages have."""
-        if not tickets:
-            return []
-        joined = select(AttachmentRow.sha256, MessageRow.ticket_id).join(
-            MessageRow, col(MessageRow.id) == col(AttachmentRow.message_row_id)
-        )
-        mine = {
-            sha
-            for sha, _ in (
-                await self.session.exec(joined.where(col(MessageRow.ticket_id).in_(list(tickets))))
-            ).all()
-        }
-        if not mine:
-            return []
-        others = {
-            sha
-            for sha, _ in (
-                await self.session.exec(
-                    joined.where(
-                        col(AttachmentRow.sha256).in_(list(mine)),
-                        col(MessageRow.ticket_id).not_in(list(tickets)),
-                    )
-                )
-            ).all()
-        }
-        return sorted(mine - others)
-
-    async def blob_sizes(self, raw: Sequence[str], attachments: Sequence[str]) -> int:
-        total = 0
-        if raw:
-            sizes = await self.session.exec(
-                select(SpoolRow.raw_sha256, SpoolRow.size).where(
-                    col(SpoolRow.raw_sha256).in_(list(raw))
-                )
-            )
-            total += sum(dict(sizes.all()).values())
-        if attachments:
-            sizes = await self.session.exec(
-                select(AttachmentRow.sha256, AttachmentRow.size).where(
-                    col(AttachmentRow.sha256).in_(list(attachments))
-                )
-            )
-            total += sum(dict(sizes.all()).values())
-        return total
-
-    async def purge(
-        self,
-        tickets: Sequence[int],
-        spool_ids: Sequence[int],
-        attachments: Sequence[str],
-        now: datetime,
-    ) -> None:
-        """Drop the raw bytes kept in the database and the attachment blobs; record it."""
-        if spool_ids:
-            await self.session.exec(
-                delete(SpoolRawRow).where(col(SpoolRawRow.spool_id).in_(list(spool_ids)))
-            )
-        if attachments:
-            await self.session.exec(
-                delete(BlobRow).where(col(BlobRow.sha256).in_(list(attachments)))
-            )
-        if tickets:
-            await self.session.exec(
-                update(MessageRow)
-                .where(col(MessageRow.ticket_id).in_(list(tickets)))
-                .values(raw_sha256=None)
-            )
-        detail = "raw mails and attachments removed (retention)"
-        await self._sync(
-            lambda tx: tx.history.add_events(
-                [Event(t, "purged", "mailgate", now, detail=detail) for t in tickets]
-            )
-        )
 
     async def blob_put(self, sha256: str, data: bytes) -> None:
         """Store bytes once under their hash (a second put of the same bytes does nothing)."""
