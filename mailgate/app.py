@@ -213,15 +213,7 @@ def _wire(
         raw=None if in_database else BlobStore(config.spool_dir, ".eml"),
         attachments=None if in_database else BlobStore(config.attachment_dir),
         preparer=Preparer(codec, policy, config.intake),
-        applier=Applier(
-            desk=desk,
-            notifier=notifier,
-            policy=policy,
-            queues={q.name: q for q in config.queues},
-            intake=config.intake,
-            submission=config.submission,
-            suppression_days=config.outbound.suppress_after_bounce_days,
-        ),
+        applier=_applier(config, desk, notifier, policy),
         worker=config.worker,
         clock=clock,
         intake_busy=spool.busy,
@@ -242,6 +234,18 @@ def _wire(
         config, engine, codec, policy, spool, processor, clock, wake, sender, templates,
         outbox_wake, desk, scheduler, leadership, metrics, notifier, blocking,
     )  # fmt: skip
+
+
+def _applier(config: Config, desk: Desk, notifier: Notifier, policy: AddressPolicy) -> Applier:
+    return Applier(
+        desk=desk,
+        notifier=notifier,
+        policy=policy,
+        queues={q.name: q for q in config.queues},
+        intake=config.intake,
+        submission=config.submission,
+        suppression_days=config.outbound.suppress_after_bounce_days,
+    )
 
 
 def business_calendar(config: Config, year: int) -> BusinessCalendar:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import os
 import re
@@ -11,32 +10,30 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mailgate.config.basics import (
+    addresses_section,
+    agents_section,
+    database_section,
+    general_section,
+    http_section,
+    intake_section,
+    lmtp_section,
+    retention_section,
+    tokens_section,
+    worker_section,
+)
 from mailgate.config.desk import calendar_section, sla_section, submission_section, workflow_section
 from mailgate.config.mail import (
-    database_url,
     imap_section,
     outbound_section,
     queues_section,
     smtp_section,
 )
-from mailgate.config.reader import ADDRESS, DOMAIN, PREFIX, Reader, show
+from mailgate.config.reader import Reader
 from mailgate.config.settings import (
     DEFAULT_CONFIG,
     ENV_CONFIG,
-    ENV_DATABASE_URL,
-    ENV_SECRET,
-    LOG_FORMATS,
-    LOG_LEVELS,
-    AddressConfig,
-    AgentConfig,
     Config,
-    DatabaseConfig,
-    GeneralConfig,
-    HttpConfig,
-    IntakeConfig,
-    LmtpConfig,
-    TokenConfig,
-    WorkerConfig,
 )
 from mailgate.errors import ConfigError
 
@@ -94,93 +91,15 @@ def _parse(reader: Reader, environ: Mapping[str, str], path: Path | None, holida
     for key in sorted(set(document) - known):
         reader.problems.append(f"{name}: [{key}]: unknown section")
 
-    s = reader.section("general")
-    general = GeneralConfig(
-        data_dir=s.path("data_dir", "var"),
-        log_level=s.string("log_level", "info", choices=LOG_LEVELS),
-        log_format=s.string("log_format", "auto", choices=LOG_FORMATS),
-        blobs=s.string("blobs", "files", choices=("files", "database")),
-    )
-    s.finish()
-
-    s = reader.section("database")
-    url = s.string("url", "sqlite+aiosqlite:///var/mailgate.db")
-    env_url = environ.get(ENV_DATABASE_URL)
-    database = DatabaseConfig(
-        url=database_url(s, env_url or url, Path.cwd() if env_url else base),
-        busy_timeout=s.number("busy_timeout", 5.0, low=0.0, high=600.0),
-        echo=s.boolean("echo", False),
-        pool_size=s.integer("pool_size", 5, low=1, high=1000),
-        max_overflow=s.integer("max_overflow", 5, low=0, high=1000),
-        statement_timeout=s.number("statement_timeout", 30.0, low=0.0, high=86400.0),
-    )
-    s.finish()
-
-    s = reader.section("tokens")
-    secret_text = environ.get(ENV_SECRET)
-    if secret_text is not None and len(secret_text) < 16:
-        reader.problems.append(f"environment {ENV_SECRET}: must be at least 16 characters")
-    tokens = TokenConfig(
-        prefix=s.string("prefix", "", pattern=PREFIX),
-        secret=secret_text.encode() if secret_text else None,
-    )
-    s.finish()
-
-    s = reader.section("addresses")
-    addresses = AddressConfig(
-        plus_addressing=s.boolean("plus_addressing", True),
-        plus_separator=s.string("plus_separator", "+", choices=("+", "-", "=")),
-        case_sensitive_local_part=s.boolean("case_sensitive_local_part", False),
-    )
-    s.finish()
-
-    s = reader.section("agents")
-    agents = AgentConfig(
-        domains=tuple(d.lower() for d in s.strings("domains", (), pattern=DOMAIN)),
-        addresses=tuple(a.lower() for a in s.strings("addresses", (), pattern=ADDRESS)),
-    )
-    s.finish()
-
-    s = reader.section("worker")
-    worker = WorkerConfig(
-        poll_interval=s.number("poll_interval", 2.0, low=0.05, high=3600.0),
-        retry_delay=s.number("retry_delay", 30.0, low=0.0, high=86400.0),
-        max_retry_delay=s.number("max_retry_delay", 3600.0, low=0.0, high=86400.0),
-        batch_size=s.integer("batch_size", 32, low=1, high=1000),
-        batch_time=s.number("batch_time", 0.25, low=0.01, high=10.0),
-        lanes=s.integer("lanes", 2, low=1, high=16),
-    )
-    s.finish()
-
-    s = reader.section("intake")
-    charsets = s.strings("fallback_charsets", ("utf-8", "windows-1252"))
-    for charset in charsets:
-        try:
-            codecs.lookup(charset)
-        except LookupError:
-            s.problem("fallback_charsets", f"unknown charset {show(charset)}")
-    intake = IntakeConfig(
-        fallback_charsets=charsets,
-        max_attachment_size=s.integer("max_attachment_size", 25 * 1024 * 1024, low=1, high=2**31),
-        max_attachments_size=s.integer("max_attachments_size", 50 * 1024 * 1024, low=1, high=2**33),
-        max_attachments=s.integer("max_attachments", 100, low=0, high=100000),
-        max_parts=s.integer("max_parts", 500, low=1, high=1000000),
-        unknown_sender=s.string("unknown_sender", "hold", choices=("accept", "new_ticket", "hold")),
-        trusted_authserv_ids=tuple(t.lower() for t in s.strings("trusted_authserv_ids", ())),
-    )
-    s.finish()
-
+    general = general_section(reader)
+    database = database_section(reader, environ)
+    tokens = tokens_section(reader, environ)
+    addresses = addresses_section(reader)
+    agents = agents_section(reader)
+    worker = worker_section(reader)
+    intake = intake_section(reader)
     smtp = smtp_section(reader, environ)
-    s = reader.section("lmtp")
-    socket_path = s.string("socket", "")
-    lmtp = LmtpConfig(
-        enabled=s.boolean("enabled", False),
-        host=s.string("host", "127.0.0.1"),
-        port=s.integer("port", 2424, low=0, high=65535),
-        socket=(base / socket_path) if socket_path else None,
-    )
-    s.finish()
-
+    lmtp = lmtp_section(reader)
     queues = queues_section(reader, document.get("queues"))
     imap = imap_section(reader, document.get("imap"), environ, {q.name for q in queues})
     outbound = outbound_section(reader, environ)
@@ -188,16 +107,8 @@ def _parse(reader: Reader, environ: Mapping[str, str], path: Path | None, holida
     submission = submission_section(reader)
     calendar = calendar_section(reader, holidays)
     sla = sla_section(reader)
-    h = reader.section("http")
-    http = HttpConfig(
-        enabled=h.boolean("enabled", False),
-        host=h.string("host", "127.0.0.1"),
-        port=h.integer("port", 9465, low=0, high=65535),
-    )
-    h.finish()
-    r = reader.section("retention")
-    purge_days = r.number("purge_archived_after_days", 0.0, low=0.0, high=36500.0)
-    r.finish()
+    http = http_section(reader)
+    purge_days = retention_section(reader)
     if reader.problems:
         raise ConfigError(reader.problems)
     return Config(

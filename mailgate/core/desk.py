@@ -10,7 +10,7 @@ replies to closed tickets. Both are pure: the shell carries the plan out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,6 +20,7 @@ from mailgate.core.commands import (
     CC_ADD,
     CC_REMOVE,
     MYSELF,
+    Command,
     CommandBlock,
     Intent,
     Verb,
@@ -108,122 +109,181 @@ def plan_agent(
 
     ``calendar`` and ``now`` let ``#due`` be checked (a business duration or a date
     that has not passed)."""
-    errors = [f"{line}: unknown command; try #help" for line in block.unknown]
-    status = ticket.status
-    template = ""
-    notify = Party.CUSTOMER
-    moved = False
-    changes: list[FieldChange] = []
-    internal = block.has(Verb.INTERNAL)
-    merge_into: int | None = None
-    cc_add: list[str] = []
-    cc_remove: list[str] = []
-    quote = ""
-    known = set(existing)
-
-    def step(trigger: Trigger, target: str, line: str) -> None:
-        nonlocal status, template, notify, moved
-        found = move(workflow, status, trigger, target)
-        if found is None:
-            allowed = ", ".join(workflow.state(status).next) or "none"
-            errors.append(f"{line}: not allowed while the ticket is {status}; allowed: {allowed}")
-            return
-        status, template, notify, moved = found.new, found.template, found.notify, True
-
+    draft = _Draft(workflow, ticket, author, policy, set(existing), calendar, now, ticket.status)
+    draft.errors += [f"{line}: unknown command; try #help" for line in block.unknown]
     for command in block.commands:
-        arg = command.argument
-        if command.verb is Verb.STATUS:
-            state = workflow.find(arg) if arg else None
-            if state is None:
-                names = ", ".join(s.name for s in workflow.states)
-                errors.append(f"{command.line}: unknown status; known: {names}")
-            else:
-                step(Trigger.STATUS, state.name, command.line)
-        elif command.verb is Verb.CLOSE:
-            step(Trigger.CLOSE, "", command.line)
-        elif command.verb is Verb.REOPEN:
-            step(Trigger.REOPEN, "", command.line)
-        elif command.verb is Verb.QUOTE:
-            quote = arg or block.text
-            if not quote:
-                errors.append(f"{command.line}: the quote needs a text (what, how much)")
-            else:
-                step(Trigger.QUOTE, "", command.line)
-        elif command.verb is Verb.PRIORITY:
-            value = priority(arg)
-            if value is None:
-                errors.append(f"{command.line}: unknown priority; known: {', '.join(PRIORITIES)}")
-            elif value != ticket.priority:
-                changes.append(FieldChange("priority", ticket.priority, value))
-        elif command.verb is Verb.TYPE:
-            value = ticket_type(arg)
-            if value is None:
-                errors.append(f"{command.line}: unknown type; known: {', '.join(TICKET_TYPES)}")
-            elif value != ticket.type:
-                changes.append(FieldChange("type", ticket.type, value))
-        elif command.verb is Verb.ASSIGN:
-            who = author.lower() if arg.lower() in MYSELF else _address(arg)
-            if who is None and arg and "@" not in arg and " " not in arg.strip():
-                who = f"{arg.strip().lower()}@{author.rpartition('@')[2].lower()}"
-            if who is None or not policy.is_agent(who):
-                errors.append(f"{command.line}: not an agent; give an agent's address or 'me'")
-            elif who != (ticket.assignee or ""):
-                changes.append(FieldChange("assignee", ticket.assignee or "", who))
-        elif command.verb is Verb.DUE:
-            if calendar is None or now is None or parse_due(arg, calendar, now) is None:
-                errors.append(
-                    f"{command.line}: give a business duration (3 days, 16 hours, 2 weeks) "
-                    "or a date to come (2026-03-01, 2026-03-01 12:00)"
-                )
-            else:
-                changes.append(FieldChange("due", "", arg))
-        elif command.verb is Verb.MERGE:
-            target = ticket_ref(arg)
-            if target is None or target not in known or target == ticket.number:
-                errors.append(f"{command.line}: no other ticket {arg or '(none given)'}")
-            else:
-                merge_into = target
-        elif command.verb is Verb.CC:
-            action, _, rest = arg.partition(" ")
-            address = _address(rest)
-            if action.lower() not in CC_ADD | CC_REMOVE or address is None:
-                errors.append(f"{command.line}: use #cc add <address> or #cc remove <address>")
-            elif policy.is_ours(address):
-                errors.append(f"{command.line}: {address} is one of our own addresses")
-            elif action.lower() in CC_ADD:
-                cc_add.append(address)
-            else:
-                requester = [p.address for p in ticket.participants if p.role is Role.REQUESTER]
-                if address in requester:
-                    errors.append(f"{command.line}: the requester cannot be removed")
-                else:
-                    cc_remove.append(address)
-    if errors:
-        return Refusal(tuple(errors))
-    text = block.text
-    if block.has(Verb.QUOTE):
-        if ticket.approval != "pending":
-            changes.append(FieldChange("approval", ticket.approval, "pending"))
-        changes.append(FieldChange("quote", "", quote))
-    relay = bool(text.strip()) and not internal
-    steered = any(
-        c.verb in (Verb.STATUS, Verb.CLOSE, Verb.REOPEN, Verb.QUOTE) for c in block.commands
-    )
-    if relay and not steered:  # a plain answer: the workflow's rule for replies, if any
-        answered = move(workflow, status, Trigger.AGENT_REPLY)
-        if answered is not None:
-            status, template, notify, moved = answered.new, answered.template, answered.notify, True
-    return Plan(
-        move=Move(ticket.status, status, template, notify) if moved else None,
-        changes=tuple(changes),
-        relay=relay,
-        internal=internal,
-        text=text,
-        merge_into=merge_into,
-        cc_add=tuple(cc_add),
-        cc_remove=tuple(cc_remove),
-        help=block.has(Verb.HELP),
-    )
+        _READ[command.verb](draft, command, block)
+    if draft.errors:
+        return Refusal(tuple(draft.errors))
+    return draft.plan(block)
+
+
+@dataclass
+class _Draft:
+    """An agent's plan while its commands are read, one by one, with every fault noted."""
+
+    workflow: Workflow
+    ticket: TicketState
+    author: str
+    policy: AddressPolicy
+    known: set[int]  # the ticket numbers that exist (for #merge)
+    calendar: BusinessCalendar | None
+    now: datetime | None
+    status: str
+    template: str = ""
+    notify: Party = Party.CUSTOMER
+    moved: bool = False
+    quote: str = ""
+    merge_into: int | None = None
+    errors: list[str] = field(default_factory=list)
+    changes: list[FieldChange] = field(default_factory=list)
+    cc_add: list[str] = field(default_factory=list)
+    cc_remove: list[str] = field(default_factory=list)
+
+    def step(self, trigger: Trigger, target: str, line: str) -> None:
+        found = move(self.workflow, self.status, trigger, target)
+        if found is None:
+            allowed = ", ".join(self.workflow.state(self.status).next) or "none"
+            self.errors.append(
+                f"{line}: not allowed while the ticket is {self.status}; allowed: {allowed}"
+            )
+            return
+        self.status, self.template, self.notify = found.new, found.template, found.notify
+        self.moved = True
+
+    def change(self, name: str, old: str, new: str) -> None:
+        if new != old:
+            self.changes.append(FieldChange(name, old, new))
+
+    def plan(self, block: CommandBlock) -> Plan:
+        """The plan once every command is read without fault."""
+        ticket, text = self.ticket, block.text
+        internal = block.has(Verb.INTERNAL)
+        if block.has(Verb.QUOTE):
+            self.change("approval", ticket.approval, "pending")
+            self.changes.append(FieldChange("quote", "", self.quote))
+        relay = bool(text.strip()) and not internal
+        steered = any(c.verb in _STEERING for c in block.commands)
+        if relay and not steered:  # a plain answer: the workflow's rule for replies, if any
+            answered = move(self.workflow, self.status, Trigger.AGENT_REPLY)
+            if answered is not None:
+                self.status, self.template = answered.new, answered.template
+                self.notify, self.moved = answered.notify, True
+        return Plan(
+            move=Move(ticket.status, self.status, self.template, self.notify)
+            if self.moved
+            else None,
+            changes=tuple(self.changes),
+            relay=relay,
+            internal=internal,
+            text=text,
+            merge_into=self.merge_into,
+            cc_add=tuple(self.cc_add),
+            cc_remove=tuple(self.cc_remove),
+            help=block.has(Verb.HELP),
+        )
+
+
+_STEERING = (Verb.STATUS, Verb.CLOSE, Verb.REOPEN, Verb.QUOTE)
+
+
+def _status(draft: _Draft, command: Command, block: CommandBlock) -> None:
+    state = draft.workflow.find(command.argument) if command.argument else None
+    if state is None:
+        names = ", ".join(s.name for s in draft.workflow.states)
+        draft.errors.append(f"{command.line}: unknown status; known: {names}")
+    else:
+        draft.step(Trigger.STATUS, state.name, command.line)
+
+
+def _quote(draft: _Draft, command: Command, block: CommandBlock) -> None:
+    draft.quote = command.argument or block.text
+    if not draft.quote:
+        draft.errors.append(f"{command.line}: the quote needs a text (what, how much)")
+    else:
+        draft.step(Trigger.QUOTE, "", command.line)
+
+
+def _priority(draft: _Draft, command: Command, block: CommandBlock) -> None:
+    value = priority(command.argument)
+    if value is None:
+        draft.errors.append(f"{command.line}: unknown priority; known: {', '.join(PRIORITIES)}")
+    else:
+        draft.change("priority", draft.ticket.priority, value)
+
+
+def _type(draft: _Draft, command: Command, block: CommandBlock) -> None:
+    value = ticket_type(command.argument)
+    if value is None:
+        draft.errors.append(f"{command.line}: unknown type; known: {', '.join(TICKET_TYPES)}")
+    else:
+        draft.change("type", draft.ticket.type, value)
+
+
+def _assign(draft: _Draft, command: Command, block: CommandBlock) -> None:
+    arg, author = command.argument, draft.author
+    who = author.lower() if arg.lower() in MYSELF else _address(arg)
+    if who is None and arg and "@" not in arg and " " not in arg.strip():
+        who = f"{arg.strip().lower()}@{author.rpartition('@')[2].lower()}"
+    if who is None or not draft.policy.is_agent(who):
+        draft.errors.append(f"{command.line}: not an agent; give an agent's address or 'me'")
+    else:
+        draft.change("assignee", draft.ticket.assignee or "", who)
+
+
+def _due(draft: _Draft, command: Command, block: CommandBlock) -> None:
+    calendar, now = draft.calendar, draft.now
+    if calendar is None or now is None or parse_due(command.argument, calendar, now) is None:
+        draft.errors.append(
+            f"{command.line}: give a business duration (3 days, 16 hours, 2 weeks) "
+            "or a date to come (2026-03-01, 2026-03-01 12:00)"
+        )
+    else:
+        draft.changes.append(FieldChange("due", "", command.argument))
+
+
+def _merge(draft: _Draft, command: Command, block: CommandBlock) -> None:
+    target = ticket_ref(command.argument)
+    if target is None or target not in draft.known or target == draft.ticket.number:
+        draft.errors.append(f"{command.line}: no other ticket {command.argument or '(none given)'}")
+    else:
+        draft.merge_into = target
+
+
+def _cc(draft: _Draft, command: Command, block: CommandBlock) -> None:
+    action, _, rest = command.argument.partition(" ")
+    address = _address(rest)
+    if action.lower() not in CC_ADD | CC_REMOVE or address is None:
+        draft.errors.append(f"{command.line}: use #cc add <address> or #cc remove <address>")
+    elif draft.policy.is_ours(address):
+        draft.errors.append(f"{command.line}: {address} is one of our own addresses")
+    elif action.lower() in CC_ADD:
+        draft.cc_add.append(address)
+    elif address in (p.address for p in draft.ticket.participants if p.role is Role.REQUESTER):
+        draft.errors.append(f"{command.line}: the requester cannot be removed")
+    else:
+        draft.cc_remove.append(address)
+
+
+def _nothing(draft: _Draft, command: Command, block: CommandBlock) -> None:
+    """A command read off the whole block when the plan is made (#internal, #help)."""
+
+
+# What each command does to the draft: the one table of agent commands' effects.
+_READ: dict[Verb, Callable[[_Draft, Command, CommandBlock], None]] = {
+    Verb.STATUS: _status,
+    Verb.CLOSE: lambda d, c, b: d.step(Trigger.CLOSE, "", c.line),
+    Verb.REOPEN: lambda d, c, b: d.step(Trigger.REOPEN, "", c.line),
+    Verb.QUOTE: _quote,
+    Verb.PRIORITY: _priority,
+    Verb.TYPE: _type,
+    Verb.ASSIGN: _assign,
+    Verb.DUE: _due,
+    Verb.MERGE: _merge,
+    Verb.CC: _cc,
+    Verb.INTERNAL: _nothing,
+    Verb.HELP: _nothing,
+}
 
 
 def is_party(ticket: TicketState, address: str | None) -> bool:
