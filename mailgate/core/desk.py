@@ -204,20 +204,19 @@ def _quote(draft: _Draft, command: Command, block: CommandBlock) -> None:
         draft.step(Trigger.QUOTE, "", command.line)
 
 
-def _priority(draft: _Draft, command: Command, block: CommandBlock) -> None:
-    value = priority(command.argument)
-    if value is None:
-        draft.errors.append(f"{command.line}: unknown priority; known: {', '.join(PRIORITIES)}")
-    else:
-        draft.change("priority", draft.ticket.priority, value)
+def _choice(
+    name: str, parse: Callable[[str], str | None], known: Iterable[str]
+) -> Callable[[_Draft, Command, CommandBlock], None]:
+    """Reads a field's command (#priority, #type): one of ``known``, in any language."""
 
+    def read(draft: _Draft, command: Command, block: CommandBlock) -> None:
+        value = parse(command.argument)
+        if value is None:
+            draft.errors.append(f"{command.line}: unknown {name}; known: {', '.join(known)}")
+        else:
+            draft.change(name, str(getattr(draft.ticket, name)), value)
 
-def _type(draft: _Draft, command: Command, block: CommandBlock) -> None:
-    value = ticket_type(command.argument)
-    if value is None:
-        draft.errors.append(f"{command.line}: unknown type; known: {', '.join(TICKET_TYPES)}")
-    else:
-        draft.change("type", draft.ticket.type, value)
+    return read
 
 
 def _assign(draft: _Draft, command: Command, block: CommandBlock) -> None:
@@ -275,8 +274,8 @@ _READ: dict[Verb, Callable[[_Draft, Command, CommandBlock], None]] = {
     Verb.CLOSE: lambda d, c, b: d.step(Trigger.CLOSE, "", c.line),
     Verb.REOPEN: lambda d, c, b: d.step(Trigger.REOPEN, "", c.line),
     Verb.QUOTE: _quote,
-    Verb.PRIORITY: _priority,
-    Verb.TYPE: _type,
+    Verb.PRIORITY: _choice("priority", priority, PRIORITIES),
+    Verb.TYPE: _choice("type", ticket_type, TICKET_TYPES),
     Verb.ASSIGN: _assign,
     Verb.DUE: _due,
     Verb.MERGE: _merge,
