@@ -20,3 +20,28 @@ def test_the_first_sentence_ends_at_a_full_stop_not_at_an_abbreviation() -> None
         first_sentence("``mailgate sla``: open tickets.\n\nMore.")
         == "``mailgate sla``: open tickets."
     )
+
+
+MODULE_LINES = 400
+FUNCTION_LINES = 60
+
+
+def test_no_module_and_no_function_is_too_long_to_read_whole() -> None:
+    """Outside migrations: modules of at most 400 lines, functions of at most 60."""
+    import ast
+
+    long_modules, long_functions = [], []
+    for path in sorted((ROOT / "mailgate").rglob("*.py")):
+        if "migrations" in path.parts:
+            continue
+        text = path.read_text()
+        name = str(path.relative_to(ROOT))
+        if text.count("\n") > MODULE_LINES:
+            long_modules.append(name)
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > FUNCTION_LINES:
+                    long_functions.append(f"{name}:{node.name} ({length} lines)")
+    assert long_modules == []
+    assert long_functions == []

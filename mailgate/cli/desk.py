@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import asdict
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any, TextIO
@@ -16,7 +17,7 @@ from mailgate.cli.output import EX_FAILED, EX_OK, EX_USAGE, print_json, read_fil
 from mailgate.cli.service import deliver, resolve_ref
 from mailgate.core.commands import Command, CommandBlock, Verb
 from mailgate.core.desk import Plan, Refusal, plan_agent
-from mailgate.core.model import Action, TicketView
+from mailgate.core.model import Action, MessageView, TicketView
 from mailgate.core.notify import Kind
 from mailgate.errors import NotFound
 from mailgate.intake.spool import SERVER_SOURCE, Received
@@ -57,44 +58,26 @@ def ticket_json(app: App, ticket: TicketView, *, with_messages: bool) -> dict[st
         ],
     }
     if with_messages:
-        result["messages"] = [
-            {
-                "direction": m.direction,
-                "kind": m.kind,
-                "from": m.from_addr,
-                "from_name": m.from_name,
-                "to": list(m.to),
-                "cc": list(m.cc),
-                "subject": m.subject,
-                "text": m.text,
-                "full_text": m.full_text,
-                "message_id": m.message_id,
-                "created_at": m.created_at,
-                "attachments": [
-                    {
-                        "filename": a.filename,
-                        "content_type": a.content_type,
-                        "size": a.size,
-                        "sha256": a.sha256,
-                    }
-                    for a in m.attachments
-                ],
-            }
-            for m in ticket.messages
-        ]
-    result["events"] = [
-        {
-            "at": e.at,
-            "actor": e.actor,
-            "kind": e.kind,
-            "field": e.field,
-            "old": e.old,
-            "new": e.new,
-            "detail": e.detail,
-        }
-        for e in ticket.events
-    ]
+        result["messages"] = [_message_json(m) for m in ticket.messages]
+    result["events"] = [asdict(e) for e in ticket.events]
     return result
+
+
+def _message_json(m: MessageView) -> dict[str, Any]:
+    return {
+        "direction": m.direction,
+        "kind": m.kind,
+        "from": m.from_addr,
+        "from_name": m.from_name,
+        "to": list(m.to),
+        "cc": list(m.cc),
+        "subject": m.subject,
+        "text": m.text,
+        "full_text": m.full_text,
+        "message_id": m.message_id,
+        "created_at": m.created_at,
+        "attachments": [asdict(a) for a in m.attachments],
+    }
 
 
 async def tickets(app: App, args: argparse.Namespace, out: TextIO) -> int:

@@ -12,7 +12,7 @@ from mailgate.cli.output import EX_OK, print_json, ref
 from mailgate.cli.service import deliver, spool_entry, with_app
 from mailgate.config import Config
 from mailgate.core.classify import classify
-from mailgate.core.model import Action, SpoolEntry
+from mailgate.core.model import Action, OutboxItem, SpoolEntry, TicketView
 from mailgate.core.parse import parse_mail
 from mailgate.core.route import gather_evidence
 from mailgate.errors import NotFound
@@ -112,9 +112,30 @@ async def trace(app: App, args: argparse.Namespace, out: TextIO) -> int:
             )
     if raw is None:
         raw = await asyncio.to_thread(BlobStore(app.config.spool_dir, ".eml").get, entry.raw_sha256)
+    steps = _understood(app, entry, raw)
+    if view is not None and window is not None:
+        steps += _followed(view, window, sent)
+    if args.json:
+        print_json(out, [{"step": k, "detail": v} for k, v in steps])
+    else:
+        for key, value in steps:
+            print(f"{key:<16} {value}", file=out)
+    return EX_OK
+
+
+def _understood(app: App, entry: SpoolEntry, raw: bytes) -> list[tuple[str, str]]:
+    """How the mail was stored, classified and matched, and its recorded outcome."""
     mail = parse_mail(raw, app.config.intake.fallback_charsets)
     kind = classify(mail, entry.envelope_from, app.codec.installation_id)
     evidence = gather_evidence(mail, entry.envelope_to, app.codec, app.policy)
+    found = (
+        [f"{h} <{m}>" for h, m in evidence.references]
+        + [
+            f"subject token {t.text} ({'valid' if t.valid else 'check failed'})"
+            for t in evidence.subject_tokens
+        ]
+        + [f"plus-address {a}" for a, _ in evidence.plus_tokens]
+    )
     steps: list[tuple[str, str]] = [
         (
             "received",
@@ -128,18 +149,7 @@ async def trace(app: App, args: argparse.Namespace, out: TextIO) -> int:
             f"{yes(kind.decisions.create_ticket)}, be answered {yes(kind.decisions.answer)}, "
             f"tell the team {yes(kind.decisions.tell_team)}",
         ),
-        (
-            "evidence",
-            "; ".join(
-                [f"{h} <{m}>" for h, m in evidence.references]
-                + [
-                    f"subject token {t.text} ({'valid' if t.valid else 'check failed'})"
-                    for t in evidence.subject_tokens
-                ]
-                + [f"plus-address {a}" for a, _ in evidence.plus_tokens]
-            )
-            or "no ticket reference",
-        ),
+        ("evidence", "; ".join(found) or "no ticket reference"),
         ("queue", evidence.queue),
         (
             "outcome",
@@ -150,24 +160,26 @@ async def trace(app: App, args: argparse.Namespace, out: TextIO) -> int:
     ]
     if entry.error:
         steps.append(("error", f"{entry.error} (traceback {entry.traceback_id})"))
-    if view is not None and window is not None:
-        for event in view.events:
-            if event.kind in TRACE_EVENTS and window[0] <= event.at <= window[1]:
-                if event.field or event.old:
-                    change = f"{event.old or '-'} -> {event.new or '-'}"
-                else:
-                    change = f"-> {event.new}" if event.new else ""
-                steps.append((event.kind, f"{change} {event.detail or ''}".strip()))
-        for item in sent:
-            steps.append(
-                ("notification", f"{item.kind} to {', '.join(item.recipients)} ({item.state})")
-            )
-    if args.json:
-        print_json(out, [{"step": k, "detail": v} for k, v in steps])
-    else:
-        for key, value in steps:
-            print(f"{key:<16} {value}", file=out)
-    return EX_OK
+    return steps
+
+
+def _followed(
+    view: TicketView, window: tuple[datetime, datetime], sent: list[OutboxItem]
+) -> list[tuple[str, str]]:
+    """The ticket's events and notifications while the mail was processed."""
+    steps = []
+    for event in view.events:
+        if event.kind in TRACE_EVENTS and window[0] <= event.at <= window[1]:
+            if event.field or event.old:
+                change = f"{event.old or '-'} -> {event.new or '-'}"
+            else:
+                change = f"-> {event.new}" if event.new else ""
+            steps.append((event.kind, f"{change} {event.detail or ''}".strip()))
+    for item in sent:
+        steps.append(
+            ("notification", f"{item.kind} to {', '.join(item.recipients)} ({item.state})")
+        )
+    return steps
 
 
 def yes(value: bool) -> str:

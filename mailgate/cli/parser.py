@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import TypeAlias
 
 from mailgate import __version__
 from mailgate.core.notify import LANGUAGES, Kind
@@ -17,6 +18,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mailgate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _admin_commands(sub)
+    _mail_commands(sub)
+    _desk_commands(sub)
+    return parser
+
+
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _admin_commands(sub: Commands) -> None:
+    """The sysadmin's: check, init, run, migrate, quarantine, outbox, purge."""
     sub.add_parser("check", help="validate the configuration and exit (0 ok, 78 invalid)")
     sub.add_parser("init", help="create the data directory, database schema and secret")
     sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
@@ -24,6 +36,29 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument(
         "--sql", action="store_true", help="print the SQL of a fresh upgrade instead of running it"
     )
+    quarantine = sub.add_parser("quarantine", help="list quarantined mails, or retry them")
+    quarantine.add_argument("--json", action="store_true")
+    qsub = quarantine.add_subparsers(dest="quarantine_command", metavar="retry")
+    retry = qsub.add_parser("retry", help="re-run quarantined mails")
+    retry.add_argument("id", nargs="?", type=int)
+    retry.add_argument("--all", action="store_true")
+    outbox = sub.add_parser("outbox", help="list outgoing mail, or retry dead mail")
+    outbox.add_argument("--json", action="store_true")
+    outbox.add_argument("--state", choices=("pending", "sending", "sent", "dead"))
+    osub = outbox.add_subparsers(dest="outbox_command", metavar="retry")
+    oretry = osub.add_parser("retry", help="put dead mail back in line")
+    oretry.add_argument("id", nargs="?", type=int)
+    oretry.add_argument("--dead", action="store_true", help="all dead mail")
+    purge = sub.add_parser(
+        "purge", help="remove raw mails and attachments of long-archived tickets (dry run)"
+    )
+    purge.add_argument("--archived-older-than", required=True, metavar="AGE", help="365d, 52w, 2y")
+    purge.add_argument("--apply", action="store_true", help="remove them (default: only count)")
+    purge.add_argument("--json", action="store_true")
+
+
+def _mail_commands(sub: Commands) -> None:
+    """One mail's: ingest (the MTA pipe) and trace."""
     ingest = sub.add_parser("ingest", help="store one raw mail from FILE or stdin (MTA pipe mode)")
     ingest.add_argument("file", nargs="?", default="-", metavar="FILE|-")
     ingest.add_argument(
@@ -39,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also apply it here and send what it caused (default: the daemon's worker does)",
     )
+    trace = sub.add_parser("trace", help="every decision taken on one mail, and why")
+    trace.add_argument("ref", metavar="MESSAGE-ID|SPOOL-ID")
+    trace.add_argument("--json", action="store_true")
+
+
+def _desk_commands(sub: Commands) -> None:
+    """The team's: tickets, set, reply, note, show, sla, preview."""
     tickets = sub.add_parser("tickets", help="list tickets")
     tickets.add_argument("--json", action="store_true")
     tickets.add_argument("--status", metavar="STATE")
@@ -61,28 +103,6 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="show one ticket: #1042, 1042 or its token")
     show.add_argument("ref", metavar="REF")
     show.add_argument("--json", action="store_true")
-    quarantine = sub.add_parser("quarantine", help="list quarantined mails, or retry them")
-    quarantine.add_argument("--json", action="store_true")
-    qsub = quarantine.add_subparsers(dest="quarantine_command", metavar="retry")
-    retry = qsub.add_parser("retry", help="re-run quarantined mails")
-    retry.add_argument("id", nargs="?", type=int)
-    retry.add_argument("--all", action="store_true")
-    outbox = sub.add_parser("outbox", help="list outgoing mail, or retry dead mail")
-    outbox.add_argument("--json", action="store_true")
-    outbox.add_argument("--state", choices=("pending", "sending", "sent", "dead"))
-    osub = outbox.add_subparsers(dest="outbox_command", metavar="retry")
-    oretry = osub.add_parser("retry", help="put dead mail back in line")
-    oretry.add_argument("id", nargs="?", type=int)
-    oretry.add_argument("--dead", action="store_true", help="all dead mail")
-    purge = sub.add_parser(
-        "purge", help="remove raw mails and attachments of long-archived tickets (dry run)"
-    )
-    purge.add_argument("--archived-older-than", required=True, metavar="AGE", help="365d, 52w, 2y")
-    purge.add_argument("--apply", action="store_true", help="remove them (default: only count)")
-    purge.add_argument("--json", action="store_true")
-    trace = sub.add_parser("trace", help="every decision taken on one mail, and why")
-    trace.add_argument("ref", metavar="MESSAGE-ID|SPOOL-ID")
-    trace.add_argument("--json", action="store_true")
     sla = sub.add_parser("sla", help="open tickets by nearest deadline, breached first")
     sla.add_argument("--json", action="store_true")
     sla.add_argument("--explain", metavar="REF", help="the calendar arithmetic of one ticket")
@@ -90,4 +110,3 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("template", choices=[k.value for k in Kind], metavar="TEMPLATE")
     preview.add_argument("--ticket", required=True, metavar="REF")
     preview.add_argument("--lang", choices=LANGUAGES, default=None)
-    return parser

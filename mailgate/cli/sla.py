@@ -9,7 +9,8 @@ from typing import Any, TextIO
 from mailgate.app import App
 from mailgate.cli.output import EX_OK, print_json
 from mailgate.cli.service import resolve_ref
-from mailgate.core.sla import hours, status_of
+from mailgate.core.model import TicketView
+from mailgate.core.sla import Due, SlaClock, hours, status_of
 from mailgate.errors import NotFound
 from mailgate.store.db import session, storage_errors
 from mailgate.store.repos import Repo
@@ -98,6 +99,24 @@ async def sla_explain(app: App, number: int, out: TextIO) -> int:
             else ("to agree" if which == "solve" and targets.agree else "n/a")
         )
         print(f"{view.type}/{view.priority} {which} target: {written}", file=out)
+    _history(app, view, out)
+    _used(app, clock, now, out)
+    for which in ("answer", "solve"):
+        _due(app, clock, status_of(clock, targets, cal, now, which=which), which, now, out)
+    skipped = sorted(
+        d for d in cal.holiday_names if now.date() <= d <= (now.date().replace(year=now.year + 1))
+    )[:8]
+    if skipped:
+        print(
+            "Closed days ahead: "
+            + ", ".join(f"{d:%Y-%m-%d} ({cal.holiday_names[d]})" for d in skipped),
+            file=out,
+        )
+    return EX_OK
+
+
+def _history(app: App, view: TicketView, out: TextIO) -> None:
+    """When the clock ran and paused, and when it was recomputed or raised an alarm."""
     print(f"Created {local(app, view.created_at)}.", file=out)
     for event in view.events:
         if event.kind == "status_changed":
@@ -109,7 +128,10 @@ async def sla_explain(app: App, number: int, out: TextIO) -> int:
             )
         elif event.kind in ("sla_recomputed", "sla_alert"):
             print(f"  {local(app, event.at)}  {event.kind}: {event.detail}", file=out)
-    used = clock.used(cal, now)
+
+
+def _used(app: App, clock: SlaClock, now: datetime, out: TextIO) -> None:
+    used = clock.used(app.desk.calendar, now)
     print(
         f"Used so far: {hours(clock.consumed)} before the last resume"
         + (
@@ -120,37 +142,31 @@ async def sla_explain(app: App, number: int, out: TextIO) -> int:
         + f": {hours(used)} in all.",
         file=out,
     )
-    for which in ("answer", "solve"):
-        due = status_of(clock, targets, cal, now, which=which)
-        if due.met_at is not None:
-            print(f"{which}: met {local(app, due.met_at)}", file=out)
+
+
+def _due(app: App, clock: SlaClock, due: Due, which: str, now: datetime, out: TextIO) -> None:
+    """One target: met, or the time left and the office hours it will take, window by window."""
+    cal = app.desk.calendar
+    if due.met_at is not None:
+        print(f"{which}: met {local(app, due.met_at)}", file=out)
+        return
+    if due.left is None:
+        print(f"{which}: no target", file=out)
+        return
+    print(f"{which}: {hours(due.left)} left; due {local(app, due.due)}", file=out)
+    if due.due is None or clock.running_since is None:
+        return
+    left = max(due.left, 0)
+    for window in cal.windows(max(clock.running_since, now)):
+        if left <= 0 or window.start > due.due:
+            break
+        start = max(window.start, now.astimezone(cal.zone))
+        if start >= window.end:
             continue
-        if due.left is None:
-            print(f"{which}: no target", file=out)
-            continue
-        print(f"{which}: {hours(due.left)} left; due {local(app, due.due)}", file=out)
-        if due.due is not None and clock.running_since is not None:
-            left = max(due.left, 0)
-            for window in cal.windows(max(clock.running_since, now)):
-                if left <= 0 or window.start > due.due:
-                    break
-                start = max(window.start, now.astimezone(cal.zone))
-                if start >= window.end:
-                    continue
-                take = min(left, int((window.end - start).total_seconds()))
-                left -= take
-                print(
-                    f"    {window.day:%a %Y-%m-%d} {start:%H:%M}-{window.end:%H:%M}: "
-                    f"{hours(take)}, {hours(left)} to go",
-                    file=out,
-                )
-    skipped = sorted(
-        d for d in cal.holiday_names if now.date() <= d <= (now.date().replace(year=now.year + 1))
-    )[:8]
-    if skipped:
+        take = min(left, int((window.end - start).total_seconds()))
+        left -= take
         print(
-            "Closed days ahead: "
-            + ", ".join(f"{d:%Y-%m-%d} ({cal.holiday_names[d]})" for d in skipped),
+            f"    {window.day:%a %Y-%m-%d} {start:%H:%M}-{window.end:%H:%M}: "
+            f"{hours(take)}, {hours(left)} to go",
             file=out,
         )
-    return EX_OK

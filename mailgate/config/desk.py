@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Mapping
 from datetime import date, time
 
 from mailgate.config.reader import Reader, Section, show
@@ -176,71 +177,77 @@ def workflow_section(reader: Reader, raw: object) -> Workflow:
         )
     )
     reopen_to = s.string("reopen_to", default.reopen_to)
-    states = default.states
-    raw_states = s._get("states")
-    if raw_states is not None:
-        if not isinstance(raw_states, dict) or not all(
-            isinstance(v, dict) for v in raw_states.values()
-        ):
-            s.problem("states", "expected a table of state = { group, nl, en, next }")
-        else:
-            parsed: list[State] = []
-            for name, table in raw_states.items():
-                t = Section(reader, f"[workflow.states.{name}]", table)
-                group = t.string("group", "support", choices=tuple(g.value for g in Group))
-                if "group" not in table:
-                    t.problem("group", "required")
-                parsed.append(
-                    State(
-                        str(name),
-                        Group(group),
-                        t.string("nl", str(name)),
-                        t.string("en", str(name)),
-                        t.strings("next", ()),
-                    )
-                )
-                t.finish()
-            states = tuple(parsed)
+    states = _states(reader, s) if s._get("states") is not None else default.states
     transitions = default.transitions
     if s._get("transitions") is not None:
-        parsed_rules: list[Transition] = []
-        for index, table in enumerate(s.table_list("transitions")):
-            t = Section(reader, f"[[workflow.transitions]] #{index + 1}", table)
-            on = t.string("on", "", choices=tuple(x.value for x in Trigger))
-            if "on" not in table:
-                t.problem("on", "required")
-            parsed_rules.append(
-                Transition(
-                    Trigger(on) if on else Trigger.CUSTOMER_REPLY,
-                    t.strings("from", ()),
-                    t.string("to", ""),
-                    t.string("template", ""),
-                    Party(t.string("notify", "customer", choices=tuple(a.value for a in Party))),
-                )
-            )
-            t.finish()
-        transitions = tuple(parsed_rules)
+        transitions = tuple(
+            _transition(Section(reader, f"[[workflow.transitions]] #{n + 1}", table), table)
+            for n, table in enumerate(s.table_list("transitions"))
+        )
     timers = default.timers
     if s._get("timers") is not None:
-        parsed_timers: list[Timer] = []
-        for index, table in enumerate(s.table_list("timers")):
-            t = Section(reader, f"[[workflow.timers]] #{index + 1}", table)
-            fire = t.string("fire", "", choices=tuple(x.value for x in Trigger))
-            for key in ("state", "after_days", "fire"):
-                if key not in table:
-                    t.problem(key, "required")
-            parsed_timers.append(
-                Timer(
-                    t.string("state", ""),
-                    t.number("after_days", 1.0, low=0.0, high=3650.0),
-                    Trigger(fire) if fire else Trigger.REMIND,
-                    t.boolean("business_days", True),
-                )
-            )
-            t.finish()
-        timers = tuple(parsed_timers)
+        timers = tuple(
+            _timer(Section(reader, f"[[workflow.timers]] #{n + 1}", table), table)
+            for n, table in enumerate(s.table_list("timers"))
+        )
     s.finish()
     workflow = Workflow(initial, states, transitions, timers, reply_to_closed, reopen_to)
     for problem in problems(workflow, (k.value for k in Kind)):
         reader.problems.append(f"{reader.name}: [workflow] {problem}")
     return workflow
+
+
+def _states(reader: Reader, s: Section) -> tuple[State, ...]:
+    raw_states = s._get("states")
+    if not isinstance(raw_states, dict) or not all(
+        isinstance(v, dict) for v in raw_states.values()
+    ):
+        s.problem("states", "expected a table of state = { group, nl, en, next }")
+        return DEFAULT_WORKFLOW.states
+    parsed: list[State] = []
+    for name, table in raw_states.items():
+        t = Section(reader, f"[workflow.states.{name}]", table)
+        group = t.string("group", "support", choices=tuple(g.value for g in Group))
+        if "group" not in table:
+            t.problem("group", "required")
+        parsed.append(
+            State(
+                str(name),
+                Group(group),
+                t.string("nl", str(name)),
+                t.string("en", str(name)),
+                t.strings("next", ()),
+            )
+        )
+        t.finish()
+    return tuple(parsed)
+
+
+def _transition(t: Section, table: Mapping[str, object]) -> Transition:
+    on = t.string("on", "", choices=tuple(x.value for x in Trigger))
+    if "on" not in table:
+        t.problem("on", "required")
+    rule = Transition(
+        Trigger(on) if on else Trigger.CUSTOMER_REPLY,
+        t.strings("from", ()),
+        t.string("to", ""),
+        t.string("template", ""),
+        Party(t.string("notify", "customer", choices=tuple(a.value for a in Party))),
+    )
+    t.finish()
+    return rule
+
+
+def _timer(t: Section, table: Mapping[str, object]) -> Timer:
+    fire = t.string("fire", "", choices=tuple(x.value for x in Trigger))
+    for key in ("state", "after_days", "fire"):
+        if key not in table:
+            t.problem(key, "required")
+    timer = Timer(
+        t.string("state", ""),
+        t.number("after_days", 1.0, low=0.0, high=3650.0),
+        Trigger(fire) if fire else Trigger.REMIND,
+        t.boolean("business_days", True),
+    )
+    t.finish()
+    return timer

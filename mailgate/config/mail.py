@@ -174,58 +174,61 @@ def imap_section(
         reader.problems.append(f"{reader.name}: [[imap]]: expected an array of tables")
         return ()
     result: list[ImapConfig] = []
-    names: set[str] = set()
     for index, table in enumerate(raw):
         s = Section(reader, f"[[imap]] #{index + 1}", table)
-        name = s.string("name", f"imap{index + 1}", pattern=QUEUE_NAME)
-        security = s.string("security", "tls", choices=("tls", "starttls", "none"))
-        host = s.string("host", "")
-        password_env = s.string("password_env", "")
-        ca_file = s.string("ca_file", "")
-        queue = s.string("queue", "")
-        mailbox = ImapConfig(
-            name=name,
-            host=host,
-            port=s.integer("port", 993 if security == "tls" else 143, low=1, high=65535),
-            security=security,
-            username=s.string("username", ""),
-            password=environ.get(password_env, "") if password_env else "",
-            password_env=password_env,
-            ca_file=(reader.base / ca_file) if ca_file else None,
-            folder=s.string("folder", "INBOX"),
-            processed_folder=s.string("processed_folder", "mailgate/processed"),
-            failed_folder=s.string("failed_folder", "mailgate/failed"),
-            poll_interval=s.number("poll_interval", 60.0, low=0.2, high=86400.0),
-            idle=s.boolean("idle", True),
-            idle_renew=s.number("idle_renew", 25 * 60.0, low=1.0, high=29 * 60.0),
-            batch_size=s.integer("batch_size", 100, low=1, high=10000),
-            timeout=s.number("timeout", 60.0, low=1.0, high=3600.0),
-            max_message_size=s.integer("max_message_size", 25 * 1024 * 1024, low=1024, high=2**31),
-            queue=queue or None,
-        )
-        s.finish()
-        for key, value in (
-            ("host", host),
-            ("username", mailbox.username),
-            ("password_env", password_env),
-        ):
-            if not value:
-                s.problem(key, "required")
-        if password_env and not mailbox.password:
-            s.problem("password_env", f"environment variable {password_env} is not set")
-        if security == "none" and host and host not in LOOPBACK:
-            s.problem("security", '"none" is only allowed for a loopback host')
-        if mailbox.ca_file is not None and not mailbox.ca_file.is_file():
-            s.problem("ca_file", f"no such file: {mailbox.ca_file}")
-        if queue and queue not in queue_names:
-            s.problem("queue", f"no queue named {show(queue)}")
-        if name in names:
-            s.problem("name", f"duplicate mailbox name {show(name)}")
-        names.add(name)
-        if mailbox.folder in (mailbox.processed_folder, mailbox.failed_folder):
-            s.problem("folder", "must differ from processed_folder and failed_folder")
+        mailbox = _mailbox(s, index, environ, reader.base)
+        if mailbox.queue and mailbox.queue not in queue_names:
+            s.problem("queue", f"no queue named {show(mailbox.queue)}")
+        if mailbox.name in {m.name for m in result}:
+            s.problem("name", f"duplicate mailbox name {show(mailbox.name)}")
         result.append(mailbox)
     return tuple(result)
+
+
+def _mailbox(s: Section, index: int, environ: Mapping[str, str], base: Path) -> ImapConfig:
+    """One ``[[imap]]`` table, checked on its own."""
+    name = s.string("name", f"imap{index + 1}", pattern=QUEUE_NAME)
+    security = s.string("security", "tls", choices=("tls", "starttls", "none"))
+    host = s.string("host", "")
+    password_env = s.string("password_env", "")
+    ca_file = s.string("ca_file", "")
+    mailbox = ImapConfig(
+        name=name,
+        host=host,
+        port=s.integer("port", 993 if security == "tls" else 143, low=1, high=65535),
+        security=security,
+        username=s.string("username", ""),
+        password=environ.get(password_env, "") if password_env else "",
+        password_env=password_env,
+        ca_file=(base / ca_file) if ca_file else None,
+        folder=s.string("folder", "INBOX"),
+        processed_folder=s.string("processed_folder", "mailgate/processed"),
+        failed_folder=s.string("failed_folder", "mailgate/failed"),
+        poll_interval=s.number("poll_interval", 60.0, low=0.2, high=86400.0),
+        idle=s.boolean("idle", True),
+        idle_renew=s.number("idle_renew", 25 * 60.0, low=1.0, high=29 * 60.0),
+        batch_size=s.integer("batch_size", 100, low=1, high=10000),
+        timeout=s.number("timeout", 60.0, low=1.0, high=3600.0),
+        max_message_size=s.integer("max_message_size", 25 * 1024 * 1024, low=1024, high=2**31),
+        queue=s.string("queue", "") or None,
+    )
+    s.finish()
+    for key, value in (
+        ("host", host),
+        ("username", mailbox.username),
+        ("password_env", password_env),
+    ):
+        if not value:
+            s.problem(key, "required")
+    if password_env and not mailbox.password:
+        s.problem("password_env", f"environment variable {password_env} is not set")
+    if security == "none" and host and host not in LOOPBACK:
+        s.problem("security", '"none" is only allowed for a loopback host')
+    if mailbox.ca_file is not None and not mailbox.ca_file.is_file():
+        s.problem("ca_file", f"no such file: {mailbox.ca_file}")
+    if mailbox.folder in (mailbox.processed_folder, mailbox.failed_folder):
+        s.problem("folder", "must differ from processed_folder and failed_folder")
+    return mailbox
 
 
 def queues_section(reader: Reader, raw: object) -> tuple[QueueConfig, ...]:

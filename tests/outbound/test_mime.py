@@ -119,9 +119,7 @@ def test_lines_stay_short_and_nothing_is_injected(rendered: Rendered, head: Mail
 def test_a_mail_with_attachments_goes_through_the_stdlib() -> None:
     head = headings()[0]
     files = (Attachment("f.pdf", "f.pdf", "application/pdf", b"%PDF", "0" * 64),)
-    raw = compose(
-        Rendered("Antwoord", "tekst\n", "<p>tekst</p>"), replace(head, attachments=files)
-    )
+    raw = compose(Rendered("Antwoord", "tekst\n", "<p>tekst</p>"), replace(head, attachments=files))
     parsed = read(raw)
     assert parsed.get_content_type() == "multipart/mixed"
     assert [p.get_filename() for p in parsed.iter_attachments()] == ["f.pdf"]

@@ -251,44 +251,7 @@ class Repo:
         if ticket is None or ticket.id is None:
             return None
         people = await self.participants_of(number)
-        messages: list[MessageView] = []
-        if with_messages:
-            rows = (
-                await self.session.exec(
-                    select(MessageRow)
-                    .where(MessageRow.ticket_id == number)
-                    .order_by(col(MessageRow.id))
-                )
-            ).all()
-            ids = [m.id for m in rows]
-            files = (
-                await self.session.exec(
-                    select(AttachmentRow)
-                    .where(col(AttachmentRow.message_row_id).in_(ids))
-                    .order_by(col(AttachmentRow.id))
-                )
-            ).all()
-            for m in rows:
-                messages.append(
-                    MessageView(
-                        direction=m.direction,
-                        kind=m.kind,
-                        from_addr=m.from_addr,
-                        from_name=m.from_name,
-                        to=tuple(a for a in m.to_addrs.split("\n") if a),
-                        cc=tuple(a for a in m.cc_addrs.split("\n") if a),
-                        subject=m.subject,
-                        text=m.visible_text,
-                        full_text=m.full_text,
-                        message_id=m.message_id,
-                        created_at=m.created_at,
-                        attachments=tuple(
-                            AttachmentView(f.filename, f.content_type, f.size, f.sha256)
-                            for f in files
-                            if f.message_row_id == m.id
-                        ),
-                    )
-                )
+        messages = await self._messages(number) if with_messages else []
         events: Sequence[EventRow] = ()
         if with_events:
             events = (
@@ -319,3 +282,41 @@ class Repo:
             quote=ticket.quote,
             merged_into=ticket.merged_into,
         )
+
+    async def _messages(self, number: int) -> list[MessageView]:
+        """A ticket's thread, oldest first, each message with its attachments."""
+        rows = (
+            await self.session.exec(
+                select(MessageRow)
+                .where(MessageRow.ticket_id == number)
+                .order_by(col(MessageRow.id))
+            )
+        ).all()
+        files = (
+            await self.session.exec(
+                select(AttachmentRow)
+                .where(col(AttachmentRow.message_row_id).in_([m.id for m in rows]))
+                .order_by(col(AttachmentRow.id))
+            )
+        ).all()
+        return [
+            MessageView(
+                direction=m.direction,
+                kind=m.kind,
+                from_addr=m.from_addr,
+                from_name=m.from_name,
+                to=tuple(a for a in m.to_addrs.split("\n") if a),
+                cc=tuple(a for a in m.cc_addrs.split("\n") if a),
+                subject=m.subject,
+                text=m.visible_text,
+                full_text=m.full_text,
+                message_id=m.message_id,
+                created_at=m.created_at,
+                attachments=tuple(
+                    AttachmentView(f.filename, f.content_type, f.size, f.sha256)
+                    for f in files
+                    if f.message_row_id == m.id
+                ),
+            )
+            for m in rows
+        ]

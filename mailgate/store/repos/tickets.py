@@ -46,6 +46,8 @@ _MERGED = select(TICKETS.c.id, TICKETS.c.merged_into).where(
     TICKETS.c.id.in_(bindparam("ids", expanding=True))
 )
 _CREATE = insert(TICKETS).returning(TICKETS.c.id)
+# The fields of a new ticket that nothing sets yet.
+_NEW = {"assignee": None, "approval": "none", "quote": "", "merged_into": None, "version": 1}
 # The columns to set come with the parameters; the version always goes up by one.
 _UPDATE = (
     update(TICKETS).where(TICKETS.c.id == bindparam("number")).values(version=TICKETS.c.version + 1)
@@ -161,12 +163,8 @@ class TicketRepo:
                 "status": status,
                 "requester": requester,
                 "organisation": organisation,
-                "assignee": None,
-                "approval": "none",
-                "quote": "",
+                **_NEW,
                 "action_by": action_by,
-                "merged_into": None,
-                "version": 1,
                 "status_since": now,
                 "created_at": now,
                 "updated_at": now,
