@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import asdict
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 from typing import Any, TextIO
 
 from sqlalchemy import Connection
@@ -15,14 +13,14 @@ from sqlalchemy import Connection
 from mailgate.app import App
 from mailgate.cli.output import EX_FAILED, EX_OK, EX_USAGE, print_json, read_file, ref
 from mailgate.cli.service import deliver, resolve_ref
-from mailgate.core.commands import Command, CommandBlock, Verb
-from mailgate.core.desk import Plan, Refusal, plan_agent
+from mailgate.core.desk import Plan, Refusal
 from mailgate.core.model import Action, MessageView, TicketView
 from mailgate.core.notify import Kind
 from mailgate.errors import NotFound
 from mailgate.intake.spool import SERVER_SOURCE, Received
 from mailgate.store.db import session, storage_errors
 from mailgate.store.repos import Repo, Tx
+from mailgate.tickets.agents import SET_FIELDS, agent_mail, field_commands, set_fields
 
 
 def ticket_json(app: App, ticket: TicketView, *, with_messages: bool) -> dict[str, Any]:
@@ -142,50 +140,19 @@ async def show(app: App, args: argparse.Namespace, out: TextIO) -> int:
     return EX_OK
 
 
-SET_FIELDS = {
-    "status": Verb.STATUS,
-    "priority": Verb.PRIORITY,
-    "type": Verb.TYPE,
-    "assignee": Verb.ASSIGN,
-}
-
-
 async def change(app: App, args: argparse.Namespace, out: TextIO) -> int:
     """Change fields by the same rules as an agent's commands; mail what the workflow says."""
     number = resolve_ref(app, args.ref)
-    commands = []
-    for change in args.changes:
-        key, eq, value = change.partition("=")
-        if not eq or key.strip().lower() not in SET_FIELDS:
-            print(
-                f"mailgate: expected FIELD=VALUE with FIELD one of {', '.join(SET_FIELDS)}",
-                file=sys.stderr,
-            )
-            return EX_USAGE
-        verb = SET_FIELDS[key.strip().lower()]
-        commands.append(Command(verb, value.strip(), f"{key}={value}"))
+    commands = field_commands(args.changes)
+    if commands is None:
+        fields = ", ".join(SET_FIELDS)
+        print(f"mailgate: expected FIELD=VALUE with FIELD one of {fields}", file=sys.stderr)
+        return EX_USAGE
     actor = (args.author or "cli").lower()
     now = app.clock.now()
 
     def carry_out(conn: Connection) -> Plan | Refusal:
-        tx = Tx.on(conn)
-        state = tx.tickets.state(number, lock=True)
-        if state is None:
-            raise NotFound(f"no ticket {args.ref}")
-        plan = plan_agent(
-            app.config.workflow,
-            state,
-            CommandBlock(tuple(commands), (), ""),
-            author=actor,
-            policy=app.policy,
-            calendar=app.desk.calendar,
-            now=now,
-        )
-        if isinstance(plan, Plan):
-            app.desk.carry_out(tx, number, plan, actor=actor, now=now)
-            if plan.move is not None:
-                app.desk.announce(tx, number, plan.move, now=now)
-        return plan
+        return set_fields(Tx.on(conn), app.desk, app.policy, number, commands, actor=actor, now=now)
 
     with storage_errors("set"):
         plan = await app.blocking.write(carry_out)
@@ -220,15 +187,11 @@ async def reply(app: App, args: argparse.Namespace, out: TextIO) -> int:
         raise NotFound(f"no ticket {args.ref}")
     queue = next((q for q in app.config.queues if q.name == view.queue), app.config.queues[0])
     to = app.policy.plus_address(queue.addresses[0], app.codec.token(number))
-    mail = EmailMessage()
-    mail["From"] = author
-    mail["To"] = to
-    mail["Subject"] = f"Re: {app.codec.subject_tag(number)} {view.title}"
-    mail["Date"] = format_datetime(app.clock.now())
-    mail["Message-ID"] = make_msgid(domain=author.rpartition("@")[2])
-    mail.set_content(body)
+    raw = agent_mail(
+        app.codec, to, number, view.title, author=author, text=body, now=app.clock.now()
+    )
     stored = await app.spool.store(
-        Received(mail.as_bytes(), SERVER_SOURCE, envelope_from=author, envelope_to=(to,))
+        Received(raw, SERVER_SOURCE, envelope_from=author, envelope_to=(to,))
     )
     outcome = await app.processor.process(stored.spool_id)
     print_json(

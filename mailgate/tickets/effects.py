@@ -266,7 +266,9 @@ class Desk:
         now: datetime,
         message_row: int | None = None,
     ) -> None:
-        """Fields, people, status and merge of an agent's plan; the relay is the caller's."""
+        """Fields, people, status and merge of a person's plan, and the template its move
+        names (unless the plan relays an answer, which carries that news itself); the
+        relay and the team's notices are the caller's."""
         fields = tuple(c for c in plan.changes if c.field != "due")
         self.change_fields(tx, ticket, fields, actor=actor, now=now, message_row=message_row)
         for change in plan.changes:
@@ -314,3 +316,5 @@ class Desk:
                 ]
             )
             log.info("ticket.merged", ticket=f"#{ticket}", into=f"#{plan.merge_into}")
+        if plan.move is not None and not plan.relay:
+            self.announce(tx, plan.merge_into or ticket, plan.move, now=now)

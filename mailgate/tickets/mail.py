@@ -17,15 +17,13 @@ import structlog
 
 from mailgate.config import IntakeConfig, QueueConfig
 from mailgate.core.address import AddressPolicy
-from mailgate.core.commands import Verb, read_commands
+from mailgate.core.commands import read_commands
 from mailgate.core.desk import (
     Plan,
     Refusal,
     TicketState,
     command_reference,
-    plan_agent,
     plan_customer,
-    ticket_ref,
 )
 from mailgate.core.model import (
     Action,
@@ -47,6 +45,7 @@ from mailgate.intake.spool import SERVER_SOURCE
 from mailgate.outbound.notifier import Change, Notifier
 from mailgate.store.repos import Tx
 from mailgate.store.repos.history import Event
+from mailgate.tickets.agents import plan_commands
 from mailgate.tickets.arrival import (
     Arrival,
     Outcome,
@@ -190,16 +189,8 @@ class Applier:
             own = NewTicket(evidence.queue, evidence.title, f"{reason}; {plan.reason}")
             return self._create(tx, arrival, own, linked=ticket)
         block = read_commands(arrival.text)
-        refs = [r for c in block.commands if c.verb is Verb.MERGE and (r := ticket_ref(c.argument))]
-        agent_plan = plan_agent(
-            self.desk.workflow,
-            state,
-            block,
-            author=arrival.author,
-            policy=self.policy,
-            existing=tx.tickets.existing(refs),
-            calendar=self.desk.calendar,
-            now=arrival.now,
+        agent_plan = plan_commands(
+            tx, self.desk, self.policy, state, block, author=arrival.author, now=arrival.now
         )
         if isinstance(agent_plan, Refusal):
             workflow = self.desk.workflow
@@ -257,8 +248,6 @@ class Applier:
         if plan.internal and plan.text.strip():
             note = replace(change_of(arrival, target), author=actor)
             self.notifier.workflow_notice(tx, target, Kind.TEAM_NOTE, Party.TEAM, note, now)
-        if plan.move is not None and not plan.relay:
-            self.desk.announce(tx, target, plan.move, now=now, text="", mail=None)
         if plan.help:
             commands = command_reference(self.desk.workflow)
             help_ = Change.system(target, commands=commands)
