@@ -34,13 +34,10 @@ async def deliver(app: App) -> None:
 
 def resolve_ref(app: App, ref: str) -> int:
     """The ticket number named by ``#1042``, ``1042`` or a token; NotFound otherwise."""
-    text = ref.strip()
-    if text.lstrip("#").isdigit():
-        return int(text.lstrip("#"))
-    token = app.codec.parse_token(text)
-    if token is None or not token.valid:
+    number = app.codec.reference(ref)
+    if number is None:
         raise NotFound(f"not a ticket reference: {ref}")
-    return token.number
+    return number
 
 
 async def spool_entry(app: App, spool_id: int) -> SpoolEntry | None:

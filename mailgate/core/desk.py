@@ -29,6 +29,7 @@ from mailgate.core.commands import (
 from mailgate.core.model import PRIORITIES, TICKET_TYPES, Participant, Role
 from mailgate.core.sla import parse_due
 from mailgate.core.terms import priority, ticket_type
+from mailgate.core.tokens import ticket_number
 from mailgate.core.workflow import ClosedReply, Group, Move, Party, Trigger, Workflow, move
 
 APPROVAL_STATES = ("none", "pending", "approved", "rejected")
@@ -77,13 +78,6 @@ class Refusal:
     """An agent's message that was not carried out, and why."""
 
     errors: tuple[str, ...]
-
-
-def ticket_ref(argument: str) -> int | None:
-    """The ticket number in '#1042', '1042' or a ticket tag, else None."""
-    text = argument.strip().lstrip("[").split("]")[0]
-    text = text.rsplit("#", 1)[-1].split("-")[0]
-    return int(text) if text.isdigit() else None
 
 
 def _address(argument: str) -> str | None:
@@ -242,7 +236,7 @@ def _due(draft: _Draft, command: Command, block: CommandBlock) -> None:
 
 
 def _merge(draft: _Draft, command: Command, block: CommandBlock) -> None:
-    target = ticket_ref(command.argument)
+    target = ticket_number(command.argument)
     if target is None or target not in draft.known or target == draft.ticket.number:
         draft.errors.append(f"{command.line}: no other ticket {command.argument or '(none given)'}")
     else:

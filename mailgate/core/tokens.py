@@ -21,6 +21,14 @@ CHECK_LENGTH = 8  # 8 x 5 bits = 40 bits
 _CONFUSABLES = str.maketrans({"O": "0", "I": "1", "L": "1"})
 
 
+def ticket_number(reference: str) -> int | None:
+    """The ticket number a reference names: ``#1042``, ``1042`` or a tag ``[ACME#1042-…]``
+    (its check not verified: for an agent naming a ticket, who may name any); else None."""
+    text = reference.strip().lstrip("[").split("]")[0]
+    text = text.rsplit("#", 1)[-1].split("-")[0]
+    return int(text) if text.isdigit() else None
+
+
 @dataclass(frozen=True, slots=True)
 class FoundToken:
     """A token-shaped span of text: its number, whether its check verified, and the text."""
@@ -91,6 +99,15 @@ class TokenCodec:
             return None
         number = int(match.group(1))
         return FoundToken(number, self.verify(number, match.group(2)), text.strip())
+
+    def reference(self, text: str) -> int | None:
+        """The ticket a person's reference names: ``#1042`` or ``1042``, or a token or tag
+        whose check verifies; None otherwise."""
+        plain = text.strip().lstrip("#")
+        if plain.isdigit():
+            return int(plain)
+        token = self.parse_token(text)
+        return token.number if token is not None and token.valid else None
 
     def tag_spans(self, subject: str) -> tuple[str, ...]:
         """The spans of ``subject`` that are our tags, brackets included, for title cleaning."""

@@ -15,8 +15,8 @@ from email.utils import format_datetime, make_msgid
 
 from mailgate.core.address import AddressPolicy
 from mailgate.core.commands import Command, CommandBlock, Verb
-from mailgate.core.desk import Plan, Refusal, TicketState, plan_agent, ticket_ref
-from mailgate.core.tokens import TokenCodec
+from mailgate.core.desk import Plan, Refusal, TicketState, plan_agent
+from mailgate.core.tokens import TokenCodec, ticket_number
 from mailgate.errors import NotFound
 from mailgate.store.repos import Tx
 from mailgate.tickets.effects import Desk
@@ -41,7 +41,7 @@ def plan_commands(
     now: datetime,
 ) -> Plan | Refusal:
     """An agent's commands on a locked ticket as a plan, or the refusal of them all."""
-    refs = [r for c in block.commands if c.verb is Verb.MERGE and (r := ticket_ref(c.argument))]
+    refs = [r for c in block.commands if c.verb is Verb.MERGE and (r := ticket_number(c.argument))]
     return plan_agent(
         desk.workflow,
         state,

@@ -14,9 +14,9 @@ from mailgate.core.desk import (
     command_reference,
     plan_agent,
     plan_customer,
-    ticket_ref,
 )
 from mailgate.core.model import Participant, Role
+from mailgate.core.tokens import ticket_number
 from mailgate.core.workflow import DEFAULT_WORKFLOW, ClosedReply
 
 W = DEFAULT_WORKFLOW
@@ -173,7 +173,7 @@ def test_a_reply_to_an_archived_ticket_always_starts_a_new_one() -> None:
 
 
 def test_ticket_references_and_the_reference_text() -> None:
-    assert [ticket_ref(t) for t in ("#12", "12", "[#12-ABCDEFGH]", "[ACME#12-X]", "x")] == [
+    assert [ticket_number(t) for t in ("#12", "12", "[#12-ABCDEFGH]", "[ACME#12-X]", "x")] == [
         12,
         12,
         12,

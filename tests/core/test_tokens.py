@@ -95,3 +95,11 @@ def test_parse_token_accepts_bare_and_tagged_forms() -> None:
         assert token is not None and token.number == 5 and token.valid, text
     assert CODEC.parse_token("5") is None
     assert CODEC.parse_token("hello") is None
+
+
+def test_a_person_names_a_ticket_by_number_or_by_a_token_that_verifies() -> None:
+    token = CODEC.token(1042)
+    assert [CODEC.reference(r) for r in ("#1042", " 1042 ", token, f"[#{token}]")] == [1042] * 4
+    forged = "1042-" + ("A" if token[-1] != "A" else "B") * 8
+    assert CODEC.reference(forged) is None
+    assert CODEC.reference("ticket") is None and CODEC.reference("#") is None
