@@ -128,7 +128,7 @@ class NewTicket:
 
 
 @dataclass(frozen=True, slots=True)
-class BounceReport:
+class BounceOfOurs:
     """The mail is a bounce of outbox mail ``outbox``, found by ``matched_by`` (its VERP
     address, or the Message-ID of the returned original)."""
 
@@ -150,7 +150,7 @@ class Drop:
     reason: str
 
 
-Route = Reply | NewTicket | BounceReport | SystemMail | Drop
+Route = Reply | NewTicket | BounceOfOurs | SystemMail | Drop
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,8 +177,9 @@ class NewSpoolItem:
 
 
 @dataclass(frozen=True, slots=True)
-class SpoolReceipt:
-    """What recording one item gave: its row, or the row it duplicates."""
+class Stored:
+    """The spool's receipt for one mail: the row that holds it (its own, or the one it
+    duplicates), and the hash its bytes are kept under."""
 
     spool_id: int
     duplicate: bool

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from mailgate.core.address import AddressPolicy
 from mailgate.core.classify import PERSON, Category, Classification
 from mailgate.core.model import (
-    BounceReport,
+    BounceOfOurs,
     Drop,
     NewTicket,
     ParsedMail,
@@ -158,12 +158,12 @@ def route(
     bounce, the Message-IDs of the original it returns.
     """
     for address, outbox_id in evidence.bounces:
-        return BounceReport(outbox_id, f"VERP address {address}")
+        return BounceOfOurs(outbox_id, f"VERP address {address}")
     if kind.category is Category.BOUNCE:
         for mid in returned_message_ids:
             returned = lookup.outbox_by_message_id.get(mid)
             if returned is not None:
-                return BounceReport(returned, f"returned Message-ID <{mid}>")
+                return BounceOfOurs(returned, f"returned Message-ID <{mid}>")
     if mail.from_addr is not None and policy.is_ours(mail.from_addr.email):
         return Drop(f"sent from our own address {mail.from_addr.email}")
     for header, mid in evidence.references:

@@ -28,9 +28,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailgate.clock import Clock
 from mailgate.config import ImapConfig
+from mailgate.core.model import Stored
 from mailgate.errors import BadMail, LoginFailed, MailgateError
 from mailgate.intake.mailbox import ImapConnection
-from mailgate.intake.spool import Received, Spool, Stored
+from mailgate.intake.spool import Received, Spool
 from mailgate.store.db import session, storage_errors
 from mailgate.store.repos import Repo
 

@@ -11,7 +11,8 @@ import asyncio
 
 from mailgate.clock import SystemClock
 from mailgate.config import Config
-from mailgate.intake.spool import Received, Spool, Stored
+from mailgate.core.model import Stored
+from mailgate.intake.spool import Received, Spool
 from mailgate.store.db import create_engine, create_sqlite_sync_engine, session, storage_errors
 from mailgate.store.repos.spool import SpoolRepo
 from mailgate.store.schema import prepare_schema

@@ -27,7 +27,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 
 from mailgate.clock import Clock
 from mailgate.core.identity import RawBytes, identify
-from mailgate.core.model import NewSpoolItem, SpoolReceipt
+from mailgate.core.model import NewSpoolItem, Stored
 from mailgate.errors import BadMail
 from mailgate.store.db import session, storage_errors, write_lock
 from mailgate.store.repos.spool import spool_add_rows, spool_add_sqlite, sqlite_timestamp
@@ -79,15 +79,6 @@ class Received:
         return self.trace + self.raw if self.trace else self.raw
 
 
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """The spool's receipt: the row that holds the mail, and whether it was a duplicate."""
-
-    spool_id: int
-    duplicate: bool
-    message_id: str | None
-
-
 class Spool:
     """Durable intake shared by every listener, poller and the pipe.
 
@@ -113,7 +104,7 @@ class Spool:
         self.sync_engine = sync_engine
         self.busy_ms = int(busy_timeout * 1000)
         self._connection: PoolProxiedConnection | None = None
-        self._waiting: list[tuple[NewSpoolItem, RawBytes, asyncio.Future[SpoolReceipt]]] = []
+        self._waiting: list[tuple[NewSpoolItem, RawBytes, asyncio.Future[Stored]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._last_store = float("-inf")
 
@@ -144,15 +135,15 @@ class Spool:
         )
         if receipt.duplicate:
             bound.info("mail.duplicate")
-            return Stored(receipt.spool_id, True, ident.message_id)
+            return receipt
         bound.info("mail.stored", size=len(data))
         if self.on_stored is not None:
             self.on_stored(receipt.spool_id)
-        return Stored(receipt.spool_id, False, ident.message_id)
+        return receipt
 
-    async def _record(self, item: NewSpoolItem, data: RawBytes) -> SpoolReceipt:
+    async def _record(self, item: NewSpoolItem, data: RawBytes) -> Stored:
         """Queue the item for the next group commit and wait for it."""
-        future: asyncio.Future[SpoolReceipt] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, data, future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_batches())
@@ -179,7 +170,7 @@ class Spool:
                 if not future.done():
                     future.set_result(receipt)
 
-    async def _commit(self, items: list[NewSpoolItem], raws: list[RawBytes]) -> list[SpoolReceipt]:
+    async def _commit(self, items: list[NewSpoolItem], raws: list[RawBytes]) -> list[Stored]:
         """Write one batch durably: one transaction, one fsync."""
         now = self.clock.now()
         lock = write_lock(self.engine)
@@ -201,7 +192,7 @@ class Spool:
 
     async def _commit_sqlite(
         self, items: list[NewSpoolItem], raws: list[RawBytes], now: datetime
-    ) -> list[SpoolReceipt]:
+    ) -> list[Stored]:
         """One SQLite transaction through the driver: the inserts on the event loop (a
         thread would fight the loop for the GIL over every statement), the COMMIT, which
         is the fsync and releases the GIL, on a thread. Waiting for another process's

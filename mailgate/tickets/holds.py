@@ -15,7 +15,7 @@ import structlog
 
 from mailgate.core.bounces import DeliveryReport
 from mailgate.core.desk import Refusal, command_reference
-from mailgate.core.model import Action, BounceReport, MessageKind
+from mailgate.core.model import Action, BounceOfOurs, MessageKind
 from mailgate.core.notify import Kind
 from mailgate.core.participants import sender
 from mailgate.core.senders import SenderVerdict
@@ -107,7 +107,7 @@ def bounce(
     tx: Tx,
     notifier: Notifier,
     arrival: Arrival,
-    decision: BounceReport,
+    decision: BounceOfOurs,
     report: DeliveryReport,
     suppression_days: float,
 ) -> Outcome:

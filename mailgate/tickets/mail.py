@@ -27,7 +27,7 @@ from mailgate.core.desk import (
 )
 from mailgate.core.model import (
     Action,
-    BounceReport,
+    BounceOfOurs,
     Drop,
     MessageKind,
     NewTicket,
@@ -93,7 +93,7 @@ class Applier:
         self,
         tx: Tx,
         item: Prepared,
-        decision: NewTicket | Reply | Drop | SystemMail | BounceReport,
+        decision: NewTicket | Reply | Drop | SystemMail | BounceOfOurs,
         answers_team: str | None,
         now: datetime,
     ) -> Outcome:
@@ -114,7 +114,7 @@ class Applier:
         kind = MessageKind.AUTO if classified.automatic else message_kind(authority)
         mail, masked = for_display(item.mail)
         arrival = Arrival(item, mail, visible_reply(mail), masked, kind, now)
-        if isinstance(decision, BounceReport):
+        if isinstance(decision, BounceOfOurs):
             assert item.report is not None
             days = self.suppression_days
             return bounce(tx, self.notifier, arrival, decision, item.report, days)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mailgate.core.address import AddressPolicy, QueueAddresses
 from mailgate.core.classify import classify
-from mailgate.core.model import BounceReport, Drop, NewTicket, Reply, SystemMail
+from mailgate.core.model import BounceOfOurs, Drop, NewTicket, Reply, SystemMail
 from mailgate.core.parse import parse_mail
 from mailgate.core.route import Evidence, Lookup, gather_evidence, recipients, route
 from mailgate.core.tokens import TokenCodec
@@ -83,12 +83,12 @@ def test_mail_for_a_merged_ticket_lands_on_the_survivor() -> None:
 
 def test_a_verp_address_is_a_bounce_only_with_its_check() -> None:
     good = f"bounces+17-{CODEC.sign('outbox', 17).lower()}@example.com"
-    assert decide(make_mail(subject="Undelivered"), envelope=(good,)) == BounceReport(
+    assert decide(make_mail(subject="Undelivered"), envelope=(good,)) == BounceOfOurs(
         17, f"VERP address {good}"
     )
     forged = "bounces+17-aaaaaaaa@example.com"
     assert not isinstance(
-        decide(make_mail(subject="Undelivered"), envelope=(forged,)), BounceReport
+        decide(make_mail(subject="Undelivered"), envelope=(forged,)), BounceOfOurs
     )
 
 

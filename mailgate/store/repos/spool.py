@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, Dialect, bindparam, delete, insert, select, update
 
 from mailgate.core.identity import RawBytes
-from mailgate.core.model import NewSpoolItem, SpoolEntry, SpoolReceipt
+from mailgate.core.model import NewSpoolItem, SpoolEntry, Stored
 from mailgate.store.tables import table
 
 SPOOL = table("spool")
@@ -63,7 +63,7 @@ def spool_values(item: NewSpoolItem, now: object) -> dict[str, object]:
 
 
 def _new_copies(
-    items: Sequence[NewSpoolItem], raws: Sequence[RawBytes], known: Mapping[str, SpoolReceipt]
+    items: Sequence[NewSpoolItem], raws: Sequence[RawBytes], known: Mapping[str, Stored]
 ) -> dict[str, tuple[NewSpoolItem, RawBytes]]:
     """The first copy of each mail not yet in the spool, in order."""
     fresh: dict[str, tuple[NewSpoolItem, RawBytes]] = {}
@@ -75,25 +75,25 @@ def _new_copies(
 
 def _receipts(
     items: Sequence[NewSpoolItem],
-    known: Mapping[str, SpoolReceipt],
+    known: Mapping[str, Stored],
     fresh: Mapping[str, tuple[NewSpoolItem, RawBytes]],
     added: Mapping[str, int],
-) -> list[SpoolReceipt]:
-    receipts: list[SpoolReceipt] = []
+) -> list[Stored]:
+    receipts: list[Stored] = []
     for item in items:
         key = item.dedupe_key
         if key in known:
             receipts.append(known[key])
         elif fresh[key][0] is item:
-            receipts.append(SpoolReceipt(int(added[key]), False, item.raw_sha256))
+            receipts.append(Stored(int(added[key]), False, item.raw_sha256))
         else:  # a second copy of the same mail in this batch
-            receipts.append(SpoolReceipt(int(added[key]), True, fresh[key][0].raw_sha256))
+            receipts.append(Stored(int(added[key]), True, fresh[key][0].raw_sha256))
     return receipts
 
 
 def spool_add_rows(
     conn: Connection, items: Sequence[NewSpoolItem], raws: Sequence[RawBytes], now: datetime
-) -> list[SpoolReceipt]:
+) -> list[Stored]:
     """Record received mails and their bytes as pending, in order; a known dedupe key is
     a duplicate.
 
@@ -112,14 +112,14 @@ def spool_add_rows(
     table = SPOOL
     raw_table = SPOOL_RAW
     keys = list({item.dedupe_key for item in items})
-    known: dict[str, SpoolReceipt] = {}
+    known: dict[str, Stored] = {}
     found = conn.execute(
         select(table.c.dedupe_key, table.c.id, table.c.raw_sha256).where(
             table.c.dedupe_key.in_(keys)
         )
     )
     for key, spool_id, raw_sha256 in found:
-        known[key] = SpoolReceipt(int(spool_id), True, raw_sha256)
+        known[key] = Stored(int(spool_id), True, raw_sha256)
     fresh = _new_copies(items, raws, known)
     added: dict[str, int] = {}
     if fresh:
@@ -156,7 +156,7 @@ def spool_add_sqlite(
     items: Sequence[NewSpoolItem],
     raws: Sequence[RawBytes],
     stamp: object,
-) -> list[SpoolReceipt]:
+) -> list[Stored]:
     """``spool_add_rows`` through the SQLite driver itself, inside a transaction the caller
     opened; ``stamp``: the time from ``sqlite_timestamp``."""
     keys = list({item.dedupe_key for item in items})
@@ -164,7 +164,7 @@ def spool_add_sqlite(
         ", ".join("?" for _ in keys)  # placeholders only; the keys are parameters
     )
     known = {
-        key: SpoolReceipt(int(spool_id), True, raw_sha256)
+        key: Stored(int(spool_id), True, raw_sha256)
         for key, spool_id, raw_sha256 in driver.execute(lookup, keys)
     }
     fresh = _new_copies(items, raws, known)
