@@ -87,6 +87,7 @@ async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
             loop_task.result()  # a loop died of a bug: its error stops us, the supervisor restarts
     finally:
         stop.set()
+        log.info("daemon.stopping", grace=config.smtp.shutdown_grace)
         await front.close(config.smtp.shutdown_grace)
         await runners.stop()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -131,7 +131,10 @@ def test_sigterm_finishes_a_transaction_in_flight_and_exits_0(tmp_path: Path, db
         assert smtp.getreply()[0] == 354
         smtp.send(b"Subject: half\r\n\r\nbegun")
         daemon.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
+        deadline = time.monotonic() + 30
+        while not any(b"daemon.stopping" in line for line in lines):
+            assert time.monotonic() < deadline, b"".join(lines).decode()[-2000:]
+            time.sleep(0.05)
         assert daemon.poll() is None, "the daemon left before the transaction ended"
         smtp.send(b" and finished\r\n.\r\n")
         code, _ = smtp.getreply()

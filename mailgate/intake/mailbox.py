@@ -17,12 +17,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import structlog
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 from imapclient.imapclient import SocketTimeout
 
 from mailgate.config import ImapConfig
 from mailgate.errors import LoginFailed, SourceUnavailable
+
+log = structlog.get_logger("mailgate.imap")
 
 
 @contextmanager
@@ -138,6 +141,7 @@ class ImapConnection:
         client = self.connected
         with imap_errors(self.config.name, "idle"):
             client.idle()
+            log.debug("imap.idling", mailbox=self.config.name, renew=renew)
             try:
                 began = time.monotonic()
                 while not stopped.is_set() and time.monotonic() - began < renew:

@@ -126,6 +126,7 @@ class Leadership:
         self.lock_dir = lock_dir
         self.retry = retry
         self.heartbeat = heartbeat
+        self.refused = 0  # times a lock was found held by another instance
 
     def lock(self, name: str) -> Lock:
         if make_url(self.database_url).get_backend_name() == "postgresql":
@@ -138,6 +139,7 @@ class Leadership:
         try:
             while not stop.is_set():
                 if not await lock.acquire():
+                    self.refused += 1
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(stop.wait(), self.retry)
                     continue

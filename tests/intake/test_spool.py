@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 
 import pytest
 
@@ -14,6 +13,7 @@ from mailgate.intake.spool import Received
 from mailgate.store.db import session
 from mailgate.store.repos import Repo
 from tests.mails import make_mail
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 
@@ -55,14 +55,12 @@ async def test_another_process_holding_the_write_lock_does_not_stall_the_event_l
     counting = asyncio.create_task(ticker())
     try:
         storing = asyncio.create_task(app.spool.store(Received(make_mail(), "test")))
-        started = time.monotonic()
-        await asyncio.sleep(0.5)
-        assert not storing.done()  # waiting for the other process, on a thread
+        # The loop keeps turning while the commit waits for the other process's lock.
+        await eventually(lambda: ticks >= 25, timeout=20)
+        assert not storing.done()  # still waiting, on a thread
         blocker.execute("COMMIT")
         stored = await storing
-        assert not stored.duplicate and time.monotonic() - started >= 0.5
-        # The loop kept turning while the commit waited: about 50 ticks of 10 ms.
-        assert ticks >= 25
+        assert not stored.duplicate
     finally:
         counting.cancel()
         blocker.close()

@@ -48,8 +48,8 @@ async def test_only_one_contender_runs_and_another_takes_over(db_url: str, tmp_p
     a = asyncio.create_task(first.run("timers", journal.job("first"), stop_first))
     await eventually(lambda: journal.running == {"first"})
     b = asyncio.create_task(second.run("timers", journal.job("second"), stop_second))
-    await asyncio.sleep(1.0)
-    assert journal.running == {"first"}  # the second waits
+    await eventually(lambda: second.refused >= 3)
+    assert journal.running == {"first"}  # the second tried, and waits
     stop_first.set()
     await a
     await eventually(lambda: journal.running == {"second"}, timeout=5)
@@ -71,7 +71,7 @@ async def test_a_holder_whose_connection_dies_stops_and_the_other_takes_over(
     a = asyncio.create_task(first.run("imap:support", journal.job("first"), stop))
     await eventually(lambda: journal.running == {"first"})
     b = asyncio.create_task(second.run("imap:support", journal.job("second"), stop))
-    await asyncio.sleep(0.5)
+    await eventually(lambda: second.refused >= 1)
     # The first instance's database session dies (a crash, a network cut).
     probe = PgAdvisoryLock(db_url, "probe")
     admin = await asyncpg.connect(probe.dsn)
