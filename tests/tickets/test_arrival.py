@@ -1,17 +1,15 @@
-"""The pure helpers of applying a mail: what the ticket says of skipped parts, whom a
-bounce concerns, what is stored for display. (The application itself runs end to end
-in tests/runners/test_worker.py and tests/runners/test_batches.py.)"""
+"""A mail as it arrives: what the ticket says of skipped parts, what is stored for display.
+(The application itself runs end to end in tests/runners/test_worker.py and
+tests/runners/test_batch.py.)"""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from mailgate.core.bounces import DeliveryReport
 from mailgate.core.model import Attachment
 from mailgate.core.parse import parse_mail
 from mailgate.core.privacy import MASK
 from mailgate.tickets.arrival import NOTED_SKIPS, for_display, limit_notes
-from mailgate.tickets.holds import failed_recipients
 from tests.mails import make_mail
 
 
@@ -32,14 +30,6 @@ def test_skipped_parts_are_named_a_handful_at_a_time_then_counted() -> None:
     assert unread == [
         "7 more MIME parts than [intake] max_parts were not read; the raw mail keeps them all"
     ]
-
-
-def test_a_bounce_concerns_the_recipients_it_names_or_else_the_only_one() -> None:
-    report = DeliveryReport(("bob@x.nl",), "5.1.1", None, True)
-    assert failed_recipients(report, ("Bob@x.nl", "carol@x.nl")) == ("bob@x.nl",)
-    nameless = DeliveryReport((), "5.1.1", None, True)
-    assert failed_recipients(nameless, ("carol@x.nl",)) == ("carol@x.nl",)
-    assert failed_recipients(nameless, ("bob@x.nl", "carol@x.nl")) == ()
 
 
 def test_what_is_stored_has_bsn_masked_and_html_sanitised() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mailgate.config import config_keys
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 # Keys that hold a table documented by its own rows.
 CONTAINERS = {
     "[smtp] accounts": "[[smtp.accounts]]",

@@ -92,7 +92,7 @@ def test_config_path_selection(tmp_path: Path) -> None:
 def test_the_shipped_config_spells_out_the_default_workflow() -> None:
     from mailgate.core.workflow import DEFAULT_WORKFLOW
 
-    shipped = Path(__file__).resolve().parents[1] / "config.toml"
+    shipped = Path(__file__).resolve().parents[2] / "config.toml"
     config = load_config(shipped, environ={})
     assert config.workflow == DEFAULT_WORKFLOW
     assert config.calendar.timezone == "Europe/Amsterdam" and config.calendar.workdays == (
@@ -183,7 +183,7 @@ def test_the_shipped_config_spells_out_the_default_sla() -> None:
     from mailgate.config import SlaConfig
     from mailgate.core.sla import DEFAULT_TARGETS
 
-    shipped = Path(__file__).resolve().parents[1] / "config.toml"
+    shipped = Path(__file__).resolve().parents[2] / "config.toml"
     config = load_config(shipped, environ={})
     assert {(t, p): (a, s) for t, p, a, s in config.sla.targets} == dict(DEFAULT_TARGETS)
     assert config.sla.warn_at == 0.8
