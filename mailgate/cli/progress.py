@@ -1,23 +1,18 @@
-"""Show how far long work got: a rich progress bar on a terminal, plain lines otherwise.
+"""Show how far long work got: one redrawn bar on a terminal, plain lines otherwise.
 
-Progress goes to stderr, so that stdout stays clean for ``--json`` and pipes.
+Progress goes to stderr, so that stdout stays clean for ``--json`` and pipes. The bar
+is drawn here rather than by a terminal library: see docs/decisions/0017-no-rich.md.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from types import TracebackType
 from typing import TextIO
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
+BAR = 24  # characters of the bar
+CLEAR = "\r\x1b[K"  # back to the start of the line, and erase it
 
 
 class Steps:
@@ -29,29 +24,38 @@ class Steps:
         self.stream = stream or sys.stderr
         self.done = 0
         self.every = max(1, total // 10)
-        self.bar: Progress | None = None
-        self.task: TaskID | None = None
+        self.bar = False  # drawing a bar (on a terminal) rather than writing lines
+        self.started = time.monotonic()
+        self.drawn = 0.0  # when the bar was last drawn
 
     def __enter__(self) -> Steps:
-        if self.stream.isatty() and self.total > 1:
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=Console(file=self.stream),
-                transient=True,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task(self.label, total=self.total)
+        self.bar = self.stream.isatty() and self.total > 1
+        self.started = time.monotonic()
+        if self.bar:
+            self._draw()
         return self
 
     def advance(self, count: int = 1) -> None:
         self.done += count
-        if self.bar is not None and self.task is not None:
-            self.bar.advance(self.task, count)
+        if self.bar:
+            if self.done >= self.total or time.monotonic() - self.drawn >= 0.1:
+                self._draw()
         elif self.done % self.every == 0 or self.done == self.total:
             print(f"{self.label}: {self.done}/{self.total}", file=self.stream, flush=True)
+
+    def _draw(self) -> None:
+        """``label [#########...............] 120/300 0:42 left``, over the last one."""
+        share = min(self.done / self.total, 1.0)
+        filled = round(share * BAR)
+        elapsed = time.monotonic() - self.started
+        left = ""
+        if 0 < self.done < self.total:
+            seconds = int(elapsed * (self.total - self.done) / self.done)
+            left = f" {seconds // 60}:{seconds % 60:02d} left"
+        line = f"{self.label} [{'#' * filled}{'.' * (BAR - filled)}] {self.done}/{self.total}"
+        self.stream.write(f"{CLEAR}{line}{left}")
+        self.stream.flush()
+        self.drawn = time.monotonic()
 
     def __exit__(
         self,
@@ -59,5 +63,6 @@ class Steps:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+        if self.bar:  # the bar goes; what the command prints next takes its line
+            self.stream.write(CLEAR)
+            self.stream.flush()

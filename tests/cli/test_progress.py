@@ -24,5 +24,7 @@ def test_a_bar_on_a_terminal() -> None:
     stream = Terminal()
     with Steps("removing", 3, stream) as steps:
         steps.advance(3)
-    assert "removing: " not in stream.getvalue()  # no plain lines: a rich bar was drawn
-    assert steps.done == 3 and steps.bar is not None
+    drawn = stream.getvalue()
+    assert "removing: " not in drawn  # no plain lines: a bar, redrawn in place
+    assert "removing [" + "#" * 24 + "] 3/3" in drawn and "\n" not in drawn
+    assert drawn.endswith("\r\x1b[K") and steps.done == 3 and steps.bar
