@@ -420,6 +420,7 @@ def test_the_pipe_and_help_import_only_what_they_need(config_file: Path, tmp_pat
 
     heavy = {
         "holidays", "imapclient", "jinja2", "mailparser", "prometheus_client", "alembic",
+        "aiohttp", "rich", "pygments", "mailgate.ops.http", "mailgate.intake.mailbox",
         "aiosmtpd", "aiosmtplib", "mailgate.app", "mailgate.intake.imap", "mailgate.ops.metrics",
         "mailgate.outbound.notifier", "mailgate.tickets.mail",
     }  # fmt: skip
