@@ -304,17 +304,21 @@ class Desk:
                 reason=plan.reason or None,
             )
         if plan.merge_into is not None:
-            tx.tickets.merge(ticket, plan.merge_into)
-            tx.timers.cancel(ticket)
-            tx.history.add_events(
-                [
-                    Event(here, kind=kind, actor=actor, at=now, field="links", new=f"#{there}")
-                    for here, there, kind in (
-                        (ticket, plan.merge_into, "merged_into"),
-                        (plan.merge_into, ticket, "merged_from"),
-                    )
-                ]
-            )
-            log.info("ticket.merged", ticket=f"#{ticket}", into=f"#{plan.merge_into}")
+            self._merge(tx, ticket, plan.merge_into, actor=actor, now=now)
         if plan.move is not None and not plan.relay:
             self.announce(tx, plan.merge_into or ticket, plan.move, now=now)
+
+    def _merge(self, tx: Tx, ticket: int, into: int, *, actor: str, now: datetime) -> None:
+        """``ticket`` merged into ``into``: its timers stopped, both linked in their logs."""
+        tx.tickets.merge(ticket, into)
+        tx.timers.cancel(ticket)
+        tx.history.add_events(
+            [
+                Event(here, kind=kind, actor=actor, at=now, field="links", new=f"#{there}")
+                for here, there, kind in (
+                    (ticket, into, "merged_into"),
+                    (into, ticket, "merged_from"),
+                )
+            ]
+        )
+        log.info("ticket.merged", ticket=f"#{ticket}", into=f"#{into}")
