@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-from email import message_from_bytes
 from email.message import EmailMessage
-from email.policy import default
-
-from sqlalchemy import select
 
 from mailgate.app import App
 from mailgate.core.model import Action
 from mailgate.store.db import session
 from mailgate.store.repos import Repo, Tx
-from mailgate.store.tables import OutboxRow
 from tests.conftest import deliver
 from tests.mails import make_mail
-
-
-async def outbox(app: App) -> list[tuple[str, tuple[str, ...], EmailMessage]]:
-    async with session(app.engine) as s:
-        rows = (await s.exec(select(OutboxRow).order_by(OutboxRow.id))).scalars().all()  # type: ignore[call-overload]
-    result = []
-    for row in rows:
-        message = message_from_bytes(row.raw, policy=default)
-        assert isinstance(message, EmailMessage)
-        result.append((row.kind, tuple(row.recipients.split("\n")), message))
-    return result
+from tests.outbound.outboxes import outbox
 
 
 async def test_new_ticket_queues_ack_and_team_notice_in_the_same_transaction(app: App) -> None:
@@ -160,19 +145,6 @@ async def test_two_gateways_pointed_at_each_other_stop_at_once(app: App) -> None
     assert await outbox(app) == []
 
 
-async def test_a_robot_that_answers_every_mail_with_a_new_one_gets_at_most_the_hourly_cap(
-    app: App,
-) -> None:
-    # A naive autoresponder without any automatic-mail header, dropping all references:
-    # every answer of its opens a new ticket, and every ticket would be acknowledged.
-    for i in range(14):
-        await deliver(app, make_mail(sender="helpdesk@robot.example", subject=f"Ticket {i}"))
-    to_robot = [k for k, to, _ in await outbox(app) if to == ("helpdesk@robot.example",)]
-    assert to_robot == ["ack"] * app.config.outbound.max_automatic_per_recipient_per_hour
-    team = [k for k, to, _ in await outbox(app) if to == ("team@example.com",)]
-    assert len(team) == 14  # the team still hears of every one
-
-
 async def test_a_bounce_to_our_verp_address_lands_on_the_ticket_and_is_answered_by_nothing(
     app: App,
 ) -> None:
@@ -233,7 +205,6 @@ async def test_a_bounce_that_lost_its_verp_address_is_found_by_the_returned_mess
 
 
 async def test_an_agents_attachments_are_relayed_with_the_answer(app: App) -> None:
-    from email.message import EmailMessage
     from email.policy import SMTP
 
     outcome = await deliver(app, make_mail())
