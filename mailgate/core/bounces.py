@@ -13,6 +13,8 @@ identify our outbox mail when the VERP address was lost.
 from __future__ import annotations
 
 import email
+import email.utils
+import json
 import re
 from dataclasses import dataclass
 from email.message import Message
@@ -32,6 +34,9 @@ class DeliveryReport:
     diagnostic: str | None
     permanent: bool
     original_message_ids: tuple[str, ...] = ()
+    # A complaint rather than a failure: the feedback type of an abuse report (RFC 5965
+    # ``Feedback-Type``, a provider's complaint type). Its recipients complained.
+    feedback: str | None = None
 
     @property
     def recipient(self) -> str | None:
@@ -99,8 +104,15 @@ def original_message_ids(msg: Message, text: str) -> tuple[str, ...]:
 
 
 def delivery_report(mail: ParsedMail, raw: bytes) -> DeliveryReport:
-    """The report of bounce ``mail`` (``raw``: its bytes, for the detectors)."""
+    """The report of bounce ``mail`` (``raw``: its bytes, for the detectors): a provider's
+    JSON notification, an abuse feedback report, or a delivery failure in any format."""
+    provider = provider_notification(mail.text)
+    if provider is not None:
+        return provider
     msg = email.message_from_bytes(raw)
+    feedback = feedback_report(msg, mail.text)
+    if feedback is not None:
+        return feedback
     fields = _standard_fields(mail)
     standard = fields.get("final-recipient") or fields.get("original-recipient")
     if standard and ";" in standard:
@@ -132,3 +144,138 @@ def delivery_report(mail: ParsedMail, raw: bytes) -> DeliveryReport:
         permanent,
         original_message_ids(msg, mail.text),
     )
+
+
+# --- abuse feedback reports (RFC 5965) ------------------------------------------------------
+
+_FEEDBACK_PART = "message/feedback-report"
+
+
+def _feedback_fields(msg: Message) -> dict[str, list[str]] | None:
+    """The fields of the machine-readable part of a feedback report; None without one."""
+    try:
+        parts = list(msg.walk())
+    except RecursionError:
+        return None
+    for part in parts:
+        if part.get_content_type() != _FEEDBACK_PART:
+            continue
+        payload = part.get_payload()
+        blocks = payload if isinstance(payload, list) else [payload]
+        fields: dict[str, list[str]] = {}
+        for block in blocks:
+            items = (
+                block.items()
+                if isinstance(block, Message)
+                else re.findall(r"^([\w-]+)\s*:\s*(.*)$", str(block), re.MULTILINE)
+            )
+            for name, value in items:
+                fields.setdefault(str(name).lower(), []).append(str(value).strip())
+        return fields
+    return None
+
+
+def feedback_report(msg: Message, text: str) -> DeliveryReport | None:
+    """An abuse report (RFC 5965, ``multipart/report; report-type=feedback-report``): the
+    complaining recipients (``Original-Rcpt-To``, else the returned original's ``To``),
+    the feedback type, and the original's Message-IDs; None when ``msg`` is none."""
+    fields = _feedback_fields(msg)
+    if fields is None:
+        return None
+    kind = (fields.get("feedback-type") or ["abuse"])[0].lower() or "abuse"
+    named = [_address_in(v) for v in fields.get("original-rcpt-to", [])]
+    recipients = [a for a in named if a] or _original_recipients(msg)
+    return DeliveryReport(
+        tuple(dict.fromkeys(recipients)),
+        None,
+        f"feedback report: {kind}",
+        True,  # a complaint stops our mail to the address, as a hard bounce does
+        original_message_ids(msg, text),
+        feedback=kind,
+    )
+
+
+def _address_in(value: str) -> str | None:
+    candidate = value.split(";", 1)[-1].strip().strip("<>").lower()
+    return candidate if _ADDRESS.match(candidate) else None
+
+
+def _original_recipients(msg: Message) -> list[str]:
+    """The ``To`` addresses of the returned original (a redacted one names none)."""
+    for part in msg.walk():
+        if part.get_content_type() not in _ORIGINAL_PARTS:
+            continue
+        payload = part.get_payload()
+        blocks = payload if isinstance(payload, list) else [payload]
+        for block in blocks:
+            header = (
+                raw_header(block, "To")
+                if isinstance(block, Message)
+                else next(iter(re.findall(r"^To:\s*(.+)$", str(block), re.I | re.M)), None)
+            )
+            if header:
+                found = [a.lower() for _, a in email.utils.getaddresses([header])]
+                return [a for a in found if _ADDRESS.match(a)]
+    return []
+
+
+# --- providers' JSON notifications (Amazon SES through SNS, or SES itself) ------------------
+
+
+def provider_notification(text: str) -> DeliveryReport | None:
+    """A bounce or complaint notification a sending provider mails as JSON (Amazon SES,
+    directly or wrapped in an SNS notification): its recipients, status, permanence,
+    feedback type and the Message-ID of our original; None when ``text`` is none."""
+    body = text.strip()
+    if not body.startswith("{") or ("notificationType" not in body and "eventType" not in body):
+        return None
+    try:
+        document = json.loads(body)
+        if isinstance(document, dict) and isinstance(document.get("Message"), str):
+            document = json.loads(document["Message"])  # SNS's envelope around SES's
+    except ValueError:
+        return None
+    if not isinstance(document, dict):
+        return None
+    kind = str(document.get("notificationType") or document.get("eventType") or "")
+    original = document.get("mail")
+    ids = _ses_message_ids(original if isinstance(original, dict) else {})
+    if kind == "Bounce" and isinstance(document.get("bounce"), dict):
+        bounce = document["bounce"]
+        people = [p for p in bounce.get("bouncedRecipients") or [] if isinstance(p, dict)]
+        first = people[0] if people else {}
+        return DeliveryReport(
+            _ses_addresses(people),
+            str(first.get("status") or "") or None,
+            str(first.get("diagnosticCode") or "") or None,
+            str(bounce.get("bounceType") or "") == "Permanent",
+            ids,
+        )
+    if kind == "Complaint" and isinstance(document.get("complaint"), dict):
+        complaint = document["complaint"]
+        people = [p for p in complaint.get("complainedRecipients") or [] if isinstance(p, dict)]
+        feedback = str(complaint.get("complaintFeedbackType") or "complaint").lower()
+        return DeliveryReport(
+            _ses_addresses(people), None, f"complaint: {feedback}", True, ids, feedback=feedback
+        )
+    return None
+
+
+def _ses_addresses(people: list[dict[str, object]]) -> tuple[str, ...]:
+    found = (_address_in(str(p.get("emailAddress") or "")) for p in people)
+    return tuple(dict.fromkeys(a for a in found if a))
+
+
+def _ses_message_ids(original: dict[str, object]) -> tuple[str, ...]:
+    """Our Message-ID as SES reports it (``commonHeaders.messageId``, or the headers)."""
+    found: dict[str, None] = {}
+    common = original.get("commonHeaders")
+    if isinstance(common, dict):
+        for mid in message_ids(str(common.get("messageId") or "")):
+            found.setdefault(mid, None)
+    headers = original.get("headers")
+    for header in headers if isinstance(headers, list) else []:
+        if isinstance(header, dict) and str(header.get("name", "")).lower() == "message-id":
+            for mid in message_ids(str(header.get("value") or "")):
+                found.setdefault(mid, None)
+    return tuple(found)

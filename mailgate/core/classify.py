@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from mailgate.core.bounces import provider_notification
 from mailgate.core.model import ParsedMail
 
 LOOP_HEADER = "X-Mailgate-Loop"
@@ -135,6 +136,12 @@ def _looks_like_bounce(mail: ParsedMail, null_sender: bool) -> str | None:
     report = _report_type(mail)
     if report == "delivery-status" or mail.delivery_status:
         return "delivery status report (RFC 3464)"
+    if report == "feedback-report":
+        return "abuse feedback report (RFC 5965)"
+    provider = provider_notification(mail.text)
+    if provider is not None:
+        what = f"complaint ({provider.feedback})" if provider.feedback else "bounce"
+        return f"sending provider's {what} notification (JSON)"
     address = mail.from_addr.email if mail.from_addr else ""
     if BOUNCE_SENDERS.match(address):
         return f"delivery failure from {address}"

@@ -28,6 +28,7 @@ class Kind(StrEnum):
     TEAM_NEW_TICKET = "team_new_ticket"
     TEAM_CUSTOMER_REPLY = "team_customer_reply"
     TEAM_DELIVERY_FAILED = "team_delivery_failed"
+    TEAM_COMPLAINT = "team_complaint"  # a recipient reported our mail as abuse or spam
     TEAM_HELD = "team_held"
     COMMAND_FAILED = "command_failed"
     COMMAND_HELP = "command_help"
@@ -52,6 +53,7 @@ TEAM_KINDS = frozenset(
         Kind.TEAM_NEW_TICKET,
         Kind.TEAM_CUSTOMER_REPLY,
         Kind.TEAM_DELIVERY_FAILED,
+        Kind.TEAM_COMPLAINT,
         Kind.TEAM_HELD,
         Kind.COMMAND_FAILED,
         Kind.COMMAND_HELP,

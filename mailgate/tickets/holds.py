@@ -111,17 +111,13 @@ def bounce(
     report: DeliveryReport,
     suppression_days: float,
 ) -> Outcome:
-    """A bounce of one of our mails: kept on its ticket as system mail, with an event."""
+    """A bounce of one of our mails, or a complaint about one: kept on its ticket as system
+    mail, with an event; a permanent failure or a complaint suppresses the address; the
+    team is told once."""
     now = arrival.now
     item = tx.outbox.get(decision.outbox)
     failed = ", ".join(report.recipients) or (", ".join(item.recipients) if item else "?")
-    what = f"{report.status or 'no status'}" + (
-        f" {report.diagnostic}" if report.diagnostic else ""
-    )
-    reason = (
-        f"notification {decision.outbox} to {failed} failed "
-        f"({'permanently' if report.permanent else 'for now'}): {what}"
-    )[:1000]
+    reason = _bounce_reason(decision.outbox, failed, report)
     log.warning(
         "mail.bounce",
         outbox_id=decision.outbox,
@@ -133,15 +129,30 @@ def bounce(
         return Outcome(arrival.spool_id, Action.BOUNCE, None, reason)
     system = replace(arrival, kind=MessageKind.SYSTEM, text=visible_reply(arrival.mail))
     row = add_message(tx, item.ticket, system)
+    event = "complaint_received" if report.feedback else "delivery_failed"
     tx.history.add_events(
-        [Event(item.ticket, "delivery_failed", "mailgate", now, message_row=row, detail=reason)]
+        [Event(item.ticket, event, "mailgate", now, message_row=row, detail=reason)]
     )
     days = suppression_days
     if report.permanent and days > 0:
         for address in failed_recipients(report, item.recipients):
             tx.outbox.suppress(address, until=now + timedelta(days=days), reason=reason, now=now)
-    notifier.team_notice(tx, item.ticket, Kind.TEAM_DELIVERY_FAILED, reason, now)
+    kind = Kind.TEAM_COMPLAINT if report.feedback else Kind.TEAM_DELIVERY_FAILED
+    notifier.team_notice(tx, item.ticket, kind, reason, now)
     return Outcome(arrival.spool_id, Action.BOUNCE, item.ticket, reason)
+
+
+def _bounce_reason(outbox_id: int, failed: str, report: DeliveryReport) -> str:
+    """What the ticket and the team are told of a bounce or a complaint."""
+    if report.feedback:
+        return f"{failed} complained of notification {outbox_id} ({report.feedback})"[:1000]
+    what = f"{report.status or 'no status'}" + (
+        f" {report.diagnostic}" if report.diagnostic else ""
+    )
+    return (
+        f"notification {outbox_id} to {failed} failed "
+        f"({'permanently' if report.permanent else 'for now'}): {what}"
+    )[:1000]
 
 
 def failed_recipients(report: DeliveryReport, sent_to: tuple[str, ...]) -> tuple[str, ...]:

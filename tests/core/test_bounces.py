@@ -106,3 +106,49 @@ def test_text_rfc822_headers_part_names_the_original() -> None:
         b"Message-ID: <ack-1@example.com>\r\nSubject: x\r\n\r\n--b--",
     )
     assert delivery_report(parse_mail(raw), raw).original_message_ids == ("ack-1@example.com",)
+
+
+def test_an_abuse_feedback_report_is_a_complaint_about_the_returned_mail() -> None:
+    from tests.feedback import feedback
+
+    raw = feedback("arf-abuse.eml", "alice@customer.nl", "ack-1@example.com")
+    mail = parse_mail(raw)
+    kind = classify(mail)
+    assert kind.category is Category.BOUNCE and "feedback report" in kind.reason
+    assert not kind.decisions.create_ticket and not kind.decisions.answer
+    report = delivery_report(mail, raw)
+    assert report.feedback == "abuse" and report.permanent
+    assert report.recipients == ("alice@customer.nl",)
+    assert report.original_message_ids == ("ack-1@example.com",)
+
+
+def test_a_feedback_report_without_the_recipient_field_names_the_originals_to() -> None:
+    from tests.feedback import feedback
+
+    raw = feedback("arf-abuse.eml", "bob@customer.nl", "ack-2@example.com", drop="Original-Rcpt")
+    report = delivery_report(parse_mail(raw), raw)
+    assert report.recipients == ("bob@customer.nl",) and report.feedback == "abuse"
+
+
+@pytest.mark.parametrize(
+    ("name", "feedback_type", "permanent", "status"),
+    [("ses-complaint-sns.json", "abuse", True, None), ("ses-bounce.json", None, True, "5.1.1")],
+)
+def test_a_providers_json_notification_is_read_like_a_report(
+    name: str, feedback_type: str | None, permanent: bool, status: str | None
+) -> None:
+    from tests.feedback import feedback
+
+    raw = feedback(name, "carol@customer.nl", "ack-3@example.com")
+    mail = parse_mail(raw)
+    kind = classify(mail)
+    assert kind.category is Category.BOUNCE and "(JSON)" in kind.reason
+    report = delivery_report(mail, raw)
+    assert report.recipients == ("carol@customer.nl",)
+    assert (report.feedback, report.permanent, report.status) == (feedback_type, permanent, status)
+    assert report.original_message_ids == ("ack-3@example.com",)
+
+
+def test_json_that_is_no_notification_is_a_persons_mail() -> None:
+    raw = b'From: dev@customer.nl\r\nSubject: config\r\n\r\n{"notificationType": 3, "x": [1]}\r\n'
+    assert classify(parse_mail(raw)).category is Category.PERSON
