@@ -56,16 +56,16 @@ class Arrival:
 
 
 def for_display(mail: ParsedMail) -> tuple[ParsedMail, int]:
-    """The mail as it is stored for display: BSN numbers masked in its text and HTML, the
-    HTML sanitised; and how many BSN numbers there were."""
+    """The mail as it is stored for display: BSN numbers masked in its subject, text and
+    HTML, the HTML sanitised; and how many BSN numbers there were."""
+    subject, in_subject = mask_bsn(mail.subject)
     text, in_text = mask_bsn(mail.text)
     html, in_html = mask_bsn(mail.html) if mail.html is not None else (None, 0)
-    if in_text or in_html:
-        log.info("privacy.masked", count=max(in_text, in_html))
-    return (
-        replace(mail, text=text, html=sanitize_html(html) if html is not None else None),
-        max(in_text, in_html),
-    )
+    count = max(in_text, in_html) + in_subject
+    if count:
+        log.info("privacy.masked", count=count)
+    cleaned = sanitize_html(html) if html is not None else None
+    return replace(mail, subject=subject, text=text, html=cleaned), count
 
 
 def limit_notes(mail: ParsedMail, skipped: tuple[Attachment, ...]) -> list[str]:

@@ -36,6 +36,7 @@ from mailgate.core.model import (
 )
 from mailgate.core.notify import Kind
 from mailgate.core.participants import message_kind, participants, sender
+from mailgate.core.privacy import mask_bsn
 from mailgate.core.route import route
 from mailgate.core.senders import Authority, UnknownSender, agent_authority, judge_sender
 from mailgate.core.submission import KeywordRule, submit
@@ -260,7 +261,7 @@ class Applier:
         queue = self.queues[decision.queue]
         requester = sender(arrival.mail)
         submitted = submit(
-            decision.title,
+            mask_bsn(decision.title)[0],
             arrival.text,
             self.submission,
             default_type=queue.default_type,

@@ -6,11 +6,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from mailgate.app import App
 from mailgate.core.model import Attachment
 from mailgate.core.parse import parse_mail
 from mailgate.core.privacy import MASK
+from mailgate.store.db import session
+from mailgate.store.repos import Repo
 from mailgate.tickets.arrival import NOTED_SKIPS, for_display, limit_notes
+from tests.conftest import deliver
 from tests.mails import make_mail
+from tests.outbound.outboxes import outbox
 
 
 def files(n: int) -> tuple[Attachment, ...]:
@@ -41,3 +46,17 @@ def test_what_is_stored_has_bsn_masked_and_html_sanitised() -> None:
     assert masked == 1 and MASK in shown.text and "111222333" not in shown.text
     assert shown.html is not None and "script" not in shown.html and "onclick" not in shown.html
     assert MASK in shown.html
+
+
+async def test_a_bsn_in_the_subject_is_masked_in_the_title_the_thread_and_every_notice(
+    app: App,
+) -> None:
+    outcome = await deliver(app, make_mail(subject="Vraag over BSN 111222333 van mijn zoon"))
+    assert outcome.ticket is not None
+    async with session(app.engine) as s:
+        view = await Repo(s).ticket_view(outcome.ticket)
+    sent = await outbox(app)
+    assert view is not None and "111222333" not in view.title and MASK in view.title
+    assert all("111222333" not in m.subject for m in view.messages)
+    assert {kind for kind, _, _ in sent} >= {"ack", "team_new_ticket"}
+    assert all("111222333" not in message.as_string() for _, _, message in sent)
