@@ -13,7 +13,7 @@ from mailgate.cli.service import deliver, spool_entry, with_app
 from mailgate.config import Config
 from mailgate.core.classify import classify
 from mailgate.core.model import Action, OutboxItem, SpoolEntry, TicketView
-from mailgate.core.parse import parse_mail
+from mailgate.core.parse import parse_mail, with_envelope_sender
 from mailgate.core.route import gather_evidence
 from mailgate.errors import NotFound
 from mailgate.intake.spool import Received
@@ -125,8 +125,11 @@ async def trace(app: App, args: argparse.Namespace, out: TextIO) -> int:
 
 def _understood(app: App, entry: SpoolEntry, raw: bytes) -> list[tuple[str, str]]:
     """How the mail was stored, classified and matched, and its recorded outcome."""
-    mail = parse_mail(raw, app.config.intake.fallback_charsets)
+    mail = with_envelope_sender(
+        parse_mail(raw, app.config.intake.fallback_charsets), entry.envelope_from
+    )
     kind = classify(mail, entry.envelope_from, app.codec.installation_id)
+    author = f"{mail.from_addr.email} (from {mail.from_header})" if mail.from_addr else "none found"
     evidence = gather_evidence(mail, entry.envelope_to, app.codec, app.policy)
     found = (
         [f"{h} <{m}>" for h, m in evidence.references]
@@ -143,6 +146,7 @@ def _understood(app: App, entry: SpoolEntry, raw: bytes) -> list[tuple[str, str]
             f"envelope {entry.envelope_from or '<>'} -> {', '.join(entry.envelope_to) or '-'}",
         ),
         ("message-id", entry.message_id or "(none; the raw bytes are its identity)"),
+        ("sender", author),
         (
             "classified",
             f"{kind.category.value}: {kind.reason}; may open a ticket "

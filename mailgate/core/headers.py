@@ -18,12 +18,15 @@ DEFAULT_FALLBACK_CHARSETS: tuple[str, ...] = ("utf-8", "windows-1252")
 
 
 def decode_8bit(text: str, fallbacks: tuple[str, ...] = DEFAULT_FALLBACK_CHARSETS) -> str:
-    """Text that may carry raw 8-bit bytes (as surrogate escapes), in the first fitting charset."""
+    """Text that may carry raw 8-bit bytes (as surrogate escapes), in the first fitting
+    charset of ``fallbacks`` (a mail's own: ``parts.mail_fallbacks``); 7-bit text with
+    escape sequences is ISO-2022-JP, whatever else it claims."""
     try:
         text.encode("utf-8")
-        return text
     except UnicodeEncodeError:
         pass
+    else:
+        return _iso_2022(text) if "\x1b" in text else text
     data = text.encode("utf-8", "surrogateescape")
     for charset in fallbacks:
         try:
@@ -31,6 +34,24 @@ def decode_8bit(text: str, fallbacks: tuple[str, ...] = DEFAULT_FALLBACK_CHARSET
         except (LookupError, UnicodeDecodeError):
             continue
     return data.decode("utf-8", "replace")
+
+
+def single_byte(charset: str) -> bool:
+    """Whether ``charset`` reads every byte as a character of its own (latin-1, cp1252)."""
+    try:
+        return len(b"\xe9".decode(charset, "ignore")) == 1
+    except LookupError:
+        return False
+
+
+def _iso_2022(text: str) -> str:
+    """7-bit text with ISO-2022 escape sequences, undeclared or declared as ASCII."""
+    for charset in ("iso2022_jp_2", "iso2022_jp_3", "iso2022_jp", "iso2022_kr"):
+        try:
+            return text.encode("ascii").decode(charset)
+        except (UnicodeError, LookupError):
+            continue
+    return text
 
 
 def without_controls(text: str) -> str:
@@ -89,6 +110,10 @@ _SUPERSETS = {
 
 def _decode_words(data: bytes, charset: str | None, fallbacks: tuple[str, ...]) -> str:
     label = (charset or "").lower()
+    if b"\x1b$" in data or b"\x1b(" in data:  # ISO-2022-JP, whatever the label says
+        decoded = _iso_2022(data.decode("ascii", "replace"))
+        if "\x1b" not in decoded:
+            return decoded
     for candidate in (label, _SUPERSETS.get(label, ""), *fallbacks):
         if not candidate:
             continue

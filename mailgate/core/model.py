@@ -98,6 +98,10 @@ class ParsedMail:
     # Sender or Return-Path; more than 1 for a mail with several authors. Only a single
     # From can speak for the team.
     from_count: int = 1
+    # The header ``from_addr`` was read from: "From", or when it named no valid address,
+    # "Sender", "Reply-To" or "Return-Path"; "envelope" when only the SMTP sender named
+    # one (``tickets.prepare``); "" when nothing did.
+    from_header: str = "From"
     parts_skipped: int = 0  # MIME parts past the limit, not read (the raw mail keeps them)
 
     def header(self, name: str) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import email
 import email.parser
 import email.utils
@@ -36,7 +37,13 @@ from mailgate.core.headers import (
     without_controls,
 )
 from mailgate.core.model import Address, Attachment, ParsedMail
-from mailgate.core.parts import decode_part, delivery_status, text_fixes, unclaimed_parts
+from mailgate.core.parts import (
+    decode_part,
+    delivery_status,
+    mail_fallbacks,
+    text_fixes,
+    unclaimed_parts,
+)
 from mailgate.core.text import html_to_text
 
 # Controls in body text, where tab, newline, carriage return and form feed belong.
@@ -98,28 +105,60 @@ def _date(value: str | None, defects: list[str]) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
-def _addresses(pairs: Iterable[tuple[str, str]]) -> tuple[Address, ...]:
+def _addresses(
+    pairs: Iterable[tuple[str, str]], fallbacks: tuple[str, ...] = DEFAULT_FALLBACK_CHARSETS
+) -> tuple[Address, ...]:
     result: list[Address] = []
     for name, addr in pairs:
-        addr = decode_8bit(addr or "").strip().strip("<>")
+        addr = decode_8bit(addr or "", fallbacks).strip().strip("<>").rstrip(".")
+        addr = _QUOTED_PAIR.sub(r"\1", addr)  # Postmaster\@host: the quoting undone
         # An address with a control character is no address: never stored, never mailed.
         if "@" not in addr or any(c.isspace() for c in addr) or CONTROLS.search(addr):
             continue
         local, _, domain = addr.rpartition("@")
-        result.append(Address(f"{local}@{domain.lower()}", decode_header_value(name)))
+        result.append(Address(f"{local}@{domain.lower()}", decode_header_value(name, fallbacks)))
     return tuple(result)
 
 
-def _header_addresses(msg: Message, name: str) -> tuple[Address, ...]:
-    values = [_raw_for_addresses(v) for v in raw_headers(msg, name)]
-    return _addresses(email.utils.getaddresses(values))
+def with_envelope_sender(mail: ParsedMail, envelope_from: str | None) -> ParsedMail:
+    """``mail``, or when no header named its author, with the SMTP envelope sender as its
+    author (a valid address only: never the null sender of a bounce)."""
+    if mail.from_addr is not None or not envelope_from:
+        return mail
+    found = _addresses([("", envelope_from)])
+    if not found:
+        return mail
+    return replace(mail, from_addr=found[0], from_header="envelope")
 
 
-def _raw_for_addresses(value: str) -> str:
+def _header_addresses(
+    msg: Message, name: str, fallbacks: tuple[str, ...] = DEFAULT_FALLBACK_CHARSETS
+) -> tuple[Address, ...]:
+    """The addresses of every ``name`` header; where the standard reading finds none in a
+    value (a stray quote, a broken group), the bare addresses it holds."""
+    found: list[Address] = []
+    for value in raw_headers(msg, name):
+        text = _raw_for_addresses(value, fallbacks)
+        read = _addresses(email.utils.getaddresses([text]), fallbacks)
+        if not read and not CONTROLS.search(text):  # never repair an address around a NUL
+            read = _addresses((("", a) for a in _BARE_ADDRESS.findall(text)), fallbacks)
+        found.extend(read)
+    return tuple(dict.fromkeys(found))
+
+
+_QUOTED_PAIR = re.compile(r"\\(.)")
+# An address anywhere in a header value, for values too broken for the standard reading.
+_BARE_ADDRESS = re.compile(r"[^\s<>\"'(),;:@\[\]]+@[a-z0-9-]+(?:\.[a-z0-9-]+)+\.?", re.IGNORECASE)
+
+# Where a mail's author is named, in order: the first that names a valid address counts.
+AUTHOR_HEADERS = ("From", "Sender", "Reply-To", "Return-Path")
+
+
+def _raw_for_addresses(value: str, fallbacks: tuple[str, ...] = DEFAULT_FALLBACK_CHARSETS) -> str:
     """An address header's text with encoded words decoded only in display names, so a
     decoded comma or bracket never makes a second address; NUL kept, so that an address
     carrying it is dropped whole rather than repaired into someone else's."""
-    return decode_8bit(value).replace("\r", " ").replace("\n", " ")
+    return decode_8bit(value, fallbacks).replace("\r", " ").replace("\n", " ")
 
 
 def _author_count(msg: Message) -> int:
@@ -172,8 +211,11 @@ def _build(
 ) -> ParsedMail:
     ids = message_ids(raw_header(msg, "Message-ID"))
     from_count = _author_count(msg)
-    if not from_addr:
-        from_addr = _header_addresses(msg, "Sender") or _header_addresses(msg, "Return-Path")
+    author_header = "From"
+    for author_header in AUTHOR_HEADERS:
+        from_addr = from_addr or _header_addresses(msg, author_header, fallbacks)
+        if from_addr:
+            break
     return ParsedMail(
         delivery_status=delivery_status(msg),
         message_id=ids[0] if ids else None,
@@ -181,6 +223,7 @@ def _build(
         references=message_ids(" ".join(raw_headers(msg, "References"))),
         subject=subject,
         from_addr=from_addr[0] if from_addr else None,
+        from_header=author_header if from_addr else "",
         from_count=from_count,
         reply_to=reply_to,
         to=to,
@@ -216,6 +259,7 @@ def _with_mailparser(raw: bytes, fallbacks: tuple[str, ...]) -> ParsedMail:
     msg: Message = mp.message
     if msg is None:
         raise ValueError("no message")
+    fallbacks = mail_fallbacks(msg, fallbacks)
     defects = _flatten_defects(mp.defects)
     attachments: list[Attachment] = []
     for index, item in enumerate(mp.attachments, start=1):
@@ -245,10 +289,10 @@ def _with_mailparser(raw: bytes, fallbacks: tuple[str, ...]) -> ParsedMail:
     return _build(
         msg,
         subject=decode_header_value(raw_header(msg, "Subject"), fallbacks),
-        from_addr=_addresses(mp.from_ or []),
-        to=_addresses(mp.to or []),
-        cc=_addresses(mp.cc or []),
-        reply_to=_addresses(mp.reply_to or []),
+        from_addr=_header_addresses(msg, "From", fallbacks),
+        to=_header_addresses(msg, "To", fallbacks),
+        cc=_header_addresses(msg, "Cc", fallbacks),
+        reply_to=_header_addresses(msg, "Reply-To", fallbacks),
         text=text,
         attachments=tuple(attachments),
         defects=defects,
@@ -268,6 +312,8 @@ def _with_stdlib(
 ) -> ParsedMail:
     defects = list(defects_in)
     msg = email.message_from_bytes(raw, policy=compat32)
+    with contextlib.suppress(Exception):  # a mail too broken to walk: the plain fallbacks
+        fallbacks = mail_fallbacks(msg, fallbacks)
     plain: list[str] = []
     html: list[str] = []
     attachments: list[Attachment] = []
@@ -319,10 +365,10 @@ def _build_from_headers(
     return _build(
         msg,
         subject=decode_header_value(raw_header(msg, "Subject"), fallbacks),
-        from_addr=_header_addresses(msg, "From"),
-        to=_header_addresses(msg, "To"),
-        cc=_header_addresses(msg, "Cc"),
-        reply_to=_header_addresses(msg, "Reply-To"),
+        from_addr=_header_addresses(msg, "From", fallbacks),
+        to=_header_addresses(msg, "To", fallbacks),
+        cc=_header_addresses(msg, "Cc", fallbacks),
+        reply_to=_header_addresses(msg, "Reply-To", fallbacks),
         text=text,
         attachments=attachments,
         defects=defects,

@@ -7,7 +7,10 @@ here, in the mail's fallback charsets.
 
 from __future__ import annotations
 
+import codecs
 from email.message import Message
+
+from mailgate.core.headers import single_byte
 
 # 7-bit charsets whose text is ASCII escape sequences: mail-parser hands these
 # parts back undecoded, since they are valid ASCII.
@@ -108,3 +111,34 @@ def decode_part(part: Message, defects: list[str], fallbacks: tuple[str, ...]) -
         return text
     defects.append(f"charset {charset!r} failed; decoded as UTF-8 with replacements")
     return payload.decode("utf-8", "replace")
+
+
+# Declared charsets that say nothing about 8-bit text elsewhere in the mail.
+_UNINFORMATIVE = frozenset({"", "us-ascii", "ascii", "utf-8", "utf8"})
+
+
+def mail_fallbacks(msg: Message, fallbacks: tuple[str, ...]) -> tuple[str, ...]:
+    """The charsets to read this mail's undeclared 8-bit header text in: ``fallbacks``,
+    with the charset its text parts declare (GB2312, Big5, Shift-JIS, ...) before any
+    single-byte fallback, which would read every byte string, rightly or not. A subject
+    or a name in raw 8-bit bytes is, in practice, in the charset of the mail's body."""
+    declared = ""
+    for part in msg.walk():
+        if part.get_content_maintype() != "text":
+            continue
+        charset = (part.get_content_charset() or "").lower()
+        if charset not in _UNINFORMATIVE and _known(charset):
+            declared = charset
+            break
+    if not declared or declared in fallbacks:
+        return fallbacks
+    multi = tuple(c for c in fallbacks if not single_byte(c))
+    return (*multi, declared, *(c for c in fallbacks if c not in multi))
+
+
+def _known(charset: str) -> bool:
+    try:
+        codecs.lookup(charset)
+    except (LookupError, ValueError):
+        return False
+    return True

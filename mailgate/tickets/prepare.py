@@ -12,7 +12,7 @@ from mailgate.core.address import AddressPolicy
 from mailgate.core.bounces import DeliveryReport, delivery_report
 from mailgate.core.classify import Category, Classification, classify, confirm_bounce, may_be_bounce
 from mailgate.core.model import Attachment, ParsedMail, SpoolEntry, within_limits
-from mailgate.core.parse import parse_mail
+from mailgate.core.parse import parse_mail, with_envelope_sender
 from mailgate.core.parties import PUBLIC_DOMAINS, domain_of, mailbox
 from mailgate.core.route import Evidence, gather_evidence
 from mailgate.core.tokens import TokenCodec
@@ -60,6 +60,7 @@ class Preparer:
     def prepare(self, entry: SpoolEntry, raw: bytes, *, drop_raw: bool) -> Prepared:
         limits = self.intake
         mail = parse_mail(raw, limits.fallback_charsets, limits.max_parts)
+        mail = with_envelope_sender(mail, entry.envelope_from)
         kept, skipped = within_limits(
             mail.attachments,
             limits.max_attachment_size,

@@ -256,3 +256,69 @@ def test_inline_images_keep_their_content_id_for_the_html() -> None:
         assert image.content_id == "scherm.1@customer.nl", mail.parser
         assert image.content_type == "image/png"
         assert mail.html is not None and "cid:scherm.1@customer.nl" in mail.html
+
+
+@pytest.mark.parametrize(
+    ("headers", "author", "header"),
+    [
+        ("From: Jan <jan@klant.nl>", "jan@klant.nl", "From"),
+        ('From: "Jan" <jan@klant.nl.>', "jan@klant.nl", "From"),
+        ('From: "Jan <jan@klant.nl>', "jan@klant.nl", "From"),
+        ("From: \nFrom: Jan <jan@klant.nl>", "jan@klant.nl", "From"),
+        ("From: undisclosed\nSender: Piet <piet@klant.nl>", "piet@klant.nl", "Sender"),
+        ("Reply-To: Kees <kees@klant.nl>", "kees@klant.nl", "Reply-To"),
+        ("From: <>\nReply-To: kees@klant.nl", "kees@klant.nl", "Reply-To"),
+        ("Return-Path: <rp@klant.nl>", "rp@klant.nl", "Return-Path"),
+    ],
+)
+def test_the_author_falls_back_from_header_to_header_and_survives_malformed_ones(
+    headers: str, author: str, header: str
+) -> None:
+    mail = parse_mail(_raw(f"{headers}\nSubject: Vraag\nMessage-ID: <a1@klant.nl>\n", b"Hoi\r\n"))
+    assert mail.from_addr is not None
+    assert (mail.from_addr.email, mail.from_header) == (author, header)
+
+
+def test_without_any_author_header_the_envelope_sender_is_the_author() -> None:
+    from mailgate.core.parse import with_envelope_sender
+
+    mail = parse_mail(_raw("Subject: Vraag\n", b"Hoi\r\n"))
+    assert mail.from_addr is None
+    found = with_envelope_sender(mail, "jan@klant.nl")
+    assert found.from_addr is not None and found.from_header == "envelope"
+    assert with_envelope_sender(mail, "").from_addr is None  # a bounce's null sender
+    assert with_envelope_sender(mail, "no address").from_addr is None
+
+
+@pytest.mark.parametrize(
+    ("charset", "subject", "name"),
+    [
+        ("gb2312", "关于发票的问题", "张伟"),
+        ("big5", "關於發票的問題", "陳大文"),
+        ("shift_jis", "請求書について", "山田太郎"),
+        ("euc-kr", "청구서 문의", "김철수"),
+    ],
+)
+def test_raw_8bit_subjects_and_names_are_read_in_the_mails_own_charset(
+    charset: str, subject: str, name: str
+) -> None:
+    raw = (
+        b"From: " + name.encode(charset) + b" <a@klant.example>\r\nSubject: "
+        + subject.encode(charset) + b"\r\nMIME-Version: 1.0\r\n"
+        + f"Content-Type: text/plain; charset={charset}\r\n\r\n".encode()
+        + "本文".encode(charset, "replace") + b"\r\n"
+    )  # fmt: skip
+    mail = parse_mail(raw)
+    assert mail.subject == subject
+    assert mail.from_addr is not None and mail.from_addr.name == name
+
+
+def test_iso_2022_jp_is_read_undeclared_and_declared_as_something_else() -> None:
+    import base64
+
+    jis = "お問い合わせ".encode("iso2022_jp")
+    wrong = base64.b64encode(jis).decode()
+    raw = b"From: a@klant.example\r\nSubject: =?us-ascii?B?" + wrong.encode() + b"?=\r\n\r\nx\r\n"
+    assert parse_mail(raw).subject == "お問い合わせ"
+    bare = b"From: a@klant.example\r\nSubject: " + jis + b"\r\n\r\nx\r\n"
+    assert parse_mail(bare).subject == "お問い合わせ"
