@@ -121,10 +121,11 @@ def _decode_words(data: bytes, charset: str | None, fallbacks: tuple[str, ...]) 
             return data.decode(candidate)
         except (LookupError, UnicodeDecodeError, ValueError):  # ValueError: NUL in the label
             continue
-    return data.decode(label if _known(label) else "utf-8", "replace")
+    return data.decode(label if known_charset(label) else "utf-8", "replace")
 
 
-def _known(charset: str) -> bool:
+def known_charset(charset: str) -> bool:
+    """Whether Python has a codec for ``charset``."""
     try:
         codecs.lookup(charset)
     except (LookupError, ValueError):

@@ -7,10 +7,9 @@ here, in the mail's fallback charsets.
 
 from __future__ import annotations
 
-import codecs
 from email.message import Message
 
-from mailgate.core.headers import single_byte
+from mailgate.core.headers import known_charset, single_byte
 
 # 7-bit charsets whose text is ASCII escape sequences: mail-parser hands these
 # parts back undecoded, since they are valid ASCII.
@@ -127,18 +126,10 @@ def mail_fallbacks(msg: Message, fallbacks: tuple[str, ...]) -> tuple[str, ...]:
         if part.get_content_maintype() != "text":
             continue
         charset = (part.get_content_charset() or "").lower()
-        if charset not in _UNINFORMATIVE and _known(charset):
+        if charset not in _UNINFORMATIVE and known_charset(charset):
             declared = charset
             break
     if not declared or declared in fallbacks:
         return fallbacks
     multi = tuple(c for c in fallbacks if not single_byte(c))
     return (*multi, declared, *(c for c in fallbacks if c not in multi))
-
-
-def _known(charset: str) -> bool:
-    try:
-        codecs.lookup(charset)
-    except (LookupError, ValueError):
-        return False
-    return True
