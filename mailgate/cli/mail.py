@@ -12,8 +12,9 @@ from mailgate.cli.output import EX_OK, print_json, ref
 from mailgate.cli.service import deliver, spool_entry, with_app
 from mailgate.config import Config
 from mailgate.core.classify import classify
+from mailgate.core.header_addresses import with_envelope_sender
 from mailgate.core.model import Action, OutboxItem, SpoolEntry, TicketView
-from mailgate.core.parse import parse_mail, with_envelope_sender
+from mailgate.core.parse import parse_mail
 from mailgate.core.route import gather_evidence
 from mailgate.errors import NotFound
 from mailgate.intake.spool import Received

@@ -15,7 +15,7 @@ import email.parser
 import email.utils
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.message import Message
@@ -26,8 +26,12 @@ import mailparser
 
 from mailgate.core.aside import restore, set_aside
 from mailgate.core.filenames import safe_filename
+from mailgate.core.header_addresses import (
+    AUTHOR_HEADERS,
+    author_count,
+    header_addresses,
+)
 from mailgate.core.headers import (
-    CONTROLS,
     DEFAULT_FALLBACK_CHARSETS,
     decode_8bit,
     decode_header_value,
@@ -38,6 +42,7 @@ from mailgate.core.headers import (
 )
 from mailgate.core.model import Address, Attachment, ParsedMail
 from mailgate.core.parts import (
+    attached_messages,
     decode_part,
     delivery_status,
     mail_fallbacks,
@@ -105,68 +110,6 @@ def _date(value: str | None, defects: list[str]) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
-def _addresses(
-    pairs: Iterable[tuple[str, str]], fallbacks: tuple[str, ...] = DEFAULT_FALLBACK_CHARSETS
-) -> tuple[Address, ...]:
-    result: list[Address] = []
-    for name, addr in pairs:
-        addr = decode_8bit(addr or "", fallbacks).strip().strip("<>").rstrip(".")
-        addr = _QUOTED_PAIR.sub(r"\1", addr)  # Postmaster\@host: the quoting undone
-        # An address with a control character is no address: never stored, never mailed.
-        if "@" not in addr or any(c.isspace() for c in addr) or CONTROLS.search(addr):
-            continue
-        local, _, domain = addr.rpartition("@")
-        result.append(Address(f"{local}@{domain.lower()}", decode_header_value(name, fallbacks)))
-    return tuple(result)
-
-
-def with_envelope_sender(mail: ParsedMail, envelope_from: str | None) -> ParsedMail:
-    """``mail``, or when no header named its author, with the SMTP envelope sender as its
-    author (a valid address only: never the null sender of a bounce)."""
-    if mail.from_addr is not None or not envelope_from:
-        return mail
-    found = _addresses([("", envelope_from)])
-    if not found:
-        return mail
-    return replace(mail, from_addr=found[0], from_header="envelope")
-
-
-def _header_addresses(
-    msg: Message, name: str, fallbacks: tuple[str, ...] = DEFAULT_FALLBACK_CHARSETS
-) -> tuple[Address, ...]:
-    """The addresses of every ``name`` header; where the standard reading finds none in a
-    value (a stray quote, a broken group), the bare addresses it holds."""
-    found: list[Address] = []
-    for value in raw_headers(msg, name):
-        text = _raw_for_addresses(value, fallbacks)
-        read = _addresses(email.utils.getaddresses([text]), fallbacks)
-        if not read and not CONTROLS.search(text):  # never repair an address around a NUL
-            read = _addresses((("", a) for a in _BARE_ADDRESS.findall(text)), fallbacks)
-        found.extend(read)
-    return tuple(dict.fromkeys(found))
-
-
-_QUOTED_PAIR = re.compile(r"\\(.)")
-# An address anywhere in a header value, for values too broken for the standard reading.
-_BARE_ADDRESS = re.compile(r"[^\s<>\"'(),;:@\[\]]+@[a-z0-9-]+(?:\.[a-z0-9-]+)+\.?", re.IGNORECASE)
-
-# Where a mail's author is named, in order: the first that names a valid address counts.
-AUTHOR_HEADERS = ("From", "Sender", "Reply-To", "Return-Path")
-
-
-def _raw_for_addresses(value: str, fallbacks: tuple[str, ...] = DEFAULT_FALLBACK_CHARSETS) -> str:
-    """An address header's text with encoded words decoded only in display names, so a
-    decoded comma or bracket never makes a second address; NUL kept, so that an address
-    carrying it is dropped whole rather than repaired into someone else's."""
-    return decode_8bit(value, fallbacks).replace("\r", " ").replace("\n", " ")
-
-
-def _author_count(msg: Message) -> int:
-    """How many mailboxes the From header(s) name, counting ones too broken to read."""
-    values = [_raw_for_addresses(v) for v in raw_headers(msg, "From")]
-    return len([pair for pair in email.utils.getaddresses(values) if any(pair)])
-
-
 def _headers(msg: Message, fallbacks: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     return tuple((str(k), decode_header_value(v, fallbacks)) for k, v in msg.raw_items())
 
@@ -195,6 +138,31 @@ def _text(parts: list[str], html_parts: list[str]) -> tuple[str, str | None, boo
     return _BODY_CONTROLS.sub("", text.replace("\r\n", "\n")), html, from_html
 
 
+def _attached(msg: Message, before: int) -> list[Attachment]:
+    found = attached_messages(msg)
+    return [
+        _attachment(name, "message/rfc822", data, before + n)
+        for n, (name, data) in enumerate(found, start=1)
+    ]
+
+
+def _distinct_names(attachments: Sequence[Attachment]) -> tuple[Attachment, ...]:
+    """Two attachments of one name told apart as mail clients do: ``a.pdf``, ``a (1).pdf``."""
+    seen: set[str] = set()
+    result = []
+    for item in attachments:
+        name, n = item.filename, 0
+        stem, dot, extension = item.filename.rpartition(".")
+        if not dot or not stem:
+            stem, extension = item.filename, ""
+        while name.lower() in seen:
+            n += 1
+            name = f"{stem} ({n}).{extension}" if extension else f"{stem} ({n})"
+        seen.add(name.lower())
+        result.append(item if name == item.filename else replace(item, filename=name))
+    return tuple(result)
+
+
 def _build(
     msg: Message,
     *,
@@ -210,10 +178,10 @@ def _build(
     fallbacks: tuple[str, ...],
 ) -> ParsedMail:
     ids = message_ids(raw_header(msg, "Message-ID"))
-    from_count = _author_count(msg)
+    from_count = author_count(msg)
     author_header = "From"
     for author_header in AUTHOR_HEADERS:
-        from_addr = from_addr or _header_addresses(msg, author_header, fallbacks)
+        from_addr = from_addr or header_addresses(msg, author_header, fallbacks)
         if from_addr:
             break
     return ParsedMail(
@@ -232,7 +200,7 @@ def _build(
         text=text[0],
         html=text[1],
         text_from_html=text[2],
-        attachments=attachments,
+        attachments=_distinct_names(attachments),
         headers=_headers(msg, fallbacks),
         defects=tuple(dict.fromkeys(defects)),
         parser=parser,
@@ -281,6 +249,8 @@ def _with_mailparser(raw: bytes, fallbacks: tuple[str, ...]) -> ParsedMail:
         payload = part.get_payload(decode=True)
         data = payload if isinstance(payload, bytes) else b""
         attachments.append(_attachment(None, part.get_content_type(), data, len(attachments) + 1))
+    for name, data in attached_messages(msg):
+        attachments.append(_attachment(name, "message/rfc822", data, len(attachments) + 1))
     fixes = text_fixes(msg, fallbacks)
     text = _text(
         [fixes.get(p, p) for p in mp.text_plain],
@@ -289,10 +259,10 @@ def _with_mailparser(raw: bytes, fallbacks: tuple[str, ...]) -> ParsedMail:
     return _build(
         msg,
         subject=decode_header_value(raw_header(msg, "Subject"), fallbacks),
-        from_addr=_header_addresses(msg, "From", fallbacks),
-        to=_header_addresses(msg, "To", fallbacks),
-        cc=_header_addresses(msg, "Cc", fallbacks),
-        reply_to=_header_addresses(msg, "Reply-To", fallbacks),
+        from_addr=header_addresses(msg, "From", fallbacks),
+        to=header_addresses(msg, "To", fallbacks),
+        cc=header_addresses(msg, "Cc", fallbacks),
+        reply_to=header_addresses(msg, "Reply-To", fallbacks),
         text=text,
         attachments=tuple(attachments),
         defects=defects,
@@ -348,7 +318,12 @@ def _with_stdlib(
         except Exception as exc:  # a broken part must not cost the rest of the mail
             defects.append(f"part {content_type} unreadable: {type(exc).__name__}")
     parsed = _build_from_headers(
-        msg, _text(plain, html), tuple(attachments), defects, "stdlib", fallbacks
+        msg,
+        _text(plain, html),
+        (*attachments, *_attached(msg, len(attachments))),
+        defects,
+        "stdlib",
+        fallbacks,
     )
     return replace(parsed, parts_skipped=skipped) if skipped else parsed
 
@@ -365,10 +340,10 @@ def _build_from_headers(
     return _build(
         msg,
         subject=decode_header_value(raw_header(msg, "Subject"), fallbacks),
-        from_addr=_header_addresses(msg, "From", fallbacks),
-        to=_header_addresses(msg, "To", fallbacks),
-        cc=_header_addresses(msg, "Cc", fallbacks),
-        reply_to=_header_addresses(msg, "Reply-To", fallbacks),
+        from_addr=header_addresses(msg, "From", fallbacks),
+        to=header_addresses(msg, "To", fallbacks),
+        cc=header_addresses(msg, "Cc", fallbacks),
+        reply_to=header_addresses(msg, "Reply-To", fallbacks),
         text=text,
         attachments=attachments,
         defects=defects,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from email.message import Message
 
-from mailgate.core.headers import known_charset, single_byte
+from mailgate.core.headers import decode_header_value, known_charset, single_byte
 
 # 7-bit charsets whose text is ASCII escape sequences: mail-parser hands these
 # parts back undecoded, since they are valid ASCII.
@@ -133,3 +133,23 @@ def mail_fallbacks(msg: Message, fallbacks: tuple[str, ...]) -> tuple[str, ...]:
         return fallbacks
     multi = tuple(c for c in fallbacks if not single_byte(c))
     return (*multi, declared, *(c for c in fallbacks if c not in multi))
+
+
+def attached_messages(msg: Message) -> list[tuple[str, bytes]]:
+    """Mails attached without a filename (``message/rfc822``), each named as mail clients
+    name them, after its subject with ``.eml``, with its bytes."""
+    found = []
+    for part in msg.walk():
+        if part.get_content_type() != "message/rfc822" or part.get_filename():
+            continue
+        payload = part.get_payload()
+        inner = payload[0] if isinstance(payload, list) and payload else None
+        if not isinstance(inner, Message):
+            continue
+        subject = decode_header_value(inner.get("Subject", ""))
+        try:
+            data = inner.as_bytes()
+        except Exception:  # a header the generator cannot write back: the text as read
+            data = str(inner).encode("utf-8", "surrogateescape")
+        found.append((f"{subject or 'message'}.eml", data))
+    return found

@@ -11,8 +11,9 @@ from mailgate.config import IntakeConfig
 from mailgate.core.address import AddressPolicy
 from mailgate.core.bounces import DeliveryReport, delivery_report
 from mailgate.core.classify import Category, Classification, classify, confirm_bounce, may_be_bounce
+from mailgate.core.header_addresses import with_envelope_sender
 from mailgate.core.model import Attachment, ParsedMail, SpoolEntry, within_limits
-from mailgate.core.parse import parse_mail, with_envelope_sender
+from mailgate.core.parse import parse_mail
 from mailgate.core.parties import PUBLIC_DOMAINS, domain_of, mailbox
 from mailgate.core.route import Evidence, gather_evidence
 from mailgate.core.tokens import TokenCodec

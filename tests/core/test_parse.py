@@ -280,7 +280,7 @@ def test_the_author_falls_back_from_header_to_header_and_survives_malformed_ones
 
 
 def test_without_any_author_header_the_envelope_sender_is_the_author() -> None:
-    from mailgate.core.parse import with_envelope_sender
+    from mailgate.core.header_addresses import with_envelope_sender
 
     mail = parse_mail(_raw("Subject: Vraag\n", b"Hoi\r\n"))
     assert mail.from_addr is None
@@ -322,3 +322,59 @@ def test_iso_2022_jp_is_read_undeclared_and_declared_as_something_else() -> None
     assert parse_mail(raw).subject == "お問い合わせ"
     bare = b"From: a@klant.example\r\nSubject: " + jis + b"\r\n\r\nx\r\n"
     assert parse_mail(bare).subject == "お問い合わせ"
+
+
+def _with_parts(*parts: bytes) -> bytes:
+    body = (
+        b"From: a@klant.nl\r\nTo: support@example.com\r\nSubject: Bijlagen\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=X\r\n\r\n--X\r\nContent-Type: text/plain\r\n\r\n"
+        b"Zie bijlagen.\r\n"
+    )
+    return body + b"".join(b"--X\r\n" + part + b"\r\n" for part in parts) + b"--X--\r\n"
+
+
+PDF = base64.b64encode(b"%PDF-1.4 x").decode()
+
+
+def _b64(text: str, charset: str = "utf-8") -> str:
+    return base64.b64encode(text.encode(charset)).decode()
+
+
+@pytest.mark.parametrize(
+    ("part", "name"),
+    [
+        (
+            b"Content-Type: message/rfc822\r\n\r\nFrom: c@klant.nl\r\nSubject: Oude vraag\r\n"
+            b"\r\nTekst\r\n",
+            "Oude vraag.eml",
+        ),
+        (f'Content-Type: application/pdf; name="factuur.pdf"\r\n'
+         f"Content-Transfer-Encoding: base64\r\n\r\n{PDF}\r\n".encode(), "factuur.pdf"),
+        (f'Content-Type: image/png; name="logo.png"\r\nContent-ID: <logo1>\r\n'
+         f"Content-Disposition: inline\r\nContent-Transfer-Encoding: base64\r\n\r\n{PDF}\r\n"
+         .encode(), "logo.png"),
+        (b"Content-Type: application/pdf\r\nContent-Disposition: attachment; filename*=UTF-8''"
+         b"%E5%8F%91%E7%A5%A8%E6%B8%85%E5%8D%95.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+         + PDF.encode() + b"\r\n", "发票清单.pdf"),
+        (f'Content-Type: application/pdf; name="=?UTF-8?B?{_b64("請求書.pdf")}?="\r\n'
+         f"Content-Transfer-Encoding: base64\r\n\r\n{PDF}\r\n".encode(), "請求書.pdf"),
+        (f'Content-Type: application/pdf; name="=?euc-kr?B?{_b64("청구서.pdf", "euc-kr")}?="\r\n'
+         f"Content-Transfer-Encoding: base64\r\n\r\n{PDF}\r\n".encode(), "청구서.pdf"),
+        (b"Content-Type: application/pdf\r\nContent-Disposition: attachment;\r\n filename*0*="
+         b"UTF-8''%D0%A0%D0%B0%D1%85%D1%83%D0%BD%D0%BE%D0%BA;\r\n filename*1*=%20%D0%B7%D0%B0"
+         b"%20%D1%81%D1%96%D1%87%D0%B5%D0%BD%D1%8C.pdf\r\nContent-Transfer-Encoding: base64\r\n"
+         b"\r\n" + PDF.encode() + b"\r\n", "Рахунок за січень.pdf"),
+    ],
+)  # fmt: skip
+def test_attachment_names_as_other_mail_systems_record_them(part: bytes, name: str) -> None:
+    assert [a.filename for a in parse_mail(_with_parts(part)).attachments] == [name]
+
+
+def test_two_attachments_of_one_name_are_told_apart_like_mail_clients_do() -> None:
+    same = (
+        f'Content-Type: application/pdf; name="a.pdf"\r\nContent-Disposition: attachment; '
+        f'filename="a.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\n{PDF}\r\n'
+    ).encode()
+    found = parse_mail(_with_parts(same, same, same)).attachments
+    assert [a.filename for a in found] == ["a.pdf", "a (1).pdf", "a (2).pdf"]
+    assert {a.original_filename for a in found} == {"a.pdf"}
