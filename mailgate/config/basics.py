@@ -123,6 +123,7 @@ def intake_section(reader: Reader) -> IntakeConfig:
         max_parts=s.integer("max_parts", 500, low=1, high=1000000),
         unknown_sender=s.string("unknown_sender", "hold", choices=("accept", "new_ticket", "hold")),
         trusted_authserv_ids=tuple(t.lower() for t in s.strings("trusted_authserv_ids", ())),
+        forwarded_requester=s.boolean("forwarded_requester", True),
     )
     s.finish()
     return intake

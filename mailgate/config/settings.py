@@ -190,6 +190,7 @@ class IntakeConfig:
     max_parts: int
     unknown_sender: str = "hold"  # accept | new_ticket | hold
     trusted_authserv_ids: tuple[str, ...] = ()
+    forwarded_requester: bool = True  # an agent's forward opens the ticket for the customer
 
 
 @dataclass(frozen=True, slots=True)

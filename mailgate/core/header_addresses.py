@@ -60,14 +60,14 @@ def header_addresses(
         text = _raw_for_addresses(value, fallbacks)
         read = addresses(email.utils.getaddresses([text]), fallbacks)
         if not read and not CONTROLS.search(text):  # never repair an address around a NUL
-            read = addresses((("", a) for a in _BARE_ADDRESS.findall(text)), fallbacks)
+            read = addresses((("", a) for a in BARE_ADDRESS.findall(text)), fallbacks)
         found.extend(read)
     return tuple(dict.fromkeys(found))
 
 
 _QUOTED_PAIR = re.compile(r"\\(.)")
 # An address anywhere in a header value, for values too broken for the standard reading.
-_BARE_ADDRESS = re.compile(r"[^\s<>\"'(),;:@\[\]]+@[a-z0-9-]+(?:\.[a-z0-9-]+)+\.?", re.IGNORECASE)
+BARE_ADDRESS = re.compile(r"[^\s<>\"'(),;:@\[\]]+@[a-z0-9-]+(?:\.[a-z0-9-]+)+\.?", re.IGNORECASE)
 
 # Where a mail's author is named, in order: the first that names a valid address counts.
 AUTHOR_HEADERS = ("From", "Sender", "Reply-To", "Return-Path")

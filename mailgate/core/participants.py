@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import email
+import email.utils
+from email.policy import compat32
+
 from mailgate.core.address import AddressPolicy
-from mailgate.core.model import MessageKind, ParsedMail, Participant, Role
+from mailgate.core.header_addresses import BARE_ADDRESS, addresses, header_addresses
+from mailgate.core.model import Address, MessageKind, ParsedMail, Participant, Role
 from mailgate.core.senders import Authority
+from mailgate.core.text import forwarded_from
 
 
 def sender(mail: ParsedMail) -> str | None:
@@ -45,3 +51,26 @@ def participants(
     for address in (*mail.to, *mail.cc):
         add(address.email, address.name, Role.CC)
     return tuple(found.values())
+
+
+def forwarded_author(mail: ParsedMail, policy: AddressPolicy) -> Address | None:
+    """Whose mail ``mail`` forwards: the author of an attached message, else of the
+    header block a mail client wrote above the forwarded text; never one of our own
+    addresses or an agent's (an agent forwarding a colleague's mail opens no ticket for
+    them). None when it forwards nothing."""
+    candidates: list[Address] = []
+    for item in mail.attachments:
+        if item.content_type == "message/rfc822":
+            inner = email.message_from_bytes(item.data[:65536], policy=compat32)
+            candidates.extend(header_addresses(inner, "From"))
+            break
+    line = forwarded_from(mail.text)
+    if line is not None:
+        candidates.extend(addresses(email.utils.getaddresses([line])))
+        if not candidates:
+            candidates.extend(addresses(("", a) for a in BARE_ADDRESS.findall(line)))
+    for candidate in candidates:
+        address = candidate.email.lower()
+        if not policy.is_ours(address) and not policy.is_agent(address):
+            return candidate
+    return None

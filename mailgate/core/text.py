@@ -197,6 +197,18 @@ def _is_quote_header(lines: list[str], index: int) -> bool:
     return True
 
 
+def forwarded_from(text: str) -> str | None:
+    """The value of the author line (``From:``, ``Van:``, ``De:`` ...) of the first header
+    block a client wrote above a forwarded or quoted mail in ``text``; None without one."""
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        found = _AUTHOR_LINE.match(line)
+        if found and _is_quote_header(lines, index):
+            return found.group(2).strip().strip("*").strip()
+    return None
+
+
+_AUTHOR_LINE = re.compile(rf"^\s*[>]*\s*\*?{_HEADER_WORDS}\*?\s*:\s*(.+)$", re.IGNORECASE)
 _INTRO_START = re.compile(r"^\s*(On|Op|Am|Le|Em|El|Den|Dnia|Il)\b", re.IGNORECASE)
 
 

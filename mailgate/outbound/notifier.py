@@ -64,6 +64,7 @@ class Change:
     quote: str = ""
     asked_priority: str = ""  # the priority asked at submission, when it was lowered
     commands: str = ""  # the command reference, for #help
+    forwarded: bool = False  # an agent forwarded the requester's mail: acknowledge them
 
     @classmethod
     def system(cls, ticket: int, *, reason: str = "", commands: str = "") -> Change:
@@ -112,7 +113,8 @@ class Notifier:
         queue = self.queues.get(view.queue) or self.config.queues[0]
         audience = self._audience(view, queue)
         if change.new_ticket:
-            requester = view.requester if change.kind is MessageKind.CUSTOMER else None
+            asks = change.kind is MessageKind.CUSTOMER or change.forwarded
+            requester = view.requester if asks else None
             notices = on_new_ticket(
                 change.mail or _EMPTY, audience, requester=requester, decisions=change.decisions
             )

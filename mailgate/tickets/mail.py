@@ -27,18 +27,27 @@ from mailgate.core.desk import (
 )
 from mailgate.core.model import (
     Action,
+    Address,
     BounceOfOurs,
     Drop,
     MessageKind,
     NewTicket,
+    Participant,
     Reply,
+    Role,
     SystemMail,
 )
 from mailgate.core.notify import Kind
-from mailgate.core.participants import message_kind, participants, sender
+from mailgate.core.participants import forwarded_author, message_kind, participants, sender
 from mailgate.core.privacy import mask_bsn
 from mailgate.core.route import route
-from mailgate.core.senders import Authority, UnknownSender, agent_authority, judge_sender
+from mailgate.core.senders import (
+    Authority,
+    UnknownSender,
+    agent_authority,
+    authenticated,
+    judge_sender,
+)
 from mailgate.core.submission import KeywordRule, submit
 from mailgate.core.text import visible_reply
 from mailgate.core.workflow import Party
@@ -260,6 +269,9 @@ class Applier:
         now = arrival.now
         queue = self.queues[decision.queue]
         requester = sender(arrival.mail)
+        forwarded = self._forwarded(arrival)
+        if requester is not None and self.policy.is_agent(requester):
+            requester = forwarded.email if forwarded else None
         submitted = submit(
             mask_bsn(decision.title)[0],
             arrival.text,
@@ -273,15 +285,13 @@ class Applier:
             title=submitted.title,
             type_=submitted.type,
             priority=submitted.priority,
-            requester=requester if requester and not self.policy.is_agent(requester) else None,
+            requester=requester,
             actor=arrival.author,
             now=now,
         )
         ticket = opened.number
         row = add_message(tx, ticket, arrival)
-        people = tx.tickets.add_participants(
-            ticket, participants(arrival.mail, self.policy, new_ticket=True), known=()
-        )
+        people = tx.tickets.add_participants(ticket, self._people(arrival, forwarded), known=())
         events = [
             Event(
                 ticket,
@@ -291,7 +301,8 @@ class Applier:
                 message_row=row,
                 new=self.desk.workflow.initial,
                 detail=f"{decision.reason}; {submitted.type}/{submitted.priority} from "
-                f"{submitted.reason}",
+                f"{submitted.reason}"
+                + (f"; forwarded by {arrival.author}, for {forwarded.email}" if forwarded else ""),
             )
         ]
         if linked is not None:
@@ -302,11 +313,37 @@ class Applier:
         tx.history.add_events(events)
         self._privacy(tx, ticket, arrival, row)
         change = replace(
-            change_of(arrival, ticket), new_ticket=True, asked_priority=submitted.asked_priority
+            change_of(arrival, ticket),
+            new_ticket=True,
+            asked_priority=submitted.asked_priority,
+            forwarded=forwarded is not None,
         )
         self.notifier.after(tx, change, now, view=replace(opened, participants=tuple(people)))
         log.info("ticket.created", ticket=f"#{ticket}", queue=decision.queue)
         return Outcome(arrival.spool_id, Action.CREATED, ticket, decision.reason)
+
+    def _people(self, arrival: Arrival, forwarded: Address | None) -> tuple[Participant, ...]:
+        """A new ticket's people; first, for an agent's forward, the customer who asks."""
+        found = participants(arrival.mail, self.policy, new_ticket=True)
+        if forwarded is None:
+            return found
+        domain = forwarded.email.rpartition("@")[2]
+        return (Participant(forwarded.email, forwarded.name, Role.REQUESTER, domain), *found)
+
+    def _forwarded(self, arrival: Arrival) -> Address | None:
+        """The customer whose mail an agent forwarded to open a ticket for them (``[intake]
+        forwarded_requester``), where the desk trusts the agent's From: its receiving
+        servers vouch for it when ``trusted_authserv_ids`` is set."""
+        mail = arrival.mail
+        author = sender(mail)
+        if not self.intake.forwarded_requester or author is None or mail.from_count != 1:
+            return None
+        if not self.policy.is_agent(author) or arrival.item.classified.automatic:
+            return None
+        trusted = self.intake.trusted_authserv_ids
+        if trusted and authenticated(mail, trusted) is None:
+            return None
+        return forwarded_author(mail, self.policy)
 
     def _privacy(self, tx: Tx, ticket: int, arrival: Arrival, row: int) -> None:
         """Record masked BSN numbers; tell a customer once, ever, not to send them."""
