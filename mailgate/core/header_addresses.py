@@ -58,7 +58,13 @@ def header_addresses(
     found: list[Address] = []
     for value in raw_headers(msg, name):
         text = _raw_for_addresses(value, fallbacks)
-        read = addresses(email.utils.getaddresses([text]), fallbacks)
+        single = _ONE_ANGLE_ADDRESS.match(text)
+        pairs = (
+            [(single.group(1).strip('"'), single.group(2))]
+            if single
+            else email.utils.getaddresses([text])
+        )
+        read = addresses(pairs, fallbacks)
         if not read and not CONTROLS.search(text):  # never repair an address around a NUL
             read = addresses((("", a) for a in BARE_ADDRESS.findall(text)), fallbacks)
         found.extend(read)
@@ -66,6 +72,10 @@ def header_addresses(
 
 
 _QUOTED_PAIR = re.compile(r"\\(.)")
+# One mailbox in brackets after a display name with no comma or bracket of its own, which
+# may itself look like an address ("alice@example.com <bob@example.com>"): the address in
+# brackets is the one, as every mail client shows it.
+_ONE_ANGLE_ADDRESS = re.compile(r'^\s*("[^"]*"|[^<>,"]*?)\s*<([^<>\s,]+@[^<>\s,]+)>\s*$')
 # An address anywhere in a header value, for values too broken for the standard reading.
 BARE_ADDRESS = re.compile(r"[^\s<>\"'(),;:@\[\]]+@[a-z0-9-]+(?:\.[a-z0-9-]+)+\.?", re.IGNORECASE)
 

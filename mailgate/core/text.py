@@ -31,8 +31,18 @@ _SKIP_TAGS = frozenset({"script", "style", "head", "title", "template"})
 # Where mail clients put the quoted original in an HTML reply: elements dropped whole
 # (Gmail, Yahoo, Thunderbird, Proton, Apple Mail's cite blockquote), and markers after which
 # everything is history (Outlook's reply header and its "append on send" point).
-QUOTE_CLASSES = frozenset({"gmail_quote", "yahoo_quoted", "moz-cite-prefix", "protonmail_quote"})
-HISTORY_MARKERS = frozenset({"divrplyfwdmsg", "appendonsend", "stopspelling"})
+QUOTE_CLASSES = frozenset(
+    {
+        "gmail_quote", "gmail_quote_container", "yahoo_quoted", "moz-cite-prefix",
+        "protonmail_quote", "yandex_quote", "outlookmessageheader", "zmail_extra",
+    }
+)  # fmt: skip
+HISTORY_MARKERS = frozenset(
+    {"divrplyfwdmsg", "appendonsend", "stopspelling", "mail-editor-reference-message-container"}
+)
+# Outlook 2003-2010 and Word draw a rule above the quoted header block: a div with only a
+# top border in one of these colours; everything from it on is history.
+_OUTLOOK_RULE = re.compile(r"border-top:\s*solid\s+#(b5c4df|e1e1e1)", re.IGNORECASE)
 _VOID_TAGS = frozenset({"br", "hr", "img", "input", "meta", "link", "wbr", "col", "area"})
 
 
@@ -44,20 +54,27 @@ class _TextExtractor(HTMLParser):
         self.drop_quotes = drop_quotes
         self._dropping: list[str] = []  # tag names opened inside a dropped quote
         self._done = False
+        self.quoted = False  # a quote or the history was found (and left out)
 
     def _starts_quote(self, tag: str, attrs: list[tuple[str, str | None]]) -> bool:
         values = {name: (value or "") for name, value in attrs}
-        classes = set(values.get("class", "").split())
-        if classes & QUOTE_CLASSES:
+        classes = {c.lower() for c in values.get("class", "").split()}
+        # Every blockquote: Apple's and Thunderbird's type=cite, and the bare ones of
+        # Yandex, Mail.ru and Outlook.com; a reply's own text is not written in one.
+        return bool(classes & QUOTE_CLASSES) or tag == "blockquote"
+
+    def _starts_history(self, tag: str, attrs: list[tuple[str, str | None]]) -> bool:
+        values = {name: (value or "") for name, value in attrs}
+        if values.get("id", "").lower() in HISTORY_MARKERS:
             return True
-        return tag == "blockquote" and values.get("type", "").lower() == "cite"
+        return tag == "div" and bool(_OUTLOOK_RULE.search(values.get("style", "")))
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if self.drop_quotes:
             if self._done:
                 return
-            if any(n == "id" and (v or "").lower() in HISTORY_MARKERS for n, v in attrs):
-                self._done = True
+            if self._starts_history(tag, attrs):
+                self._done = self.quoted = True
                 return
             if self._dropping:
                 if tag not in _VOID_TAGS:
@@ -65,6 +82,7 @@ class _TextExtractor(HTMLParser):
                 return
             if tag not in _VOID_TAGS and self._starts_quote(tag, attrs):
                 self._dropping.append(tag)
+                self.quoted = True
                 return
         if tag in _SKIP_TAGS:
             self._skip += 1
@@ -96,6 +114,11 @@ def html_to_text(html: str, *, drop_quotes: bool = False) -> str:
 
     ``drop_quotes``: leave out the quoted original that mail clients mark in HTML.
     """
+    return _html_text(html, drop_quotes=drop_quotes)[0]
+
+
+def _html_text(html: str, *, drop_quotes: bool) -> tuple[str, bool]:
+    """``html_to_text``, and whether a quote or the history was left out."""
     parser = _TextExtractor(drop_quotes=drop_quotes)
     try:
         parser.feed(html)
@@ -104,7 +127,7 @@ def html_to_text(html: str, *, drop_quotes: bool = False) -> str:
         pass
     text = "".join(parts for parts in parser.parts)
     lines = [re.sub(r"[ \t\xa0]+", " ", line).strip() for line in text.splitlines()]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip(), parser.quoted
 
 
 # What stored HTML may keep: nh3's (Ammonia's) safe tags and attributes, and links and
@@ -120,18 +143,23 @@ def sanitize_html(html: str) -> str:
 # The verb of a "... wrote:" line, in the languages of the corpus and our customers.
 _WROTE = (
     r"(wrote|schreef|het volgende geschreven|geschreven|schrieb|a\s+écrit|escreveu|escribió|"
-    r"skrev|napisał(\(a\))?|написал(\(а\)|а)?|пише|scrisse|ha scritto|kirjoitti|írta|yazdı)"
+    r"ha escrito|skrev|napisał(\(a\))?|pisze|написал(\(а\)|а)?|пише|scrisse|ha scritto|"
+    r"kirjoitti|írta|yazdı|写道|寫道|작성)"
 )
 # A "... wrote:" line names its author or date: an address or a digit must be in it.
 _WROTE_LINE = re.compile(
-    rf"^(?=.*(@|\d)).{{0,400}}\b{_WROTE}"
+    rf"^(?=.*(@|\d)).{{0,400}}(\b|(?=写道|寫道|작성)){_WROTE}"
     r"(\s+am\s.{0,60}|\s+[^:]{0,80}[<@\"][^:]{0,80}|\s+het volgende geschreven)?"
-    r"(\s*:\s*|\s+-{2,}\s*)$",
+    r"(\s*[:：]\s*|\s+-{2,}\s*)$",
     re.IGNORECASE,
 )
+# The intro of clients that write no verb (Gmail in Russian and Japanese, Yandex, Mail.ru):
+# a date, then the author's address in brackets, then the colon.
+_DATED_AUTHOR_LINE = re.compile(r"^(?=.*\d).{0,200}<[^<>\s]+@[^<>\s]+>\s*[:：]\s*$")
 # Lines that a mail client writes directly above the quoted original.
 QUOTE_INTROS: tuple[re.Pattern[str], ...] = (
     _WROTE_LINE,
+    _DATED_AUTHOR_LINE,
     re.compile(r"^.{0,200}\byou wrote:\s*$", re.IGNORECASE),  # "At 6/16/2016 08:32 PM, you wrote:"
     re.compile(r"^\s*\d{4}-\d{2}-\d{2} \d{1,2}:\d{2} GMT[+-]\d{2}:\d{2} .{1,200}$"),  # Gmail
     re.compile(r"^\s*\d{4}/\d{1,2}/\d{1,2} .{1,200}@.{1,200}$"),  # older Gmail: date, name, address
@@ -141,7 +169,9 @@ FORWARD_SEPARATOR = re.compile(
     r"Message transféré)\s*-{2,}[*_]?\s*$",
     re.IGNORECASE,
 )
-_HEADER_WORDS = r"(From|Van|Von|De|Da|Från|Od|От)"
+# The author line of a quoted header block: en, nl, de, fr/es/pt, it, sv, da/no, pl, ru, fi,
+# ja, zh (simplified and traditional), ko.
+_HEADER_WORDS = r"(From|Van|Von|De|Da|Från|Fra|Od|От|Lähettäjä|差出人|发件人|寄件者|보낸 사람)"
 QUOTE_HEADERS: tuple[re.Pattern[str], ...] = (
     *QUOTE_INTROS,
     re.compile(
@@ -152,7 +182,7 @@ QUOTE_HEADERS: tuple[re.Pattern[str], ...] = (
     ),
     re.compile(r"^\s*_{20,}\s*$"),  # Outlook's rule above its header block
     re.compile(r"^\s*-{25,}\s*$"),  # and the dashed one of Outlook on the web
-    re.compile(rf"^\s*\*?{_HEADER_WORDS}\*?\s*:\s*.+$", re.IGNORECASE),  # header block
+    re.compile(rf"^\s*\*?{_HEADER_WORDS}\*?\s*[:：]\s*.+$", re.IGNORECASE),  # header block
 )
 
 
@@ -183,13 +213,15 @@ def _is_quote_header(lines: list[str], index: int) -> bool:
     line = lines[index]
     if not any(pattern.match(line) for pattern in QUOTE_HEADERS):
         return False
-    if re.match(rf"^\s*\*?{_HEADER_WORDS}\*?\s*:", line, re.IGNORECASE):
+    if re.match(rf"^\s*\*?{_HEADER_WORDS}\*?\s*[:：]", line, re.IGNORECASE):
         # An Outlook header block: From: followed within three lines by Sent/Date/To.
         following = " ".join(lines[index + 1 : index + 4])
         return bool(
             re.search(
-                r"\b(Sent|Verzonden|Gesendet|Envoy[ée]|Date|Datum|Data|Inviato|To|Aan|An|A|"
-                r"Skickat|Till|Enviado|Para|Wysłano|Отправлено)\*?\s*:",
+                r"(\b(Sent|Verzonden|Gesendet|Envoy[ée]|Date|Datum|Data|Inviato|To|Aan|An|A|"
+                r"Skickat|Till|Sendt|Til|Enviado|Fecha|Para|Wysłano|Do|Отправлено|Дата|Кому|"
+                r"Lähetetty|Vastaanottaja|Päivämäärä)|送信日時|宛先|发送时间|收件人|寄件日期|"
+                r"收件者|보낸 날짜|받는 사람)\*?\s*[:：]",
                 following,
                 re.IGNORECASE,
             )
@@ -208,7 +240,7 @@ def forwarded_from(text: str) -> str | None:
     return None
 
 
-_AUTHOR_LINE = re.compile(rf"^\s*[>]*\s*\*?{_HEADER_WORDS}\*?\s*:\s*(.+)$", re.IGNORECASE)
+_AUTHOR_LINE = re.compile(rf"^\s*[>]*\s*\*?{_HEADER_WORDS}\*?\s*[:：]\s*(.+)$", re.IGNORECASE)
 _INTRO_START = re.compile(r"^\s*(On|Op|Am|Le|Em|El|Den|Dnia|Il)\b", re.IGNORECASE)
 
 
@@ -307,8 +339,32 @@ def visible_text(text: str) -> str:
 
 
 def visible_reply(mail: ParsedMail) -> str:
-    """The visible text of a mail: from its HTML without the quoted elements when it had no
-    plain-text part, else from its text."""
-    if mail.text_from_html and mail.html is not None:
-        return visible_text(html_to_text(mail.html, drop_quotes=True)) or visible_text(mail.text)
-    return visible_text(mail.text)
+    """The visible text of a mail, the HTML's structure first: without the elements its
+    client marked as the quote (``QUOTE_CLASSES``, blockquotes, the history markers).
+    From the HTML when the mail had no plain-text part; else from its text, cut where the
+    HTML's reply ends when the text's own quote header was not recognised."""
+    plain = visible_text(mail.text)
+    if mail.html is None:
+        return plain
+    text, quoted = _html_text(mail.html, drop_quotes=True)
+    from_html = visible_text(text) if text else ""
+    if mail.text_from_html:
+        return from_html or plain
+    if quoted and from_html and len(from_html) < len(plain):
+        return _cut_where(plain, from_html)
+    return plain
+
+
+def _cut_where(plain: str, reply: str) -> str:
+    """``plain`` up to the line where the words of ``reply`` end; ``plain`` whole when
+    its words do not start with them (the two parts say different things)."""
+    words = reply.split()
+    seen: list[str] = []
+    lines = plain.splitlines()
+    for index, line in enumerate(lines):
+        seen.extend(line.split())
+        if seen[: len(words)] != words[: len(seen)]:
+            return plain
+        if len(seen) >= len(words):
+            return "\n".join(lines[: index + 1]).strip() if len(seen) == len(words) else plain
+    return plain

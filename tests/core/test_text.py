@@ -223,3 +223,18 @@ def test_stored_html_is_sanitised_and_keeps_inline_images() -> None:
     assert "onclick" not in clean and "<style" not in clean and "data:" not in clean
     assert 'src="cid:scherm@customer.nl"' in clean
     assert 'href="https://example.org/x"' in clean
+
+
+def _client_ids() -> list[str]:
+    from tests.replies import client_replies
+
+    return [client for client, _, _ in client_replies()]
+
+
+@pytest.mark.parametrize("client", _client_ids())
+def test_each_client_familys_reply_is_cut_where_its_quote_begins(client: str) -> None:
+    from mailgate.core.parse import parse_mail
+    from tests.replies import client_replies
+
+    raw, expected = next((raw, text) for name, raw, text in client_replies() if name == client)
+    assert visible_reply(parse_mail(raw)) == expected
