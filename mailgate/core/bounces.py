@@ -123,6 +123,8 @@ def delivery_report(mail: ParsedMail, raw: bytes) -> DeliveryReport:
         recipients[standard.strip().strip("<>").lower()] = None
     for address in (*permanent_found, *temporary):
         recipients.setdefault(address, None)
+    if not recipients and raw:  # a detector too: vendors' own wording, where nothing else read
+        recipients.update(dict.fromkeys(vendor_recipients(mail.text)))
     status = fields.get("status")
     action = fields.get("action", "").lower()
     if status is not None or action:  # the standard report decides
@@ -144,6 +146,38 @@ def delivery_report(mail: ParsedMail, raw: bytes) -> DeliveryReport:
         permanent,
         original_message_ids(msg, mail.text),
     )
+
+
+# --- vendors' own wording --------------------------------------------------------------------
+
+# Sentences that name the failed address, as Microsoft 365, Exchange, Gmail and Domino
+# write them (the texts sisimai's per-vendor readers start from).
+_VENDOR_NAMED = re.compile(
+    r"(Your message to|Your message wasn't delivered to|Delivery to the following recipient "
+    r"failed permanently:|could not deliver (?:the )?(?:message|mail) to)\s*<?"
+    r"([\w.!#$%&'*+/=?^`{|}~-]+@[\w.-]+\.[a-z]{2,})>?",
+    re.IGNORECASE,
+)
+# Lines that introduce a list of failed addresses on the lines below them.
+_VENDOR_LIST = re.compile(
+    r"^\s*(Delivery has failed to these recipients or groups:|The following recipient\(s\) "
+    r"(?:could not be reached|cannot be reached):|Delivery to the following recipients? "
+    r"failed:|The following addresses had permanent fatal errors|Your message was not "
+    r"delivered to:|Failed Recipient[s]?:)\s*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_ANY_ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}", re.I)
+
+
+def vendor_recipients(text: str) -> list[str]:
+    """The failed addresses a bounce names in a vendor's own sentences, when it carries no
+    standard report and no format the detectors know."""
+    found = [m.group(2).lower() for m in _VENDOR_NAMED.finditer(text)]
+    for intro in _VENDOR_LIST.finditer(text):
+        following = text[intro.end() :].lstrip("\r\n").split("\n\n", 1)[0].splitlines()[:8]
+        for line in following:
+            found.extend(a.lower() for a in _ANY_ADDRESS.findall(line))
+    return [a for a in dict.fromkeys(found) if _ADDRESS.match(a)]
 
 
 # --- abuse feedback reports (RFC 5965) ------------------------------------------------------

@@ -107,16 +107,23 @@ AUTO_REPLY_SUBJECTS = re.compile(
     r"r[ée]ponse automatique|absence|abwesend|en cong[ée]s?)\b",
     re.IGNORECASE,
 )
-# Subjects that mail servers write on a delivery failure.
+# Subjects that mail servers write on a delivery failure, with the prefixes Exchange and
+# Microsoft 365 write in the languages of their users.
 BOUNCE_SUBJECTS = re.compile(
     r"(undeliver|returned mail|delivery (status notification|failure|has failed|failed)|"
-    r"mail delivery (failed|failure|system)|failure notice|could not be delivered|"
+    r"mail delivery (failed|failure|system)|failure notice|could( not|n't) be delivered|"
     r"unzustellbar|onbestelbaar|non remis|non-?deliver|delivery notification|not delivered|"
-    r"failed mail|mail error|delivery (problem|warning)|processing error|delayed \d+ hours)",
+    r"wasn't delivered|failed mail|mail error|mail system error|delivery (problem|warning)|"
+    r"processing error|delayed \d+ hours|could not send message|"
+    r"no se puede entregar|non recapitabile|não (é possível entregar|entregue)|"
+    r"niedostarczalne|nie można dostarczyć|недоставля|не удается доставить|"
+    r"olevererbar|ej levererbar|kan ikke leveres|ikke levert|ei voitu toimittaa|"
+    r"配信不能|无法投递|無法傳遞|전달되지 않음)",
     re.IGNORECASE,
 )
 BOUNCE_SENDERS = re.compile(
-    r"^(mailer-daemon|postmaster|mail-?daemon|mdaemon|mail\.delivery\.system)([+-].*)?@",
+    r"^(mailer-daemon|postmaster|mail-?daemon|mdaemon|mail\.delivery\.system|"
+    r"microsoftexchange[0-9a-f]{16,})([+-].*)?@",
     re.IGNORECASE,
 )
 MACHINE_SENDERS = re.compile(

@@ -152,3 +152,41 @@ def test_a_providers_json_notification_is_read_like_a_report(
 def test_json_that_is_no_notification_is_a_persons_mail() -> None:
     raw = b'From: dev@customer.nl\r\nSubject: config\r\n\r\n{"notificationType": 3, "x": [1]}\r\n'
     assert classify(parse_mail(raw)).category is Category.PERSON
+
+
+O365 = (
+    "From: Microsoft Outlook <MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@contoso.com>\r\n"
+    "To: support@example.com\r\nSubject: {subject}\r\nAuto-Submitted: auto-replied\r\n"
+    "Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("subject", "body"),
+    [
+        (
+            "Undeliverable: Ontvangen",
+            "Your message to alice@customer.nl couldn't be delivered.\r\nalice wasn't found at "
+            "customer.nl.\r\nRemote Server returned '550 5.1.10 RESOLVER.ADR.RecipientNotFound'",
+        ),
+        (
+            "Onbestelbaar: Ontvangen",
+            "Delivery has failed to these recipients or groups:\r\n\r\nalice@customer.nl "
+            "(alice@customer.nl)\r\nThe e-mail address you entered couldn't be found.\r\n\r\n"
+            "Diagnostic information for administrators:\r\n550 5.1.1 User unknown",
+        ),
+        (
+            "No se puede entregar: Ontvangen",
+            "Your message wasn't delivered to alice@customer.nl because the address couldn't "
+            "be found. 550 5.1.1",
+        ),
+    ],
+)
+def test_vendor_bounces_without_a_report_are_bounces_and_name_the_address(
+    subject: str, body: str
+) -> None:
+    raw = O365.format(subject=subject, body=body).encode()
+    mail = parse_mail(raw)
+    assert classify(mail).category is Category.BOUNCE
+    report = delivery_report(mail, raw)
+    assert report.recipients == ("alice@customer.nl",) and report.permanent
