@@ -71,7 +71,7 @@ def bounces(corpus: Path, show: bool) -> None:
 
 
 def replies(corpus: Path, show: bool) -> None:
-    total = exact = 0
+    total = exact = loose = 0
     for entry in _entries(corpus):
         expect = entry.get("expect") or {}
         assert isinstance(expect, dict)
@@ -85,11 +85,16 @@ def replies(corpus: Path, show: bool) -> None:
             else parse_mail(raw).text
         )
         got = visible_text(text.replace("\r\n", "\n")).strip()
-        ok = got == str(expect["visible_reply_text"]).strip()
+        wanted = str(expect["visible_reply_text"]).strip()
+        ok = got == wanted
         exact += ok
+        loose += " ".join(got.split()) == " ".join(wanted.split())
         if show and not ok:
             print(f"  miss: {entry['id']}")
-    print(f"replies: {exact}/{total} visible texts exact ({exact / total:.0%})")
+    print(
+        f"replies: {exact}/{total} visible texts exact ({exact / total:.0%}), "
+        f"{loose}/{total} equal but for white space ({loose / total:.0%})"
+    )
 
 
 def feedback_reports() -> None:
