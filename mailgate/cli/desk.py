@@ -14,8 +14,9 @@ from mailgate.app import App
 from mailgate.cli.output import EX_FAILED, EX_OK, EX_USAGE, print_json, read_file, ref
 from mailgate.cli.service import deliver, resolve_ref
 from mailgate.core.desk import Plan, Refusal
-from mailgate.core.model import Action, MessageView, TicketView
+from mailgate.core.model import PRIORITIES, Action, MessageView, TicketView
 from mailgate.core.notify import Kind
+from mailgate.core.terms import priority, ticket_type
 from mailgate.errors import NotFound
 from mailgate.intake.spool import SERVER_SOURCE, Received
 from mailgate.store.db import session, storage_errors
@@ -61,6 +62,18 @@ def ticket_json(app: App, ticket: TicketView, *, with_messages: bool) -> dict[st
     return result
 
 
+def _login() -> str:
+    """Who runs a command without ``--from``: the login user on this host, for the log."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        user = "unknown"
+    return f"{user}@{socket.gethostname()} (command line)"
+
+
 def _message_json(m: MessageView) -> dict[str, Any]:
     return {
         "direction": m.direction,
@@ -79,24 +92,77 @@ def _message_json(m: MessageView) -> dict[str, Any]:
 
 
 async def tickets(app: App, args: argparse.Namespace, out: TextIO) -> int:
+    """The tickets that match every filter given, in the order asked, with a header."""
+    status = None
+    if args.status:
+        state = app.config.workflow.find(args.status)
+        if state is None:
+            names = ", ".join(s.name for s in app.config.workflow.states)
+            print(f"mailgate: no status {args.status!r}; known: {names}", file=sys.stderr)
+            return EX_USAGE
+        status = state.name
     with storage_errors("list tickets"):
         async with session(app.engine) as s:
             repo = Repo(s)
             numbers = await repo.tickets_list(
-                status=args.status, action_by=args.action_by, assignee=args.assignee
+                status=status, action_by=args.action_by, assignee=args.assignee
             )
             views = [await repo.ticket_view(n, with_messages=False) for n in numbers]
-    tickets = [v for v in views if v is not None]
+    found = _sorted([v for v in views if v is not None and _matches(v, args)], args.sort)
     if args.json:
-        print_json(out, [ticket_json(app, t, with_messages=False) for t in tickets])
+        print_json(out, [ticket_json(app, t, with_messages=False) for t in found])
         return EX_OK
-    for t in tickets:
+    if not found:
+        print("no tickets", file=out)
+        return EX_OK
+    row = "{:<7} {:<18} {:<8} {:<9} {:<20} {:<30} {}"
+    print(
+        row.format("TICKET", "STATUS", "ACTS", "PRIORITY", "TYPE", "REQUESTER", "TITLE"), file=out
+    )
+    for t in found:
+        requester = t.requester or "-"
         print(
-            f"#{t.number:<6} {t.status:<16} {t.action_by:<8} {t.priority:<8} "
-            f"{t.requester or '-':<30} {t.title}",
+            row.format(
+                f"#{t.number}", t.status, t.action_by, t.priority, t.type, requester, t.title
+            ),
             file=out,
         )
     return EX_OK
+
+
+def _matches(view: TicketView, args: argparse.Namespace) -> bool:
+    """Whether ``view`` passes the filters of ``tickets`` (words in English or Dutch)."""
+    if args.priority and view.priority != (priority(args.priority) or args.priority):
+        return False
+    if args.type_ and view.type != (ticket_type(args.type_) or args.type_):
+        return False
+    if args.queue and view.queue != args.queue:
+        return False
+    if args.requester and (view.requester or "").lower() != args.requester.lower():
+        return False
+    if args.organisation and (view.organisation or "").lower() != args.organisation.lower():
+        return False
+    text = f"{view.title} {view.requester or ''}".lower()
+    return not args.search or args.search.lower() in text
+
+
+def _sorted(views: list[TicketView], key: str) -> list[TicketView]:
+    if key == "priority":  # "incidents first": the most urgent, and among them bugs
+        return sorted(
+            views, key=lambda v: (_rank(PRIORITIES, v.priority), _rank(_TYPE_ORDER, v.type))
+        )
+    if key == "type":
+        return sorted(views, key=lambda v: (_rank(_TYPE_ORDER, v.type), v.number))
+    if key == "updated":
+        return sorted(views, key=lambda v: v.updated_at, reverse=True)
+    return views
+
+
+_TYPE_ORDER = ("bug", "question", "configuration_change", "extra_request", "feedback")
+
+
+def _rank(order: tuple[str, ...], value: str) -> int:
+    return order.index(value) if value in order else len(order)
 
 
 async def show(app: App, args: argparse.Namespace, out: TextIO) -> int:
@@ -148,7 +214,7 @@ async def change(app: App, args: argparse.Namespace, out: TextIO) -> int:
         fields = ", ".join(SET_FIELDS)
         print(f"mailgate: expected FIELD=VALUE with FIELD one of {fields}", file=sys.stderr)
         return EX_USAGE
-    actor = (args.author or "cli").lower()
+    actor = (args.author or _login()).lower()
     now = app.clock.now()
 
     def carry_out(conn: Connection) -> Plan | Refusal:

@@ -81,11 +81,23 @@ def _mail_commands(sub: Commands) -> None:
 
 def _desk_commands(sub: Commands) -> None:
     """The team's: tickets, set, reply, note, show, sla, preview."""
-    tickets = sub.add_parser("tickets", help="list tickets")
+    tickets = sub.add_parser("tickets", help="list tickets, filtered, searched and sorted")
     tickets.add_argument("--json", action="store_true")
-    tickets.add_argument("--status", metavar="STATE")
+    tickets.add_argument("--status", metavar="STATE", help="a state's name or its label")
     tickets.add_argument("--action-by", choices=("support", "customer", "nobody"))
     tickets.add_argument("--assignee", metavar="ADDR")
+    tickets.add_argument("--priority", metavar="PRIORITY", help="e.g. high or hoog")
+    tickets.add_argument("--type", dest="type_", metavar="TYPE", help="e.g. bug or vraag")
+    tickets.add_argument("--queue", metavar="NAME")
+    tickets.add_argument("--requester", metavar="ADDR")
+    tickets.add_argument("--organisation", metavar="DOMAIN")
+    tickets.add_argument("--search", metavar="TEXT", help="in titles and requesters")
+    tickets.add_argument(
+        "--sort",
+        choices=("number", "priority", "type", "updated"),
+        default="number",
+        help="priority: critical first, then by type (bugs first); updated: latest first",
+    )
     setter = sub.add_parser(
         "set", help="change a ticket: status=... priority=... type=... assignee=..."
     )

@@ -14,19 +14,24 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 from mailgate.core.address import AddressPolicy
-from mailgate.core.commands import Command, CommandBlock, Verb
+from mailgate.core.commands import VERBS, Command, CommandBlock, Verb
 from mailgate.core.desk import Plan, Refusal, TicketState, plan_agent
 from mailgate.core.tokens import TokenCodec, ticket_number
 from mailgate.errors import NotFound
 from mailgate.store.repos import Tx
 from mailgate.tickets.effects import Desk
 
-# ``mailgate set``'s fields, each the agent command that changes it.
+# ``mailgate set``'s fields, each the agent command that changes it; the words agents
+# type in their commands (``prioriteit``, ``toestand``, ``soort`` ...) name them too.
 SET_FIELDS = {
     "status": Verb.STATUS,
     "priority": Verb.PRIORITY,
     "type": Verb.TYPE,
     "assignee": Verb.ASSIGN,
+}
+_FIELD_WORDS = {
+    **{word: verb for word, verb in VERBS.items() if verb in SET_FIELDS.values()},
+    **SET_FIELDS,
 }
 
 
@@ -59,7 +64,7 @@ def field_commands(changes: Sequence[str]) -> list[Command] | None:
     commands = []
     for change in changes:
         key, eq, value = change.partition("=")
-        verb = SET_FIELDS.get(key.strip().lower())
+        verb = _FIELD_WORDS.get(key.strip().lower())
         if not eq or verb is None:
             return None
         commands.append(Command(verb, value.strip(), f"{key}={value}"))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from mailgate.cli.output import EX_USAGE
 from tests.conftest import TEST_SECRET, write_config_file
 from tests.mails import make_mail
 
@@ -431,3 +432,43 @@ def test_the_pipe_and_help_import_only_what_they_need(config_file: Path, tmp_pat
     helped = modules("ingest", "--help")
     assert "mailgate.cli.parser" in helped
     assert {m for m in helped if m.split(".")[0] in {"sqlalchemy", "structlog"}} == set()
+
+
+def test_tickets_filters_searches_and_sorts_in_the_teams_words(config_file: Path) -> None:
+    for subject, sender in (
+        ("Vraag over facturen", "alice@customer.nl"),
+        ("URGENT: app crasht bij inloggen", "bob@other.nl"),
+        ("Idee voor het rapport", "carol@customer.nl"),
+    ):
+        made = mailgate(
+            config_file, "ingest", "--now", stdin=make_mail(subject=subject, sender=sender)
+        )
+        assert made.returncode == 0, made.stderr
+    listed = json.loads(mailgate(config_file, "tickets", "--json").stdout)
+    refs = {t["title"]: t["ref"] for t in listed}
+    crash = refs["URGENT: app crasht bij inloggen"]
+    assert mailgate(config_file, "set", crash, "prioriteit=kritiek", "soort=bug").returncode == 0
+    events = json.loads(mailgate(config_file, "show", crash, "--json").stdout)["events"]
+    changed = [e for e in events if e["field"] == "priority"]
+    assert changed and changed[-1]["actor"].endswith("(command line)")  # who, not "cli"
+
+    def tickets(*args: str) -> list[str]:
+        done = mailgate(config_file, "tickets", "--json", *args)
+        assert done.returncode == 0, done.stderr
+        return [t["ref"] for t in json.loads(done.stdout)]
+
+    assert tickets("--sort", "priority")[0] == crash  # incidents first
+    assert tickets("--priority", "kritiek") == [crash]
+    assert tickets("--type", "bug") == [crash]
+    assert tickets("--search", "FACTUREN") == [refs["Vraag over facturen"]]
+    assert tickets("--organisation", "customer.nl") == [
+        refs["Vraag over facturen"], refs["Idee voor het rapport"]
+    ]  # fmt: skip
+    assert tickets("--requester", "bob@other.nl") == [crash]
+    assert len(tickets("--status", "Nieuw")) == 3  # the label the team uses
+    unknown = mailgate(config_file, "tickets", "--status", "zoek")
+    assert unknown.returncode == EX_USAGE and b"known:" in unknown.stderr
+    table = mailgate(config_file, "tickets", "--sort", "priority").stdout.decode().splitlines()
+    assert table[0].split()[:3] == ["TICKET", "STATUS", "ACTS"] and crash in table[1]
+    empty = mailgate(config_file, "tickets", "--search", "niets van dit alles")
+    assert empty.stdout.decode().strip() == "no tickets"
