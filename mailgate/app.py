@@ -212,7 +212,7 @@ def _wire(
         blocking=blocking,
         raw=None if in_database else BlobStore(config.spool_dir, ".eml"),
         attachments=None if in_database else BlobStore(config.attachment_dir),
-        preparer=Preparer(codec, policy, config.intake),
+        preparer=Preparer(codec, policy, config.intake, templates.subject_prefixes()),
         applier=_applier(config, desk, notifier, policy),
         worker=config.worker,
         clock=clock,

@@ -131,7 +131,9 @@ def _understood(app: App, entry: SpoolEntry, raw: bytes) -> list[tuple[str, str]
     )
     kind = classify(mail, entry.envelope_from, app.codec.installation_id)
     author = f"{mail.from_addr.email} (from {mail.from_header})" if mail.from_addr else "none found"
-    evidence = gather_evidence(mail, entry.envelope_to, app.codec, app.policy)
+    evidence = gather_evidence(
+        mail, entry.envelope_to, app.codec, app.policy, app.processor.preparer.own_prefixes
+    )
     found = (
         [f"{h} <{m}>" for h, m in evidence.references]
         + [

@@ -105,9 +105,14 @@ def recipients(mail: ParsedMail, envelope: Iterable[str]) -> tuple[str, ...]:
 
 
 def gather_evidence(
-    mail: ParsedMail, envelope: Iterable[str], codec: TokenCodec, policy: AddressPolicy
+    mail: ParsedMail,
+    envelope: Iterable[str],
+    codec: TokenCodec,
+    policy: AddressPolicy,
+    own_prefixes: tuple[str, ...] = (),
 ) -> Evidence:
-    """Read every routing sign out of ``mail``; pure."""
+    """Read every routing sign out of ``mail``; pure. ``own_prefixes``: what our notices'
+    subjects put before a title (``Templates.subject_prefixes``)."""
     references = [("In-Reply-To", mid) for mid in mail.in_reply_to]
     references += [("References", mid) for mid in reversed(mail.references)]
     unique: dict[str, tuple[str, str]] = {}
@@ -139,7 +144,7 @@ def gather_evidence(
         subject_tokens=codec.find_in_subject(mail.subject),
         plus_tokens=tuple(plus_tokens),
         queue=queue,
-        title=clean_subject(mail.subject, remove=codec.tag_spans(mail.subject)),
+        title=clean_subject(mail.subject, remove=codec.tag_spans(mail.subject), own=own_prefixes),
         bounces=tuple(bounces),
     )
 

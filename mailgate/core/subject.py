@@ -94,17 +94,28 @@ def strip_prefixes(subject: str) -> str:
         text = stripped
 
 
-def clean_subject(subject: str | None, *, remove: tuple[str, ...] = ()) -> str:
+def clean_subject(
+    subject: str | None, *, remove: tuple[str, ...] = (), own: tuple[str, ...] = ()
+) -> str:
     """The ticket title for ``subject``: prefixes, tags and the ``remove`` spans dropped.
 
     ``remove`` holds literal substrings (our own ticket tags) to cut out wherever
     they stand; the prefixes are stripped again afterwards, since a tag may have
-    stood between two of them.
+    stood between two of them. ``own``: the words our notices put before a title
+    ("Status gewijzigd:"), dropped from the start of an answer to one of them (a
+    subject that carried our tag or a reply prefix), so that it is not a new title.
     """
     text = _SPACE_RE.sub(" ", subject or "")
+    answered = any(span in text for span in remove) or bool(_PREFIX_RE.match(text))
     for span in remove:
         text = text.replace(span, " ")
     text = strip_prefixes(_SPACE_RE.sub(" ", text)).strip(" -:")
+    if answered:
+        folded = text.casefold()
+        for prefix in sorted(own, key=len, reverse=True):
+            if prefix and folded.startswith(prefix.casefold()):
+                text = strip_prefixes(text[len(prefix) :].strip(" -:"))
+                break
     text = _SPACE_RE.sub(" ", text).strip()
     return _shorten(text) or NO_SUBJECT
 

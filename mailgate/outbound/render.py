@@ -10,7 +10,7 @@ file and line, not a failure at 3 a.m.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
@@ -133,6 +133,23 @@ class Templates:
                     problems.append(f"{kind.value}.{language}: {exc.message}")
         if problems:
             raise ConfigError(problems)
+
+    def subject_prefixes(self) -> tuple[str, ...]:
+        """What each notice's subject puts before the ticket's title, in every language
+        ("Status gewijzigd:", "Received:"): an answer to a notice must not make it a title."""
+        marker = "mailgate-title-marker"
+        context = replace(SAMPLE, ticket=replace(SAMPLE.ticket, title=marker))
+        found: dict[str, None] = {}
+        for kind in Kind:
+            for language in LANGUAGES:
+                try:
+                    subject = self.render(kind, language, context).subject
+                except (jinja2.TemplateError, ConfigError):
+                    continue
+                prefix = subject.partition(marker)[0].strip()
+                if marker in subject and prefix and SAMPLE.ticket.ref not in prefix:
+                    found[prefix] = None
+        return tuple(found)
 
     def _render_block(self, name: str, block: str, context: dict[str, Any]) -> str:
         template = self.env.get_template(name)

@@ -57,6 +57,7 @@ class Preparer:
     codec: TokenCodec
     policy: AddressPolicy
     intake: IntakeConfig
+    own_prefixes: tuple[str, ...] = ()  # our notices' subject prefixes (no new titles of them)
 
     def prepare(self, entry: SpoolEntry, raw: bytes, *, drop_raw: bool) -> Prepared:
         limits = self.intake
@@ -69,7 +70,9 @@ class Preparer:
             limits.max_attachments,
         )
         mail = replace(mail, attachments=kept)
-        evidence = gather_evidence(mail, entry.envelope_to, self.codec, self.policy)
+        evidence = gather_evidence(
+            mail, entry.envelope_to, self.codec, self.policy, self.own_prefixes
+        )
         classified = classify(mail, entry.envelope_from, self.codec.installation_id)
         report = None
         if (

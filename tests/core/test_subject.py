@@ -77,3 +77,21 @@ def test_empty_subject_becomes_no_subject(subject: str | None) -> None:
 def test_removed_spans_cut_anywhere_then_prefixes_again() -> None:
     assert clean_subject("Re: [#12-ABCDEFGH] AW: Printer", remove=("[#12-ABCDEFGH]",)) == "Printer"
     assert clean_subject("Printer [#12-ABCDEFGH]", remove=("[#12-ABCDEFGH]",)) == "Printer"
+
+
+def test_our_notices_prefix_is_no_title_in_an_answer_to_the_notice() -> None:
+    own = ("Status gewijzigd:", "Received:", "Ontvangen:")
+    tag = "[#12-ABCDEFGH]"
+    assert clean_subject(f"Re: {tag} Status gewijzigd: App crasht", remove=(tag,), own=own) == (
+        "App crasht"
+    )
+    assert clean_subject("AW: Received: Re: Printer", own=own) == "Printer"
+    assert clean_subject("Ontvangen: de bestelling", own=own) == "Ontvangen: de bestelling"
+
+
+def test_the_templates_name_every_subject_prefix_in_both_languages() -> None:
+    from mailgate.outbound.render import Templates
+
+    prefixes = Templates(None).subject_prefixes()
+    assert {"Status gewijzigd:", "Status changed:", "Ontvangen:", "Received:"} <= set(prefixes)
+    assert not [p for p in prefixes if "#" in p]  # never one naming a ticket
