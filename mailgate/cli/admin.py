@@ -11,7 +11,7 @@ from typing import TextIO
 from alembic.runtime.migration import MigrationContext
 
 from mailgate.app import App
-from mailgate.cli.output import EX_FAILED, EX_OK, EX_USAGE, print_json, ref
+from mailgate.cli.output import EX_FAILED, EX_OK, EX_USAGE, at, print_json, ref
 from mailgate.cli.progress import Steps
 from mailgate.config import Config
 from mailgate.daemon import run_daemon
@@ -135,7 +135,7 @@ async def quarantine(app: App, args: argparse.Namespace, out: TextIO) -> int:
         return EX_OK
     for e in entries:
         print(
-            f"{e.id:<6} {e.received_at:%Y-%m-%d %H:%M} {e.source:<10} {e.error} "
+            f"{e.id:<6} {at(app.desk.calendar.zone, e.received_at)} {e.source:<10} {e.error} "
             f"(traceback {e.traceback_id})",
             file=out,
         )

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 from sqlalchemy import Connection
 
 from mailgate.app import App
-from mailgate.cli.output import EX_FAILED, EX_OK, EX_USAGE, print_json, read_file, ref
+from mailgate.cli.output import EX_FAILED, EX_OK, EX_USAGE, at, print_json, read_file, ref
 from mailgate.cli.service import deliver, resolve_ref
 from mailgate.core.desk import Plan, Refusal
 from mailgate.core.model import PRIORITIES, Action, MessageView, TicketView
@@ -180,6 +180,7 @@ async def show(app: App, args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         print_json(out, ticket_json(app, ticket, with_messages=True))
         return EX_OK
+    zone = app.desk.calendar.zone
     print(f"{app.codec.subject_tag(ticket.number)} {ticket.title}", file=out)
     print(
         f"queue {ticket.queue} · type {ticket.type} · priority {ticket.priority} · "
@@ -194,12 +195,12 @@ async def show(app: App, args: argparse.Namespace, out: TextIO) -> int:
     if ticket.merged_into is not None:
         print(f"merged into #{ticket.merged_into}", file=out)
     print(
-        f"requester {ticket.requester or '-'} · last changed {ticket.updated_at:%Y-%m-%d %H:%M} "
+        f"requester {ticket.requester or '-'} · last changed {at(zone, ticket.updated_at)} "
         f"by {ticket.updated_by}",
         file=out,
     )
     for m in ticket.messages:
-        print(f"\n--- {m.created_at:%Y-%m-%d %H:%M} {m.kind} {m.from_addr or '-'}", file=out)
+        print(f"\n--- {at(zone, m.created_at)} {m.kind} {m.from_addr or '-'}", file=out)
         print(m.text, file=out)
         for a in m.attachments:
             print(f"    [attachment] {a.filename} ({a.size} bytes)", file=out)

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import TextIO
 
 from mailgate.app import App
-from mailgate.cli.output import EX_OK, print_json, ref
+from mailgate.cli.output import EX_OK, at, print_json, ref
 from mailgate.cli.service import deliver, spool_entry, with_app
 from mailgate.config import Config
 from mailgate.core.classify import classify
@@ -145,7 +145,8 @@ def _understood(app: App, entry: SpoolEntry, raw: bytes) -> list[tuple[str, str]
     steps: list[tuple[str, str]] = [
         (
             "received",
-            f"spool #{entry.id} from {entry.source} at {entry.received_at:%Y-%m-%d %H:%M:%S} UTC, "
+            f"spool #{entry.id} from {entry.source} at "
+            f"{at(app.desk.calendar.zone, entry.received_at)}, "
             f"envelope {entry.envelope_from or '<>'} -> {', '.join(entry.envelope_to) or '-'}",
         ),
         ("message-id", entry.message_id or "(none; the raw bytes are its identity)"),

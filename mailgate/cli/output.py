@@ -1,9 +1,9 @@
-"""What every command shares: the exit codes (sysexits(3)), JSON output, ticket references."""
+"""What every command shares: exit codes (sysexits(3)), JSON output, references, times."""
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any, TextIO
 
 from mailgate.errors import NotFound
@@ -14,6 +14,12 @@ EX_USAGE = 2
 EX_DATAERR = 65  # the mail is unusable
 EX_TEMPFAIL = 75  # a failure of ours: try again later
 EX_CONFIG = 78  # the configuration is wrong
+
+
+def at(zone: tzinfo, when: datetime | None) -> str:
+    """A moment as the desk reads it: in the desk's zone, with the zone's name (CET, CEST),
+    so that every command prints the same moment the same way."""
+    return f"{when.astimezone(zone):%a %Y-%m-%d %H:%M %Z}" if when else "-"
 
 
 def print_json(out: TextIO, value: object) -> None:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from mailgate.app import App
-from mailgate.cli.output import EX_OK, print_json
+from mailgate.cli.output import EX_OK, at, print_json
 from mailgate.cli.service import resolve_ref
 from mailgate.core.model import TicketView
 from mailgate.core.sla import Due, SlaClock, hours, status_of
@@ -17,7 +17,7 @@ from mailgate.store.repos import Repo
 
 
 def local(app: App, when: datetime | None) -> str:
-    return f"{when.astimezone(app.desk.calendar.zone):%a %Y-%m-%d %H:%M}" if when else "-"
+    return at(app.desk.calendar.zone, when)
 
 
 async def sla(app: App, args: argparse.Namespace, out: TextIO) -> int:

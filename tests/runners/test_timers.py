@@ -152,3 +152,4 @@ async def test_to_agree_is_set_by_due_and_listed_breached_first(
     explained = text.getvalue()
     assert "a day is one business day (8.5 h, 09:00-17:30)" in explained
     assert "bug/critical answer target: 24 hour(s) = 24 h" in explained
+    assert "Created Mon 2026-01-05 10:00 CET." in explained  # the zone named, as in show
