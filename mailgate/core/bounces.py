@@ -19,8 +19,6 @@ import re
 from dataclasses import dataclass
 from email.message import Message
 
-from flufl.bounce import all_failures
-
 from mailgate.core.headers import message_ids, raw_header
 from mailgate.core.model import ParsedMail
 
@@ -66,6 +64,8 @@ def _standard_fields(mail: ParsedMail) -> dict[str, str]:
 
 def _flufl_failures(msg: Message) -> tuple[list[str], list[str]]:
     """(temporary, permanent) failed addresses that flufl.bounce's detectors find."""
+    from flufl.bounce import all_failures  # only for mail that may be a bounce
+
     try:
         temporary, permanent = all_failures(msg)
     except Exception:  # a detector tripping over a malformed mail: the report reader still runs

@@ -16,7 +16,6 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from mailgate.core.bounces import provider_notification
 from mailgate.core.model import ParsedMail
 
 LOOP_HEADER = "X-Mailgate-Loop"
@@ -145,6 +144,8 @@ def _looks_like_bounce(mail: ParsedMail, null_sender: bool) -> str | None:
         return "delivery status report (RFC 3464)"
     if report == "feedback-report":
         return "abuse feedback report (RFC 5965)"
+    from mailgate.core.bounces import provider_notification  # not for `mailgate --help`
+
     provider = provider_notification(mail.text)
     if provider is not None:
         what = f"complaint ({provider.feedback})" if provider.feedback else "bounce"
