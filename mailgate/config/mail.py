@@ -158,6 +158,7 @@ def outbound_section(reader: Reader, environ: Mapping[str, str]) -> OutboundConf
         ),
         relay=relay,
         claim_timeout=s.number("claim_timeout", 300.0, low=1.0, high=86400.0),
+        acknowledge_cc=s.boolean("acknowledge_cc", True),
     )
     s.finish()
     if config.template_dir is not None and not config.template_dir.is_dir():

@@ -179,6 +179,7 @@ class OutboundConfig:
     relay: RelayConfig
     claim_timeout: float = 300.0
     keep_sent_days: float = 30.0  # the bytes of a sent mail; its row stays
+    acknowledge_cc: bool = True  # the people in Cc of a new ticket's mail are acknowledged too
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,15 +111,22 @@ def _customers(audience: Audience) -> tuple[str, ...]:
 
 
 def on_new_ticket(
-    mail: ParsedMail, audience: Audience, *, requester: str | None, decisions: Decisions
+    mail: ParsedMail,
+    audience: Audience,
+    *,
+    requester: str | None,
+    decisions: Decisions,
+    cc: bool = False,
 ) -> tuple[Notice, ...]:
-    """A mail opened a ticket: acknowledge it if it may be answered; tell the team if told to."""
+    """A mail opened a ticket: acknowledge it if it may be answered (with ``cc``, to the
+    customers in its Cc as well, who follow the ticket); tell the team if told to."""
     notices = []
     if requester is not None and decisions.answer:
+        others = tuple(a for a in _customers(audience) if a != requester) if cc else ()
         notices.append(
             Notice(
                 Kind.ACK,
-                (requester,),
+                (requester, *others),
                 language_for(mail, audience, requester),
                 AUTO_SUBMITTED[Kind.ACK],
             )

@@ -116,7 +116,11 @@ class Notifier:
             asks = change.kind is MessageKind.CUSTOMER or change.forwarded
             requester = view.requester if asks else None
             notices = on_new_ticket(
-                change.mail or _EMPTY, audience, requester=requester, decisions=change.decisions
+                change.mail or _EMPTY,
+                audience,
+                requester=requester,
+                decisions=change.decisions,
+                cc=self.config.outbound.acknowledge_cc,
             )
         else:
             notices = on_reply(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from email.message import EmailMessage
+from typing import Any
 
 from mailgate.app import App
 from mailgate.core.model import Action
@@ -226,3 +227,16 @@ async def test_an_agents_attachments_are_relayed_with_the_answer(app: App) -> No
     assert files == [("handleiding.pdf", b"%PDF-1.4 handleiding")]
     acks = [m for k, _, m in await outbox(app) if k == "ack"]
     assert not list(acks[0].iter_attachments())
+
+
+async def test_the_people_in_cc_of_a_new_ticket_are_acknowledged_too(desk: Any) -> None:
+    app = await desk()
+    await deliver(app, make_mail(cc="Bob <bob@customer.nl>, support@example.com"))
+    acks = [to for kind, to, _ in await outbox(app) if kind == "ack"]
+    assert acks == [("alice@customer.nl", "bob@customer.nl")]  # never our own address
+
+
+async def test_acknowledge_cc_off_acknowledges_the_requester_only(desk: Any) -> None:
+    quiet = await desk(outbound={"acknowledge_cc": False})
+    await deliver(quiet, make_mail(cc="Bob <bob@customer.nl>"))
+    assert [to for kind, to, _ in await outbox(quiet) if kind == "ack"] == [("alice@customer.nl",)]
