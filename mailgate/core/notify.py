@@ -24,6 +24,7 @@ class Kind(StrEnum):
     STATUS_CHANGED = "status_changed"
     ACTION_REQUIRED = "action_required"
     RESOLVED = "resolved"
+    CLOSED = "closed"  # an agent closed the ticket (``#close``) without a word to relay
     REMINDER = "reminder"
     TEAM_NEW_TICKET = "team_new_ticket"
     TEAM_CUSTOMER_REPLY = "team_customer_reply"

@@ -298,7 +298,7 @@ DEFAULT_WORKFLOW = Workflow(
         Transition(Trigger.STATUS, (), "ready_for_test", "action_required"),
         Transition(Trigger.STATUS, (), "approval_needed", "action_required"),
         Transition(Trigger.STATUS, (), "resolved", "resolved"),
-        Transition(Trigger.CLOSE, _ALL_BUT_ARCHIVED, "closed"),
+        Transition(Trigger.CLOSE, _ALL_BUT_ARCHIVED, "closed", "closed"),
         Transition(Trigger.REOPEN, ("resolved", "closed"), "open"),
         Transition(Trigger.REMIND, _CUSTOMER, "", "reminder"),
         Transition(Trigger.AUTO_RESOLVE, ("waiting_customer",), "resolved", "resolved"),

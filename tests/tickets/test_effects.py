@@ -382,3 +382,13 @@ async def test_two_agents_on_two_instances_at_once_both_land_in_order(
     assert sorted(changes) == ["priority_changed", "type_changed"]
     notes = [m for m in ticket.messages if m.direction == "in" and m.kind == "note"]
     assert len(notes) == 2
+
+
+async def test_closing_without_a_word_tells_the_customer_it_is_closed(desk: Any) -> None:
+    app = await desk()
+    world = World(app)
+    number, _, notice = await open_ticket(world)
+    await world.send(World.answer(notice, sender=AGENT, body="#close"))
+    assert (await view(app, number)).status == "closed"
+    told = await world.only(CUSTOMER)
+    assert str(told["Subject"]).startswith("Gesloten:") and f"#{number}" in World.text(told)
