@@ -84,7 +84,7 @@ def smtp_section(reader: Reader, environ: Mapping[str, str]) -> SmtpConfig:
         messages_per_ip_per_minute=s.integer("messages_per_ip_per_minute", 240, low=1, high=10**6),
         timeout=s.number("timeout", 300.0, low=1.0, high=3600.0),
         data_timeout=s.number("data_timeout", 600.0, low=1.0, high=86400.0),
-        max_line_length=s.integer("max_line_length", 1000, low=78, high=1_000_000),
+        max_line_length=s.integer("max_line_length", 65536, low=78, high=1_000_000),
         shutdown_grace=s.number("shutdown_grace", 30.0, low=0.0, high=3600.0),
     )
     s.finish()

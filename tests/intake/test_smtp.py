@@ -255,3 +255,23 @@ async def test_swaks_delivers(server: Server) -> None:
     _, refused_output = await swaks("--to", "victim@elsewhere.org")
     assert b"<** 550 5.1.1" in refused_output
     assert await server.count() == 1
+
+
+async def test_a_long_line_with_bare_lf_endings_is_taken_in(server: Server) -> None:
+    body = b"<html><body><p>" + b"x" * 1200 + b"</p></body></html>\n" + b"tweede regel\n" * 20
+    raw = b"From: a@customer.nl\nTo: support@example.com\nSubject: Lang\n\n" + body
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    await reader.readline()
+    for command in (b"EHLO c.example\r\n", b"MAIL FROM:<a@customer.nl>\r\n",
+                    b"RCPT TO:<support@example.com>\r\n", b"DATA\r\n"):  # fmt: skip
+        writer.write(command)
+        await writer.drain()
+        reply = await reader.readline()
+        while reply[3:4] == b"-":
+            reply = await reader.readline()
+    assert reply.startswith(b"354")
+    writer.write(raw + b"\r\n.\r\n")
+    await writer.drain()
+    assert (await reader.readline()).startswith(b"250")
+    writer.close()
+    assert await server.count() == 1
