@@ -179,11 +179,12 @@ def _build(
 ) -> ParsedMail:
     ids = message_ids(raw_header(msg, "Message-ID"))
     from_count = author_count(msg)
-    author_header = "From"
-    for author_header in AUTHOR_HEADERS:
-        from_addr = from_addr or header_addresses(msg, author_header, fallbacks)
-        if from_addr:
-            break
+    author_header = AUTHOR_HEADERS[0]  # From, read by the caller
+    if not from_addr:
+        for author_header in AUTHOR_HEADERS[1:]:
+            from_addr = header_addresses(msg, author_header, fallbacks)
+            if from_addr:
+                break
     return ParsedMail(
         delivery_status=delivery_status(msg),
         message_id=ids[0] if ids else None,

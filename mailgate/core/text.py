@@ -344,8 +344,8 @@ def visible_reply(mail: ParsedMail) -> str:
     From the HTML when the mail had no plain-text part; else from its text, cut where the
     HTML's reply ends when the text's own quote header was not recognised."""
     plain = visible_text(mail.text)
-    if mail.html is None:
-        return plain
+    if mail.html is None or (not mail.text_from_html and not _may_mark_quote(mail.html)):
+        return plain  # no HTML quote element to find: the HTML need not be parsed
     text, quoted = _html_text(mail.html, drop_quotes=True)
     from_html = visible_text(text) if text else ""
     if mail.text_from_html:
@@ -353,6 +353,24 @@ def visible_reply(mail: ParsedMail) -> str:
     if quoted and from_html and len(from_html) < len(plain):
         return _cut_where(plain, from_html)
     return plain
+
+
+# Every quote element ``_TextExtractor`` drops names one of these, in any case.
+_QUOTE_WORDS = re.compile(
+    "|".join(
+        [
+            "blockquote",
+            *map(re.escape, QUOTE_CLASSES),
+            *map(re.escape, HISTORY_MARKERS),
+            _OUTLOOK_RULE.pattern,
+        ]
+    ),
+    re.IGNORECASE,
+)
+
+
+def _may_mark_quote(html: str) -> bool:
+    return _QUOTE_WORDS.search(html) is not None
 
 
 def _cut_where(plain: str, reply: str) -> str:
