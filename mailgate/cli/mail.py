@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TextIO
 
 from mailgate.app import App
@@ -195,7 +195,9 @@ def yes(value: bool) -> str:
 
 
 def processing_window(entry: SpoolEntry) -> tuple[datetime, datetime] | None:
-    """When the transaction that processed ``entry`` ran (well under ten seconds)."""
+    """The moment the worker applied ``entry``: every event and notification the mail
+    caused carries it, and no other mail's (the worker gives each mail of a batch its own
+    moment), so a mail processed in the same second as another shows only its own."""
     if entry.processed_at is None:
         return None
-    return max(entry.received_at, entry.processed_at - timedelta(seconds=10)), entry.processed_at
+    return entry.processed_at, entry.processed_at

@@ -25,7 +25,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from sqlalchemy import Connection
@@ -45,6 +45,7 @@ from mailgate.tickets.arrival import Outcome
 from mailgate.tickets.mail import Applier
 from mailgate.tickets.prepare import Prepared, Preparer
 
+MICROSECOND = timedelta(microseconds=1)
 log = structlog.get_logger("mailgate.runners.worker")
 NOTIFYING = (Action.CREATED, Action.APPENDED, Action.BOUNCE, Action.HELD)
 # The raw bytes one batch may hold in memory at once (a larger mail is a batch alone):
@@ -218,6 +219,7 @@ class Processor:
         claimed = tx.spool.claim([item.entry.id for item in gathered.ready])
         applied: list[tuple[Prepared, Outcome | None, BaseException | None, float]] = []
         done: list[Finished] = []
+        last = datetime.min.replace(tzinfo=UTC)
         for item in gathered.ready:
             if item.entry.id not in claimed:  # done meanwhile, or another worker holds it
                 applied.append((item, None, None, 0.0))
@@ -227,7 +229,9 @@ class Processor:
                 # waits for the 250): commit what is done; the rest waits for the next batch.
                 break
             started = time.perf_counter()
-            now = self.clock.now()
+            # Each mail's own moment, strictly after the one before: its events and
+            # notifications carry it, and ``mailgate trace`` finds them by it.
+            now = last = max(self.clock.now(), last + MICROSECOND)
             with structlog.contextvars.bound_contextvars(spool_id=item.entry.id):
                 try:
                     with tx.savepoint():
