@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import TextIO
 
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailgate.app import App
 from mailgate.cli.output import EX_FAILED, EX_OK, EX_USAGE, at, print_json, ref
@@ -23,16 +24,15 @@ from mailgate.store.schema import pending, upgrade_sql
 
 
 async def migrate(config: Config, args: argparse.Namespace, out: TextIO) -> int:
-    """Upgrade the schema (or print the SQL that would create it)."""
-    if args.sql:
-        print(upgrade_sql(config.database.url), file=out)
-        return EX_OK
+    """Upgrade the schema (or print the SQL that would upgrade it from where it is)."""
     engine = create_engine(config.database.url, busy_timeout=config.database.busy_timeout)
     try:
-        async with engine.connect() as conn:
-            current = await conn.run_sync(
-                lambda c: MigrationContext.configure(c).get_current_revision()
-            )
+        if args.sql:
+            since = args.since or await _revision(engine)
+            sql = upgrade_sql(config.database.url, None if since == "base" else since)
+            print(sql, file=out)
+            return EX_OK
+        current = await _revision(engine)
         todo = pending(current) if current else []
         with Steps("migrating", len(todo)) as steps:
             before, after = await upgrade(engine, on_step=lambda _rev: steps.advance())
@@ -43,6 +43,15 @@ async def migrate(config: Config, args: argparse.Namespace, out: TextIO) -> int:
     else:
         print(f"schema upgraded from {before or 'nothing'} to {after}", file=out)
     return EX_OK
+
+
+async def _revision(engine: AsyncEngine) -> str | None:
+    """The schema revision the database is at; None when it has none."""
+    with storage_errors("read schema revision"):
+        async with engine.connect() as conn:
+            return await conn.run_sync(
+                lambda c: MigrationContext.configure(c).get_current_revision()
+            )
 
 
 async def init(app: App, args: argparse.Namespace, out: TextIO) -> int:

@@ -34,7 +34,16 @@ def _admin_commands(sub: Commands) -> None:
     sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
     migrate = sub.add_parser("migrate", help="upgrade the database schema to this version's")
     migrate.add_argument(
-        "--sql", action="store_true", help="print the SQL of a fresh upgrade instead of running it"
+        "--sql",
+        action="store_true",
+        help="print the SQL that would upgrade the database instead of running it",
+    )
+    migrate.add_argument(
+        "--from",
+        dest="since",
+        metavar="REVISION",
+        help="with --sql: the revision to upgrade from ('base': an empty database); "
+        "default: the configured database's",
     )
     quarantine = sub.add_parser("quarantine", help="list quarantined mails, or retry them")
     quarantine.add_argument("--json", action="store_true")

@@ -159,12 +159,19 @@ def _upgrade_to(connection: Connection, revision: str) -> None:
     command.upgrade(_with(connection), revision)
 
 
-def upgrade_sql(url: str) -> str:
-    """The SQL that upgrades an empty database of ``url``'s kind to the newest schema."""
+def upgrade_sql(url: str, since: str | None = None) -> str:
+    """The SQL that upgrades a database of ``url``'s kind from revision ``since`` (None:
+    an empty one) to the newest schema; a comment alone when it is the newest already."""
     from alembic import command
 
+    if since == head():
+        return f"-- schema already at {since}: nothing to upgrade"
+    if since is not None and since not in known_revisions():
+        raise SchemaMismatch(
+            f"unknown schema revision {since!r}; known: {', '.join(known_revisions())}"
+        )
     output = io.StringIO()
-    command.upgrade(alembic_config(url, output), "head", sql=True)
+    command.upgrade(alembic_config(url, output), f"{since}:head" if since else "head", sql=True)
     return output.getvalue()
 
 

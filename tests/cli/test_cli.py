@@ -309,8 +309,17 @@ def test_migrate_upgrades_once_and_prints_sql(config_file: Path) -> None:
     assert first.stdout.decode().startswith("schema upgraded from nothing to ")
     again = mailgate(config_file, "migrate")
     assert again.stdout.decode().startswith("schema already at ")
-    sql = mailgate(config_file, "migrate", "--sql")
-    assert b"CREATE TABLE tickets" in sql.stdout
+    current = mailgate(config_file, "migrate", "--sql")
+    assert current.returncode == 0, current.stderr
+    assert current.stdout.decode().startswith("-- schema already at ")
+    assert b"CREATE TABLE" not in current.stdout
+    fresh = mailgate(config_file, "migrate", "--sql", "--from", "base")
+    assert b"CREATE TABLE tickets" in fresh.stdout
+    step = mailgate(config_file, "migrate", "--sql", "--from", "0004").stdout.decode()
+    assert "CREATE TABLE tickets" not in step and "CREATE INDEX" in step
+    assert "UPDATE alembic_version SET version_num='0005'" in step
+    unknown = mailgate(config_file, "migrate", "--sql", "--from", "9999")
+    assert unknown.returncode != 0 and b"unknown schema revision" in unknown.stderr
 
 
 def test_trace_names_the_header_that_matched_and_what_followed(config_file: Path) -> None:
