@@ -74,10 +74,13 @@ async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
         data_dir=str(config.general.data_dir),
         queues=[q.name for q in config.queues],
     )
-    runners = _Runners.start(app)
+    # The front ends first: a port that is taken stops us before a runner starts or this
+    # instance leads anything.
     front = _Front()
+    runners: _Runners | None = None
     try:
         await front.start(app, stop)
+        runners = _Runners.start(app)
         stopping = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait(
             {stopping, *runners.loops}, return_when=asyncio.FIRST_COMPLETED
@@ -89,7 +92,8 @@ async def run_daemon(app: App, stop: asyncio.Event | None = None) -> None:
         stop.set()
         log.info("daemon.stopping", grace=config.smtp.shutdown_grace)
         await front.close(config.smtp.shutdown_grace)
-        await runners.stop()
+        if runners is not None:
+            await runners.stop()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         log.info("daemon.stopped")
@@ -139,6 +143,14 @@ class _Front:
 
     async def start(self, app: App, stop: asyncio.Event) -> None:
         config = app.config
+        if config.smtp.enabled or config.lmtp.enabled:
+            self.listeners = app.listeners = await start_listeners(
+                smtp=config.smtp,
+                lmtp=config.lmtp,
+                spool=app.spool,
+                policy=app.policy,
+                clock=app.clock,
+            )
         if config.http.enabled:
             self.monitor = MonitorServer(
                 Health(
@@ -153,14 +165,6 @@ class _Front:
                 )
             )
             await self.monitor.start(config.http.host, config.http.port)
-        if config.smtp.enabled or config.lmtp.enabled:
-            self.listeners = app.listeners = await start_listeners(
-                smtp=config.smtp,
-                lmtp=config.lmtp,
-                spool=app.spool,
-                policy=app.policy,
-                clock=app.clock,
-            )
         for mailbox in config.imap:
             # One instance polls a mailbox at a time; a fresh poller each time it leads.
             job = _poll(app, mailbox)

@@ -6,6 +6,7 @@
     ├── TemporaryError             our fault or the world's: retry later (SMTP 451, exit 75)
     │   ├── StorageUnavailable     database locked, unreachable, or disk full
     │   ├── SourceUnavailable      an IMAP server could not be reached or dropped us
+    │   ├── AddressInUse           a port to listen on is taken (exit 75: the supervisor retries)
     │   └── DeliveryDeferred       a relay said 4xx or could not be reached (outbound)
     └── PermanentError             retrying the same input cannot help (SMTP 550, quarantine)
         ├── ConfigError            config.toml or the environment is wrong (exit 78)
@@ -20,6 +21,8 @@ into this tree at the one adapter that talks to them, with ``raise X(...) from e
 """
 
 from __future__ import annotations
+
+import errno
 
 
 class MailgateError(Exception):
@@ -45,6 +48,11 @@ class CountsBusy(TemporaryError):
 
 class SourceUnavailable(TemporaryError):
     """A mail source (an IMAP server) could not be reached, or the connection broke."""
+
+
+class AddressInUse(TemporaryError):
+    """A port the daemon listens on is held by another process (another mailgate, a mail
+    server): a clash that may pass, so the supervisor tries again (exit 75, not 78)."""
 
 
 class DeliveryDeferred(TemporaryError):
@@ -82,3 +90,14 @@ class DeliveryFailed(PermanentError):
 
 class NotFound(PermanentError):
     """A ticket, spool item or other object named by the user does not exist."""
+
+
+def cannot_listen(where: str, exc: OSError) -> MailgateError:
+    """The error for a listener that could not bind: a taken port is temporary; any other
+    reason (no such address, a privileged port) is the configuration's."""
+    if exc.errno == errno.EADDRINUSE:
+        return AddressInUse(
+            f"{where}: cannot listen: address already in use (is another mailgate or mail "
+            "server running on it?)"
+        )
+    return ConfigError([f"{where}: cannot listen: {exc.strerror or exc}"])

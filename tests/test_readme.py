@@ -45,6 +45,42 @@ def test_the_walkthrough_runs_in_a_fresh_directory(tmp_path: Path) -> None:
     assert (tmp_path / "var" / "mailgate.db").exists()
 
 
+def test_the_walkthrough_with_its_port_taken_ends_saying_why(tmp_path: Path) -> None:
+    """Another daemon (here: any process) holds the port: the daemon exits 75 before it
+    serves or leads anything, and the walkthrough stops within seconds with the reason."""
+    import socket
+    import time
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = str(holder.getsockname()[1])
+    config = (ROOT / "config.toml").read_text().replace("port = 2525", f"port = {port}", 1)
+    (tmp_path / "config.toml").write_text(config)
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    script = "set -e\n" + walkthrough().replace("127.0.0.1:2525", f"127.0.0.1:{port}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILGATE_")}
+    started = time.monotonic()
+    try:
+        result = subprocess.run(
+            ["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+            env=env,
+        )  # fmt: skip
+        daemon = subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "mailgate"), "run"], cwd=tmp_path, capture_output=True,
+            text=True, timeout=60, env={**env, "MAILGATE_SECRET": "walkthrough-secret-123"},
+        )  # fmt: skip
+    finally:
+        holder.close()
+    assert daemon.returncode == 75, daemon.stderr  # systemd's unit retries (78 would not)
+    assert time.monotonic() - started < 30
+    assert result.returncode != 0
+    assert "address already in use" in result.stdout, result.stdout + result.stderr
+    log = (tmp_path / "var" / "daemon.log").read_text()
+    assert "leader.acquired" not in log and "http.listening" not in log
+    assert not (tmp_path / "var" / "outbox-maildir").exists()
+
+
 def test_the_quick_start_runs_the_daemon_on_the_shipped_config(tmp_path: Path) -> None:
     import hashlib
     import signal

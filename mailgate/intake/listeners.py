@@ -23,7 +23,7 @@ from mailgate.clock import Clock
 from mailgate.config import LmtpConfig, SmtpConfig
 from mailgate.core.address import AddressPolicy
 from mailgate.core.limits import SlidingWindow
-from mailgate.errors import ConfigError
+from mailgate.errors import cannot_listen
 from mailgate.intake.handler import IntakeHandler
 from mailgate.intake.smtp import REPLY_SHUTTING_DOWN, Gate, MailgateLMTP, MailgateSMTP, peer_ip
 from mailgate.intake.spool import Spool
@@ -110,15 +110,17 @@ async def start_listeners(
     )
     protocols = _Protocols(smtp, spool, policy, clock, gate, smtp.hostname or socket.getfqdn())
     listeners = Listeners([], gate, smtp.shutdown_grace, {})
+    where = "[smtp]"
     try:
         if smtp.enabled:
             await _bind_smtp(listeners, smtp, protocols)
+        where = "[lmtp]"
         if lmtp.enabled:
             await _bind_lmtp(listeners, lmtp, protocols)
     except OSError as exc:
         for server in listeners.servers:
             server.close()
-        raise ConfigError([f"[smtp]/[lmtp]: cannot listen: {exc.strerror or exc}"]) from exc
+        raise cannot_listen(where, exc) from exc
     for name, address in listeners.addresses.items():
         log.info("smtp.listening", listener=name, address=_show_address(address))
     return listeners

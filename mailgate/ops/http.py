@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailgate.clock import Clock
+from mailgate.errors import cannot_listen
 from mailgate.ops.metrics import Metrics
 from mailgate.store.db import session
 from mailgate.store.repos import Repo
@@ -95,7 +96,11 @@ class MonitorServer:
         """Listen on ``host``:``port`` (0: any free port); the port bound."""
         self.runner = web.AppRunner(self.application(), access_log=None, handle_signals=False)
         await self.runner.setup()
-        await web.TCPSite(self.runner, host, port).start()
+        try:
+            await web.TCPSite(self.runner, host, port).start()
+        except OSError as exc:
+            await self.close()
+            raise cannot_listen("[http]", exc) from exc
         bound = int(self.runner.addresses[0][1])
         log.info("http.listening", host=host, port=bound)
         return bound

@@ -164,3 +164,35 @@ async def test_graceful_close_finishes_the_transaction_in_flight(server: Server)
     await asyncio.wait_for(closing, 10)
     assert await server.count() == 1
     writer.close()
+
+
+@pytest.mark.parametrize(
+    ("host", "error", "temporary"),
+    [("127.0.0.1", "address already in use", True), ("192.0.2.1", "cannot listen", False)],
+    ids=["port-taken", "address-not-ours"],
+)
+async def test_a_taken_port_is_temporary_and_a_wrong_address_is_configuration(
+    make_config: Callable[..., Any], clock: Any, host: str, error: str, temporary: bool
+) -> None:
+    """A port held by another process may come free (exit 75: the supervisor retries); an
+    address this machine does not have will not (exit 78)."""
+    from mailgate.app import build_app
+    from mailgate.errors import AddressInUse, ConfigError, MailgateError
+    from mailgate.intake.listeners import start_listeners
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    config = make_config(smtp={"host": host, "port": holder.getsockname()[1]})
+    app = await build_app(config, clock)
+    try:
+        with pytest.raises(MailgateError) as raised:
+            await start_listeners(
+                smtp=config.smtp, lmtp=config.lmtp, spool=app.spool, policy=app.policy, clock=clock
+            )
+        assert raised.value.temporary is temporary
+        assert isinstance(raised.value, AddressInUse if temporary else ConfigError)
+        assert error in str(raised.value) and "[smtp]" in str(raised.value)
+    finally:
+        holder.close()
+        await app.close()
