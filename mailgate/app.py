@@ -21,10 +21,10 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailgate.clock import Clock, SystemClock
-from mailgate.config import Config
+from mailgate.config import ENV_SECRET, Config
 from mailgate.core.address import AddressPolicy, QueueAddresses
 from mailgate.core.calendar import BusinessCalendar
-from mailgate.core.tokens import TokenCodec
+from mailgate.core.tokens import TokenCodec, secret_check
 from mailgate.errors import ConfigError, StorageUnavailable
 from mailgate.intake.spool import Spool
 from mailgate.ops.leader import Leadership
@@ -129,6 +129,22 @@ def load_secret(config: Config) -> bytes:
     return value
 
 
+def _other_secret(config: Config) -> str:
+    """Why a command with another token secret is refused, and what to do."""
+    source = (
+        f"{ENV_SECRET} (set in this environment)"
+        if config.tokens.secret is not None
+        else f"{config.secret_file} ({ENV_SECRET} is not set)"
+    )
+    return (
+        f"[tokens]: the token secret from {source} is not the one this database's tickets "
+        f"were made with: replies to them would open new tickets. Use the same secret "
+        f"(set or unset {ENV_SECRET} as when the tickets were made), or run `mailgate init "
+        "--adopt-secret` to make this one the secret from now on (tokens in mails already "
+        "sent stop matching)."
+    )
+
+
 def address_policy(config: Config) -> AddressPolicy:
     return AddressPolicy(
         queues=tuple(QueueAddresses(q.name, q.addresses) for q in config.queues),
@@ -150,8 +166,14 @@ def bounce_domains(config: Config) -> tuple[str, ...]:
     )
 
 
-async def build_app(config: Config, clock: Clock | None = None) -> App:
-    """Connect, create what is missing (schema, secret, installation id) and wire the parts."""
+async def build_app(
+    config: Config, clock: Clock | None = None, *, adopt_secret: bool = False
+) -> App:
+    """Connect, create what is missing (schema, secret, installation id) and wire the parts.
+
+    The token secret must be the one the database's tickets were made with (a mismatch is
+    refused: every reply would open a new ticket), unless ``adopt_secret`` records it as
+    the new one."""
     clock = clock or SystemClock()
     db = config.database
     engine = create_engine(
@@ -165,9 +187,14 @@ async def build_app(config: Config, clock: Clock | None = None) -> App:
     try:
         await prepare_schema(engine)
         secret = await asyncio.to_thread(load_secret, config)
+        check = secret_check(secret)
         with storage_errors("installation id"):
             async with session(engine, write=True) as s:
-                installation = await Repo(s).installation_id(uuid.uuid4().hex, clock.now())
+                installation, recorded = await Repo(s).installation(
+                    uuid.uuid4().hex, check, clock.now(), adopt=adopt_secret
+                )
+        if recorded != check:
+            raise ConfigError([_other_secret(config)])
         templates = Templates(config.outbound.template_dir)
         templates.check()
     except BaseException:

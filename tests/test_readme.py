@@ -68,7 +68,7 @@ def test_the_walkthrough_with_its_port_taken_ends_saying_why(tmp_path: Path) -> 
         )  # fmt: skip
         daemon = subprocess.run(
             [str(ROOT / ".venv" / "bin" / "mailgate"), "run"], cwd=tmp_path, capture_output=True,
-            text=True, timeout=60, env={**env, "MAILGATE_SECRET": "walkthrough-secret-123"},
+            text=True, timeout=60, env=env,
         )  # fmt: skip
     finally:
         holder.close()

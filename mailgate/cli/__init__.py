@@ -96,7 +96,10 @@ def _main(argv: Sequence[str] | None, out: TextIO) -> int:
 
         module, name = COMMANDS[args.command]
         handler = getattr(importlib.import_module(f"mailgate.cli.{module}"), name)
-        return asyncio.run(with_app(config, lambda app: handler(app, args, out)))
+        adopt = bool(getattr(args, "adopt_secret", False))
+        return asyncio.run(
+            with_app(config, lambda app: handler(app, args, out), adopt_secret=adopt)
+        )
     except (ConfigError, SchemaMismatch) as exc:
         for problem in exc.problems if isinstance(exc, ConfigError) else [f"mailgate: {exc}"]:
             print(problem, file=sys.stderr)

@@ -57,6 +57,8 @@ async def _revision(engine: AsyncEngine) -> str | None:
 async def init(app: App, args: argparse.Namespace, out: TextIO) -> int:
     print(f"data directory: {app.config.general.data_dir}", file=out)
     print("database schema: ready", file=out)
+    if args.adopt_secret:
+        print("token secret: adopted (tokens in mails sent before no longer match)", file=out)
     print(f"ticket tag example: {app.codec.subject_tag(1)}", file=out)
     return EX_OK
 

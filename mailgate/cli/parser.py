@@ -30,7 +30,12 @@ Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 def _admin_commands(sub: Commands) -> None:
     """The sysadmin's: check, init, run, migrate, quarantine, outbox, purge."""
     sub.add_parser("check", help="validate the configuration and exit (0 ok, 78 invalid)")
-    sub.add_parser("init", help="create the data directory, database schema and secret")
+    init = sub.add_parser("init", help="create the data directory, database schema and secret")
+    init.add_argument(
+        "--adopt-secret",
+        action="store_true",
+        help="make the current token secret the installation's (after changing it on purpose)",
+    )
     sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
     migrate = sub.add_parser("migrate", help="upgrade the database schema to this version's")
     migrate.add_argument(

@@ -16,8 +16,10 @@ from mailgate.store.repos import Repo
 log = structlog.get_logger("mailgate.cli")
 
 
-async def with_app(config: Config, body: Callable[[App], Awaitable[int]]) -> int:
-    app = await build_app(config)
+async def with_app(
+    config: Config, body: Callable[[App], Awaitable[int]], *, adopt_secret: bool = False
+) -> int:
+    app = await build_app(config, adopt_secret=adopt_secret)
     try:
         return await body(app)
     finally:

@@ -67,6 +67,8 @@ class InstallationRow(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     installation_id: str = Field(max_length=64)
     created_at: datetime = _when()
+    # HMAC of a fixed text under the token secret: which secret the tokens were made with.
+    secret_check: str | None = Field(default=None, max_length=64)
 
 
 class SpoolRow(SQLModel, table=True):

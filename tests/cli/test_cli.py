@@ -322,6 +322,28 @@ def test_migrate_upgrades_once_and_prints_sql(config_file: Path) -> None:
     assert unknown.returncode != 0 and b"unknown schema revision" in unknown.stderr
 
 
+def test_another_token_secret_is_refused_at_the_start_of_every_command(
+    config_file: Path,
+) -> None:
+    """A command run with a secret other than the one the tickets were made with (the
+    walkthrough's variable forgotten, or set where var/secret was used) is refused before
+    it mints a token; ``init --adopt-secret`` makes a deliberate change."""
+    made = mailgate(config_file, "ingest", "--now", stdin=make_mail())
+    assert json_line(made)["action"] == "created"
+    other = {"MAILGATE_SECRET": "another-secret-0123456789"}
+    for command in (["tickets"], ["show", "#1"], ["ingest", "--now"], ["run"]):
+        refused = mailgate(config_file, *command, env=other, stdin=make_mail(), timeout=30)
+        assert refused.returncode == 78, (command, refused.stderr)
+        err = refused.stderr.decode()
+        assert "MAILGATE_SECRET (set in this environment)" in err
+        assert "init --adopt-secret" in err
+    assert mailgate(config_file, "tickets").returncode == 0  # the tickets' own secret
+    adopted = mailgate(config_file, "init", "--adopt-secret", env=other)
+    assert adopted.returncode == 0 and b"adopted" in adopted.stdout
+    assert mailgate(config_file, "tickets", env=other).returncode == 0
+    assert mailgate(config_file, "tickets").returncode == 78
+
+
 def test_trace_names_the_header_that_matched_and_what_followed(config_file: Path) -> None:
     mailgate(config_file, "ingest", "--now", stdin=make_mail(message_id="<first@customer.nl>"))
     reply = make_mail(

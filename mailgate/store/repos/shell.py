@@ -66,14 +66,22 @@ class Repo:
 
     # --- installation -------------------------------------------------------------------
 
-    async def installation_id(self, candidate: str, now: datetime) -> str:
-        """This installation's id, recording ``candidate`` on first use."""
+    async def installation(
+        self, candidate: str, secret_check: str, now: datetime, *, adopt: bool = False
+    ) -> tuple[str, str]:
+        """This installation's id and the fingerprint of the secret its tokens were made
+        with, recording ``candidate`` and ``secret_check`` on first use (and the check where
+        none is recorded yet, or when ``adopt`` says the secret was changed on purpose)."""
         row = await self.session.get(InstallationRow, 1)
         if row is None:
-            row = InstallationRow(id=1, installation_id=candidate, created_at=now)
+            row = InstallationRow(
+                id=1, installation_id=candidate, created_at=now, secret_check=secret_check
+            )
             self.session.add(row)
-            await self.session.flush()
-        return row.installation_id
+        elif row.secret_check is None or adopt:
+            row.secret_check = secret_check
+        await self.session.flush()
+        return row.installation_id, row.secret_check or secret_check
 
     # --- spool ---------------------------------------------------------------------------
 
