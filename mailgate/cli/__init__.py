@@ -14,10 +14,15 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from mailgate.cli.output import EX_CONFIG, EX_FAILED, EX_OK, EX_TEMPFAIL
 from mailgate.cli.parser import build_parser
+
+if TYPE_CHECKING:
+    import argparse
+
+    from mailgate.config import Config
 
 # command -> (module of mailgate.cli, function): imported when the command runs.
 COMMANDS = {
@@ -65,8 +70,6 @@ def _main(argv: Sequence[str] | None, out: TextIO) -> int:
         and ((args.id is None) == (not args.all))
     ):
         parser.error("quarantine retry takes either an ID or --all")
-    import asyncio
-
     from mailgate.config import load_config, resolve_config_path
     from mailgate.errors import ConfigError, MailgateError, SchemaMismatch
     from mailgate.log import configure
@@ -80,26 +83,7 @@ def _main(argv: Sequence[str] | None, out: TextIO) -> int:
         return EX_CONFIG
     configure(_log_level(args.command, config.general.log_level), config.general.log_format)
     try:
-        if args.command == "check":
-            from mailgate.cli.check import check
-
-            return check(config, out)
-        if args.command == "migrate":
-            from mailgate.cli.admin import migrate
-
-            return asyncio.run(migrate(config, args, out))
-        if args.command == "ingest":
-            from mailgate.cli.pipe import ingest
-
-            return asyncio.run(ingest(config, args, out))
-        from mailgate.cli.service import with_app
-
-        module, name = COMMANDS[args.command]
-        handler = getattr(importlib.import_module(f"mailgate.cli.{module}"), name)
-        adopt = bool(getattr(args, "adopt_secret", False))
-        return asyncio.run(
-            with_app(config, lambda app: handler(app, args, out), adopt_secret=adopt)
-        )
+        return _dispatch(config, args, out)
     except (ConfigError, SchemaMismatch) as exc:
         for problem in exc.problems if isinstance(exc, ConfigError) else [f"mailgate: {exc}"]:
             print(problem, file=sys.stderr)
@@ -115,6 +99,31 @@ def _main(argv: Sequence[str] | None, out: TextIO) -> int:
         return EX_FAILED
     except KeyboardInterrupt:
         return EX_OK
+
+
+def _dispatch(config: Config, args: argparse.Namespace, out: TextIO) -> int:
+    """Run the command: the few that need no application first, each importing only what
+    it uses."""
+    import asyncio
+
+    if args.command == "check":
+        from mailgate.cli.check import check
+
+        return check(config, out)
+    if args.command == "migrate":
+        from mailgate.cli.admin import migrate
+
+        return asyncio.run(migrate(config, args, out))
+    if args.command == "ingest":
+        from mailgate.cli.pipe import ingest
+
+        return asyncio.run(ingest(config, args, out))
+    from mailgate.cli.service import with_app
+
+    module, name = COMMANDS[args.command]
+    handler = getattr(importlib.import_module(f"mailgate.cli.{module}"), name)
+    adopt = bool(getattr(args, "adopt_secret", False))
+    return asyncio.run(with_app(config, lambda app: handler(app, args, out), adopt_secret=adopt))
 
 
 def _log_level(command: str, configured: str) -> str:

@@ -143,7 +143,7 @@ def test_ingest_finishes_a_mail_that_a_killed_ingest_had_stored(config_file: Pat
     mail = make_mail()
 
     async def store_and_die() -> None:
-        app = await build_app(load_config(config_file))
+        app = await build_app(load_config(config_file, {"MAILGATE_SECRET": TEST_SECRET}))
         try:
             await app.spool.store(Received(mail, "pipe"))
         finally:
