@@ -129,6 +129,22 @@ def load_secret(config: Config) -> bytes:
     return value
 
 
+async def _installation(
+    engine: AsyncEngine, check: str, clock: Clock, adopt: bool
+) -> tuple[str, str | None]:
+    """The installation's id and secret fingerprint: read (a command that only reads never
+    waits for the write lock), recorded on first use or when ``adopt`` says so."""
+    with storage_errors("installation id"):
+        async with session(engine) as s:
+            known = await Repo(s).installation()
+        if known is not None and known[1] is not None and not adopt:
+            return known
+        async with session(engine, write=True) as s:
+            return await Repo(s).record_installation(
+                uuid.uuid4().hex, check, clock.now(), adopt=adopt
+            )
+
+
 def _other_secret(config: Config) -> str:
     """Why a command with another token secret is refused, and what to do."""
     source = (
@@ -188,11 +204,7 @@ async def build_app(
         await prepare_schema(engine)
         secret = await asyncio.to_thread(load_secret, config)
         check = secret_check(secret)
-        with storage_errors("installation id"):
-            async with session(engine, write=True) as s:
-                installation, recorded = await Repo(s).installation(
-                    uuid.uuid4().hex, check, clock.now(), adopt=adopt_secret
-                )
+        installation, recorded = await _installation(engine, check, clock, adopt_secret)
         if recorded != check:
             raise ConfigError([_other_secret(config)])
         templates = Templates(config.outbound.template_dir)

@@ -76,7 +76,11 @@ def _main(argv: Sequence[str] | None, out: TextIO) -> int:
 
     try:
         path = resolve_config_path(args.config, os.environ)
-        config = load_config(path, holidays=args.command != "ingest" or args.now)
+        config = load_config(
+            path,
+            holidays=args.command != "ingest" or args.now,
+            credentials=_credentials(args),
+        )
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -124,6 +128,26 @@ def _dispatch(config: Config, args: argparse.Namespace, out: TextIO) -> int:
     handler = getattr(importlib.import_module(f"mailgate.cli.{module}"), name)
     adopt = bool(getattr(args, "adopt_secret", False))
     return asyncio.run(with_app(config, lambda app: handler(app, args, out), adopt_secret=adopt))
+
+
+# Commands that may send mail (through the relay) besides the daemon.
+_SENDING = frozenset({"ingest", "reply", "note", "set"})
+
+
+def _credentials(args: argparse.Namespace) -> frozenset[str]:
+    """Whose passwords the command needs from the environment: the daemon and ``check``
+    all; a command that may send mail (a retry too) the relay's; the rest (listing,
+    showing, tracing) none, so a sysadmin's shell need not hold the daemon's passwords."""
+    from mailgate.config.reader import CREDENTIALS
+
+    command = args.command
+    if command in ("run", "check"):
+        return CREDENTIALS
+    retry = "retry" in (
+        getattr(args, "outbox_command", None),
+        getattr(args, "quarantine_command", None),
+    )
+    return CREDENTIALS & {"relay"} if command in _SENDING or retry else frozenset()
 
 
 def _log_level(command: str, configured: str) -> str:

@@ -144,6 +144,8 @@ async def quarantine(app: App, args: argparse.Namespace, out: TextIO) -> int:
             ],
         )
         return EX_OK
+    if not entries:
+        print("no mail in quarantine", file=out)
     for e in entries:
         print(
             f"{e.id:<6} {at(app.desk.calendar.zone, e.received_at)} {e.source:<10} {e.error} "
@@ -190,6 +192,8 @@ async def outbox(app: App, args: argparse.Namespace, out: TextIO) -> int:
             ],
         )
         return EX_OK
+    if not items:
+        print(f"no {args.state or 'outgoing'} mail in the outbox", file=out)
     for i in items:
         print(
             f"{i.id:<6} {i.state:<8} {ref(i.ticket) or '-':<8} {i.kind:<20} "

@@ -57,6 +57,8 @@ async def sla(app: App, args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         print_json(out, rows)
         return EX_OK
+    if not rows:
+        print("no open deadlines", file=out)
     for row in rows:
         running = "BREACHED" if row["breached"] else ("paused" if row["paused"] else "running")
         print(

@@ -29,7 +29,7 @@ from mailgate.config.mail import (
     queues_section,
     smtp_section,
 )
-from mailgate.config.reader import Reader
+from mailgate.config.reader import CREDENTIALS, Reader
 from mailgate.config.settings import (
     DEFAULT_CONFIG,
     ENV_CONFIG,
@@ -45,11 +45,16 @@ def resolve_config_path(explicit: str | None, environ: Mapping[str, str]) -> Pat
 
 
 def load_config(
-    path: Path, environ: Mapping[str, str] | None = None, *, holidays: bool = True
+    path: Path,
+    environ: Mapping[str, str] | None = None,
+    *,
+    holidays: bool = True,
+    credentials: frozenset[str] = CREDENTIALS,
 ) -> Config:
     """Read, validate and convert ``path``; raise ``ConfigError`` listing every problem.
     ``holidays=False`` leaves the holiday calendar it names unchecked (and the ``holidays``
-    package unloaded): for the MTA pipe, which applies no calendar."""
+    package unloaded): for the MTA pipe, which applies no calendar. ``credentials`` names
+    the sections whose passwords must be in the environment (those the command uses)."""
     env = os.environ if environ is None else environ
     name = path.name
     try:
@@ -60,9 +65,8 @@ def load_config(
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{name}: not valid TOML: {exc}"]) from exc
-    return parse_config(
-        document, name=name, base=path.parent, environ=env, path=path, holidays=holidays
-    )
+    reader = Reader(name, path.parent, document, credentials)
+    return _parse(reader, env, path, holidays)
 
 
 def parse_config(

@@ -58,7 +58,8 @@ def smtp_section(reader: Reader, environ: Mapping[str, str]) -> SmtpConfig:
         if not password_env:
             a.problem("password_env", "required (the name of an environment variable)")
         elif not environ.get(password_env):
-            a.problem("password_env", f"environment variable {password_env} is not set")
+            if "smtp" in reader.credentials:
+                a.problem("password_env", f"environment variable {password_env} is not set")
         else:
             accounts.append(SmtpAccount(username, environ[password_env]))
     cert = s.string("tls_cert", "")
@@ -121,7 +122,7 @@ def outbound_section(reader: Reader, environ: Mapping[str, str]) -> OutboundConf
         timeout=r.number("timeout", 60.0, low=1.0, high=3600.0),
     )
     r.finish()
-    if password_env and not relay.password:
+    if password_env and not relay.password and "relay" in reader.credentials:
         r.problem("password_env", f"environment variable {password_env} is not set")
     if relay.username and not password_env:
         r.problem("password_env", "required with username")
@@ -177,7 +178,7 @@ def imap_section(
     result: list[ImapConfig] = []
     for index, table in enumerate(raw):
         s = Section(reader, f"[[imap]] #{index + 1}", table)
-        mailbox = _mailbox(s, index, environ, reader.base)
+        mailbox = _mailbox(s, index, environ, reader)
         if mailbox.queue and mailbox.queue not in queue_names:
             s.problem("queue", f"no queue named {show(mailbox.queue)}")
         if mailbox.name in {m.name for m in result}:
@@ -186,8 +187,9 @@ def imap_section(
     return tuple(result)
 
 
-def _mailbox(s: Section, index: int, environ: Mapping[str, str], base: Path) -> ImapConfig:
+def _mailbox(s: Section, index: int, environ: Mapping[str, str], reader: Reader) -> ImapConfig:
     """One ``[[imap]]`` table, checked on its own."""
+    base = reader.base
     name = s.string("name", f"imap{index + 1}", pattern=QUEUE_NAME)
     security = s.string("security", "tls", choices=("tls", "starttls", "none"))
     host = s.string("host", "")
@@ -221,7 +223,7 @@ def _mailbox(s: Section, index: int, environ: Mapping[str, str], base: Path) -> 
     ):
         if not value:
             s.problem(key, "required")
-    if password_env and not mailbox.password:
+    if password_env and not mailbox.password and "imap" in reader.credentials:
         s.problem("password_env", f"environment variable {password_env} is not set")
     if security == "none" and host and host not in LOOPBACK:
         s.problem("security", '"none" is only allowed for a loopback host')

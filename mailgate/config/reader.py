@@ -127,11 +127,24 @@ class Section:
             self.problem(key, "unknown key")
 
 
+# The sections whose passwords come from the environment.
+CREDENTIALS = frozenset({"smtp", "relay", "imap"})
+
+
 class Reader:
-    def __init__(self, name: str, base: Path, document: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        name: str,
+        base: Path,
+        document: Mapping[str, Any],
+        credentials: frozenset[str] = CREDENTIALS,
+    ) -> None:
         self.name = name
         self.base = base
         self.document = document
+        # Whose passwords must be set: a command checks only those it uses (listing tickets
+        # needs no IMAP password in the sysadmin's shell); an unset one stays empty.
+        self.credentials = credentials
         self.problems: list[str] = []
         self.keys: set[str] = set()  # every "[section] key" read: the schema, as used
 

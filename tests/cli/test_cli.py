@@ -503,3 +503,63 @@ def test_tickets_filters_searches_and_sorts_in_the_teams_words(config_file: Path
     assert table[0].split()[:3] == ["TICKET", "STATUS", "ACTS"] and crash in table[1]
     empty = mailgate(config_file, "tickets", "--search", "niets van dit alles")
     assert empty.stdout.decode().strip() == "no tickets"
+
+
+def test_read_only_commands_need_no_daemon_password(tmp_path: Path, db_url: str) -> None:
+    """An ``[[imap]]`` mailbox and a relay whose passwords only the daemon's environment
+    holds: listing and showing work in the sysadmin's shell; ``check`` and ``run`` still
+    say what is missing; a command that sends needs the relay's password only."""
+    config = write_config_file(
+        tmp_path / "config.toml",
+        db_url,
+        imap=[
+            {"name": "hosted", "host": "imap.example.com", "username": "support",
+             "password_env": "MAILGATE_TEST_IMAP_PASSWORD"}
+        ],
+        relay={"host": "smtp.example.com", "username": "support",
+               "password_env": "MAILGATE_TEST_RELAY_PASSWORD"},
+    )  # fmt: skip
+    for command in (["tickets"], ["sla"], ["outbox"], ["quarantine"], ["init"]):
+        listed = mailgate(config, *command)
+        assert listed.returncode == 0, (command, listed.stderr)
+    assert b"no tickets" in mailgate(config, "tickets").stdout
+    assert b"no open deadlines" in mailgate(config, "sla").stdout
+    assert b"no outgoing mail in the outbox" in mailgate(config, "outbox").stdout
+    assert b"no mail in quarantine" in mailgate(config, "quarantine").stdout
+    for command in (["check"], ["run"]):
+        refused = mailgate(config, *command, timeout=30)
+        assert refused.returncode == 78
+        assert b"MAILGATE_TEST_IMAP_PASSWORD is not set" in refused.stderr
+        assert b"MAILGATE_TEST_RELAY_PASSWORD is not set" in refused.stderr
+    sending = mailgate(config, "reply", "#1", "--from", "bob@example.com", stdin=b"Hallo")
+    assert sending.returncode == 78
+    assert b"MAILGATE_TEST_RELAY_PASSWORD is not set" in sending.stderr
+    assert b"IMAP_PASSWORD" not in sending.stderr
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_read_only_commands_never_wait_for_the_write_lock(tmp_path: Path, db_url: str) -> None:
+    """The daemon holds SQLite's write lock (draining a mailbox): listing, showing and
+    tracing read from WAL at once; none waits out ``busy_timeout`` or exits 75."""
+    import sqlite3
+    import time
+
+    config = write_config_file(tmp_path / "config.toml", db_url, database={"busy_timeout": 3.0})
+    made = mailgate(config, "ingest", "--now", stdin=make_mail(message_id="<held@customer.nl>"))
+    assert json_line(made)["action"] == "created"
+    database = db_url.split("///", 1)[1]
+    writer = sqlite3.connect(database, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE installation SET created_at = created_at")
+    try:
+        for command in (
+            ["tickets", "--json"], ["show", "#1"], ["sla"], ["trace", "<held@customer.nl>"],
+            ["outbox"], ["quarantine"],
+        ):  # fmt: skip
+            started = time.monotonic()
+            result = mailgate(config, *command)
+            assert result.returncode == 0, (command, result.stderr)
+            assert time.monotonic() - started < 3.0, command
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()

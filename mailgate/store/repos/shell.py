@@ -66,7 +66,12 @@ class Repo:
 
     # --- installation -------------------------------------------------------------------
 
-    async def installation(
+    async def installation(self) -> tuple[str, str | None] | None:
+        """This installation's id and its secret's fingerprint; None before first use."""
+        row = await self.session.get(InstallationRow, 1)
+        return None if row is None else (row.installation_id, row.secret_check)
+
+    async def record_installation(
         self, candidate: str, secret_check: str, now: datetime, *, adopt: bool = False
     ) -> tuple[str, str]:
         """This installation's id and the fingerprint of the secret its tokens were made
