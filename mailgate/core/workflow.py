@@ -136,6 +136,11 @@ class Workflow:
                 return state
         return None
 
+    @property
+    def closed(self) -> str | None:
+        """The first closed (not archived) state: where a merged-away ticket goes."""
+        return next((s.name for s in self.states if s.group is Group.CLOSED), None)
+
     def timers_for(self, status: str) -> tuple[Timer, ...]:
         return tuple(t for t in self.timers if t.state == status)
 

@@ -26,7 +26,7 @@ from mailgate.core.sla import (
     parse_due,
     status_of,
 )
-from mailgate.core.workflow import ACTION_BY, Group, Move, Workflow
+from mailgate.core.workflow import ACTION_BY, Group, Move, Party, Workflow
 from mailgate.ops.metrics import Metrics
 from mailgate.outbound.notifier import Change, Notifier
 from mailgate.store.repos import Tx
@@ -309,9 +309,18 @@ class Desk:
             self.announce(tx, plan.merge_into or ticket, plan.move, now=now)
 
     def _merge(self, tx: Tx, ticket: int, into: int, *, actor: str, now: datetime) -> None:
-        """``ticket`` merged into ``into``: its timers stopped, both linked in their logs."""
+        """``ticket`` merged into ``into``: its timers stopped, both linked in their logs,
+        and it closed as merged (nobody's turn, its SLA stopped) unless closed already."""
         tx.tickets.merge(ticket, into)
         tx.timers.cancel(ticket)
+        state, closed = tx.tickets.state(ticket), self.workflow.closed
+        open_still = state is not None and self.workflow.group(state.status) not in (
+            Group.CLOSED,
+            Group.ARCHIVED,
+        )
+        if state is not None and closed is not None and open_still:
+            done = Move(state.status, closed, "", Party.TEAM)
+            self.enter(tx, ticket, done, actor=actor, now=now, reason=f"merged into #{into}")
         tx.history.add_events(
             [
                 Event(here, kind=kind, actor=actor, at=now, field="links", new=f"#{there}")

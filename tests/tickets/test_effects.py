@@ -242,6 +242,30 @@ async def test_an_invalid_command_is_answered_with_an_error_and_nothing_is_relay
     assert any(e.kind == "command_failed" for e in after.events)
 
 
+async def test_a_merged_away_ticket_is_closed_as_merged_and_its_clock_stopped(
+    desk: Any, clock: FrozenClock
+) -> None:
+    """``#merge``: the merged-away ticket is nobody's turn any more (closed, pointing at
+    its target), and its SLA clock stops: no breach is counted for it later."""
+    app = await desk()
+    world = World(app)
+    target, _, _ = await open_ticket(world)
+    merged, _, notice = await open_ticket(
+        world, customer="carol@customer.nl", subject="Scanner stuk", message_id="<s@customer.nl>"
+    )
+    await world.send(World.answer(notice, sender=AGENT, body=f"#merge #{target}"))
+    gone = await view(app, merged)
+    assert (gone.status, gone.action_by, gone.merged_into) == ("closed", "nobody", target)
+    closing = [e for e in gone.events if e.kind == "status_changed"]
+    assert [(e.old, e.new, e.detail) for e in closing] == [
+        ("new", "closed", f"merged into #{target}")
+    ]
+    async with session(app.engine) as s:
+        stopped = await Repo(s).sla_clock(merged)
+    assert stopped.running_since is None and stopped.solved_at is not None
+    assert (await view(app, target)).status == "new"  # the survivor is untouched
+
+
 async def test_commands_change_fields_and_are_events(desk: Any) -> None:
     app = await desk()
     world = World(app)
