@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Mapping
-from datetime import date, time
+from datetime import date, datetime, time
 
 from mailgate.config.reader import Reader, Section, show
 from mailgate.config.settings import CalendarConfig, SlaConfig
@@ -93,7 +93,8 @@ def clock_time(s: Section, key: str, default: str) -> time:
         return time.fromisoformat(default)
 
 
-def sla_section(reader: Reader) -> SlaConfig:
+def sla_section(reader: Reader, calendar: CalendarConfig) -> SlaConfig:
+    """The targets table; an answer target longer than its solve target is refused."""
     s = reader.section("sla")
     warn_at = s.number("warn_at", 0.8, low=0.05, high=0.99)
     table = dict(DEFAULT_TARGETS)
@@ -130,6 +131,20 @@ def sla_section(reader: Reader) -> SlaConfig:
                             '"n/a" or "to agree"',
                         )
                 table[(kind, level)] = (pair[0], pair[1])
+    day = round(
+        (
+            datetime.combine(date.min, calendar.closes) - datetime.combine(date.min, calendar.opens)
+        ).total_seconds()
+    )
+    for (kind, level), (answer_text, solve_text) in table.items():
+        answer, solve = parse_duration(answer_text), parse_duration(solve_text)
+        if answer is not None and solve is not None and answer.within(day) > solve.within(day):
+            s.problem(
+                f"targets.{kind}.{level}",
+                f"the answer target {show(answer_text)} is longer than the solve target "
+                f"{show(solve_text)} (both business time: an hour is an office hour, a day "
+                "the office hours of a working day)",
+            )
     s.finish()
     return SlaConfig(warn_at, tuple((k[0], k[1], v[0], v[1]) for k, v in table.items()))
 

@@ -110,7 +110,7 @@ def _parse(reader: Reader, environ: Mapping[str, str], path: Path | None, holida
     workflow = workflow_section(reader, document.get("workflow"))
     submission = submission_section(reader)
     calendar = calendar_section(reader, holidays)
-    sla = sla_section(reader)
+    sla = sla_section(reader, calendar)
     http = http_section(reader)
     purge_days = retention_section(reader)
     if reader.problems:

@@ -217,3 +217,25 @@ def test_sla_and_calendar_faults_are_named(tmp_path: Path) -> None:
         '[calendar] holidays_country: no holiday calendar for "XX"',
     ):
         assert expected in text, expected
+
+
+def test_an_answer_target_longer_than_its_solve_target_is_refused(tmp_path: Path) -> None:
+    """Both targets are business time: "24 hours" is 24 office hours, about three working
+    days, so it cannot be the answer target of a two-day solve target. The shipped table
+    and the shipped config pass the same rule."""
+    document = {
+        **MINIMAL,
+        "calendar": {"opens": "09:00", "closes": "17:00"},
+        "sla": {
+            "targets": {"bug": {"critical": ["24 hours", "2 days"], "high": ["8 hours", "1 day"]}}
+        },
+    }
+    with pytest.raises(ConfigError) as raised:
+        parse_config(document, name="config.toml", base=tmp_path, environ={})
+    assert raised.value.problems == (
+        'config.toml: [sla] targets.bug.critical: the answer target "24 hours" is longer than '
+        'the solve target "2 days" (both business time: an hour is an office hour, a day the '
+        "office hours of a working day)",
+    )  # "8 hours" within "1 day" of eight office hours is fine
+    shipped = load_config(Path(__file__).resolve().parents[2] / "config.toml", {})
+    assert ("bug", "critical", "1 day", "2 days") in shipped.sla.targets

@@ -43,11 +43,13 @@ async def test_warnings_and_breaches_are_sent_once_across_a_restart(
     outcome = await world.send(make_mail(subject="[bug] [kritiek] Niemand kan inloggen"))
     assert outcome.ticket is not None
     ack = await world.only("alice@customer.nl")
-    assert "binnen 24 werkuren" in World.text(ack)
+    # KampAdmin's critical bug: answer within one working day, solve within two.
+    assert "binnen 1 werkdag" in World.text(ack)
     notice = await world.only(TEAM)
     await world.send(World.answer(notice, sender=AGENT, body="#assign me"))
 
-    clock.current = datetime(2026, 1, 6, 15, 0, tzinfo=UTC)  # Tuesday 16:00 local
+    # Monday 10:00 local + 80 % of 8.5 office hours: the answer warning at 16:48.
+    clock.current = datetime(2026, 1, 6, 8, 30, tzinfo=UTC)  # Tuesday 09:30 local
     assert await app.scheduler.run_due() == 1
     assert subjects(await world.inbox(TEAM)) == ["SLA-waarschuwing"]
     assert subjects(await world.inbox(AGENT)) == ["SLA-waarschuwing"]
@@ -55,20 +57,15 @@ async def test_warnings_and_breaches_are_sent_once_across_a_restart(
 
     again = await desk()  # restart
     assert await again.scheduler.run_due() == 0
-    clock.current = datetime(2026, 1, 7, 12, 0, tzinfo=UTC)  # Wednesday 13:00 local
+    clock.current = datetime(2026, 1, 6, 11, 0, tzinfo=UTC)  # Tuesday 12:00 local
     other = await desk()  # a second instance on the same database
     fired = await asyncio.gather(again.scheduler.run_due(), other.scheduler.run_due())
-    assert sum(fired) == 2
+    assert sum(fired) == 1  # the answer breach (Tuesday 10:00), once
     world = World(again)  # reads the maildir from the start: every mail the team ever got
     team = subjects(await world.inbox(TEAM))
-    assert sorted(team) == [
-        "Nieuw ticket",
-        "SLA overschreden",
-        "SLA-waarschuwing",
-        "SLA-waarschuwing",
-    ]
-    clock.advance(timedelta(days=1))
-    assert await again.scheduler.run_due() == 1  # the answer breach, and nothing repeated
+    assert sorted(team) == ["Nieuw ticket", "SLA overschreden", "SLA-waarschuwing"]
+    clock.advance(timedelta(days=1))  # Wednesday 12:00: solve warning and breach (10:00)
+    assert await again.scheduler.run_due() == 2
     assert await other.scheduler.run_due() == 0
     ticket = await view(again, outcome.ticket)
     alerts = sorted(e.new or "" for e in ticket.events if e.kind == "sla_alert")
@@ -145,11 +142,12 @@ async def test_to_agree_is_set_by_due_and_listed_breached_first(
     )
     clock.current = datetime(2026, 1, 8, 12, 0, tzinfo=UTC)
     rows = [(r["ticket"], r["target"], r["breached"]) for r in await sla_rows(app)]
-    assert rows[:2] == [(f"#{bug.ticket}", "solve", True), (f"#{bug.ticket}", "answer", True)]
+    # Most overdue first: the answer (one working day) before the solve target (two).
+    assert rows[:2] == [(f"#{bug.ticket}", "answer", True), (f"#{bug.ticket}", "solve", True)]
     assert (f"#{wish.ticket}", "solve", False) in rows
     text = io.StringIO()
     await _sla(app, argparse.Namespace(json=False, explain=f"#{bug.ticket}"), text)
     explained = text.getvalue()
     assert "a day is one business day (8.5 h, 09:00-17:30)" in explained
-    assert "bug/critical answer target: 24 hour(s) = 24 h" in explained
+    assert "bug/critical answer target: 1 day(s) = 8.5 h" in explained
     assert "Created Mon 2026-01-05 10:00 CET." in explained  # the zone named, as in show
