@@ -18,6 +18,7 @@ from mailgate.core.model import Role, TicketView
 from mailgate.core.notify import Kind, Notice
 from mailgate.core.sla import SlaPolicy
 from mailgate.core.terms import label
+from mailgate.core.text import signs_off
 from mailgate.core.tokens import TokenCodec
 from mailgate.outbound.render import (
     MailHeaders,
@@ -106,6 +107,8 @@ class NoticeBuilder:
             known = self.config.workflow.find(name) if name else None
             return known.label(language) if known else name
 
+        # An agent without a display name signs as the team: never their bare address.
+        author_name = (author.name if author else "") or self.config.outbound.from_name
         return NoticeContext(
             ticket=TicketFacts(
                 view.number,
@@ -121,10 +124,9 @@ class NoticeBuilder:
             team_name=self.config.outbound.from_name,
             customer_name=requester.name if requester else "",
             customer_address=requester.address if requester else "",
-            author_name=(author.name or author.address)
-            if author
-            else self.config.outbound.from_name,
+            author_name=author_name,
             message_text=change.message_text,
+            signed=signs_off(change.message_text, author_name),
             reason=change.reason,
             old_status=status_label(change.old_status),
             new_status=status_label(change.new_status or view.status),

@@ -56,6 +56,7 @@ class NoticeContext:
     customer_address: str
     author_name: str
     message_text: str
+    signed: bool = False  # message_text ends with the author's own sign-off
     answer_target: str = ""
     old_status: str = ""
     new_status: str = ""

@@ -40,6 +40,13 @@ class Poisoned:
         return outcome
 
 
+@pytest.fixture
+def config(make_config: Callable[..., Config]) -> Config:
+    """Batches bound by count only: on a slow machine the lock-time bound would commit
+    the first mails before a batch reaches the one a test poisons."""
+    return make_config(worker={"batch_time": 10.0})
+
+
 async def count(app: App, sql: str) -> int:
     async with session(app.engine) as s:
         return int((await s.exec(text(sql))).one()[0])  # type: ignore[call-overload]
@@ -79,13 +86,15 @@ async def test_a_crash_before_the_commit_leaves_the_batch_to_be_processed_once(
         """The process dies: not an error the worker handles."""
 
     first = await build_app(config, clock)
-    ids = await store(first, 6)
-    real = first.processor.applier
-    first.processor.applier = Poisoned(real, ids[-1], Crash)  # type: ignore[assignment]
-    with pytest.raises(Crash):
-        await first.processor.process_batch(ids)
-    assert await count(first, "SELECT count(*) FROM tickets") == 0  # nothing committed
-    await first.close()
+    try:
+        ids = await store(first, 6)
+        real = first.processor.applier
+        first.processor.applier = Poisoned(real, ids[-1], Crash)  # type: ignore[assignment]
+        with pytest.raises(Crash):
+            await first.processor.process_batch(ids)
+        assert await count(first, "SELECT count(*) FROM tickets") == 0  # nothing committed
+    finally:
+        await first.close()
     second = await build_app(config, clock)
     try:
         outcomes = await second.processor.run_due()

@@ -192,6 +192,22 @@ async def test_an_agent_reply_without_commands_waits_for_the_customer(desk: Any)
     relayed = await world.only(CUSTOMER)
     assert "Probeert u het nog eens?" in World.text(relayed)
     assert relayed["Auto-Submitted"] is None  # a person's answer, not automatic mail
+    # No display name: the answer is signed by the team, never with the agent's address.
+    assert AGENT not in World.text(relayed)
+    assert "Support" in World.text(relayed).split("Probeert u het nog eens?", 1)[1]
+
+
+async def test_an_answer_signed_by_its_agent_gets_no_second_name_line(desk: Any) -> None:
+    app = await desk()
+    world = World(app)
+    _, _, notice = await open_ticket(world)
+    body = "Probeert u het nog eens?\n\nMet vriendelijke groet,\nBob Visser"
+    await world.send(World.answer(notice, sender=f"Bob Visser <{AGENT}>", body=body))
+    relayed = await world.only(CUSTOMER)
+    text = World.text(relayed)
+    assert text.count("Bob Visser") == 1 and AGENT not in text
+    html = relayed.get_body(preferencelist=("html",))
+    assert html is not None and str(html.get_content()).count("Bob Visser") == 1  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
