@@ -196,3 +196,52 @@ async def test_notices_thread_on_the_customers_last_mail_not_an_out_of_office(de
     relayed = await world.only(CUSTOMER)
     assert str(relayed["In-Reply-To"]) == "<first@customer.nl>"
     assert "away@customer.nl" not in str(relayed["References"] or "")
+
+
+async def test_every_outgoing_mail_threads_on_the_customers_latest_own_mail(
+    desk: Any, clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The customer writes twice, then an out-of-office answers our mail: the answer of
+    ``mailgate reply`` and the reminder after it both name the customer's second mail."""
+    import argparse
+    import io
+    from datetime import timedelta
+
+    from mailgate.cli.desk import reply
+
+    app = await desk()
+    world = World(app)
+    number, ack, _, _ = await opened(world)
+    again = make_mail(
+        sender=f"Alice <{CUSTOMER}>",
+        subject=f"Re: {ack['Subject']}",
+        in_reply_to=str(ack["Message-ID"]),
+        message_id="<second@customer.nl>",
+        body="Hij doet het nog steeds niet.",
+    )
+    assert (await world.send(again)).action is Action.APPENDED
+    await world.inbox(TEAM)
+
+    class Stdin:
+        buffer = io.BytesIO(b"Probeert u het nog eens?")
+
+    monkeypatch.setattr("sys.stdin", Stdin)
+    args = argparse.Namespace(ref=f"#{number}", author=AGENT, file="-", command="reply")
+    assert await reply(app, args, io.StringIO()) == 0
+    answer = await world.only(CUSTOMER)
+    assert str(answer["In-Reply-To"]) == "<second@customer.nl>"
+    assert (await view(app, number)).status == "waiting_customer"
+
+    away = make_mail(
+        sender=f"Alice <{CUSTOMER}>",
+        subject=f"Automatisch antwoord: {answer['Subject']}",
+        in_reply_to=str(answer["Message-ID"]),
+        message_id="<away@customer.nl>",
+        headers={"Auto-Submitted": "auto-replied"},
+    )
+    await world.send(away)
+    clock.advance(timedelta(days=7))  # past the reminder of waiting_customer (3 work days)
+    await app.scheduler.run_due()
+    reminder = await world.only(CUSTOMER)
+    assert str(reminder["In-Reply-To"]) == "<second@customer.nl>"
+    assert "away@customer.nl" not in str(reminder["References"] or "")
