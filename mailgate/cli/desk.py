@@ -224,8 +224,8 @@ async def change(app: App, args: argparse.Namespace, out: TextIO) -> int:
     with storage_errors("set"):
         plan = await app.blocking.write(carry_out)
     if isinstance(plan, Refusal):
-        for error in plan.errors:
-            print(f"mailgate: {error}", file=sys.stderr)
+        for line in plan.text("en", app.desk.workflow).splitlines():
+            print(f"mailgate: {line}", file=sys.stderr)
         return EX_FAILED
     for change in plan.changes:
         print(f"#{number} {change.field}: {change.old or '-'} -> {change.new}", file=out)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from mailgate.core.address import AddressPolicy
+from mailgate.core.agent_words import Fault, faults_text
 from mailgate.core.calendar import BusinessCalendar
 from mailgate.core.commands import (
     CC_ADD,
@@ -75,9 +76,13 @@ class Plan:
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """An agent's message that was not carried out, and why."""
+    """An agent's message that was not carried out, and every fault in it."""
 
-    errors: tuple[str, ...]
+    faults: tuple[Fault, ...]
+
+    def text(self, language: str, workflow: Workflow) -> str:
+        """The faults in ``language``, one a line (``agent_words``)."""
+        return faults_text(self.faults, language, workflow)
 
 
 def _address(argument: str) -> str | None:
@@ -104,7 +109,7 @@ def plan_agent(
     ``calendar`` and ``now`` let ``#due`` be checked (a business duration or a date
     that has not passed)."""
     draft = _Draft(workflow, ticket, author, policy, set(existing), calendar, now, ticket.status)
-    draft.errors += [f"{line}: unknown command; try #help" for line in block.unknown]
+    draft.errors += [Fault(line, "unknown_command") for line in block.unknown]
     for command in block.commands:
         _READ[command.verb](draft, command, block)
     if draft.errors:
@@ -129,7 +134,7 @@ class _Draft:
     moved: bool = False
     quote: str = ""
     merge_into: int | None = None
-    errors: list[str] = field(default_factory=list)
+    errors: list[Fault] = field(default_factory=list)
     changes: list[FieldChange] = field(default_factory=list)
     cc_add: list[str] = field(default_factory=list)
     cc_remove: list[str] = field(default_factory=list)
@@ -137,10 +142,8 @@ class _Draft:
     def step(self, trigger: Trigger, target: str, line: str) -> None:
         found = move(self.workflow, self.status, trigger, target)
         if found is None:
-            allowed = ", ".join(self.workflow.state(self.status).next) or "none"
-            self.errors.append(
-                f"{line}: not allowed while the ticket is {self.status}; allowed: {allowed}"
-            )
+            allowed = self.workflow.state(self.status).next
+            self.errors.append(Fault(line, "not_allowed", allowed, self.status))
             return
         self.status, self.template, self.notify = found.new, found.template, found.notify
         self.moved = True
@@ -184,8 +187,8 @@ _STEERING = (Verb.STATUS, Verb.CLOSE, Verb.REOPEN, Verb.QUOTE)
 def _status(draft: _Draft, command: Command, block: CommandBlock) -> None:
     state = draft.workflow.find(command.argument) if command.argument else None
     if state is None:
-        names = ", ".join(s.name for s in draft.workflow.states)
-        draft.errors.append(f"{command.line}: unknown status; known: {names}")
+        allowed = draft.workflow.state(draft.status).next
+        draft.errors.append(Fault(command.line, "unknown_status", allowed))
     else:
         draft.step(Trigger.STATUS, state.name, command.line)
 
@@ -193,7 +196,7 @@ def _status(draft: _Draft, command: Command, block: CommandBlock) -> None:
 def _quote(draft: _Draft, command: Command, block: CommandBlock) -> None:
     draft.quote = command.argument or block.text
     if not draft.quote:
-        draft.errors.append(f"{command.line}: the quote needs a text (what, how much)")
+        draft.errors.append(Fault(command.line, "quote_text"))
     else:
         draft.step(Trigger.QUOTE, "", command.line)
 
@@ -206,7 +209,7 @@ def _choice(
     def read(draft: _Draft, command: Command, block: CommandBlock) -> None:
         value = parse(command.argument)
         if value is None:
-            draft.errors.append(f"{command.line}: unknown {name}; known: {', '.join(known)}")
+            draft.errors.append(Fault(command.line, f"unknown_{name}", tuple(known)))
         else:
             draft.change(name, str(getattr(draft.ticket, name)), value)
 
@@ -219,7 +222,7 @@ def _assign(draft: _Draft, command: Command, block: CommandBlock) -> None:
     if who is None and arg and "@" not in arg and " " not in arg.strip():
         who = f"{arg.strip().lower()}@{author.rpartition('@')[2].lower()}"
     if who is None or not draft.policy.is_agent(who):
-        draft.errors.append(f"{command.line}: not an agent; give an agent's address or 'me'")
+        draft.errors.append(Fault(command.line, "not_an_agent"))
     else:
         draft.change("assignee", draft.ticket.assignee or "", who)
 
@@ -227,10 +230,7 @@ def _assign(draft: _Draft, command: Command, block: CommandBlock) -> None:
 def _due(draft: _Draft, command: Command, block: CommandBlock) -> None:
     calendar, now = draft.calendar, draft.now
     if calendar is None or now is None or parse_due(command.argument, calendar, now) is None:
-        draft.errors.append(
-            f"{command.line}: give a business duration (3 days, 16 hours, 2 weeks) "
-            "or a date to come (2026-03-01, 2026-03-01 12:00)"
-        )
+        draft.errors.append(Fault(command.line, "bad_due"))
     else:
         draft.changes.append(FieldChange("due", "", command.argument))
 
@@ -238,7 +238,7 @@ def _due(draft: _Draft, command: Command, block: CommandBlock) -> None:
 def _merge(draft: _Draft, command: Command, block: CommandBlock) -> None:
     target = ticket_number(command.argument)
     if target is None or target not in draft.known or target == draft.ticket.number:
-        draft.errors.append(f"{command.line}: no other ticket {command.argument or '(none given)'}")
+        draft.errors.append(Fault(command.line, "no_other_ticket", (), command.argument or "-"))
     else:
         draft.merge_into = target
 
@@ -247,13 +247,13 @@ def _cc(draft: _Draft, command: Command, block: CommandBlock) -> None:
     action, _, rest = command.argument.partition(" ")
     address = _address(rest)
     if action.lower() not in CC_ADD | CC_REMOVE or address is None:
-        draft.errors.append(f"{command.line}: use #cc add <address> or #cc remove <address>")
+        draft.errors.append(Fault(command.line, "cc_usage"))
     elif draft.policy.is_ours(address):
-        draft.errors.append(f"{command.line}: {address} is one of our own addresses")
+        draft.errors.append(Fault(command.line, "cc_ours", (), address))
     elif action.lower() in CC_ADD:
         draft.cc_add.append(address)
     elif address in (p.address for p in draft.ticket.participants if p.role is Role.REQUESTER):
-        draft.errors.append(f"{command.line}: the requester cannot be removed")
+        draft.errors.append(Fault(command.line, "cc_requester"))
     else:
         draft.cc_remove.append(address)
 
@@ -335,27 +335,3 @@ def plan_customer(
                 + (f" ({said.reason[:200]})" if said.reason else ""),
             )
     return Plan(move=move(workflow, ticket.status, Trigger.CUSTOMER_REPLY), text=text)
-
-
-def command_reference(workflow: Workflow) -> str:
-    """The text of ``#help``: every command with its Dutch alias and allowed values."""
-    states = ", ".join(s.name for s in workflow.states)
-    return "\n".join(
-        (
-            f"#status <state>          #toestand    {states}",
-            f"#priority <priority>     #prioriteit  {', '.join(PRIORITIES)}",
-            f"#type <type>             #soort       {', '.join(TICKET_TYPES)}",
-            "#assign <agent|me>       #toewijzen",
-            "#internal                #intern      a note: not sent to the customer",
-            "#close                   #sluiten",
-            "#reopen                  #heropenen",
-            "#merge <#number>         #samenvoegen this ticket into that one",
-            "#quote <text>            #offerte     extra work: the customer is asked to approve",
-            "#cc add|remove <address> #cc toevoegen|verwijderen",
-            "#due <duration|date>     #termijn     agree the solve target: 3 days, 2026-03-01",
-            "#help                    #hulp",
-            "",
-            "Text below the commands is sent to the customer; a mail of only commands",
-            "changes the ticket without mailing the customer unless the new status asks it.",
-        )
-    )

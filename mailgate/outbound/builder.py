@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from mailgate.config import Config, QueueConfig
 from mailgate.core.address import AddressPolicy
+from mailgate.core.agent_words import command_reference, faults_text
 from mailgate.core.model import Role, TicketView
 from mailgate.core.notify import Kind, Notice
 from mailgate.core.sla import SlaPolicy
@@ -101,7 +102,7 @@ class NoticeBuilder:
         """What the notice's template is given: the ticket, its people, the change."""
         requester = next((p for p in view.participants if p.role is Role.REQUESTER), None)
         author = next((p for p in view.participants if p.address == change.author), None)
-        language = notice.language
+        language, workflow = notice.language, self.config.workflow
 
         def status_label(name: str) -> str:
             known = self.config.workflow.find(name) if name else None
@@ -127,7 +128,7 @@ class NoticeBuilder:
             author_name=author_name,
             message_text=change.message_text,
             signed=signs_off(change.message_text, author_name),
-            reason=change.reason,
+            reason=faults_text(change.faults, language, workflow) or change.reason,
             old_status=status_label(change.old_status),
             new_status=status_label(change.new_status or view.status),
             action=change.action,
@@ -135,7 +136,7 @@ class NoticeBuilder:
             priority_label=label(view.priority, language),
             asked_priority=label(change.asked_priority, language) if change.asked_priority else "",
             quote=change.quote,
-            commands=change.commands,
+            commands=command_reference(workflow, language) if change.help or change.faults else "",
             answer_target=self.answer_target(view, language),
         )
 

@@ -15,6 +15,7 @@ import structlog
 
 from mailgate.config import Config, QueueConfig
 from mailgate.core.address import AddressPolicy, mailable
+from mailgate.core.agent_words import Fault
 from mailgate.core.classify import DECISIONS, Category, Decisions
 from mailgate.core.model import MessageKind, ParsedMail, Role, TicketView
 from mailgate.core.notify import (
@@ -63,13 +64,16 @@ class Change:
     action: str = ""  # the state in which the customer must act, if they must
     quote: str = ""
     asked_priority: str = ""  # the priority asked at submission, when it was lowered
-    commands: str = ""  # the command reference, for #help
+    help: bool = False  # the command reference (#help, and under refused commands)
+    faults: tuple[Fault, ...] = ()  # a refused command mail's faults, told in words
     forwarded: bool = False  # an agent forwarded the requester's mail: acknowledge them
 
     @classmethod
-    def system(cls, ticket: int, *, reason: str = "", commands: str = "") -> Change:
+    def system(
+        cls, ticket: int, *, reason: str = "", help: bool = False, faults: tuple[Fault, ...] = ()
+    ) -> Change:
         """A change mailgate announces of its own accord, about no mail in particular."""
-        return cls(ticket=ticket, reason=reason, commands=commands)
+        return cls(ticket=ticket, reason=reason, help=help, faults=faults)
 
 
 class Notifier:

@@ -14,7 +14,7 @@ from datetime import timedelta
 import structlog
 
 from mailgate.core.bounces import DeliveryReport
-from mailgate.core.desk import Refusal, command_reference
+from mailgate.core.desk import Refusal
 from mailgate.core.model import Action, BounceOfOurs, MessageKind
 from mailgate.core.notify import Kind
 from mailgate.core.participants import sender
@@ -80,7 +80,7 @@ def refuse(
 ) -> Outcome:
     """An agent's message with a bad command: kept as a note, nothing changed or relayed;
     the agent is told what was wrong and what is allowed."""
-    errors = "\n".join(refusal.errors)
+    errors = refusal.text("en", workflow)  # the ticket's log and the worker's outcome
     arrival = replace(arrival, kind=MessageKind.NOTE)
     row = add_message(tx, ticket, arrival)
     tx.history.add_events(
@@ -95,9 +95,9 @@ def refuse(
             )
         ]
     )
-    told = Change.system(ticket, reason=errors, commands=command_reference(workflow))
+    told = Change.system(ticket, faults=refusal.faults)  # told in the team's language
     notifier.agent_notice(tx, ticket, Kind.COMMAND_FAILED, told, arrival.author, arrival.now)
-    log.warning("command.refused", ticket=f"#{ticket}", errors=len(refusal.errors))
+    log.warning("command.refused", ticket=f"#{ticket}", errors=len(refusal.faults))
     return Outcome(
         arrival.spool_id, Action.APPENDED, ticket, f"{reason}; commands refused: {errors}"
     )

@@ -22,7 +22,6 @@ from mailgate.core.desk import (
     Plan,
     Refusal,
     TicketState,
-    command_reference,
     plan_customer,
 )
 from mailgate.core.model import (
@@ -259,8 +258,7 @@ class Applier:
             note = replace(change_of(arrival, target), author=actor)
             self.notifier.workflow_notice(tx, target, Kind.TEAM_NOTE, Party.TEAM, note, now)
         if plan.help:
-            commands = command_reference(self.desk.workflow)
-            help_ = Change.system(target, commands=commands)
+            help_ = Change.system(target, help=True)
             self.notifier.agent_notice(tx, target, Kind.COMMAND_HELP, help_, actor, now)
 
     def _create(

@@ -56,7 +56,8 @@ async def test_set_fields_moves_the_ticket_and_mails_the_transition_like_a_comma
             actor=AGENT, now=now,
         )
     )  # fmt: skip
-    assert isinstance(refused, Refusal) and "unknown type" in refused.errors[0]
+    assert isinstance(refused, Refusal)
+    assert "unknown type" in refused.text("en", app.desk.workflow)
 
 
 def test_an_answer_from_the_command_line_is_the_mail_the_agent_would_send(app: Any) -> None:
