@@ -1,5 +1,5 @@
-"""What the desk tells agents about their commands, in the team's language: the faults of a
-refused command mail and the ``#help`` reference.
+"""What the desk tells agents about their commands, in the team's language (the faults of a
+refused command mail and the ``#help`` reference), and whether an agent's answer is signed.
 
 A fault is kept as data (``Fault``: the command line, what was wrong, the names in
 question) and put into words only for its reader: the team's language in a mail, English
@@ -9,6 +9,7 @@ label in that language ("klaar voor test"), never an internal name such as ``new
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -164,3 +165,19 @@ def command_reference(workflow: Workflow, language: str) -> str:
         for command, alias, note in _HELP[lang]
     ]
     return "\n".join([*lines, "", _HELP_END[lang]])
+
+
+def signs_off(text: str, name: str) -> bool:
+    """Whether ``text`` already ends with its author's sign-off: a short line (a greeting
+    at most) ending in ``name`` or its first word, among the last three non-empty lines.
+    Then a template adds no second name line under it."""
+    words = [w.casefold() for w in re.findall(r"\w+", name)]
+    if not words:
+        return False
+    tail = [line for line in text.splitlines() if line.strip()][-3:]
+    for line in tail:
+        found = [w.casefold() for w in re.findall(r"\w+", line)]
+        short = 0 < len(found) <= len(words) + 4
+        if short and (found[-len(words) :] == words or found[-1] == words[0]):
+            return True
+    return False

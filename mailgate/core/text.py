@@ -386,19 +386,3 @@ def _cut_where(plain: str, reply: str) -> str:
         if len(seen) >= len(words):
             return "\n".join(lines[: index + 1]).strip() if len(seen) == len(words) else plain
     return plain
-
-
-def signs_off(text: str, name: str) -> bool:
-    """Whether ``text`` already ends with its author's sign-off: a short line (a greeting
-    at most) ending in ``name`` or its first word, among the last three non-empty lines.
-    Then a template adds no second name line under it."""
-    words = [w.casefold() for w in re.findall(r"\w+", name)]
-    if not words:
-        return False
-    tail = [line for line in text.splitlines() if line.strip()][-3:]
-    for line in tail:
-        found = [w.casefold() for w in re.findall(r"\w+", line)]
-        short = 0 < len(found) <= len(words) + 4
-        if short and (found[-len(words) :] == words or found[-1] == words[0]):
-            return True
-    return False

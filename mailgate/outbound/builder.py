@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING
 
 from mailgate.config import Config, QueueConfig
 from mailgate.core.address import AddressPolicy
-from mailgate.core.agent_words import command_reference, faults_text
+from mailgate.core.agent_words import command_reference, faults_text, signs_off
 from mailgate.core.model import Role, TicketView
 from mailgate.core.notify import Kind, Notice
 from mailgate.core.sla import SlaPolicy
 from mailgate.core.terms import label
-from mailgate.core.text import signs_off
 from mailgate.core.tokens import TokenCodec
 from mailgate.outbound.render import (
     MailHeaders,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from mailgate.core.agent_words import Fault, command_reference, faults_text
+import pytest
+
+from mailgate.core.agent_words import Fault, command_reference, faults_text, signs_off
 from mailgate.core.workflow import DEFAULT_WORKFLOW
 
 W = DEFAULT_WORKFLOW
@@ -30,3 +32,20 @@ def test_faults_name_states_by_the_labels_an_agent_may_type_back() -> None:
         "#status x: unknown status; possible now: none",
         "#x: unknown command; try #help",
     ]  # a language without words of its own: English
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "signed"),
+    [
+        ("Probeert u het nog eens?\n\nMet vriendelijke groet,\nBob", "Bob Visser", True),
+        ("Probeert u het nog eens?\n\nGroet, Bob Visser\nSupport", "Bob Visser", True),
+        ("Probeert u het nog eens?\n\nBob", "Bob", True),
+        ("Bob belt u morgen terug over de printer.", "Bob Visser", False),
+        ("Probeert u het nog eens?", "Bob Visser", False),
+        ("Groeten van het hele team", "Support", False),
+        ("Dank u wel.\n\n— Support", "Support", True),
+        ("Zie bijlage.", "", False),
+    ],
+)
+def test_an_answer_that_signs_itself_off_is_recognised(text: str, name: str, signed: bool) -> None:
+    assert signs_off(text, name) is signed

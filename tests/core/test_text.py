@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailgate.core.text import html_to_text, sanitize_html, signs_off, visible_reply, visible_text
+from mailgate.core.text import html_to_text, sanitize_html, visible_reply, visible_text
 from tests.mails import make_mail
 
 
@@ -238,20 +238,3 @@ def test_each_client_familys_reply_is_cut_where_its_quote_begins(client: str) ->
 
     raw, expected = next((raw, text) for name, raw, text in client_replies() if name == client)
     assert visible_reply(parse_mail(raw)) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "name", "signed"),
-    [
-        ("Probeert u het nog eens?\n\nMet vriendelijke groet,\nBob", "Bob Visser", True),
-        ("Probeert u het nog eens?\n\nGroet, Bob Visser\nSupport", "Bob Visser", True),
-        ("Probeert u het nog eens?\n\nBob", "Bob", True),
-        ("Bob belt u morgen terug over de printer.", "Bob Visser", False),
-        ("Probeert u het nog eens?", "Bob Visser", False),
-        ("Groeten van het hele team", "Support", False),
-        ("Dank u wel.\n\n— Support", "Support", True),
-        ("Zie bijlage.", "", False),
-    ],
-)
-def test_an_answer_that_signs_itself_off_is_recognised(text: str, name: str, signed: bool) -> None:
-    assert signs_off(text, name) is signed
