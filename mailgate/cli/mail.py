@@ -83,6 +83,7 @@ TRACE_EVENTS = (
     "command_failed",
     "privacy_masked",
     "delivery_failed",
+    "delivery_suppressed",
     "sla_recomputed",
 )
 

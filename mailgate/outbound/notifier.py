@@ -37,10 +37,20 @@ from mailgate.outbound.render import (
     Templates,
 )
 from mailgate.store.repos import Tx
-from mailgate.store.repos.history import SentMessage
+from mailgate.store.repos.history import Event, SentMessage
 from mailgate.store.repos.outbox import Counted, Queued
 
 log = structlog.get_logger("mailgate.notify")
+
+# What an agent is told when their answer skipped a recipient who bounced for good lately.
+HELD_BACK = {
+    "nl": "Uw antwoord is niet verstuurd naar {addresses}: mail aan dat adres kwam onlangs "
+    "blijvend terug, en mailgate stuurt er voorlopig niets meer heen. Neem op een andere "
+    "manier contact op, of laat het adres corrigeren.",
+    "en": "Your answer was not sent to {addresses}: mail to that address bounced for good "
+    "lately, and mailgate sends it nothing for a while. Reach them another way, or have "
+    "the address corrected.",
+}
 
 
 # A notice mailgate writes of its own accord (a failed delivery): for the team only.
@@ -220,6 +230,8 @@ class Notifier:
                         recipients=len(blocked),
                     )
                 recipients = tuple(a for a in recipients if a.lower() not in blocked)
+                if blocked and notice.kind is Kind.AGENT_REPLY:
+                    self._held_back(tx, ticket, sorted(blocked), change.author, now)
             if not recipients:
                 log.warning("outbox.skipped", kind=notice.kind.value, reason="no recipient left")
                 continue
@@ -234,6 +246,34 @@ class Notifier:
                 counted.extend(self.caps.counted(ticket, notice, len(ready), now))
             ready.append(notice)
         return ready, counted
+
+    def _held_back(
+        self, tx: Tx, ticket: int, addresses: list[str], author: str | None, now: datetime
+    ) -> None:
+        """An agent's answer not sent to addresses that bounced for good lately: the
+        ticket's log says so, and the agent who wrote it is told (in the team's language)."""
+        listed = ", ".join(addresses)
+        tx.history.add_events(
+            [
+                Event(
+                    ticket,
+                    "delivery_suppressed",
+                    "mailgate",
+                    now,
+                    field="recipients",
+                    old=listed,
+                    detail=f"the answer was not sent to {listed}: it bounced for good lately",
+                )
+            ]
+        )
+        if author is None or not self.policy.is_agent(author):
+            return
+        view = tx.tickets.view(ticket)
+        assert view is not None
+        queue = self.queues.get(view.queue) or self.config.queues[0]
+        reason = HELD_BACK.get(queue.language, HELD_BACK["en"]).format(addresses=listed)
+        told = Change.system(ticket, reason=reason)
+        self.agent_notice(tx, ticket, Kind.TEAM_DELIVERY_FAILED, told, author, now)
 
     def _send(
         self,

@@ -240,3 +240,37 @@ async def test_acknowledge_cc_off_acknowledges_the_requester_only(desk: Any) -> 
     quiet = await desk(outbound={"acknowledge_cc": False})
     await deliver(quiet, make_mail(cc="Bob <bob@customer.nl>"))
     assert [to for kind, to, _ in await outbox(quiet) if kind == "ack"] == [("alice@customer.nl",)]
+
+
+async def test_an_answer_held_back_from_a_bounced_address_is_logged_and_its_agent_told(
+    app: App,
+) -> None:
+    """The customer's address bounced for good lately: the agent's answer is not sent to
+    it, the ticket's log says so, and the agent who wrote it gets a mail saying why."""
+    from datetime import timedelta
+
+    from tests.world import World
+
+    world = World(app)
+    opened = await world.send(make_mail(sender="alice@customer.nl"))
+    assert opened.ticket is not None
+    await world.inbox("alice@customer.nl")
+    (notice,) = await world.inbox("team@example.com")
+    now = app.clock.now()
+    await app.blocking.write(
+        lambda conn: Tx.on(conn).outbox.suppress(
+            "alice@customer.nl", until=now + timedelta(days=7), reason="5.1.1", now=now
+        )
+    )
+    await world.send(
+        World.answer(notice, sender="bob@example.com", body="Probeert u het nog eens?")
+    )
+    assert await world.inbox("alice@customer.nl") == []
+    told = await world.inbox("bob@example.com")
+    assert len(told) == 1 and "Bezorging mislukt" in str(told[0]["Subject"])
+    assert "niet verstuurd naar alice@customer.nl" in World.text(told[0])
+    async with session(app.engine) as s:
+        view = await Repo(s).ticket_view(opened.ticket)
+    assert view is not None
+    held = [e for e in view.events if e.kind == "delivery_suppressed"]
+    assert len(held) == 1 and held[0].old == "alice@customer.nl"
