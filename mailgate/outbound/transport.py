@@ -25,6 +25,11 @@ from mailgate.store.files import fsync_dir, private_dir
 class Transport(Protocol):
     """Delivers mails, a round at a time: ``send`` each, then ``settle``."""
 
+    # Whether a second delivery of the same mail (same ``key``) is found and written no
+    # more: then the sender may record a round's deliveries together; otherwise it records
+    # each before it sends the next, so that a crash can repeat one mail at most.
+    at_most_once: bool
+
     async def send(
         self,
         envelope_from: str,
@@ -59,6 +64,8 @@ class MaildirTransport:
     writes nothing: the maildir holds each mail once. Only a mail tried before is looked
     for (``again``): a first try cannot have a file.
     """
+
+    at_most_once = True
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -130,6 +137,8 @@ class SmtpRelay:
     250 is final: ``settle`` has nothing to do. A
     connection that failed in any way is closed, never used again; a kept connection
     the relay closed meanwhile is replaced once before the mail counts as deferred."""
+
+    at_most_once = False  # a relay's 250 cannot be taken back, nor asked about
 
     def __init__(self, config: RelayConfig) -> None:
         self.config = config

@@ -2,15 +2,15 @@
 
 A round claims up to 50 due mails at once: marked ``sending`` (committed, one
 transaction) before any SMTP transaction, and ``sent`` (committed) after the
-relay's 250, recorded together for the mails delivered in the last quarter
-second or at the end of the round. When the database will not take "sent"
+relay's 250: through a relay each before the next is sent; into the maildir,
+which writes a mail at most once, together for the mails delivered in the last
+quarter second or at the end of the round. When the database will not take "sent"
 (locked, full), the deliveries are remembered in memory and recorded on a later
 round; they are never sent again meanwhile, and nothing new is sent until they
 are recorded. The maildir transport names each file after its outbox row and
 Message-ID, so even after a crash in that window the second try finds the file
 and writes nothing. Only a crash of the process between the relay's 250 and the
-commit (at most a quarter second of deliveries) can send a mail twice through a
-relay: it stays ``sending`` and is tried again once its claim is older than
+commit (one mail) can send a mail twice through a relay: it stays ``sending`` and is tried again once its claim is older than
 ``[outbound] claim_timeout``; SMTP offers no way to close that window. 4xx
 replies and connection errors retry with exponential backoff and jitter; a 5xx,
 or ``max_attempts`` tries, make the mail dead, recorded on the ticket's events.
@@ -144,7 +144,9 @@ class Sender:
                 if stop is not None and stop.is_set():
                     await self._release([i.id for i, _ in claimed[n:]])
                     break
-                late = self.unrecorded and time.monotonic() - oldest >= RECORD_AFTER
+                late = self.unrecorded and (
+                    not self.transport.at_most_once or time.monotonic() - oldest >= RECORD_AFTER
+                )
                 if late and not await self._settle_and_record():
                     break  # the database refuses: send nothing more; the rest goes stale
                 delivery = await self._attempt(item, raw, now)

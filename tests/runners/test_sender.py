@@ -30,9 +30,12 @@ class RelayHandler:
     received: list[tuple[str, list[str], bytes]] = field(default_factory=list)
     connections: set[int] = field(default_factory=set)  # the sessions mail came over
     hang_up: bool = False  # close the connection right after each accepted mail
+    on_data: Callable[[], Any] | None = None  # awaited as each mail's DATA arrives
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.connections.add(id(session))
+        if self.on_data is not None:
+            await self.on_data()
         if self.hang_up and server.transport is not None:
             asyncio.get_running_loop().call_later(0.05, server.transport.close)
         if self.reply.startswith("250"):
@@ -106,6 +109,26 @@ async def test_relay_down_then_up_delivers_every_mail_exactly_once(
     assert envelope_from.startswith("bounces+") and envelope_from.endswith("@example.com")
     assert recipients in (["alice@customer.nl"], ["team@example.com"])
     assert b"Auto-Submitted:" in raw
+
+
+async def test_each_relayed_mail_is_recorded_sent_before_the_next_goes_out(
+    relayed_app: App, relay: Relay
+) -> None:
+    """A relay's 250 cannot be taken back: so that a crash repeats one mail at most, each
+    delivery is committed as sent before the next mail of the round is handed over."""
+    seen: list[int] = []
+
+    async def count_sent() -> None:
+        async with session(relayed_app.engine) as s:
+            seen.append(sum(i.state == "sent" for i in await Repo(s).outbox_list()))
+
+    relay.handler.on_data = count_sent
+    await relay.start()
+    for n in range(3):
+        await deliver(relayed_app, make_mail(subject=f"Storing {n}"))
+    results = await relayed_app.sender.run_due()
+    assert [d.state for d in results] == ["sent"] * 6
+    assert seen == [0, 1, 2, 3, 4, 5]
 
 
 async def test_a_round_goes_over_one_relay_connection_and_ends_it(
@@ -277,6 +300,7 @@ class LockAfterDelivery:
 
     def __init__(self, inner: Any, database: Any) -> None:
         self.inner = inner
+        self.at_most_once = inner.at_most_once
         self.database = database
         self.lock: Any = None
         self.locked_once = False
