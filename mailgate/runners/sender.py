@@ -1,20 +1,20 @@
 """The sender: deliver due outbox mails, retrying what may pass and burying what cannot.
 
 A round claims up to 50 due mails at once: marked ``sending`` (committed, one
-transaction) before any SMTP transaction, and ``sent`` (committed) after the
-relay's 250: through a relay each before the next is sent; into the maildir,
-which writes a mail at most once, together for the mails delivered in the last
-quarter second or at the end of the round. When the database will not take "sent"
-(locked, full), the deliveries are remembered in memory and recorded on a later
-round; they are never sent again meanwhile, and nothing new is sent until they
-are recorded. The maildir transport names each file after its outbox row and
-Message-ID, so even after a crash in that window the second try finds the file
-and writes nothing. Only a crash of the process between the relay's 250 and the
-commit (one mail) can send a mail twice through a relay: it stays ``sending`` and is tried again once its claim is older than
-``[outbound] claim_timeout``; SMTP offers no way to close that window. 4xx
-replies and connection errors retry with exponential backoff and jitter; a 5xx,
-or ``max_attempts`` tries, make the mail dead, recorded on the ticket's events.
-A sender that stops mid-round hands the mails it has not tried back.
+transaction) before any SMTP transaction, and ``sent`` (committed) after the relay's
+250: through a relay each before the next is sent; into the maildir, which writes a mail
+at most once, together for the mails delivered in the last quarter second or at the end
+of the round. When the database will not take "sent" (locked, full), the deliveries are
+remembered in memory and recorded on a later round; they are never sent again meanwhile,
+and nothing new is sent until they are recorded. The maildir transport names each file
+after its outbox row and Message-ID, so even after a crash in that window the second try
+finds the file and writes nothing. Only a crash of the process between the relay's 250
+and the commit (one mail) can send a mail twice through a relay: it stays ``sending``
+and is tried again once its claim is older than ``[outbound] claim_timeout``; SMTP
+offers no way to close that window. 4xx replies and connection errors retry with
+exponential backoff and jitter; a 5xx, or ``max_attempts`` tries, make the mail dead,
+recorded on the ticket's events. A sender that stops mid-round hands the mails it has
+not tried back.
 """
 
 from __future__ import annotations
