@@ -103,6 +103,7 @@ class ParsedMail:
     # one (``tickets.prepare``); "" when nothing did.
     from_header: str = "From"
     parts_skipped: int = 0  # MIME parts past the limit, not read (the raw mail keeps them)
+    language: str | None = None  # the language of the author's own text, when clear
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or None."""
@@ -271,6 +272,7 @@ class TicketView:
     approval: str = "none"
     quote: str = ""
     merged_into: int | None = None
+    language: str | None = None  # the customer's, told by their first mail; None: not known
 
 
 def within_limits(

@@ -89,22 +89,34 @@ class Audience:
     team_address: str
     queue_language: str
     organisation_languages: Mapping[str, str]
+    ticket_language: str | None = None  # the ticket's customer's, once known
 
 
 def language_for(mail: ParsedMail | None, audience: Audience, address: str | None) -> str:
-    """The customer's language: their mail's Content-Language or Accept-Language, then their
+    """The customer's language: their mail's Content-Language or Accept-Language, then the
+    language of their text, then the ticket's (told by their first mail), then their
     organisation's setting, then the queue's default."""
     if mail is not None:
-        for header in ("Content-Language", "Accept-Language"):
-            for tag in re.split(r"[,;\s]+", (mail.header(header) or "").lower()):
-                primary = tag.split("-")[0]
-                if primary in LANGUAGES:
-                    return primary
+        told = said_language(mail)
+        if told is not None:
+            return told
+    if audience.ticket_language in LANGUAGES:
+        return str(audience.ticket_language)
     if address:
         domain = address.rpartition("@")[2].lower()
         if domain in audience.organisation_languages:
             return audience.organisation_languages[domain]
     return audience.queue_language
+
+
+def said_language(mail: ParsedMail) -> str | None:
+    """The language a mail declares (Content-Language, Accept-Language) or is written in."""
+    for header in ("Content-Language", "Accept-Language"):
+        for tag in re.split(r"[,;\s]+", (mail.header(header) or "").lower()):
+            primary = tag.split("-")[0]
+            if primary in LANGUAGES:
+                return primary
+    return mail.language if mail.language in LANGUAGES else None
 
 
 def _customers(audience: Audience) -> tuple[str, ...]:

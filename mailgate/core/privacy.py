@@ -10,6 +10,10 @@ every notification carry the mask instead.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
+
+from mailgate.core.model import ParsedMail
+from mailgate.core.text import sanitize_html
 
 MASK = "[BSN verwijderd]"
 _GROUPINGS = (
@@ -46,3 +50,14 @@ def mask_bsn(text: str) -> tuple[str, int]:
         return match.group(0)
 
     return _CANDIDATE.sub(replace, text), count
+
+
+def for_display(mail: ParsedMail) -> tuple[ParsedMail, int]:
+    """The mail as it is stored for display: BSN numbers masked in its subject, text and
+    HTML, the HTML sanitised; and how many BSN numbers there were."""
+    subject, in_subject = mask_bsn(mail.subject)
+    text, in_text = mask_bsn(mail.text)
+    html, in_html = mask_bsn(mail.html) if mail.html is not None else (None, 0)
+    count = max(in_text, in_html) + in_subject
+    cleaned = sanitize_html(html) if html is not None else None
+    return replace(mail, subject=subject, text=text, html=cleaned), count

@@ -115,6 +115,7 @@ class Notifier:
             queue.team_address,
             queue.language,
             self.config.outbound.organisation_languages,
+            view.language,
         )
 
     def after(

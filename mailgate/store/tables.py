@@ -134,6 +134,7 @@ class TicketRow(SQLModel, table=True):
     approval: str = Field(default="none", max_length=16)
     quote: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     merged_into: int | None = Field(default=None, index=True)
+    language: str | None = Field(default=None, max_length=8)  # the customer's, once known
     # The SLA clock (mailgate.core.sla.SlaClock).
     sla_consumed: int = 0
     sla_running_since: datetime | None = _when(nullable=True)

@@ -7,15 +7,13 @@ row it becomes, and the outcome the worker records on its spool row.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
 
 from mailgate.core.model import Action, Attachment, MessageKind, ParsedMail
 from mailgate.core.participants import sender
-from mailgate.core.privacy import mask_bsn
-from mailgate.core.text import sanitize_html
 from mailgate.outbound.notifier import Change
 from mailgate.store.repos import Tx
 from mailgate.tickets.prepare import Prepared
@@ -53,19 +51,6 @@ class Arrival:
     @property
     def author(self) -> str:
         return sender(self.mail) or NOBODY
-
-
-def for_display(mail: ParsedMail) -> tuple[ParsedMail, int]:
-    """The mail as it is stored for display: BSN numbers masked in its subject, text and
-    HTML, the HTML sanitised; and how many BSN numbers there were."""
-    subject, in_subject = mask_bsn(mail.subject)
-    text, in_text = mask_bsn(mail.text)
-    html, in_html = mask_bsn(mail.html) if mail.html is not None else (None, 0)
-    count = max(in_text, in_html) + in_subject
-    if count:
-        log.info("privacy.masked", count=count)
-    cleaned = sanitize_html(html) if html is not None else None
-    return replace(mail, subject=subject, text=text, html=cleaned), count
 
 
 def limit_notes(mail: ParsedMail, skipped: tuple[Attachment, ...]) -> list[str]:

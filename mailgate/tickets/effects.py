@@ -172,9 +172,11 @@ class Desk:
         requester: str | None,
         actor: str,
         now: datetime,
+        language: str | None = None,
     ) -> TicketView:
         """A new ticket in the workflow's first status: who acts, its SLA clock started
-        (running if support acts first), its timers and alarms armed; as a view."""
+        (running if support acts first), its timers and alarms armed; as a view.
+        ``language``: the customer's, when their first mail told it."""
         status = self.workflow.initial
         clock = on_status(
             SlaClock(), self.calendar, status=status, group=self.workflow.group(status), now=now
@@ -193,6 +195,7 @@ class Desk:
             sla=clock,
             answer_due=status_of(clock, targets, self.calendar, now, which="answer").due,
             solve_due=status_of(clock, targets, self.calendar, now, which="solve").due,
+            language=language,
         )
         alarms = alarm_times(clock, targets, self.calendar, self.sla.warn_at)
         tx.timers.arm(view.number, status, [*self._timers(status, now), *alarms], now)

@@ -36,7 +36,7 @@ from mailgate.core.model import (
     Role,
     SystemMail,
 )
-from mailgate.core.notify import Kind
+from mailgate.core.notify import Kind, said_language
 from mailgate.core.participants import forwarded_author, message_kind, participants, sender
 from mailgate.core.privacy import mask_bsn
 from mailgate.core.route import route
@@ -48,7 +48,6 @@ from mailgate.core.senders import (
     judge_sender,
 )
 from mailgate.core.submission import KeywordRule, submit
-from mailgate.core.text import visible_reply
 from mailgate.core.workflow import Party
 from mailgate.intake.spool import SERVER_SOURCE
 from mailgate.outbound.notifier import Change, Notifier
@@ -60,7 +59,6 @@ from mailgate.tickets.arrival import (
     Outcome,
     add_message,
     change_of,
-    for_display,
     limit_notes,
 )
 from mailgate.tickets.effects import Desk
@@ -121,8 +119,9 @@ class Applier:
             on_server=item.entry.source == SERVER_SOURCE,
         )
         kind = MessageKind.AUTO if classified.automatic else message_kind(authority)
-        mail, masked = for_display(item.mail)
-        arrival = Arrival(item, mail, visible_reply(mail), masked, kind, now)
+        if item.masked:
+            log.info("privacy.masked", count=item.masked)
+        arrival = Arrival(item, item.shown, item.visible, item.masked, kind, now)
         if isinstance(decision, BounceOfOurs):
             assert item.report is not None
             days = self.suppression_days
@@ -286,6 +285,7 @@ class Applier:
             requester=requester,
             actor=arrival.author,
             now=now,
+            language=said_language(arrival.mail),
         )
         ticket = opened.number
         row = add_message(tx, ticket, arrival)

@@ -12,10 +12,14 @@ from mailgate.core.address import AddressPolicy
 from mailgate.core.bounces import DeliveryReport, delivery_report
 from mailgate.core.classify import Category, Classification, classify, confirm_bounce, may_be_bounce
 from mailgate.core.header_addresses import with_envelope_sender
+from mailgate.core.language import detect_language
 from mailgate.core.model import Attachment, ParsedMail, SpoolEntry, within_limits
+from mailgate.core.notify import LANGUAGES
 from mailgate.core.parse import parse_mail
 from mailgate.core.parties import PUBLIC_DOMAINS, domain_of, mailbox
+from mailgate.core.privacy import for_display
 from mailgate.core.route import Evidence, gather_evidence
+from mailgate.core.text import visible_reply
 from mailgate.core.tokens import TokenCodec
 
 
@@ -30,6 +34,9 @@ class Prepared:
     classified: Classification
     report: DeliveryReport | None  # when it may be a bounce of ours
     drop_raw: bool  # the bytes moved from the spool row into the blob store: the row's go
+    shown: ParsedMail  # as it is stored and shown: BSN numbers masked, HTML sanitised
+    masked: int  # how many BSN numbers were masked
+    visible: str  # the author's own text of ``shown`` (no quoted history, no signature)
 
     def shared(self) -> frozenset[str]:
         """What applying this mail may lock or count that another mail's application may
@@ -82,4 +89,11 @@ class Preparer:
         ):
             report = delivery_report(mail, raw)
             classified = confirm_bounce(classified, mail, report.recipients)
-        return Prepared(entry, mail, tuple(skipped), evidence, classified, report, drop_raw)
+        shown, masked = for_display(mail)
+        visible = visible_reply(shown)
+        if classified.category is Category.PERSON:  # whom we may answer: in their language
+            shown = replace(shown, language=detect_language(visible, LANGUAGES))
+        return Prepared(
+            entry, mail, tuple(skipped), evidence, classified, report, drop_raw,
+            shown, masked, visible,
+        )  # fmt: skip

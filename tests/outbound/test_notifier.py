@@ -40,6 +40,36 @@ async def test_language_from_the_customers_mail(app: App) -> None:
     assert "Thank you for your message" in ack.get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
 
+async def test_an_english_mail_without_headers_is_answered_in_english_from_then_on(
+    app: App,
+) -> None:
+    """No Content-Language: the customer's own words tell the language, the ticket keeps
+    it, and a notice about no mail of theirs (an agent's status change) speaks it too."""
+    from tests.world import World
+
+    world = World(app)
+    english = make_mail(
+        subject="Printer on fire",
+        body="Hi, our printer caught fire again this morning. Could you please send someone?",
+    )
+    opened = await world.send(english)
+    assert opened.ticket is not None
+    ack = await world.only("alice@customer.nl")
+    assert ack["Content-Language"] == "en"
+    assert "Thank you for your message" in World.text(ack)
+    async with session(app.engine) as s:
+        view = await Repo(s).ticket_view(opened.ticket)
+    assert view is not None and view.language == "en"
+    (notice,) = await world.inbox("team@example.com")
+    await world.send(World.answer(notice, sender="bob@example.com", body="#status resolved"))
+    moved = await world.only("alice@customer.nl")  # the workflow's "resolved" notice
+    assert moved["Content-Language"] == "en" and "resolved" in str(moved["Subject"]).lower()
+    scanner = "Hallo, de scanner doet het sinds vanochtend niet meer."
+    dutch = await world.send(make_mail(sender="carol@customer.nl", subject="Scanner", body=scanner))
+    assert (await world.only("carol@customer.nl"))["Content-Language"] == "nl"
+    assert dutch.action is Action.CREATED
+
+
 async def test_replies_to_the_acknowledgment_thread_back_however_the_client_builds_them(
     app: App,
 ) -> None:

@@ -9,10 +9,10 @@ from dataclasses import replace
 from mailgate.app import App
 from mailgate.core.model import Attachment
 from mailgate.core.parse import parse_mail
-from mailgate.core.privacy import MASK
+from mailgate.core.privacy import MASK, for_display
 from mailgate.store.db import session
 from mailgate.store.repos import Repo
-from mailgate.tickets.arrival import NOTED_SKIPS, for_display, limit_notes
+from mailgate.tickets.arrival import NOTED_SKIPS, limit_notes
 from tests.conftest import deliver
 from tests.mails import make_mail
 from tests.outbound.outboxes import outbox

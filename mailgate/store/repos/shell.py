@@ -294,6 +294,7 @@ class Repo:
             approval=ticket.approval,
             quote=ticket.quote,
             merged_into=ticket.merged_into,
+            language=ticket.language,
         )
 
     async def _messages(self, number: int) -> list[MessageView]:

@@ -149,6 +149,7 @@ class TicketRepo:
         sla: SlaClock | None = None,
         answer_due: datetime | None = None,
         solve_due: datetime | None = None,
+        language: str | None = None,
     ) -> TicketView:
         """A new ticket, its SLA clock started as the caller computed it; as a view (no
         people yet), so that nothing needs to read it back."""
@@ -169,6 +170,7 @@ class TicketRepo:
                 "created_at": now,
                 "updated_at": now,
                 "updated_by": actor,
+                "language": language,
                 **_sla_values(sla or SlaClock(), answer_due, solve_due),
             },
         ).scalar_one()
@@ -189,10 +191,8 @@ class TicketRepo:
             messages=(),
             events=(),
             action_by=action_by,
-            approval="none",
-            quote="",
-            merged_into=None,
-        )
+            language=language,
+        )  # no approval, quote or merge yet: the view's defaults
 
     def touch(self, number: int, *, actor: str, now: datetime) -> None:
         """Record a change to the ticket: last changed, by whom, and a new version."""
@@ -247,6 +247,7 @@ class TicketRepo:
             approval=row.approval,
             quote=row.quote,
             merged_into=row.merged_into,
+            language=row.language,
         )
 
     def quote(self, number: int) -> str:
