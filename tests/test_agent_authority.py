@@ -9,6 +9,8 @@ held, the team hears why. A real agent answering the team's notice still acts.
 
 from __future__ import annotations
 
+import email
+import email.utils
 from collections.abc import Callable
 from typing import Any
 
@@ -112,8 +114,15 @@ async def assert_not_obeyed(app: App, world: World, number: int, raw: bytes) -> 
     assert {p.address for p in after.participants} == {p.address for p in before.participants}
     assert await world.inbox(CUSTOMER) == []  # nothing relayed, nothing announced
     assert await world.inbox(MALLORY) == []
-    held = await world.only(TEAM)
-    assert "phish" not in World.text(held)
+    held = World.text(await world.only(TEAM))
+    # A mail from an agent's own address that does not prove it is the team's may be a
+    # forgery under the team's name: never quoted back to the team. One from another
+    # address is a stranger's reply: quoted (as any new mail is), under that address.
+    author = email.utils.parseaddr(email.message_from_bytes(raw)["From"] or "")[1].lower()
+    if app.policy.is_agent(author):
+        assert "phish" not in held
+    else:
+        assert author in held and ("niet bij het ticket hoort" in held or "#vrijgeven" in held)
 
 
 @pytest.mark.parametrize("forge", list(FORGERIES.values()), ids=list(FORGERIES))

@@ -72,6 +72,8 @@ TRACE_EVENTS = (
     "created",
     "message_added",
     "message_held",
+    "message_released",
+    "message_rejected",
     "status_changed",
     "priority_changed",
     "type_changed",

@@ -65,6 +65,14 @@ FAULTS: dict[str, dict[str, str]] = {
         "nl": "de aanvrager kan niet worden verwijderd",
         "en": "the requester cannot be removed",
     },
+    "nothing_held": {
+        "nl": "er is op dit ticket geen tegengehouden bericht",
+        "en": "no mail is held on this ticket",
+    },
+    "release_or_reject": {
+        "nl": "kies #vrijgeven of #weigeren, niet allebei",
+        "en": "choose #release or #reject, not both",
+    },
     "quote_text": {
         "nl": "de offerte heeft een tekst nodig (wat, hoeveel)",
         "en": "the quote needs a text (what, how much)",
@@ -126,6 +134,8 @@ _HELP = {
         ("#offerte <tekst>", "#quote", "meerwerk: de klant wordt om akkoord gevraagd"),
         ("#cc toevoegen|verwijderen <adres>", "#cc add|remove", ""),
         ("#termijn <duur|datum>", "#due", "de oplostermijn afspreken: 3 dagen, 2026-03-01"),
+        ("#vrijgeven", "#release", "een tegengehouden bericht geldt als antwoord van de klant"),
+        ("#weigeren", "#reject", "een tegengehouden bericht blijft opzij"),
         ("#hulp", "#help", ""),
     ),
     "en": (
@@ -140,6 +150,8 @@ _HELP = {
         ("#quote <text>", "#offerte", "extra work: the customer is asked to approve"),
         ("#cc add|remove <address>", "#cc toevoegen|verwijderen", ""),
         ("#due <duration|date>", "#termijn", "agree the solve target: 3 days, 2026-03-01"),
+        ("#release", "#vrijgeven", "a held mail counts as the customer's reply"),
+        ("#reject", "#weigeren", "a held mail stays aside"),
         ("#help", "#hulp", ""),
     ),
 }

@@ -29,6 +29,8 @@ class Verb(StrEnum):
     CC = "cc"
     HELP = "help"
     DUE = "due"
+    RELEASE = "release"  # a held mail of a stranger: theirs is a reply like the customer's
+    REJECT = "reject"  # a held mail: it stays aside, never relayed
 
 
 VERBS: Mapping[str, Verb] = {
@@ -58,6 +60,12 @@ VERBS: Mapping[str, Verb] = {
     "cc": Verb.CC,
     "help": Verb.HELP,
     "hulp": Verb.HELP,
+    "release": Verb.RELEASE,
+    "vrijgeven": Verb.RELEASE,
+    "doorlaten": Verb.RELEASE,
+    "reject": Verb.REJECT,
+    "weigeren": Verb.REJECT,
+    "afwijzen": Verb.REJECT,
     "due": Verb.DUE,
     "deadline": Verb.DUE,
     "termijn": Verb.DUE,

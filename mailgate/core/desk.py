@@ -47,6 +47,7 @@ class TicketState:
     assignee: str | None
     approval: str
     participants: tuple[Participant, ...]
+    held: int = 0  # strangers' mails held for the team's decision (read for #release only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,7 @@ class Plan:
     cc_add: tuple[str, ...] = ()
     cc_remove: tuple[str, ...] = ()
     help: bool = False
+    held: str = ""  # the team's decision on the ticket's held mails: "release" or "reject"
     new_ticket: bool = False  # a reply that must start a ticket of its own, linked
     reason: str = ""
     notes: tuple[str, ...] = field(default=())  # what was done, for the event log
@@ -134,6 +136,7 @@ class _Draft:
     moved: bool = False
     quote: str = ""
     merge_into: int | None = None
+    held: str = ""
     errors: list[Fault] = field(default_factory=list)
     changes: list[FieldChange] = field(default_factory=list)
     cc_add: list[str] = field(default_factory=list)
@@ -178,6 +181,7 @@ class _Draft:
             cc_add=tuple(self.cc_add),
             cc_remove=tuple(self.cc_remove),
             help=block.has(Verb.HELP),
+            held=self.held,
         )
 
 
@@ -258,6 +262,15 @@ def _cc(draft: _Draft, command: Command, block: CommandBlock) -> None:
         draft.cc_remove.append(address)
 
 
+def _held(draft: _Draft, command: Command, block: CommandBlock) -> None:
+    if not draft.ticket.held:
+        draft.errors.append(Fault(command.line, "nothing_held"))
+    elif draft.held and draft.held != command.verb.value:
+        draft.errors.append(Fault(command.line, "release_or_reject"))
+    else:
+        draft.held = command.verb.value
+
+
 def _nothing(draft: _Draft, command: Command, block: CommandBlock) -> None:
     """A command read off the whole block when the plan is made (#internal, #help)."""
 
@@ -276,6 +289,8 @@ _READ: dict[Verb, Callable[[_Draft, Command, CommandBlock], None]] = {
     Verb.CC: _cc,
     Verb.INTERNAL: _nothing,
     Verb.HELP: _nothing,
+    Verb.RELEASE: _held,
+    Verb.REJECT: _held,
 }
 
 

@@ -147,9 +147,12 @@ class Notifier:
             )
         return self._send(tx, view, queue, notices, change, now)
 
-    def team_notice(self, tx: Tx, ticket: int, kind: Kind, reason: str, now: datetime) -> list[int]:
-        """Tell the ticket's team something (a failed delivery, a held mail, a failed command)."""
-        return self._notice(tx, ticket, kind, None, None, reason, now)
+    def team_notice(
+        self, tx: Tx, ticket: int, kind: Kind, reason: str, now: datetime, text: str = ""
+    ) -> list[int]:
+        """Tell the ticket's team something (a failed delivery, a held mail and its ``text``,
+        a failed command)."""
+        return self._notice(tx, ticket, kind, None, None, reason, now, text)
 
     def agent_notice(
         self, tx: Tx, ticket: int, kind: Kind, change: Change, address: str, now: datetime
@@ -197,6 +200,7 @@ class Notifier:
         mail: ParsedMail | None,
         reason: str,
         now: datetime,
+        text: str = "",
     ) -> list[int]:
         view = tx.tickets.view(ticket)
         assert view is not None
@@ -206,7 +210,9 @@ class Notifier:
         else:
             language = language_for(mail, self._audience(view, queue), address)
             notice = Notice(kind, (address,), language, AUTO_SUBMITTED[kind])
-        change = Change(ticket=ticket, mail=mail, decisions=_SYSTEM, reason=reason)
+        change = Change(
+            ticket=ticket, mail=mail, decisions=_SYSTEM, reason=reason, message_text=text
+        )
         return self._send(tx, view, queue, (notice,), change, now)
 
     def _addressed(

@@ -9,6 +9,7 @@ from the command line is the mail the agent would have sent, taken in like one.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -47,6 +48,8 @@ def plan_commands(
 ) -> Plan | Refusal:
     """An agent's commands on a locked ticket as a plan, or the refusal of them all."""
     refs = [r for c in block.commands if c.verb is Verb.MERGE and (r := ticket_number(c.argument))]
+    if block.has(Verb.RELEASE) or block.has(Verb.REJECT):
+        state = replace(state, held=len(tx.history.held(state.number)))
     return plan_agent(
         desk.workflow,
         state,

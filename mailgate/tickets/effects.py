@@ -26,7 +26,7 @@ from mailgate.core.sla import (
     parse_due,
     status_of,
 )
-from mailgate.core.workflow import ACTION_BY, Group, Move, Party, Workflow
+from mailgate.core.workflow import ACTION_BY, Group, Move, Party, Trigger, Workflow, move
 from mailgate.ops.metrics import Metrics
 from mailgate.outbound.notifier import Change, Notifier
 from mailgate.store.repos import Tx
@@ -308,8 +308,30 @@ class Desk:
             )
         if plan.merge_into is not None:
             self._merge(tx, ticket, plan.merge_into, actor=actor, now=now)
+        if plan.held:
+            self.decide_held(tx, ticket, release=plan.held == "release", actor=actor, now=now)
         if plan.move is not None and not plan.relay:
             self.announce(tx, plan.merge_into or ticket, plan.move, now=now)
+
+    def decide_held(self, tx: Tx, ticket: int, *, release: bool, actor: str, now: datetime) -> None:
+        """The team's word on the ticket's held mails. Released, each counts as a reply of
+        the customer's: its author joins as CC (their next mail is not held) and the status
+        moves as a customer's reply moves it. Rejected, each stays aside for good. Either
+        way the mail's row stays as it came; an event records the decision."""
+        held = tx.history.held(ticket)
+        kind = "message_released" if release else "message_rejected"
+        tx.history.add_events(
+            [Event(ticket, kind, actor, now, message_row=row, old=author) for row, author in held]
+        )
+        if not release or not held:
+            return
+        authors = sorted({a for _, a in held if a})
+        people = [Participant(a, "", Role.CC, a.rpartition("@")[2]) for a in authors]
+        self.add_people(tx, ticket, people, actor=actor, now=now)
+        state = tx.tickets.state(ticket)
+        found = move(self.workflow, state.status, Trigger.CUSTOMER_REPLY) if state else None
+        if found is not None:
+            self.enter(tx, ticket, found, actor=actor, now=now, reason="held mail released")
 
     def _merge(self, tx: Tx, ticket: int, into: int, *, actor: str, now: datetime) -> None:
         """``ticket`` merged into ``into``: its timers stopped, both linked in their logs,

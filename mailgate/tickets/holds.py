@@ -29,8 +29,11 @@ from mailgate.tickets.arrival import Arrival, Outcome, add_message
 log = structlog.get_logger("mailgate.tickets")
 
 
-def hold(tx: Tx, notifier: Notifier, arrival: Arrival, ticket: int, reason: str) -> Outcome:
-    """A stranger's reply: kept on the ticket, relayed to nobody; the team decides."""
+def hold(
+    tx: Tx, notifier: Notifier, arrival: Arrival, ticket: int, reason: str, *, quote: bool = True
+) -> Outcome:
+    """A stranger's reply: kept on the ticket, relayed to nobody; the team decides, its
+    notice quoting the text (``quote``: not for a mail that may be a forgery of ours)."""
     row = add_message(tx, ticket, replace(arrival, kind=MessageKind.HELD))
     tx.history.add_events(
         [
@@ -44,7 +47,8 @@ def hold(tx: Tx, notifier: Notifier, arrival: Arrival, ticket: int, reason: str)
             )
         ]
     )
-    notifier.team_notice(tx, ticket, Kind.TEAM_HELD, reason, arrival.now)
+    text = arrival.text if quote else ""
+    notifier.team_notice(tx, ticket, Kind.TEAM_HELD, reason, arrival.now, text)
     return Outcome(arrival.spool_id, Action.HELD, ticket, reason)
 
 
@@ -55,7 +59,9 @@ def hold_unproven(
     stranger's reply (nothing carried out, nothing relayed, nobody added), the team told
     why, and the agent told once per ticket how to act, in case it was really them."""
     reason = f"{reason}; {verdict.reason}; held: not proven to be the team's"
-    outcome = hold(tx, notifier, arrival, ticket, reason)
+    # A forgery of the team's address is not quoted back to the team: its links and its
+    # words would arrive in the agents' mailboxes under mailgate's own name.
+    outcome = hold(tx, notifier, arrival, ticket, reason, quote=False)
     agent = sender(arrival.mail)
     if agent is None or arrival.mail.from_count != 1:
         return outcome

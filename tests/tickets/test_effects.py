@@ -371,6 +371,49 @@ async def test_a_strangers_opgelost_does_not_close_someone_elses_ticket(desk: An
     assert (await view(app, number)).status == "closed"
 
 
+async def test_the_team_releases_or_rejects_a_held_mail_by_answering_its_notice(
+    desk: Any,
+) -> None:
+    """A stranger's reply is held; the team's notice carries its text; ``#vrijgeven`` in
+    an answer to that notice makes it the customer's reply (its author joins, the status
+    moves as for a reply), ``#weigeren`` leaves the next one aside for good."""
+    app = await desk()
+    world = World(app)
+    number, ack, notice = await open_ticket(world)
+    await world.send(World.answer(notice, sender=AGENT, body="#status waiting_customer\nFoto?"))
+    assert (await view(app, number)).status == "waiting_customer"
+    await world.inbox(CUSTOMER)
+    colleague = "Dave <dave@partner.org>"
+    held = await world.send(World.answer(ack, sender=colleague, body="Hier is de foto van Alice."))
+    assert held.action is Action.HELD
+    told = await world.only(TEAM)
+    assert "Hier is de foto van Alice." in World.text(told) and "#vrijgeven" in World.text(told)
+
+    await world.send(World.answer(told, sender=AGENT, body="#vrijgeven"))
+    ticket = await view(app, number)
+    assert ticket.status == "open"  # as when the customer answers
+    assert "dave@partner.org" in [p.address for p in ticket.participants]
+    released = [e for e in ticket.events if e.kind == "message_released"]
+    assert [e.old for e in released] == ["dave@partner.org"]
+    assert await world.inbox(CUSTOMER) == [] and await world.inbox(AGENT) == []
+    again = await world.send(World.answer(ack, sender=colleague, body="Nog een foto."))
+    assert again.action is Action.APPENDED  # a participant now: not held
+
+    stranger = World.answer(ack, sender="Mallory <mallory@elsewhere.org>", body="Klik hier")
+    assert (await world.send(stranger)).action is Action.HELD
+    second = [m for m in await world.inbox(TEAM) if "Tegengehouden" in str(m["Subject"])]
+    await world.send(World.answer(second[-1], sender=AGENT, body="#weigeren"))
+    ticket = await view(app, number)
+    assert [e.old for e in ticket.events if e.kind == "message_rejected"] == [
+        "mallory@elsewhere.org"
+    ]
+    assert "mallory@elsewhere.org" not in [p.address for p in ticket.participants]
+    nothing = await world.send(World.answer(second[-1], sender=AGENT, body="#weigeren"))
+    assert "commands refused" in nothing.reason
+    error = await world.only(AGENT)
+    assert "geen tegengehouden bericht" in World.text(error)
+
+
 async def test_timers_fire_once_across_a_restart_and_two_schedulers(
     desk: Any, clock: FrozenClock
 ) -> None:

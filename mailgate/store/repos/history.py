@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, case, insert, select
+from sqlalchemy import Connection, and_, bindparam, case, exists, insert, select
 
 from mailgate.core.model import Attachment, MessageKind, ParsedMail
 from mailgate.store.tables import table
@@ -36,6 +36,22 @@ _TICKET_EVENT = (
 )
 _EVENT_VALUES = select(EVENTS.c.new).where(
     EVENTS.c.ticket_id == bindparam("id"), EVENTS.c.kind == bindparam("kind")
+)
+# The team's decision on a held mail is an event on its row; the row itself never changes.
+HELD_DECISIONS = ("message_released", "message_rejected")
+_HELD = (
+    select(MESSAGES.c.id, MESSAGES.c.from_addr)
+    .where(
+        MESSAGES.c.ticket_id == bindparam("id"),
+        MESSAGES.c.kind == MessageKind.HELD.value,
+        ~exists().where(
+            and_(
+                EVENTS.c.message_row_id == MESSAGES.c.id,
+                EVENTS.c.kind.in_(HELD_DECISIONS),
+            )
+        ),
+    )
+    .order_by(MESSAGES.c.id)
 )
 _ADD_MESSAGE = insert(MESSAGES).returning(MESSAGES.c.id)
 _ADD_SENT = insert(MESSAGES)
@@ -207,6 +223,11 @@ class HistoryRepo:
         """Our own mails on the thread, in one statement."""
         if sent:
             self.conn.execute(_ADD_SENT, [m.values() for m in sent])
+
+    def held(self, number: int) -> list[tuple[int, str]]:
+        """The ticket's held mails the team has not decided on: (message row, author)."""
+        rows = self.conn.execute(_HELD, {"id": number})
+        return [(int(r.id), str(r.from_addr or "")) for r in rows]
 
     def thread_anchor(self, number: int) -> tuple[str | None, tuple[str, ...]]:
         """The latest Message-ID a customer sent on a ticket and the References a reply to it
