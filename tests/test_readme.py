@@ -16,10 +16,40 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def walkthrough() -> str:
+    return block("walkthrough")
+
+
+def block(name: str) -> str:
     text = (ROOT / "README.md").read_text()
-    found = re.search(r"<!-- walkthrough -->\n```sh\n(.*?)```\n<!-- /walkthrough -->", text, re.S)
-    assert found is not None, "the README lost its walkthrough"
+    found = re.search(rf"<!-- {name} -->\n```sh\n(.*?)```\n<!-- /{name} -->", text, re.S)
+    assert found is not None, f"the README lost its {name} block"
     return found.group(1)
+
+
+def test_the_sysadmins_day_runs_as_written_on_the_shipped_config(tmp_path: Path) -> None:
+    """check, tickets sorted and searched, show, sla, trace, and outbox cut short by head:
+    each as the README writes it, each saying what the README says."""
+    (tmp_path / "config.toml").write_text((ROOT / "config.toml").read_text())
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILGATE_")}
+    first = "printf 'From: a@customer.nl\\nSubject: Vraag\\n\\nHoe werkt dit?\\n' | "
+    first += ".venv/bin/mailgate ingest --now\n"
+    script = "set -e -o pipefail\n" + first + block("sysadmin-day")
+    result = subprocess.run(
+        ["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert '"ticket": "#2"' in out and "config.toml: ok" in out
+    listing = out[out.index("config.toml: ok") :]
+    header = listing.splitlines()[1]
+    assert header.split()[0].lower() in ("ref", "ticket", "#")  # a header row
+    assert listing.splitlines()[2].lstrip().startswith("#2")  # critical first
+    assert "Niemand kan inloggen" in listing and "sent '" in out  # notices one line each
+    assert "Sinds vanochtend" in out
+    assert "answer" in out and ("CET" in out or "CEST" in out)  # sla, zone named
+    assert "subject token" in out or "evidence" in out  # trace
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
 
 
 def test_the_walkthrough_runs_in_a_fresh_directory(tmp_path: Path) -> None:

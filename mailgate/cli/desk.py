@@ -14,7 +14,7 @@ from mailgate.app import App
 from mailgate.cli.output import EX_FAILED, EX_OK, EX_USAGE, at, print_json, read_file, ref
 from mailgate.cli.service import deliver, resolve_ref
 from mailgate.core.desk import Plan, Refusal
-from mailgate.core.model import PRIORITIES, Action, MessageView, TicketView
+from mailgate.core.model import PRIORITIES, Action, MessageKind, MessageView, TicketView
 from mailgate.core.notify import Kind
 from mailgate.core.terms import priority, ticket_type
 from mailgate.errors import NotFound
@@ -200,6 +200,10 @@ async def show(app: App, args: argparse.Namespace, out: TextIO) -> int:
         file=out,
     )
     for m in ticket.messages:
+        if m.kind == MessageKind.SYSTEM.value and m.direction == "out" and not args.full:
+            # mailgate's own notices: one line each (--full prints them whole)
+            print(f"--- {at(zone, m.created_at)} sent {m.subject!r} to {', '.join(m.to)}", file=out)
+            continue
         print(f"\n--- {at(zone, m.created_at)} {m.kind} {m.from_addr or '-'}", file=out)
         print(m.text, file=out)
         for a in m.attachments:

@@ -129,6 +129,9 @@ def _desk_commands(sub: Commands) -> None:
     show = sub.add_parser("show", help="show one ticket: #1042, 1042 or its token")
     show.add_argument("ref", metavar="REF")
     show.add_argument("--json", action="store_true")
+    show.add_argument(
+        "--full", action="store_true", help="mailgate's own notices in full, not one line each"
+    )
     sla = sub.add_parser("sla", help="open tickets by nearest deadline, breached first")
     sla.add_argument("--json", action="store_true")
     sla.add_argument("--explain", metavar="REF", help="the calendar arithmetic of one ticket")
