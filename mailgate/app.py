@@ -236,6 +236,7 @@ def _wire(
         notifier=notifier,
         sla=config.sla.policy(),
         metrics=metrics,
+        field_names=frozenset(f.name for q in config.queues for f in q.fields),
     )
     blocking = Blocking(
         engine,

@@ -43,6 +43,7 @@ def ticket_json(app: App, ticket: TicketView, *, with_messages: bool) -> dict[st
         "approval": ticket.approval,
         "quote": ticket.quote,
         "merged_into": ref(ticket.merged_into),
+        "fields": dict(ticket.fields),
         "created_at": ticket.created_at,
         "updated_at": ticket.updated_at,
         "updated_by": ticket.updated_by,
@@ -121,10 +122,9 @@ async def tickets(app: App, args: argparse.Namespace, out: TextIO) -> int:
     )
     for t in found:
         requester = t.requester or "-"
+        title = t.title + "".join(f" [{name} {value}]" for name, value in t.fields)
         print(
-            row.format(
-                f"#{t.number}", t.status, t.action_by, t.priority, t.type, requester, t.title
-            ),
+            row.format(f"#{t.number}", t.status, t.action_by, t.priority, t.type, requester, title),
             file=out,
         )
     return EX_OK
@@ -142,7 +142,8 @@ def _matches(view: TicketView, args: argparse.Namespace) -> bool:
         return False
     if args.organisation and (view.organisation or "").lower() != args.organisation.lower():
         return False
-    text = f"{view.title} {view.requester or ''}".lower()
+    values = " ".join(v for _, v in view.fields)
+    text = f"{view.title} {view.requester or ''} {values}".lower()
     return not args.search or args.search.lower() in text
 
 
@@ -199,6 +200,8 @@ async def show(app: App, args: argparse.Namespace, out: TextIO) -> int:
         f"by {ticket.updated_by}",
         file=out,
     )
+    if ticket.fields:
+        print(" · ".join(f"{name} {value}" for name, value in ticket.fields), file=out)
     for m in ticket.messages:
         if m.kind == MessageKind.SYSTEM.value and m.direction == "out" and not args.full:
             # mailgate's own notices: one line each (--full prints them whole)

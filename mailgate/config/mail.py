@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -18,6 +20,7 @@ from mailgate.config.settings import (
     SmtpAccount,
     SmtpConfig,
 )
+from mailgate.core.fields import FIELD_NAME, ReferenceField
 from mailgate.core.model import PRIORITIES, TICKET_TYPES
 
 
@@ -254,6 +257,7 @@ def queues_section(reader: Reader, raw: object) -> tuple[QueueConfig, ...]:
             default_type=s.string("default_type", "question", choices=TICKET_TYPES),
             default_priority=s.string("default_priority", "medium", choices=PRIORITIES),
             language=s.string("language", "nl", choices=LANGUAGES),
+            fields=_fields(reader, index, s.table_list("fields")),
         )
         if "name" not in table:
             s.problem("name", "required")
@@ -271,3 +275,30 @@ def queues_section(reader: Reader, raw: object) -> tuple[QueueConfig, ...]:
         s.finish()
         result.append(queue)
     return tuple(result)
+
+
+def _fields(reader: Reader, queue: int, tables: list[dict[str, Any]]) -> tuple[ReferenceField, ...]:
+    """A queue's ``[[queues.fields]]``: name, label, pattern, required."""
+    fields: list[ReferenceField] = []
+    for index, table in enumerate(tables):
+        f = Section(reader, f"[[queues]] #{queue + 1} [[fields]] #{index + 1}", table)
+        name = f.string("name", "", pattern=FIELD_NAME)
+        label = f.string("label", "") or name
+        text = f.string("pattern", "")
+        required = f.boolean("required", False)
+        f.finish()
+        if not name:
+            f.problem("name", "required (lower case letters, digits, _)")
+        elif name in {x.name for x in fields}:
+            f.problem("name", f"duplicate field {show(name)}")
+        try:
+            pattern = re.compile(text, re.IGNORECASE)
+        except re.error as exc:
+            f.problem("pattern", f"not a regular expression: {exc}")
+            continue
+        if not text or pattern.groups > 1:
+            f.problem("pattern", "required, with at most one group (the value)")
+            continue
+        if name:
+            fields.append(ReferenceField(name, label, pattern, required))
+    return tuple(fields)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date, time
 from pathlib import Path
 
+from mailgate.core.fields import ReferenceField
 from mailgate.core.sla import (
     DEFAULT_TARGETS,
     SlaPolicy,
@@ -202,6 +203,7 @@ class QueueConfig:
     default_type: str
     default_priority: str
     language: str
+    fields: tuple[ReferenceField, ...] = ()  # the identifiers this queue's customers give
 
 
 @dataclass(frozen=True, slots=True)

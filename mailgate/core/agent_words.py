@@ -65,6 +65,10 @@ FAULTS: dict[str, dict[str, str]] = {
         "nl": "de aanvrager kan niet worden verwijderd",
         "en": "the requester cannot be removed",
     },
+    "unknown_field": {
+        "nl": "gebruik #veld <naam> <waarde>, met als naam: {names}",
+        "en": "use #field <name> <value>, with name one of: {names}",
+    },
     "nothing_held": {
         "nl": "er is op dit ticket geen tegengehouden bericht",
         "en": "no mail is held on this ticket",
@@ -134,6 +138,7 @@ _HELP = {
         ("#offerte <tekst>", "#quote", "meerwerk: de klant wordt om akkoord gevraagd"),
         ("#cc toevoegen|verwijderen <adres>", "#cc add|remove", ""),
         ("#termijn <duur|datum>", "#due", "de oplostermijn afspreken: 3 dagen, 2026-03-01"),
+        ("#veld <naam> <waarde>", "#field", "een referentieveld: debiteurnummer 12345"),
         ("#vrijgeven", "#release", "een tegengehouden bericht geldt als antwoord van de klant"),
         ("#weigeren", "#reject", "een tegengehouden bericht blijft opzij"),
         ("#hulp", "#help", ""),
@@ -150,6 +155,7 @@ _HELP = {
         ("#quote <text>", "#offerte", "extra work: the customer is asked to approve"),
         ("#cc add|remove <address>", "#cc toevoegen|verwijderen", ""),
         ("#due <duration|date>", "#termijn", "agree the solve target: 3 days, 2026-03-01"),
+        ("#field <name> <value>", "#veld", "a reference field: debiteurnummer 12345"),
         ("#release", "#vrijgeven", "a held mail counts as the customer's reply"),
         ("#reject", "#weigeren", "a held mail stays aside"),
         ("#help", "#hulp", ""),

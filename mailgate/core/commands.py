@@ -29,6 +29,7 @@ class Verb(StrEnum):
     CC = "cc"
     HELP = "help"
     DUE = "due"
+    FIELD = "field"  # a reference field: #field debiteurnummer 12345
     RELEASE = "release"  # a held mail of a stranger: theirs is a reply like the customer's
     REJECT = "reject"  # a held mail: it stays aside, never relayed
 
@@ -60,6 +61,8 @@ VERBS: Mapping[str, Verb] = {
     "cc": Verb.CC,
     "help": Verb.HELP,
     "hulp": Verb.HELP,
+    "field": Verb.FIELD,
+    "veld": Verb.FIELD,
     "release": Verb.RELEASE,
     "vrijgeven": Verb.RELEASE,
     "doorlaten": Verb.RELEASE,

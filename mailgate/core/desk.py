@@ -71,6 +71,7 @@ class Plan:
     cc_remove: tuple[str, ...] = ()
     help: bool = False
     held: str = ""  # the team's decision on the ticket's held mails: "release" or "reject"
+    fields: tuple[tuple[str, str], ...] = ()  # reference fields an agent set: (name, value)
     new_ticket: bool = False  # a reply that must start a ticket of its own, linked
     reason: str = ""
     notes: tuple[str, ...] = field(default=())  # what was done, for the event log
@@ -105,12 +106,15 @@ def plan_agent(
     existing: Iterable[int] = (),
     calendar: BusinessCalendar | None = None,
     now: datetime | None = None,
+    field_names: Iterable[str] = (),
 ) -> Plan | Refusal:
     """The plan for an agent's message on ``ticket``, or a refusal listing every fault.
+    ``field_names``: the reference fields ``#field`` may set.
 
     ``calendar`` and ``now`` let ``#due`` be checked (a business duration or a date
     that has not passed)."""
     draft = _Draft(workflow, ticket, author, policy, set(existing), calendar, now, ticket.status)
+    draft.field_names = frozenset(field_names)
     draft.errors += [Fault(line, "unknown_command") for line in block.unknown]
     for command in block.commands:
         _READ[command.verb](draft, command, block)
@@ -137,6 +141,8 @@ class _Draft:
     quote: str = ""
     merge_into: int | None = None
     held: str = ""
+    field_names: frozenset[str] = frozenset()
+    fields: dict[str, str] = field(default_factory=dict)
     errors: list[Fault] = field(default_factory=list)
     changes: list[FieldChange] = field(default_factory=list)
     cc_add: list[str] = field(default_factory=list)
@@ -182,6 +188,7 @@ class _Draft:
             cc_remove=tuple(self.cc_remove),
             help=block.has(Verb.HELP),
             held=self.held,
+            fields=tuple(self.fields.items()),
         )
 
 
@@ -271,6 +278,16 @@ def _held(draft: _Draft, command: Command, block: CommandBlock) -> None:
         draft.held = command.verb.value
 
 
+def _field(draft: _Draft, command: Command, block: CommandBlock) -> None:
+    name, _, value = command.argument.strip().partition(" ")
+    name, value = name.lower(), value.strip()
+    if name not in draft.field_names or not value or len(value) > 200:
+        names = tuple(sorted(draft.field_names))
+        draft.errors.append(Fault(command.line, "unknown_field", names))
+    else:
+        draft.fields[name] = value
+
+
 def _nothing(draft: _Draft, command: Command, block: CommandBlock) -> None:
     """A command read off the whole block when the plan is made (#internal, #help)."""
 
@@ -289,6 +306,7 @@ _READ: dict[Verb, Callable[[_Draft, Command, CommandBlock], None]] = {
     Verb.CC: _cc,
     Verb.INTERNAL: _nothing,
     Verb.HELP: _nothing,
+    Verb.FIELD: _field,
     Verb.RELEASE: _held,
     Verb.REJECT: _held,
 }

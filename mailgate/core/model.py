@@ -273,6 +273,7 @@ class TicketView:
     quote: str = ""
     merged_into: int | None = None
     language: str | None = None  # the customer's, told by their first mail; None: not known
+    fields: tuple[tuple[str, str], ...] = ()  # reference fields (name, value), by name
 
 
 def within_limits(

@@ -137,6 +137,7 @@ class NoticeBuilder:
             quote=change.quote,
             commands=command_reference(workflow, language) if change.help or change.faults else "",
             answer_target=self.answer_target(view, language),
+            missing_fields=change.missing_fields,
         )
 
     def answer_target(self, view: TicketView, language: str) -> str:

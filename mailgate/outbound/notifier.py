@@ -77,6 +77,7 @@ class Change:
     help: bool = False  # the command reference (#help, and under refused commands)
     faults: tuple[Fault, ...] = ()  # a refused command mail's faults, told in words
     forwarded: bool = False  # an agent forwarded the requester's mail: acknowledge them
+    missing_fields: tuple[str, ...] = ()  # labels of required reference fields not given
 
     @classmethod
     def system(

@@ -67,6 +67,7 @@ class NoticeContext:
     asked_priority: str = ""  # the priority asked for, when the submission rules lowered it
     quote: str = ""  # extra work awaiting the customer's approval
     commands: str = ""  # the command reference (#help)
+    missing_fields: tuple[str, ...] = ()  # required reference fields the customer did not give
 
 
 @dataclass(frozen=True, slots=True)

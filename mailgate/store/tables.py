@@ -173,6 +173,17 @@ class MessageRow(SQLModel, table=True):
     created_at: datetime = _when()
 
 
+class TicketFieldRow(SQLModel, table=True):
+    """One reference field of a ticket (``[[queues.fields]]``): a debtor number, say."""
+
+    __tablename__ = "ticket_fields"
+    ticket_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True)
+    )
+    name: str = Field(max_length=32, primary_key=True)
+    value: str = Field(max_length=200)
+
+
 class ParticipantRow(SQLModel, table=True):
     """A person on a ticket: requester, CC or agent, with the organisation of their domain."""
 

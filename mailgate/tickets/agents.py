@@ -59,6 +59,7 @@ def plan_commands(
         existing=tx.tickets.existing(refs),
         calendar=desk.calendar,
         now=now,
+        field_names=desk.field_names,
     )
 
 

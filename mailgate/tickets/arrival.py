@@ -12,10 +12,12 @@ from datetime import datetime
 
 import structlog
 
+from mailgate.core.fields import ReferenceField, found_fields, missing_fields
 from mailgate.core.model import Action, Attachment, MessageKind, ParsedMail
 from mailgate.core.participants import sender
 from mailgate.outbound.notifier import Change
 from mailgate.store.repos import Tx
+from mailgate.store.repos.history import Event
 from mailgate.tickets.prepare import Prepared
 
 log = structlog.get_logger("mailgate.tickets")
@@ -96,3 +98,24 @@ def change_of(arrival: Arrival, ticket: int) -> Change:
         message_text=arrival.text,
         decisions=arrival.item.classified.decisions,
     )
+
+
+def fill_fields(
+    tx: Tx, ticket: int, fields: tuple[ReferenceField, ...], arrival: Arrival, *, new: bool
+) -> tuple[str, ...]:
+    """Fill in the ticket's reference fields that the mail's subject or text carries (a
+    field known already is kept; an agent changes it with ``#field``); the labels of the
+    required fields still missing."""
+    if not fields:
+        return ()
+    known = {} if new else tx.tickets.fields(ticket)
+    found = found_fields(fields, known, arrival.mail.subject, arrival.text)
+    if found:
+        tx.tickets.set_fields(ticket, found)
+        tx.history.add_events(
+            [
+                Event(ticket, "field_set", arrival.author, arrival.now, field=name, new=value)
+                for name, value in found.items()
+            ]
+        )
+    return tuple(f.label for f in missing_fields(fields, {**known, **found}))

@@ -47,8 +47,10 @@ class Desk:
         notifier: Notifier,
         sla: SlaPolicy,
         metrics: Metrics,
+        field_names: frozenset[str] = frozenset(),
     ) -> None:
         self.workflow = workflow
+        self.field_names = field_names  # the reference fields of every queue (#field)
         self.calendar = calendar
         self.notifier = notifier
         self.sla = sla
@@ -308,10 +310,26 @@ class Desk:
             )
         if plan.merge_into is not None:
             self._merge(tx, ticket, plan.merge_into, actor=actor, now=now)
+        if plan.fields:
+            self._set_fields(tx, ticket, dict(plan.fields), actor=actor, now=now)
         if plan.held:
             self.decide_held(tx, ticket, release=plan.held == "release", actor=actor, now=now)
         if plan.move is not None and not plan.relay:
             self.announce(tx, plan.merge_into or ticket, plan.move, now=now)
+
+    def _set_fields(
+        self, tx: Tx, ticket: int, values: dict[str, str], *, actor: str, now: datetime
+    ) -> None:
+        """An agent's ``#field``: the values set, each change an event."""
+        known = tx.tickets.fields(ticket)
+        changed = {k: v for k, v in values.items() if known.get(k) != v}
+        tx.tickets.set_fields(ticket, changed)
+        tx.history.add_events(
+            [
+                Event(ticket, "field_set", actor, now, field=k, old=known.get(k), new=v)
+                for k, v in changed.items()
+            ]
+        )
 
     def decide_held(self, tx: Tx, ticket: int, *, release: bool, actor: str, now: datetime) -> None:
         """The team's word on the ticket's held mails. Released, each counts as a reply of

@@ -24,6 +24,7 @@ from mailgate.core.desk import (
     TicketState,
     plan_customer,
 )
+from mailgate.core.fields import ReferenceField
 from mailgate.core.model import (
     Action,
     Address,
@@ -59,6 +60,7 @@ from mailgate.tickets.arrival import (
     Outcome,
     add_message,
     change_of,
+    fill_fields,
     limit_notes,
 )
 from mailgate.tickets.effects import Desk
@@ -150,6 +152,8 @@ class Applier:
             return planned
         arrival, plan = planned
         self._thread(tx, arrival, state, plan, reason)
+        fields = self.fields_of(tx, ticket) if arrival.kind is MessageKind.CUSTOMER else ()
+        fill_fields(tx, ticket, fields, arrival, new=False)
         if plan is not None and plan.reason:
             reason += f"; {plan.reason}"
         log.info("mail.threaded", ticket=f"#{ticket}", matched_by=decision.matched_by)
@@ -303,22 +307,27 @@ class Applier:
                 + (f"; forwarded by {arrival.author}, for {forwarded.email}" if forwarded else ""),
             )
         ]
-        if linked is not None:
-            events += [
-                Event(here, "linked", "mailgate", now, field="links", new=f"#{there}")
-                for here, there in ((ticket, linked), (linked, ticket))
-            ]
-        tx.history.add_events(events)
+        tx.history.add_events(events + (_links(ticket, linked, now) if linked else []))
         self._privacy(tx, ticket, arrival, row)
+        missing = fill_fields(tx, ticket, queue.fields, arrival, new=True)
         change = replace(
             change_of(arrival, ticket),
             new_ticket=True,
             asked_priority=submitted.asked_priority,
             forwarded=forwarded is not None,
+            missing_fields=missing,
         )
         self.notifier.after(tx, change, now, view=replace(opened, participants=tuple(people)))
         log.info("ticket.created", ticket=f"#{ticket}", queue=decision.queue)
         return Outcome(arrival.spool_id, Action.CREATED, ticket, decision.reason)
+
+    def fields_of(self, tx: Tx, ticket: int) -> tuple[ReferenceField, ...]:
+        """The reference fields of the ticket's queue (none read when no queue has any)."""
+        if not any(q.fields for q in self.queues.values()):
+            return ()
+        view = tx.tickets.view(ticket)
+        queue = self.queues.get(view.queue) if view is not None else None
+        return queue.fields if queue is not None else ()
 
     def _people(self, arrival: Arrival, forwarded: Address | None) -> tuple[Participant, ...]:
         """A new ticket's people; first, for an agent's forward, the customer who asks."""
@@ -363,3 +372,11 @@ class Applier:
             )
             events.append(Event(ticket, "privacy_told", "mailgate", now, new=author.lower()))
         tx.history.add_events(events)
+
+
+def _links(ticket: int, linked: int, now: datetime) -> list[Event]:
+    """A new ticket and the one it was opened from, each pointing at the other."""
+    return [
+        Event(here, "linked", "mailgate", now, field="links", new=f"#{there}")
+        for here, there in ((ticket, linked), (linked, ticket))
+    ]

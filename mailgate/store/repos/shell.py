@@ -264,6 +264,7 @@ class Repo:
         if ticket is None or ticket.id is None:
             return None
         people = await self.participants_of(number)
+        fields = await self._sync(lambda tx: tx.tickets.fields(number))
         messages = await self._messages(number) if with_messages else []
         events: Sequence[EventRow] = ()
         if with_events:
@@ -295,6 +296,7 @@ class Repo:
             quote=ticket.quote,
             merged_into=ticket.merged_into,
             language=ticket.language,
+            fields=tuple(sorted(fields.items())),
         )
 
     async def _messages(self, number: int) -> list[MessageView]:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from mailgate.core.desk import TicketState
 from mailgate.core.model import (
@@ -56,6 +56,8 @@ _STATE = select(
     TICKETS.c.status, TICKETS.c.type, TICKETS.c.priority, TICKETS.c.assignee, TICKETS.c.approval
 ).where(TICKETS.c.id == bindparam("id"))
 _STATE_LOCKED = _STATE.with_for_update()
+FIELDS = table("ticket_fields")
+_FIELDS = select(FIELDS.c.name, FIELDS.c.value).where(FIELDS.c.ticket_id == bindparam("id"))
 _VIEW = select(TICKETS).where(TICKETS.c.id == bindparam("id"))
 _QUOTE = select(TICKETS.c.quote).where(TICKETS.c.id == bindparam("id"))
 _RATING = select(TICKETS.c.status, TICKETS.c.type, TICKETS.c.priority).where(
@@ -193,6 +195,21 @@ class TicketRepo:
             action_by=action_by,
             language=language,
         )  # no approval, quote or merge yet: the view's defaults
+
+    def fields(self, number: int) -> dict[str, str]:
+        """The ticket's reference fields, by name."""
+        rows = self.conn.execute(_FIELDS, {"id": number})
+        return {str(r.name): str(r.value) for r in rows}
+
+    def set_fields(self, number: int, values: Mapping[str, str]) -> None:
+        """Give the ticket these reference field values (replacing earlier ones)."""
+        if not values:
+            return
+        self.conn.execute(
+            delete(FIELDS).where(FIELDS.c.ticket_id == number, FIELDS.c.name.in_(list(values)))
+        )
+        rows = [{"ticket_id": number, "name": k, "value": v} for k, v in values.items()]
+        self.conn.execute(insert(FIELDS), rows)
 
     def touch(self, number: int, *, actor: str, now: datetime) -> None:
         """Record a change to the ticket: last changed, by whom, and a new version."""
