@@ -130,8 +130,8 @@ def _dispatch(config: Config, args: argparse.Namespace, out: TextIO) -> int:
     return asyncio.run(with_app(config, lambda app: handler(app, args, out), adopt_secret=adopt))
 
 
-# Commands that may send mail (through the relay) besides the daemon.
-_SENDING = frozenset({"ingest", "reply", "note", "set"})
+# Commands that may send mail (through the relay) besides the daemon (and `ingest --now`).
+_SENDING = frozenset({"reply", "note", "set"})
 
 
 def _credentials(args: argparse.Namespace) -> frozenset[str]:
@@ -147,7 +147,8 @@ def _credentials(args: argparse.Namespace) -> frozenset[str]:
         getattr(args, "outbox_command", None),
         getattr(args, "quarantine_command", None),
     )
-    return CREDENTIALS & {"relay"} if command in _SENDING or retry else frozenset()
+    now = command == "ingest" and args.now  # the MTA's pipe stores only: it needs none
+    return CREDENTIALS & {"relay"} if command in _SENDING or retry or now else frozenset()
 
 
 def _log_level(command: str, configured: str) -> str:

@@ -535,6 +535,10 @@ def test_read_only_commands_need_no_daemon_password(tmp_path: Path, db_url: str)
     assert sending.returncode == 78
     assert b"MAILGATE_TEST_RELAY_PASSWORD is not set" in sending.stderr
     assert b"IMAP_PASSWORD" not in sending.stderr
+    piped = mailgate(config, "ingest", stdin=make_mail())  # the MTA's pipe only stores
+    assert piped.returncode == 0, piped.stderr
+    now = mailgate(config, "ingest", "--now", stdin=make_mail(subject="Nu"))  # it may send
+    assert now.returncode == 78 and b"MAILGATE_TEST_RELAY_PASSWORD" in now.stderr
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
