@@ -217,15 +217,22 @@ def _mailbox(s: Section, index: int, environ: Mapping[str, str], reader: Reader)
         timeout=s.number("timeout", 60.0, low=1.0, high=3600.0),
         max_message_size=s.integer("max_message_size", 25 * 1024 * 1024, low=1024, high=2**31),
         queue=s.string("queue", "") or None,
+        auth=s.string("auth", "password", choices=("password", "oauth2")),
+        token_command=s.string("token_command", ""),
+        token_timeout=s.number("token_timeout", 30.0, low=1.0, high=600.0),
+        token_lifetime=s.number("token_lifetime", 3000.0, low=60.0, high=86400.0),
     )
     s.finish()
-    for key, value in (
-        ("host", host),
-        ("username", mailbox.username),
-        ("password_env", password_env),
-    ):
+    secret = (
+        ("token_command", mailbox.token_command)
+        if mailbox.auth == "oauth2"
+        else ("password_env", password_env)
+    )
+    for key, value in (("host", host), ("username", mailbox.username), secret):
         if not value:
-            s.problem(key, "required")
+            s.problem(
+                key, "required" if key != "token_command" else 'required with auth = "oauth2"'
+            )
     if password_env and not mailbox.password and "imap" in reader.credentials:
         s.problem("password_env", f"environment variable {password_env} is not set")
     if security == "none" and host and host not in LOOPBACK:

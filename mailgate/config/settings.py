@@ -148,6 +148,10 @@ class ImapConfig:
     timeout: float
     max_message_size: int
     queue: str | None
+    auth: str = "password"  # password | oauth2 (SASL XOAUTH2 with a token)
+    token_command: str = field(default="", repr=False)  # prints an access token (oauth2)
+    token_timeout: float = 30.0  # seconds the command may take
+    token_lifetime: float = 3000.0  # seconds a bare token is kept (a JSON one says its own)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from mailgate.config import ImapConfig
 from mailgate.core.model import Stored
 from mailgate.errors import BadMail, LoginFailed, MailgateError
 from mailgate.intake.mailbox import ImapConnection
+from mailgate.intake.oauth import tokens_for
 from mailgate.intake.spool import Received, Spool
 from mailgate.store.db import session, storage_errors
 from mailgate.store.repos import Repo
@@ -56,6 +57,7 @@ class ImapPoller:
         on_state: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
+        self.tokens = tokens_for(config)  # OAuth2: one source, its token kept across sessions
         self.on_state = on_state or (lambda _state: None)
         self.spool = spool
         self.engine = engine
@@ -116,7 +118,7 @@ class ImapPoller:
         return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result()
 
     def _session(self) -> None:
-        connection = ImapConnection(self.config)
+        connection = ImapConnection(self.config, self.tokens)
         try:
             state = connection.open()
             idle = connection.can_idle()

@@ -24,6 +24,7 @@ from imapclient.imapclient import SocketTimeout
 
 from mailgate.config import ImapConfig
 from mailgate.errors import LoginFailed, SourceUnavailable
+from mailgate.intake.oauth import TokenSource, tokens_for
 
 log = structlog.get_logger("mailgate.imap")
 
@@ -55,8 +56,9 @@ class FolderState:
 class ImapConnection:
     """One logged-in connection to one mailbox; every call blocks (run it in a thread)."""
 
-    def __init__(self, config: ImapConfig) -> None:
+    def __init__(self, config: ImapConfig, tokens: TokenSource | None = None) -> None:
         self.config = config
+        self.tokens = tokens  # for ``auth = "oauth2"``; kept by the caller across connections
         self.client: IMAPClient | None = None
         self.delimiter = "/"
 
@@ -78,7 +80,10 @@ class ImapConnection:
                 client.starttls(context)
         with imap_errors(cfg.name, "login"):
             try:
-                client.login(cfg.username, cfg.password)
+                if self.tokens is None:
+                    client.login(cfg.username, cfg.password)
+                else:
+                    self._oauth2_login(client, self.tokens)
             except IMAPClientError as exc:
                 if isinstance(exc, IMAPClientAbortError):
                     raise
@@ -93,6 +98,15 @@ class ImapConnection:
                     client.create_folder(path)
             selected = client.select_folder(self.path(cfg.folder))
         return FolderState(int(selected[b"UIDVALIDITY"]), int(selected.get(b"EXISTS", 0)))
+
+    def _oauth2_login(self, client: IMAPClient, tokens: TokenSource) -> None:
+        """SASL XOAUTH2 with the kept token; refused, once more with a fresh one (the kept
+        one may have been revoked or expired early), then the refusal stands."""
+        try:
+            client.oauth2_login(self.config.username, tokens.token())
+        except LoginError:
+            log.info("imap.token_refused", mailbox=self.config.name)
+            client.oauth2_login(self.config.username, tokens.token(fresh=True))
 
     def path(self, folder: str) -> str:
         """A configured folder name (with ``/``) in the server's own hierarchy delimiter."""
@@ -170,7 +184,7 @@ async def probe(config: ImapConfig) -> FolderState:
     """Log in and look at the watched folder once (for ``mailgate check``)."""
 
     def look() -> FolderState:
-        connection = ImapConnection(config)
+        connection = ImapConnection(config, tokens_for(config))
         try:
             return connection.open()
         finally:

@@ -1,0 +1,104 @@
+"""Access tokens for OAuth2 logins (SASL XOAUTH2) to hosted mailboxes.
+
+A mailbox with ``auth = "oauth2"`` logs in with a token instead of a password. Where the
+token comes from is a ``TokenSource``; the one here is ``token_command``: a command that
+prints an access token, as mutt, isync and aerc users already have (``oama access
+support@example.com``, a provider's CLI, a script around a refresh token). It runs
+through ``/bin/sh`` with a timeout; its output is the token, or a JSON object with
+``access_token`` and ``expires_in`` (seconds). A token is kept in memory until shortly
+before it expires (a bare token: ``token_lifetime``) and fetched afresh when a login with
+it is refused. A command that fails, hangs, or prints nothing is a refused login
+(``LoginFailed``: logged as ``imap.login_failed`` and retried slowly), its stderr logged;
+the token itself is never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+
+from mailgate.config import ImapConfig
+from mailgate.errors import LoginFailed
+
+log = structlog.get_logger("mailgate.imap")
+EARLY = 60.0  # seconds before its expiry that a token is fetched anew
+
+
+class TokenSource(Protocol):
+    def token(self, *, fresh: bool = False) -> str:
+        """An access token; ``fresh``: not the one kept (the server refused it)."""
+        ...
+
+
+@dataclass
+class CommandTokens:
+    """Tokens printed by ``command`` (blocking: called on the poller's thread)."""
+
+    mailbox: str
+    command: str
+    timeout: float
+    lifetime: float
+    _token: str = field(default="", repr=False)
+    _until: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def token(self, *, fresh: bool = False) -> str:
+        with self._lock:
+            if fresh or not self._token or time.monotonic() >= self._until:
+                self._token, lifetime = self._run()
+                self._until = time.monotonic() + max(lifetime - EARLY, 0.0)
+            return self._token
+
+    def _run(self) -> tuple[str, float]:
+        try:
+            done = subprocess.run(  # noqa: S603 - the sysadmin's own configured command
+                ["/bin/sh", "-c", self.command],
+                capture_output=True,
+                timeout=self.timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise LoginFailed(
+                f"{self.mailbox}: token_command printed no token within {self.timeout:g} s"
+            ) from exc
+        except OSError as exc:
+            raise LoginFailed(f"{self.mailbox}: token_command: {exc.strerror or exc}") from exc
+        stderr = done.stderr.decode("utf-8", "replace").strip()
+        if done.returncode != 0:
+            log.error("imap.token_failed", mailbox=self.mailbox, status=done.returncode,
+                      stderr=stderr[-1000:])  # fmt: skip
+            last = stderr.splitlines()[-1][:200] if stderr else "no message"
+            raise LoginFailed(
+                f"{self.mailbox}: token_command exited with status {done.returncode}: {last}"
+            )
+        return _parse(self.mailbox, done.stdout.decode("utf-8", "replace").strip(), self.lifetime)
+
+
+def _parse(mailbox: str, output: str, lifetime: float) -> tuple[str, float]:
+    """The token and how long it lives: a bare token, or a JSON token response."""
+    if output.startswith("{"):
+        try:
+            data = json.loads(output)
+            token, lifetime = str(data["access_token"]), float(data.get("expires_in", lifetime))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LoginFailed(
+                f"{mailbox}: token_command printed JSON without access_token"
+            ) from exc
+        output = token.strip()
+    if not output or any(ch.isspace() for ch in output):
+        raise LoginFailed(f"{mailbox}: token_command printed no token (one line, no spaces)")
+    return output, lifetime
+
+
+def tokens_for(config: ImapConfig) -> TokenSource | None:
+    """The token source of a mailbox that logs in with OAuth2; None for a password."""
+    if config.auth != "oauth2":
+        return None
+    return CommandTokens(config.name, config.token_command, config.token_timeout,
+                         config.token_lifetime)  # fmt: skip

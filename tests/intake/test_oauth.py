@@ -1,0 +1,179 @@
+"""OAuth2 logins: tokens from ``token_command``, and SASL XOAUTH2 against a real Dovecot
+whose ``oauth2`` passdb asks a token introspection endpoint served by the test."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import pytest
+
+from mailgate.config import ImapConfig
+from mailgate.errors import LoginFailed
+from mailgate.intake.mailbox import ImapConnection
+from mailgate.intake.oauth import CommandTokens, tokens_for
+from tests.conftest import REQUIRE_SERVERS
+from tests.intake.test_imap import DOVECOT, USER, Dovecot
+from tests.mails import make_mail
+
+
+def tokens(command: str, *, timeout: float = 5.0, lifetime: float = 3000.0) -> CommandTokens:
+    return CommandTokens("hosted", command, timeout, lifetime)
+
+
+def test_a_token_command_prints_the_token_or_says_why_not(tmp_path: Path) -> None:
+    assert tokens("printf 'tok-123\\n'").token() == "tok-123"
+    answer = json.dumps({"access_token": "tok-json", "expires_in": 3600, "token_type": "Bearer"})
+    assert tokens(f"printf '%s' '{answer}'").token() == "tok-json"
+    for command, reason in (
+        ("echo 'refresh token revoked' >&2; exit 3", "exited with status 3: refresh token revoked"),
+        ("sleep 5", "printed no token within 0.5 s"),
+        ("true", "printed no token"),
+        ("echo 'two words'", "printed no token"),
+        ('echo \'{"error": "invalid_grant"}\'', "JSON without access_token"),
+    ):
+        with pytest.raises(LoginFailed) as refused:
+            tokens(command, timeout=0.5).token()
+        assert reason in str(refused.value) and str(refused.value).startswith("hosted: ")
+
+
+def test_a_token_is_kept_until_shortly_before_it_expires_and_fetched_afresh_when_refused(
+    tmp_path: Path,
+) -> None:
+    runs = tmp_path / "runs"
+    counting = f"echo x >> {runs}; printf 'tok-%s' $(wc -l < {runs})"
+    kept = tokens(counting)
+    assert [kept.token(), kept.token()] == ["tok-1", "tok-1"]
+    assert kept.token(fresh=True) == "tok-2"
+    short = f'echo x >> {runs}; printf \'{{"access_token": "tok-%s", "expires_in": 61}}\' $(wc -l < {runs})'  # noqa: E501
+    expiring = tokens(short)
+    first = expiring.token()
+    time.sleep(1.2)  # 61 s minus the minute kept in hand: one second
+    assert expiring.token() != first
+
+
+class Introspection:
+    """The token introspection endpoint Dovecot's oauth2 passdb posts each token to."""
+
+    def __init__(self) -> None:
+        self.valid: set[str] = set()
+        self.asked: list[str] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+                token = parse_qs(body).get("token", [""])[0]
+                owner.asked.append(token)
+                active = token in owner.valid
+                data = json.dumps(
+                    {"active": active, "username": USER} if active else {"active": False}
+                )
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data.encode())
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def oauth_dovecot() -> Iterator[tuple[Dovecot, Introspection]]:
+    if not DOVECOT.exists() or shutil.which("openssl") is None:
+        if REQUIRE_SERVERS:
+            pytest.fail("dovecot is missing and MAILGATE_REQUIRE_SERVERS=1")
+        pytest.skip("dovecot is not installed")
+    endpoint = Introspection()
+    server = Dovecot()
+    conf = server.directory / "oauth2.conf.ext"
+    conf.write_text(
+        "introspection_mode = post\n"
+        f"introspection_url = http://127.0.0.1:{endpoint.port}/introspect\n"
+        "username_attribute = username\nactive_attribute = active\nactive_value = true\n"
+    )
+    server.extra = (
+        "auth_mechanisms = plain login xoauth2 oauthbearer\n"
+        "passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+        f"  args = {conf}\n}}\n"
+    )
+    server.start()
+    try:
+        yield server, endpoint
+    finally:
+        server.cleanup()
+        endpoint.close()
+
+
+def mailbox(server: Dovecot, command: str) -> ImapConfig:
+    return ImapConfig(
+        name="hosted", host="127.0.0.1", port=server.port, security="none", username=USER,
+        password="", password_env="", ca_file=None, folder="INBOX",
+        processed_folder="mailgate/processed", failed_folder="mailgate/failed",
+        poll_interval=1.0, idle=True, idle_renew=60.0, batch_size=10, timeout=10.0,
+        max_message_size=10**6, queue=None, auth="oauth2", token_command=command,
+    )  # fmt: skip
+
+
+def test_xoauth2_login_fetch_and_move_like_a_password_login(
+    oauth_dovecot: tuple[Dovecot, Introspection], tmp_path: Path
+) -> None:
+    server, endpoint = oauth_dovecot
+    endpoint.valid = {"good-token"}
+    server.append([make_mail(subject="Via OAuth2")])
+    config = mailbox(server, "printf good-token")
+    connection = ImapConnection(config, tokens_for(config))
+    try:
+        connection.open()
+        uids = connection.waiting()
+        assert b"Via OAuth2" in connection.bodies(uids)[uids[0]]
+        connection.move(uids, config.processed_folder)
+        assert connection.waiting() == []
+    finally:
+        connection.close()
+    assert endpoint.asked[-1] == "good-token"
+
+
+def test_a_refused_token_is_retried_once_fresh_then_the_refusal_stands(
+    oauth_dovecot: tuple[Dovecot, Introspection], tmp_path: Path
+) -> None:
+    server, endpoint = oauth_dovecot
+    current = tmp_path / "token"
+    current.write_text("old-token")
+    config = mailbox(server, f"cat {current}")
+    source = tokens_for(config)
+    endpoint.valid = {"old-token"}
+    first = ImapConnection(config, source)
+    first.open()
+    first.close()
+    # The kept token is revoked; the command now prints a new one: one retry logs in.
+    endpoint.valid, endpoint.asked = {"new-token"}, []
+    current.write_text("new-token")
+    connection = ImapConnection(config, source)
+    connection.open()
+    connection.close()
+    assert endpoint.asked == ["old-token", "new-token"]
+    # Everything revoked: one fresh try, then imap.login_failed's reason.
+    endpoint.valid, endpoint.asked = set(), []
+    last = ImapConnection(replace(config), source)
+    with pytest.raises(LoginFailed) as refused:
+        last.open()
+    last.close()
+    assert "AUTHENTICATIONFAILED" in str(refused.value) or "failed" in str(refused.value)
+    assert endpoint.asked == ["new-token", "new-token"]
