@@ -112,7 +112,8 @@ def smtp_section(reader: Reader, environ: Mapping[str, str]) -> SmtpConfig:
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
-def outbound_section(reader: Reader, environ: Mapping[str, str]) -> OutboundConfig:
+def relay_section(reader: Reader, environ: Mapping[str, str]) -> RelayConfig:
+    """``[relay]``: where outgoing mail goes, and how mailgate logs in there."""
     r = reader.section("relay")
     security = r.string("security", "starttls", choices=("starttls", "tls", "none"))
     password_env = r.string("password_env", "")
@@ -123,12 +124,23 @@ def outbound_section(reader: Reader, environ: Mapping[str, str]) -> OutboundConf
         username=r.string("username", ""),
         password=environ.get(password_env, "") if password_env else "",
         timeout=r.number("timeout", 60.0, low=1.0, high=3600.0),
+        auth=r.string("auth", "password", choices=("password", "oauth2")),
+        token_command=r.string("token_command", ""),
+        token_timeout=r.number("token_timeout", 30.0, low=1.0, high=600.0),
+        token_lifetime=r.number("token_lifetime", 3000.0, low=60.0, high=86400.0),
     )
     r.finish()
+    if relay.auth == "oauth2" and not (relay.username and relay.token_command):
+        r.problem("token_command", 'with auth = "oauth2": username and token_command required')
     if password_env and not relay.password and "relay" in reader.credentials:
         r.problem("password_env", f"environment variable {password_env} is not set")
-    if relay.username and not password_env:
+    if relay.username and not password_env and relay.auth == "password":
         r.problem("password_env", "required with username")
+    return relay
+
+
+def outbound_section(reader: Reader, environ: Mapping[str, str]) -> OutboundConfig:
+    relay = relay_section(reader, environ)
     s = reader.section("outbound")
     template_dir = s.string("template_dir", "")
     languages = s._get("organisation_languages") or {}

@@ -164,6 +164,10 @@ class RelayConfig:
     username: str
     password: str = field(repr=False)
     timeout: float
+    auth: str = "password"  # password | oauth2 (SASL XOAUTH2 with a token)
+    token_command: str = field(default="", repr=False)
+    token_timeout: float = 30.0
+    token_lifetime: float = 3000.0
 
 
 @dataclass(frozen=True, slots=True)

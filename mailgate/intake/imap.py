@@ -31,8 +31,8 @@ from mailgate.config import ImapConfig
 from mailgate.core.model import Stored
 from mailgate.errors import BadMail, LoginFailed, MailgateError
 from mailgate.intake.mailbox import ImapConnection
-from mailgate.intake.oauth import tokens_for
 from mailgate.intake.spool import Received, Spool
+from mailgate.ops.oauth import tokens_for
 from mailgate.store.db import session, storage_errors
 from mailgate.store.repos import Repo
 

@@ -24,7 +24,7 @@ from imapclient.imapclient import SocketTimeout
 
 from mailgate.config import ImapConfig
 from mailgate.errors import LoginFailed, SourceUnavailable
-from mailgate.intake.oauth import TokenSource, tokens_for
+from mailgate.ops.oauth import TokenSource, tokens_for
 
 log = structlog.get_logger("mailgate.imap")
 

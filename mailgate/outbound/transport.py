@@ -16,10 +16,14 @@ from pathlib import Path
 from typing import Protocol
 
 import aiosmtplib
+import structlog
 
 from mailgate.config import RelayConfig
-from mailgate.errors import DeliveryDeferred, DeliveryFailed
+from mailgate.errors import DeliveryDeferred, DeliveryFailed, LoginFailed
+from mailgate.ops.oauth import TokenSource, tokens_for
 from mailgate.store.files import fsync_dir, private_dir
+
+log = structlog.get_logger("mailgate.outbox")
 
 
 class Transport(Protocol):
@@ -142,6 +146,7 @@ class SmtpRelay:
 
     def __init__(self, config: RelayConfig) -> None:
         self.config = config
+        self.tokens = tokens_for(config)  # ``auth = "oauth2"``: kept across rounds
         self._client: aiosmtplib.SMTP | None = None
 
     async def _connected(self) -> aiosmtplib.SMTP:
@@ -157,13 +162,34 @@ class SmtpRelay:
         )
         try:
             await client.connect()
-            if cfg.username:
-                await client.login(cfg.username, cfg.password)
+            try:
+                if self.tokens is not None:
+                    await self._xoauth2(client, self.tokens)
+                elif cfg.username:
+                    await client.login(cfg.username, cfg.password)
+            except aiosmtplib.SMTPAuthenticationError as exc:
+                # Our credentials, not the mail: it waits (and is retried) rather than dying.
+                refused = f"relay {cfg.host}: login refused: {exc.code} {exc.message}"
+                raise DeliveryDeferred(refused) from exc
         except BaseException:
             client.close()
             raise
         self._client = client
         return client
+
+    async def _xoauth2(self, client: aiosmtplib.SMTP, tokens: TokenSource) -> None:
+        """AUTH XOAUTH2 with the kept token; refused, once more with a fresh one. A token
+        that cannot be had defers the mail (the relay is not at fault, nor the mail)."""
+        user = self.config.username
+        try:
+            token = await asyncio.to_thread(tokens.token)
+            try:
+                await client.auth_xoauth2(user, token)
+            except aiosmtplib.SMTPAuthenticationError:
+                log.info("relay.token_refused", relay=self.config.host)
+                await client.auth_xoauth2(user, await asyncio.to_thread(tokens.token, fresh=True))
+        except LoginFailed as exc:
+            raise DeliveryDeferred(str(exc)) from exc
 
     def _drop(self) -> None:
         if self._client is not None:

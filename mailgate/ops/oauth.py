@@ -1,15 +1,15 @@
-"""Access tokens for OAuth2 logins (SASL XOAUTH2) to hosted mailboxes.
+"""Access tokens for OAuth2 logins (SASL XOAUTH2) to hosted mailboxes and relays.
 
-A mailbox with ``auth = "oauth2"`` logs in with a token instead of a password. Where the
-token comes from is a ``TokenSource``; the one here is ``token_command``: a command that
-prints an access token, as mutt, isync and aerc users already have (``oama access
-support@example.com``, a provider's CLI, a script around a refresh token). It runs
-through ``/bin/sh`` with a timeout; its output is the token, or a JSON object with
-``access_token`` and ``expires_in`` (seconds). A token is kept in memory until shortly
-before it expires (a bare token: ``token_lifetime``) and fetched afresh when a login with
-it is refused. A command that fails, hangs, or prints nothing is a refused login
-(``LoginFailed``: logged as ``imap.login_failed`` and retried slowly), its stderr logged;
-the token itself is never logged.
+A mailbox or the relay with ``auth = "oauth2"`` logs in with a token instead of a
+password. Where the token comes from is a ``TokenSource``; the one here is
+``token_command``: a command that prints an access token, as mutt, isync and aerc users
+already have (``oama access support@example.com``, a provider's CLI, a script around a
+refresh token). It runs through ``/bin/sh`` with a timeout; its output is the token, or
+a JSON object with ``access_token`` and ``expires_in`` (seconds). A token is kept in
+memory until shortly before it expires (a bare token: ``token_lifetime``) and fetched
+afresh when a login with it is refused. A command that fails, hangs, or prints nothing
+is a refused login (``LoginFailed``: logged as ``imap.login_failed`` and retried
+slowly), its stderr logged; the token itself is never logged.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from typing import Protocol
 
 import structlog
 
-from mailgate.config import ImapConfig
+from mailgate.config import ImapConfig, RelayConfig
 from mailgate.errors import LoginFailed
 
-log = structlog.get_logger("mailgate.imap")
+log = structlog.get_logger("mailgate.oauth")
 EARLY = 60.0  # seconds before its expiry that a token is fetched anew
 
 
@@ -71,7 +71,7 @@ class CommandTokens:
             raise LoginFailed(f"{self.mailbox}: token_command: {exc.strerror or exc}") from exc
         stderr = done.stderr.decode("utf-8", "replace").strip()
         if done.returncode != 0:
-            log.error("imap.token_failed", mailbox=self.mailbox, status=done.returncode,
+            log.error("oauth.token_failed", source=self.mailbox, status=done.returncode,
                       stderr=stderr[-1000:])  # fmt: skip
             last = stderr.splitlines()[-1][:200] if stderr else "no message"
             raise LoginFailed(
@@ -96,9 +96,11 @@ def _parse(mailbox: str, output: str, lifetime: float) -> tuple[str, float]:
     return output, lifetime
 
 
-def tokens_for(config: ImapConfig) -> TokenSource | None:
-    """The token source of a mailbox that logs in with OAuth2; None for a password."""
+def tokens_for(config: ImapConfig | RelayConfig) -> TokenSource | None:
+    """The token source of a mailbox or relay that logs in with OAuth2; None for a
+    password."""
     if config.auth != "oauth2":
         return None
-    return CommandTokens(config.name, config.token_command, config.token_timeout,
+    name = config.name if isinstance(config, ImapConfig) else f"relay {config.host}"
+    return CommandTokens(name, config.token_command, config.token_timeout,
                          config.token_lifetime)  # fmt: skip
