@@ -36,7 +36,11 @@ def test_each_config_snippet_is_valid_config(
             document[section] = values
         else:
             document.setdefault(section, {}).update(values)
-    environ = {**conftest.test_environ(), "MAILGATE_IMAP_SUPPORT_PASSWORD": "x"}
+    environ = {
+        **conftest.test_environ(),
+        "MAILGATE_IMAP_SUPPORT_PASSWORD": "x",
+        "MAILGATE_M365_CLIENT_SECRET": "x",
+    }
     parse_config(document, name=guide, base=tmp_path, environ=environ)
 
 

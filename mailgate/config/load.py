@@ -144,7 +144,16 @@ def config_keys() -> set[str]:
     reference in the README can be checked against it."""
     document: dict[str, Any] = {
         "queues": [{"name": "q", "addresses": ["q@example.com"], "team_address": "t@example.com"}],
-        "imap": [{"name": "m", "host": "127.0.0.1", "username": "u", "password_env": "P"}],
+        "imap": [
+            {
+                "name": "m",
+                "host": "127.0.0.1",
+                "username": "u",
+                "password_env": "P",
+                "auth": "oauth2",
+            }
+        ],
+        "relay": {"auth": "oauth2"},
         "smtp": {"accounts": [{"username": "u", "password_env": "P"}]},
         "submission": {"keywords": [{"match": ["x"], "type": "bug"}]},
         "workflow": {

@@ -14,6 +14,7 @@ from mailgate.config.reader import ADDRESS, DOMAIN_OR_EMPTY, QUEUE_NAME, Reader,
 from mailgate.config.settings import (
     LANGUAGES,
     ImapConfig,
+    OAuth2Config,
     OutboundConfig,
     QueueConfig,
     RelayConfig,
@@ -124,17 +125,14 @@ def relay_section(reader: Reader, environ: Mapping[str, str]) -> RelayConfig:
         username=r.string("username", ""),
         password=environ.get(password_env, "") if password_env else "",
         timeout=r.number("timeout", 60.0, low=1.0, high=3600.0),
-        auth=r.string("auth", "password", choices=("password", "oauth2")),
-        token_command=r.string("token_command", ""),
-        token_timeout=r.number("token_timeout", 30.0, low=1.0, high=600.0),
-        token_lifetime=r.number("token_lifetime", 3000.0, low=60.0, high=86400.0),
+        oauth2=oauth2_settings(r, environ, reader, "relay"),
     )
     r.finish()
-    if relay.auth == "oauth2" and not (relay.username and relay.token_command):
-        r.problem("token_command", 'with auth = "oauth2": username and token_command required')
+    if relay.oauth2 is not None and not relay.username:
+        r.problem("username", 'required with auth = "oauth2"')
     if password_env and not relay.password and "relay" in reader.credentials:
         r.problem("password_env", f"environment variable {password_env} is not set")
-    if relay.username and not password_env and relay.auth == "password":
+    if relay.username and not password_env and relay.oauth2 is None:
         r.problem("password_env", "required with username")
     return relay
 
@@ -229,22 +227,13 @@ def _mailbox(s: Section, index: int, environ: Mapping[str, str], reader: Reader)
         timeout=s.number("timeout", 60.0, low=1.0, high=3600.0),
         max_message_size=s.integer("max_message_size", 25 * 1024 * 1024, low=1024, high=2**31),
         queue=s.string("queue", "") or None,
-        auth=s.string("auth", "password", choices=("password", "oauth2")),
-        token_command=s.string("token_command", ""),
-        token_timeout=s.number("token_timeout", 30.0, low=1.0, high=600.0),
-        token_lifetime=s.number("token_lifetime", 3000.0, low=60.0, high=86400.0),
+        oauth2=oauth2_settings(s, environ, reader, "imap"),
     )
     s.finish()
-    secret = (
-        ("token_command", mailbox.token_command)
-        if mailbox.auth == "oauth2"
-        else ("password_env", password_env)
-    )
-    for key, value in (("host", host), ("username", mailbox.username), secret):
+    secret = [] if mailbox.oauth2 is not None else [("password_env", password_env)]
+    for key, value in (("host", host), ("username", mailbox.username), *secret):
         if not value:
-            s.problem(
-                key, "required" if key != "token_command" else 'required with auth = "oauth2"'
-            )
+            s.problem(key, "required")
     if password_env and not mailbox.password and "imap" in reader.credentials:
         s.problem("password_env", f"environment variable {password_env} is not set")
     if security == "none" and host and host not in LOOPBACK:
@@ -321,3 +310,40 @@ def _fields(reader: Reader, queue: int, tables: list[dict[str, Any]]) -> tuple[R
         if name:
             fields.append(ReferenceField(name, label, pattern, required))
     return tuple(fields)
+
+
+def oauth2_settings(
+    s: Section, environ: Mapping[str, str], reader: Reader, who: str
+) -> OAuth2Config | None:
+    """The token source of an ``[[imap]]`` mailbox or the ``[relay]`` with ``auth =
+    "oauth2"``: a ``token_command``, or Microsoft 365's client credentials (``tenant``,
+    ``client_id``, and ``client_secret_env`` or ``client_certificate``)."""
+    if s.string("auth", "password", choices=("password", "oauth2")) != "oauth2":
+        return None
+    provider = s.string("token_provider", "command", choices=("command", "microsoft"))
+    secret_env = s.string("client_secret_env", "")
+    certificate = s.string("client_certificate", "")
+    config = OAuth2Config(
+        provider=provider,
+        command=s.string("token_command", ""),
+        timeout=s.number("token_timeout", 30.0, low=1.0, high=600.0),
+        lifetime=s.number("token_lifetime", 3000.0, low=60.0, high=86400.0),
+        tenant=s.string("tenant", ""),
+        client_id=s.string("client_id", ""),
+        client_secret=environ.get(secret_env, "") if secret_env else "",
+        certificate=(reader.base / certificate) if certificate else None,
+        authority=s.string("authority", "https://login.microsoftonline.com").rstrip("/"),
+    )
+    if provider == "command" and not config.command:
+        s.problem("token_command", 'required with auth = "oauth2" (or set token_provider)')
+    if provider == "microsoft":
+        for key in ("tenant", "client_id"):
+            if not getattr(config, key):
+                s.problem(key, 'required with token_provider = "microsoft"')
+        if bool(secret_env) == bool(certificate):
+            s.problem("client_secret_env", "give client_secret_env or client_certificate (one)")
+        elif secret_env and not config.client_secret and who in reader.credentials:
+            s.problem("client_secret_env", f"environment variable {secret_env} is not set")
+        elif config.certificate is not None and not config.certificate.is_file():
+            s.problem("client_certificate", f"no such file: {config.certificate}")
+    return config

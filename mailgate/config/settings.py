@@ -127,6 +127,21 @@ class LmtpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OAuth2Config:
+    """Where a mailbox's or the relay's access tokens come from (``auth = "oauth2"``)."""
+
+    provider: str  # command | microsoft
+    command: str = field(default="", repr=False)  # command: prints a token
+    timeout: float = 30.0  # seconds a token may take to come
+    lifetime: float = 3000.0  # seconds a bare printed token is kept
+    tenant: str = ""  # microsoft: the directory (tenant) id or domain
+    client_id: str = ""  # microsoft: the app registration's id
+    client_secret: str = field(default="", repr=False)  # microsoft: from the environment
+    certificate: Path | None = None  # microsoft: PEM with the private key and certificate
+    authority: str = "https://login.microsoftonline.com"
+
+
+@dataclass(frozen=True, slots=True)
 class ImapConfig:
     """One watched IMAP mailbox."""
 
@@ -148,10 +163,7 @@ class ImapConfig:
     timeout: float
     max_message_size: int
     queue: str | None
-    auth: str = "password"  # password | oauth2 (SASL XOAUTH2 with a token)
-    token_command: str = field(default="", repr=False)  # prints an access token (oauth2)
-    token_timeout: float = 30.0  # seconds the command may take
-    token_lifetime: float = 3000.0  # seconds a bare token is kept (a JSON one says its own)
+    oauth2: OAuth2Config | None = None  # ``auth = "oauth2"``: SASL XOAUTH2 with a token
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,10 +176,7 @@ class RelayConfig:
     username: str
     password: str = field(repr=False)
     timeout: float
-    auth: str = "password"  # password | oauth2 (SASL XOAUTH2 with a token)
-    token_command: str = field(default="", repr=False)
-    token_timeout: float = 30.0
-    token_lifetime: float = 3000.0
+    oauth2: OAuth2Config | None = None  # ``auth = "oauth2"``: AUTH XOAUTH2 with a token
 
 
 @dataclass(frozen=True, slots=True)

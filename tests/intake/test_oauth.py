@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from mailgate.config import ImapConfig
+from mailgate.config import ImapConfig, OAuth2Config
 from mailgate.errors import LoginFailed
 from mailgate.intake.mailbox import ImapConnection
 from mailgate.ops.oauth import tokens_for
@@ -91,7 +91,7 @@ def mailbox(server: Dovecot, command: str) -> ImapConfig:
         password="", password_env="", ca_file=None, folder="INBOX",
         processed_folder="mailgate/processed", failed_folder="mailgate/failed",
         poll_interval=1.0, idle=True, idle_renew=60.0, batch_size=10, timeout=10.0,
-        max_message_size=10**6, queue=None, auth="oauth2", token_command=command,
+        max_message_size=10**6, queue=None, oauth2=OAuth2Config("command", command=command),
     )  # fmt: skip
 
 

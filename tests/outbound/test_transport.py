@@ -12,7 +12,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
-from mailgate.config import RelayConfig
+from mailgate.config import OAuth2Config, RelayConfig
 from mailgate.errors import DeliveryDeferred
 from mailgate.outbound.transport import SmtpRelay
 from tests.conftest import free_port
@@ -56,7 +56,7 @@ async def relay_server() -> AsyncIterator[tuple[TokenChecking, int]]:
 def relay(port: int, command: str) -> RelayConfig:
     return RelayConfig(
         host="127.0.0.1", port=port, security="none", username="support@example.com",
-        password="", timeout=10.0, auth="oauth2", token_command=command, token_timeout=5.0,
+        password="", timeout=10.0, oauth2=OAuth2Config("command", command=command, timeout=5.0),
     )  # fmt: skip
 
 
