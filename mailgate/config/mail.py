@@ -316,11 +316,13 @@ def oauth2_settings(
     s: Section, environ: Mapping[str, str], reader: Reader, who: str
 ) -> OAuth2Config | None:
     """The token source of an ``[[imap]]`` mailbox or the ``[relay]`` with ``auth =
-    "oauth2"``: a ``token_command``, or Microsoft 365's client credentials (``tenant``,
-    ``client_id``, and ``client_secret_env`` or ``client_certificate``)."""
+    "oauth2"``: a ``token_command``, Microsoft 365's client credentials (``tenant``,
+    ``client_id``, and ``client_secret_env`` or ``client_certificate``), or a Google
+    service account with domain-wide delegation (``service_account_file``)."""
     if s.string("auth", "password", choices=("password", "oauth2")) != "oauth2":
         return None
-    provider = s.string("token_provider", "command", choices=("command", "microsoft"))
+    provider = s.string("token_provider", "command", choices=("command", "microsoft", "google"))
+    key_file = s.string("service_account_file", "")
     secret_env = s.string("client_secret_env", "")
     certificate = s.string("client_certificate", "")
     config = OAuth2Config(
@@ -333,7 +335,12 @@ def oauth2_settings(
         client_secret=environ.get(secret_env, "") if secret_env else "",
         certificate=(reader.base / certificate) if certificate else None,
         authority=s.string("authority", "https://login.microsoftonline.com").rstrip("/"),
+        service_account=(reader.base / key_file) if key_file else None,
     )
+    if provider == "google" and (config.service_account is None or not key_file):
+        s.problem("service_account_file", 'required with token_provider = "google"')
+    elif config.service_account is not None and not config.service_account.is_file():
+        s.problem("service_account_file", f"no such file: {config.service_account}")
     if provider == "command" and not config.command:
         s.problem("token_command", 'required with auth = "oauth2" (or set token_provider)')
     if provider == "microsoft":

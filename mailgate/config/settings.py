@@ -130,7 +130,7 @@ class LmtpConfig:
 class OAuth2Config:
     """Where a mailbox's or the relay's access tokens come from (``auth = "oauth2"``)."""
 
-    provider: str  # command | microsoft
+    provider: str  # command | microsoft | google
     command: str = field(default="", repr=False)  # command: prints a token
     timeout: float = 30.0  # seconds a token may take to come
     lifetime: float = 3000.0  # seconds a bare printed token is kept
@@ -139,6 +139,7 @@ class OAuth2Config:
     client_secret: str = field(default="", repr=False)  # microsoft: from the environment
     certificate: Path | None = None  # microsoft: PEM with the private key and certificate
     authority: str = "https://login.microsoftonline.com"
+    service_account: Path | None = None  # google: the service account's JSON key file
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ log = structlog.get_logger("mailgate.oauth")
 EARLY = 60.0  # seconds before its expiry that a token is fetched anew
 MICROSOFT_SCOPE = "https://outlook.office365.com/.default"
 MICROSOFT_AUTHORITY = "https://login.microsoftonline.com"
+GOOGLE_SCOPE = "https://mail.google.com/"
 
 
 class TokenSource(Protocol):
@@ -158,6 +159,44 @@ def _certificate(path: Path) -> dict[str, str]:
     return {"private_key": pem.decode(), "thumbprint": thumbprint}
 
 
+@dataclass
+class GoogleTokens:
+    """Google Workspace: a service account with domain-wide delegation, through
+    google-auth, impersonating the mailbox (``subject``) for ``https://mail.google.com/``.
+    The credentials keep their token until shortly before it expires."""
+
+    name: str
+    key_file: Path
+    subject: str
+    _credentials: Any = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def token(self, *, fresh: bool = False) -> str:
+        from google.auth.exceptions import GoogleAuthError
+        from google.auth.transport.requests import Request
+
+        with self._lock:
+            try:
+                credentials = self._load()
+                if fresh or not credentials.valid:
+                    credentials.refresh(Request())
+            except (GoogleAuthError, OSError, ValueError) as exc:
+                reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+                log.error("oauth.token_failed", source=self.name, provider="google", error=reason)
+                raise LoginFailed(f"{self.name}: Google token endpoint: {reason}") from exc
+            return str(credentials.token)
+
+    def _load(self) -> Any:
+        if self._credentials is None:
+            from google.oauth2 import service_account
+
+            load: Any = service_account.Credentials.from_service_account_file  # untyped
+            self._credentials = load(
+                str(self.key_file), scopes=[GOOGLE_SCOPE], subject=self.subject
+            )
+        return self._credentials
+
+
 def tokens_for(config: ImapConfig | RelayConfig) -> TokenSource | None:
     """The token source of a mailbox or relay that logs in with OAuth2; None for a
     password."""
@@ -167,4 +206,6 @@ def tokens_for(config: ImapConfig | RelayConfig) -> TokenSource | None:
     name = config.name if isinstance(config, ImapConfig) else f"relay {config.host}"
     if oauth2.provider == "microsoft":
         return MicrosoftTokens(name, oauth2)
+    if oauth2.provider == "google" and oauth2.service_account is not None:
+        return GoogleTokens(name, oauth2.service_account, config.username)
     return CommandTokens(name, oauth2.command, oauth2.timeout, oauth2.lifetime)
