@@ -3,24 +3,33 @@ endpoint served by the test: login, fetch and move, a refused token retried once
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import shutil
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
+import structlog
 
-from mailgate.config import ImapConfig, OAuth2Config
+from mailgate.app import build_app
+from mailgate.cli.check import check_sources
+from mailgate.clock import FrozenClock
+from mailgate.config import Config, ImapConfig, OAuth2Config
 from mailgate.errors import LoginFailed
 from mailgate.intake.mailbox import ImapConnection
 from mailgate.ops.oauth import tokens_for
 from tests.conftest import REQUIRE_SERVERS
-from tests.intake.test_imap import DOVECOT, USER, Dovecot
+from tests.intake.test_imap import DOVECOT, USER, Dovecot, Running
 from tests.mails import make_mail
+from tests.waiting import eventually
 
 
 class Introspection:
@@ -141,3 +150,79 @@ def test_a_refused_token_is_retried_once_fresh_then_the_refusal_stands(
     last.close()
     assert "AUTHENTICATIONFAILED" in str(refused.value) or "failed" in str(refused.value)
     assert endpoint.asked == ["new-token", "new-token"]
+
+
+def oauth_table(server: Dovecot, command: str, **overrides: Any) -> dict[str, Any]:
+    """An ``[[imap]]`` table that logs in with XOAUTH2 and ``command``'s token."""
+    table: dict[str, Any] = {
+        "name": "hosted", "host": "127.0.0.1", "port": server.port, "security": "none",
+        "username": USER, "auth": "oauth2", "token_command": command, "timeout": 10.0,
+    }  # fmt: skip
+    return {**table, **overrides}
+
+
+async def test_the_poller_idles_fetches_and_moves_with_a_token_as_with_a_password(
+    oauth_dovecot: tuple[Dovecot, Introspection],
+    make_config: Callable[..., Config],
+    clock: FrozenClock,
+) -> None:
+    server, endpoint = oauth_dovecot
+    endpoint.valid = {"good-token"}
+    table = oauth_table(server, "printf good-token", poll_interval=3600.0)
+    app = await build_app(make_config(smtp={"enabled": False}, imap=[table]), clock)
+    instance = Running(app)
+    try:
+        with structlog.testing.capture_logs() as logs:
+            instance.start()
+            await eventually(lambda: any(e["event"] == "imap.idling" for e in logs))
+        before = await asyncio.to_thread(server.count, "mailgate/processed")
+        await asyncio.to_thread(server.append, [make_mail(subject="pushed with a token")])
+        await eventually(instance.count, timeout=10)  # IDLE told the poller
+        await eventually(
+            lambda: asyncio.to_thread(lambda: server.count("mailgate/processed") == before + 1)
+        )
+        assert "good-token" not in json.dumps(logs, default=str)  # a token is never logged
+    finally:
+        await instance.halt()
+        await app.close()
+
+
+async def test_check_fetches_a_token_logs_in_and_says_which_step_failed(
+    oauth_dovecot: tuple[Dovecot, Introspection], make_config: Callable[..., Config]
+) -> None:
+    server, endpoint = oauth_dovecot
+    endpoint.valid = {"good-token"}
+    tables = [
+        oauth_table(server, "printf good-token"),
+        oauth_table(server, "echo 'refresh token expired' >&2; exit 1", name="broken"),
+    ]
+    out = io.StringIO()
+    code = await check_sources(make_config(imap=tables), out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("imap hosted: ok, ")
+    assert lines[1] == (
+        "imap broken: login failed: broken: token_command exited with status 1: "
+        "refresh token expired"
+    )
+    assert code == 78
+
+
+def test_a_token_that_expires_during_the_run_is_renewed_before_the_next_login(
+    oauth_dovecot: tuple[Dovecot, Introspection], tmp_path: Path
+) -> None:
+    server, endpoint = oauth_dovecot
+    runs = tmp_path / "runs"
+    # Each run prints a new token that lives 61 s: kept for one second (a minute early).
+    command = (
+        f"echo x >> {runs}; n=$(wc -l < {runs}); "
+        'printf \'{"access_token": "short-%s", "expires_in": 61}\' "$n"'
+    )
+    config = mailbox(server, command)
+    source = tokens_for(config)
+    endpoint.valid, endpoint.asked = {"short-1", "short-2"}, []
+    for _ in range(2):
+        connection = ImapConnection(config, source)
+        connection.open()
+        connection.close()
+        time.sleep(1.2)
+    assert endpoint.asked == ["short-1", "short-2"]  # renewed ahead, never refused first
