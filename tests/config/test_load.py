@@ -239,3 +239,29 @@ def test_an_answer_target_longer_than_its_solve_target_is_refused(tmp_path: Path
     )  # "8 hours" within "1 day" of eight office hours is fine
     shipped = load_config(Path(__file__).resolve().parents[2] / "config.toml", {})
     assert ("bug", "critical", "1 day", "2 days") in shipped.sla.targets
+
+
+def test_oauth2_settings_read_the_secret_and_certificate_from_where_the_config_says(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "app.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    imap = {
+        "name": "m365", "host": "outlook.office365.com", "username": "support@example.com",
+        "auth": "oauth2", "token_provider": "microsoft", "tenant": "t", "client_id": "c",
+    }  # fmt: skip
+    secret = {**MINIMAL, "imap": [{**imap, "client_secret_env": "M365_SECRET"}]}
+    config = parse_config(secret, name="c.toml", base=tmp_path, environ={"M365_SECRET": "s3"})
+    oauth2 = config.imap[0].oauth2
+    assert oauth2 is not None and (oauth2.client_secret, oauth2.certificate) == ("s3", None)
+    assert "s3" not in repr(config.imap[0])  # secrets stay out of reprs and logs
+    certificate = {**MINIMAL, "imap": [{**imap, "client_certificate": "app.pem"}]}
+    config = parse_config(certificate, name="c.toml", base=tmp_path, environ={})
+    assert config.imap[0].oauth2 is not None
+    assert config.imap[0].oauth2.certificate == tmp_path / "app.pem"
+    with pytest.raises(ConfigError) as both:
+        broken = {**MINIMAL, "imap": [{**imap, "client_certificate": "gone.pem"}]}
+        parse_config(broken, name="c.toml", base=tmp_path, environ={})
+    assert any("client_certificate: no such file" in p for p in both.value.problems)
+    with pytest.raises(ConfigError) as unset:
+        parse_config(secret, name="c.toml", base=tmp_path, environ={})
+    assert any("M365_SECRET is not set" in p for p in unset.value.problems)
