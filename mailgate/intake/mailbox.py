@@ -100,13 +100,18 @@ class ImapConnection:
         return FolderState(int(selected[b"UIDVALIDITY"]), int(selected.get(b"EXISTS", 0)))
 
     def _oauth2_login(self, client: IMAPClient, tokens: TokenSource) -> None:
-        """SASL XOAUTH2 with the kept token; refused, once more with a fresh one (the kept
-        one may have been revoked or expired early), then the refusal stands."""
+        """SASL OAUTHBEARER (RFC 7628) where the server offers it, else XOAUTH2, with the
+        kept token; refused, once more with a fresh one (the kept one may have been
+        revoked or expired early), then the refusal stands."""
+        if b"AUTH=OAUTHBEARER" in client.capabilities():
+            login = client.oauthbearer_login
+        else:
+            login = client.oauth2_login
         try:
-            client.oauth2_login(self.config.username, tokens.token())
+            login(self.config.username, tokens.token())
         except LoginError:
             log.info("imap.token_refused", mailbox=self.config.name)
-            client.oauth2_login(self.config.username, tokens.token(fresh=True))
+            login(self.config.username, tokens.token(fresh=True))
 
     def path(self, folder: str) -> str:
         """A configured folder name (with ``/``) in the server's own hierarchy delimiter."""

@@ -121,6 +121,7 @@ def test_xoauth2_login_fetch_and_move_like_a_password_login(
     finally:
         connection.close()
     assert endpoint.asked[-1] == "good-token"
+    assert "method=OAUTHBEARER" in server.log()  # offered by the server: RFC 7628's mechanism
 
 
 def test_a_refused_token_is_retried_once_fresh_then_the_refusal_stands(
