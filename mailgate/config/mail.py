@@ -324,7 +324,16 @@ def oauth2_settings(
     provider = s.string("token_provider", "command", choices=("command", "microsoft", "google"))
     key_file = s.string("service_account_file", "")
     secret_env = s.string("client_secret_env", "")
+    secret_file = s.string("client_secret_file", "")
     certificate = s.string("client_certificate", "")
+    secret = environ.get(secret_env, "") if secret_env else ""
+    if secret_file:
+        try:
+            secret = (reader.base / secret_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            s.problem(
+                "client_secret_file", f"cannot read {reader.base / secret_file}: {exc.strerror}"
+            )
     config = OAuth2Config(
         provider=provider,
         command=s.string("token_command", ""),
@@ -332,7 +341,7 @@ def oauth2_settings(
         lifetime=s.number("token_lifetime", 3000.0, low=60.0, high=86400.0),
         tenant=s.string("tenant", ""),
         client_id=s.string("client_id", ""),
-        client_secret=environ.get(secret_env, "") if secret_env else "",
+        client_secret=secret,
         certificate=(reader.base / certificate) if certificate else None,
         authority=s.string("authority", "https://login.microsoftonline.com").rstrip("/"),
         service_account=(reader.base / key_file) if key_file else None,
@@ -347,8 +356,11 @@ def oauth2_settings(
         for key in ("tenant", "client_id"):
             if not getattr(config, key):
                 s.problem(key, 'required with token_provider = "microsoft"')
-        if bool(secret_env) == bool(certificate):
-            s.problem("client_secret_env", "give client_secret_env or client_certificate (one)")
+        if [bool(secret_env), bool(secret_file), bool(certificate)].count(True) != 1:
+            s.problem(
+                "client_secret_env",
+                "give one of client_secret_env, client_secret_file, client_certificate",
+            )
         elif secret_env and not config.client_secret and who in reader.credentials:
             s.problem("client_secret_env", f"environment variable {secret_env} is not set")
         elif config.certificate is not None and not config.certificate.is_file():

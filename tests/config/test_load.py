@@ -262,6 +262,10 @@ def test_oauth2_settings_read_the_secret_and_certificate_from_where_the_config_s
         broken = {**MINIMAL, "imap": [{**imap, "client_certificate": "gone.pem"}]}
         parse_config(broken, name="c.toml", base=tmp_path, environ={})
     assert any("client_certificate: no such file" in p for p in both.value.problems)
+    (tmp_path / "secret").write_text("from-a-file\n")
+    filed = {**MINIMAL, "imap": [{**imap, "client_secret_file": "secret"}]}
+    oauth2 = parse_config(filed, name="c.toml", base=tmp_path, environ={}).imap[0].oauth2
+    assert oauth2 is not None and oauth2.client_secret == "from-a-file"
     with pytest.raises(ConfigError) as unset:
         parse_config(secret, name="c.toml", base=tmp_path, environ={})
     assert any("M365_SECRET is not set" in p for p in unset.value.problems)
