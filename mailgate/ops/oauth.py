@@ -1,15 +1,16 @@
 """Access tokens for OAuth2 logins (SASL XOAUTH2) to hosted mailboxes and relays.
 
 A mailbox or the relay with ``auth = "oauth2"`` logs in with a token instead of a
-password. Where the token comes from is a ``TokenSource``; the one here is
-``token_command``: a command that prints an access token, as mutt, isync and aerc users
-already have (``oama access support@example.com``, a provider's CLI, a script around a
-refresh token). It runs through ``/bin/sh`` with a timeout; its output is the token, or
-a JSON object with ``access_token`` and ``expires_in`` (seconds). A token is kept in
-memory until shortly before it expires (a bare token: ``token_lifetime``) and fetched
-afresh when a login with it is refused. A command that fails, hangs, or prints nothing
-is a refused login (``LoginFailed``: logged as ``imap.login_failed`` and retried
-slowly), its stderr logged; the token itself is never logged.
+password, from one ``TokenSource`` each (decision 0019): ``MicrosoftTokens`` (Microsoft
+365 app-only through MSAL, a client secret or certificate), ``GoogleTokens`` (a Google
+Workspace service account with domain-wide delegation through google-auth), or
+``CommandTokens`` (``token_command``: whatever prints a token, as mutt, isync and aerc
+users already have; run through ``/bin/sh`` with a timeout; a bare token or a JSON
+object with ``access_token`` and ``expires_in``). A token is kept in memory until a
+minute before it expires and fetched afresh when a login with it is refused. A source
+that fails is a refused login (``LoginFailed``: ``imap.login_failed`` and the slow retry
+for a mailbox, a deferred mail for the relay), logged as ``oauth.token_failed`` with the
+command's stderr or the service's error; a token or a secret is never logged.
 """
 
 from __future__ import annotations
