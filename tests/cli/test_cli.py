@@ -322,6 +322,9 @@ def test_migrate_upgrades_once_and_prints_sql(config_file: Path) -> None:
     assert unknown.returncode != 0 and b"unknown schema revision" in unknown.stderr
 
 
+# Configuration and the installation row behave alike on both databases (every test that
+# builds an app on PostgreSQL reads and writes the secret's fingerprint): one backend here.
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_another_token_secret_is_refused_at_the_start_of_every_command(
     config_file: Path,
 ) -> None:
@@ -505,6 +508,7 @@ def test_tickets_filters_searches_and_sorts_in_the_teams_words(config_file: Path
     assert empty.stdout.decode().strip() == "no tickets"
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_read_only_commands_need_no_daemon_password(tmp_path: Path, db_url: str) -> None:
     """An ``[[imap]]`` mailbox and a relay whose passwords only the daemon's environment
     holds: listing and showing work in the sysadmin's shell; ``check`` and ``run`` still
