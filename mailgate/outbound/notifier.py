@@ -160,9 +160,7 @@ class Notifier:
     ) -> list[int]:
         """Answer one agent (a refused command, the command reference), in the queue's
         language."""
-        view = tx.tickets.view(ticket)
-        assert view is not None
-        queue = self.queues.get(view.queue) or self.config.queues[0]
+        view, queue = self._ticket(tx, ticket)
         notice = Notice(kind, (address,), queue.language, AUTO_SUBMITTED[kind])
         return self._send(tx, view, queue, (notice,), change, now)
 
@@ -170,9 +168,7 @@ class Notifier:
         self, tx: Tx, ticket: int, kind: Kind, party: Party, change: Change, now: datetime
     ) -> list[int]:
         """Send a workflow transition's template to the ticket's customers or its team."""
-        view = tx.tickets.view(ticket)
-        assert view is not None
-        queue = self.queues.get(view.queue) or self.config.queues[0]
+        view, queue = self._ticket(tx, ticket)
         audience = self._audience(view, queue)
         if party is Party.TEAM:
             notices: tuple[Notice, ...] = (
@@ -203,9 +199,7 @@ class Notifier:
         now: datetime,
         text: str = "",
     ) -> list[int]:
-        view = tx.tickets.view(ticket)
-        assert view is not None
-        queue = self.queues.get(view.queue) or self.config.queues[0]
+        view, queue = self._ticket(tx, ticket)
         if address is None:
             notice = Notice(kind, (queue.team_address,), queue.language, AUTO_SUBMITTED[kind])
         else:
@@ -215,6 +209,12 @@ class Notifier:
             ticket=ticket, mail=mail, decisions=_SYSTEM, reason=reason, message_text=text
         )
         return self._send(tx, view, queue, (notice,), change, now)
+
+    def _ticket(self, tx: Tx, ticket: int) -> tuple[TicketView, QueueConfig]:
+        """The ticket as this transaction has it, and its queue's settings."""
+        view = tx.tickets.view(ticket)
+        assert view is not None
+        return view, self.queues.get(view.queue) or self.config.queues[0]
 
     def _addressed(
         self, tx: Tx, ticket: int, notices: tuple[Notice, ...], change: Change, now: datetime
@@ -276,12 +276,11 @@ class Notifier:
         )
         if author is None or not self.policy.is_agent(author):
             return
-        view = tx.tickets.view(ticket)
-        assert view is not None
-        queue = self.queues.get(view.queue) or self.config.queues[0]
+        view, queue = self._ticket(tx, ticket)
         reason = HELD_BACK.get(queue.language, HELD_BACK["en"]).format(addresses=listed)
-        told = Change.system(ticket, reason=reason)
-        self.agent_notice(tx, ticket, Kind.TEAM_DELIVERY_FAILED, told, author, now)
+        kind = Kind.TEAM_DELIVERY_FAILED
+        notice = Notice(kind, (author,), queue.language, AUTO_SUBMITTED[kind])
+        self._send(tx, view, queue, (notice,), Change.system(ticket, reason=reason), now)
 
     def _send(
         self,
