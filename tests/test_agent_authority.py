@@ -41,6 +41,17 @@ async def opened(world: World) -> tuple[int, Any, Any, bytes]:
     return outcome.ticket, await world.only(CUSTOMER), await world.only(TEAM), first
 
 
+def out_of_office(ours: Any) -> bytes:
+    """The customer's out-of-office reply to our mail ``ours``."""
+    return make_mail(
+        sender=f"Alice <{CUSTOMER}>",
+        subject=f"Automatisch antwoord: {ours['Subject']}",
+        in_reply_to=str(ours["Message-ID"]),
+        message_id="<away@customer.nl>",
+        headers={"Auto-Submitted": "auto-replied"},
+    )
+
+
 def answered(mail: Any, **changes: Any) -> bytes:
     """``World.answer`` with header lines replaced or added."""
     raw = World.answer(mail, sender=changes.pop("sender", AGENT), body=ATTACK)
@@ -193,14 +204,7 @@ async def test_notices_thread_on_the_customers_last_mail_not_an_out_of_office(de
     app = await desk()
     world = World(app)
     _, ack, notice, _ = await opened(world)
-    away = make_mail(
-        sender=f"Alice <{CUSTOMER}>",
-        subject=f"Automatisch antwoord: {ack['Subject']}",
-        in_reply_to=str(ack["Message-ID"]),
-        message_id="<away@customer.nl>",
-        headers={"Auto-Submitted": "auto-replied"},
-    )
-    await world.send(away)
+    await world.send(out_of_office(ack))
     await world.send(World.answer(notice, sender=AGENT, body=COMMANDS))
     relayed = await world.only(CUSTOMER)
     assert str(relayed["In-Reply-To"]) == "<first@customer.nl>"
@@ -241,14 +245,7 @@ async def test_every_outgoing_mail_threads_on_the_customers_latest_own_mail(
     assert str(answer["In-Reply-To"]) == "<second@customer.nl>"
     assert (await view(app, number)).status == "waiting_customer"
 
-    away = make_mail(
-        sender=f"Alice <{CUSTOMER}>",
-        subject=f"Automatisch antwoord: {answer['Subject']}",
-        in_reply_to=str(answer["Message-ID"]),
-        message_id="<away@customer.nl>",
-        headers={"Auto-Submitted": "auto-replied"},
-    )
-    await world.send(away)
+    await world.send(out_of_office(answer))
     clock.advance(timedelta(days=7))  # past the reminder of waiting_customer (3 work days)
     await app.scheduler.run_due()
     reminder = await world.only(CUSTOMER)
