@@ -24,6 +24,7 @@ from mailgate.intake.listeners import Listeners, start_listeners
 from mailgate.ops.http import Health, MonitorServer
 from mailgate.runners.loop import Runner, run
 from mailgate.runners.retention import DAILY, Retention, purger_for
+from mailgate.web.server import WebDesk
 
 log = structlog.get_logger("mailgate.app")
 
@@ -135,9 +136,11 @@ class _Runners:
 
 @dataclass
 class _Front:
-    """What mail and monitoring come in by: the HTTP endpoint, the listeners, the pollers."""
+    """What mail, monitoring and people come in by: the HTTP endpoint, the web desk, the
+    listeners, the pollers."""
 
     monitor: MonitorServer | None = None
+    desk: WebDesk | None = None
     listeners: Listeners | None = None
     pollers: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -165,6 +168,9 @@ class _Front:
                 )
             )
             await self.monitor.start(config.http.host, config.http.port)
+        if config.web.enabled:
+            self.desk = WebDesk(app)
+            await self.desk.start(config.web.host, config.web.port)
         for mailbox in config.imap:
             # One instance polls a mailbox at a time; a fresh poller each time it leads.
             job = _poll(app, mailbox)
@@ -177,6 +183,8 @@ class _Front:
         and the pollers."""
         if self.monitor is not None:
             await self.monitor.close()
+        if self.desk is not None:
+            await self.desk.close()
         if self.listeners is not None:
             await self.listeners.close()
         if self.pollers:

@@ -136,6 +136,7 @@ def config_document(db_url: str, **sections: Any) -> dict[str, Any]:
         "database": {"url": db_url, "busy_timeout": 2.0},
         "agents": {"domains": ["example.com"]},
         "worker": {"poll_interval": 0.1, "retry_delay": 0.0},
+        "web": {"port": 0},
         "queues": [
             {
                 "name": "support",

@@ -39,6 +39,7 @@ COMMANDS = {
     "note": ("desk", "reply"),
     "sla": ("sla", "sla"),
     "preview": ("desk", "preview"),
+    "agent": ("agents", "agent"),
 }
 _LEVELS = ("debug", "info", "warning", "error")
 # Commands whose log is the record of a service (the daemon; the MTA pipe, whose stderr the

@@ -8,20 +8,19 @@ import sys
 from dataclasses import asdict
 from typing import Any, TextIO
 
-from sqlalchemy import Connection
-
 from mailgate.app import App
 from mailgate.cli.output import EX_FAILED, EX_OK, EX_USAGE, at, print_json, read_file, ref
 from mailgate.cli.service import deliver, resolve_ref
-from mailgate.core.desk import Plan, Refusal
-from mailgate.core.model import PRIORITIES, Action, MessageKind, MessageView, TicketView
+from mailgate.core.desk import Refusal
+from mailgate.core.model import PRIORITIES, MessageKind, MessageView, TicketView
 from mailgate.core.notify import Kind
 from mailgate.core.terms import priority, ticket_type
 from mailgate.errors import NotFound
-from mailgate.intake.spool import SERVER_SOURCE, Received
+from mailgate.intake.spool import SERVER_SOURCE
+from mailgate.service import change_fields, mail_as
 from mailgate.store.db import session, storage_errors
 from mailgate.store.repos import Repo, Tx
-from mailgate.tickets.agents import SET_FIELDS, agent_mail, field_commands, set_fields
+from mailgate.tickets.agents import SET_FIELDS, field_commands
 
 
 def ticket_json(app: App, ticket: TicketView, *, with_messages: bool) -> dict[str, Any]:
@@ -223,13 +222,7 @@ async def change(app: App, args: argparse.Namespace, out: TextIO) -> int:
         print(f"mailgate: expected FIELD=VALUE with FIELD one of {fields}", file=sys.stderr)
         return EX_USAGE
     actor = (args.author or _login()).lower()
-    now = app.clock.now()
-
-    def carry_out(conn: Connection) -> Plan | Refusal:
-        return set_fields(Tx.on(conn), app.desk, app.policy, number, commands, actor=actor, now=now)
-
-    with storage_errors("set"):
-        plan = await app.blocking.write(carry_out)
+    plan = await change_fields(app, number, commands, actor=actor, source=SERVER_SOURCE)
     if isinstance(plan, Refusal):
         for line in plan.text("en", app.desk.workflow).splitlines():
             print(f"mailgate: {line}", file=sys.stderr)
@@ -252,29 +245,16 @@ async def reply(app: App, args: argparse.Namespace, out: TextIO) -> int:
     body = (sys.stdin.buffer.read() if args.file == "-" else read_file(args.file)).decode(
         "utf-8", "replace"
     )
-    if args.command == "note":
-        body = f"#internal\n{body}"
-    with storage_errors("reply"):
-        async with session(app.engine) as s:
-            view = await Repo(s).ticket_view(number, with_messages=False, with_events=False)
-    if view is None:
-        raise NotFound(f"no ticket {args.ref}")
-    queue = next((q for q in app.config.queues if q.name == view.queue), app.config.queues[0])
-    to = app.policy.plus_address(queue.addresses[0], app.codec.token(number))
-    raw = agent_mail(
-        app.codec, to, number, view.title, author=author, text=body, now=app.clock.now()
-    )
-    stored = await app.spool.store(
-        Received(raw, SERVER_SOURCE, envelope_from=author, envelope_to=(to,))
-    )
-    outcome = await app.processor.process(stored.spool_id)
+    commands = ["#internal"] if args.command == "note" else []
+    taken = await mail_as(app, number, author, body, source=SERVER_SOURCE, commands=commands)
+    outcome = taken.outcome
     print_json(
         out,
         {
-            "action": outcome.action.value if outcome else Action.STORED.value,
+            "action": taken.action,
             "ticket": ref(outcome.ticket if outcome else number),
             "reason": outcome.reason if outcome else "stored; processed by another worker",
-            "spool_id": stored.spool_id,
+            "spool_id": taken.spool_id,
         },
     )
     await deliver(app)

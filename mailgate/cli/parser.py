@@ -28,7 +28,7 @@ Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def _admin_commands(sub: Commands) -> None:
-    """The sysadmin's: check, init, run, migrate, quarantine, outbox, purge."""
+    """The sysadmin's: check, init, run, migrate, quarantine, outbox, purge, agent."""
     sub.add_parser("check", help="validate the configuration and exit (0 ok, 78 invalid)")
     init = sub.add_parser("init", help="create the data directory, database schema and secret")
     init.add_argument(
@@ -69,6 +69,16 @@ def _admin_commands(sub: Commands) -> None:
     purge.add_argument("--archived-older-than", required=True, metavar="AGE", help="365d, 52w, 2y")
     purge.add_argument("--apply", action="store_true", help="remove them (default: only count)")
     purge.add_argument("--json", action="store_true")
+    agent = sub.add_parser("agent", help="set or remove an agent's web desk password")
+    asub = agent.add_subparsers(dest="agent_command", metavar="add|passwd|remove|list")
+    asub.required = True
+    for name, text in (
+        ("add", "give an agent a password (read from stdin, or asked for)"),
+        ("passwd", "change an agent's password"),
+        ("remove", "remove an agent's password: no more sign-in"),
+    ):
+        asub.add_parser(name, help=text).add_argument("address")
+    asub.add_parser("list", help="the agents with a password")
 
 
 def _mail_commands(sub: Commands) -> None:

@@ -34,6 +34,7 @@ from mailgate.config.settings import (
     SmtpAccount,
     SmtpConfig,
     TokenConfig,
+    WebConfig,
     WorkerConfig,
 )
 
@@ -61,6 +62,7 @@ __all__ = [
     "SmtpAccount",
     "SmtpConfig",
     "TokenConfig",
+    "WebConfig",
     "WorkerConfig",
     "config_keys",
     "load_config",

@@ -7,6 +7,7 @@ returns its settings type; the larger sections are ``mail``'s and ``desk``'s.
 from __future__ import annotations
 
 import codecs
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from mailgate.config.settings import (
     IntakeConfig,
     LmtpConfig,
     TokenConfig,
+    WebConfig,
     WorkerConfig,
 )
 
@@ -151,6 +153,24 @@ def http_section(reader: Reader) -> HttpConfig:
     )
     h.finish()
     return http
+
+
+def web_section(reader: Reader) -> WebConfig:
+    w = reader.section("web")
+    public_url = w.string("public_url", "")
+    if public_url and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", public_url):
+        w.problem("public_url", f"must be an http:// or https:// address, not {public_url!r}")
+    web = WebConfig(
+        enabled=w.boolean("enabled", True),
+        host=w.string("host", "127.0.0.1"),
+        port=w.integer("port", 9480, low=0, high=65535),
+        public_url=public_url,
+        session_hours=w.number("session_hours", 12.0, low=0.1, high=24.0 * 30),
+        sign_in_attempts=w.integer("sign_in_attempts", 5, low=1, high=1000),
+        link_days=w.number("link_days", 90.0, low=0.0, high=36500.0),
+    )
+    w.finish()
+    return web
 
 
 def retention_section(reader: Reader) -> float:

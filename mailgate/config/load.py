@@ -20,6 +20,7 @@ from mailgate.config.basics import (
     lmtp_section,
     retention_section,
     tokens_section,
+    web_section,
     worker_section,
 )
 from mailgate.config.desk import calendar_section, sla_section, submission_section, workflow_section
@@ -90,6 +91,7 @@ def _parse(reader: Reader, environ: Mapping[str, str], path: Path | None, holida
         *("lmtp", "imap", "outbound", "relay", "queues", "workflow", "submission", "calendar"),
         "sla",
         "http",
+        "web",
         "retention",
     }
     for key in sorted(set(document) - known):
@@ -112,6 +114,7 @@ def _parse(reader: Reader, environ: Mapping[str, str], path: Path | None, holida
     calendar = calendar_section(reader, holidays)
     sla = sla_section(reader, calendar)
     http = http_section(reader)
+    web = web_section(reader)
     purge_days = retention_section(reader)
     if reader.problems:
         raise ConfigError(reader.problems)
@@ -134,6 +137,7 @@ def _parse(reader: Reader, environ: Mapping[str, str], path: Path | None, holida
         calendar=calendar,
         sla=sla,
         http=http,
+        web=web,
         purge_archived_after_days=purge_days,
     )
 

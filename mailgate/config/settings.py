@@ -234,6 +234,28 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebConfig:
+    """The web desk: the team's pages (signed in) and each customer's status page (by link)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 9480
+    public_url: str = ""  # how people reach it ("https://desk.example.com"); "": http://host:port
+    session_hours: float = 12.0  # a sign-in lasts this long
+    sign_in_attempts: int = 5  # failed sign-ins per address, and per client, per 15 minutes
+    link_days: float = 90.0  # a customer's link works until its ticket is archived this long
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def secure(self) -> bool:
+        """Whether people reach it over TLS (a proxy in front): cookies are then Secure."""
+        return self.base_url.startswith("https://")
+
+
+@dataclass(frozen=True, slots=True)
 class CalendarConfig:
     """When the desk works: its zone, workdays, office hours, holidays, closed and half days."""
 
@@ -277,6 +299,7 @@ class Config:
     submission: tuple[KeywordRule, ...] = ()
     calendar: CalendarConfig = CalendarConfig("Europe/Amsterdam", (0, 1, 2, 3, 4), ())
     http: HttpConfig = HttpConfig()
+    web: WebConfig = WebConfig()
     purge_archived_after_days: float = 0.0  # [retention]; 0 = never automatically
     sla: SlaConfig = SlaConfig(
         0.8, tuple((k[0], k[1], v[0], v[1]) for k, v in DEFAULT_TARGETS.items())

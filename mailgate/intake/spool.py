@@ -36,9 +36,12 @@ log = structlog.get_logger("mailgate.intake")
 
 
 _BLANK = re.compile(rb"\s*")
-# The source of mail written on the server itself (``mailgate reply``/``note``); no way in
-# from outside uses it, so it is the team's by construction.
+# The sources of mail written on the server itself: by ``mailgate reply``/``note``, and by
+# a signed-in agent on the web desk. No way in from outside uses them, so such a mail is
+# the team's by construction.
 SERVER_SOURCE = "cli"
+WEB_SOURCE = "web"
+TEAM_SOURCES = frozenset({SERVER_SOURCE, WEB_SOURCE})
 
 
 @dataclass(frozen=True, slots=True)

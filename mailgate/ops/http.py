@@ -79,18 +79,17 @@ class Health:
         return stuck
 
 
-class MonitorServer:
-    """Serves ``/healthz`` and ``/metrics`` on the daemon's loop (aiohttp.web) until closed."""
+class Served:
+    """An aiohttp application served on the daemon's loop until closed; ``section`` names
+    its config section in the error when its port cannot be bound."""
 
-    def __init__(self, health: Health) -> None:
-        self.health = health
+    section = "[http]"
+
+    def __init__(self) -> None:
         self.runner: web.AppRunner | None = None
 
     def application(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/healthz", self._healthz)  # and HEAD; other methods: 405
-        app.router.add_get("/metrics", self._metrics)
-        return app
+        raise NotImplementedError
 
     async def start(self, host: str, port: int) -> int:
         """Listen on ``host``:``port`` (0: any free port); the port bound."""
@@ -100,9 +99,9 @@ class MonitorServer:
             await web.TCPSite(self.runner, host, port).start()
         except OSError as exc:
             await self.close()
-            raise cannot_listen("[http]", exc) from exc
+            raise cannot_listen(self.section, exc) from exc
         bound = int(self.runner.addresses[0][1])
-        log.info("http.listening", host=host, port=bound)
+        log.info("http.listening", section=self.section, host=host, port=bound)
         return bound
 
     async def close(self) -> None:
@@ -110,6 +109,20 @@ class MonitorServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.runner.cleanup(), 5.0)
             self.runner = None
+
+
+class MonitorServer(Served):
+    """Serves ``/healthz`` and ``/metrics`` on the daemon's loop (aiohttp.web) until closed."""
+
+    def __init__(self, health: Health) -> None:
+        super().__init__()
+        self.health = health
+
+    def application(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)  # and HEAD; other methods: 405
+        app.router.add_get("/metrics", self._metrics)
+        return app
 
     async def _healthz(self, request: web.Request) -> web.Response:
         healthy, checks = await self.health.check()

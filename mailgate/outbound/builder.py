@@ -16,7 +16,8 @@ from mailgate.config import Config, QueueConfig
 from mailgate.core.address import AddressPolicy
 from mailgate.core.agent_words import command_reference, faults_text, signs_off
 from mailgate.core.model import Role, TicketView
-from mailgate.core.notify import Kind, Notice
+from mailgate.core.notify import TEAM_KINDS, Kind, Notice
+from mailgate.core.sessions import Signer
 from mailgate.core.sla import SlaPolicy
 from mailgate.core.terms import label
 from mailgate.core.tokens import TokenCodec
@@ -138,7 +139,21 @@ class NoticeBuilder:
             commands=command_reference(workflow, language) if change.help or change.faults else "",
             answer_target=self.answer_target(view, language),
             missing_fields=change.missing_fields,
+            link=self.link(view.number, notice),
         )
+
+    def link(self, number: int, notice: Notice) -> str:
+        """The web desk's page for the notice's reader, when ``[web] public_url`` is set:
+        the team's ticket page, or a customer's own link; a notice to several customers
+        carries none (one person's link would let the others act as that person)."""
+        web = self.config.web
+        if not (web.enabled and web.public_url):
+            return ""
+        if notice.kind in TEAM_KINDS:
+            return f"{web.base_url}/tickets/{number}"
+        if len(notice.to) != 1:
+            return ""
+        return web.base_url + Signer(self.codec.secret).link_path(number, notice.to[0])
 
     def answer_target(self, view: TicketView, language: str) -> str:
         """The answer target in words ("binnen 2 werkdagen"), or "" without one."""

@@ -68,6 +68,7 @@ class NoticeContext:
     quote: str = ""  # extra work awaiting the customer's approval
     commands: str = ""  # the command reference (#help)
     missing_fields: tuple[str, ...] = ()  # required reference fields the customer did not give
+    link: str = ""  # the web desk's page of the ticket: the customer's own link, or the team's
 
 
 @dataclass(frozen=True, slots=True)

@@ -329,6 +329,15 @@ class BlobRow(SQLModel, table=True):
     data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
+class AgentPasswordRow(SQLModel, table=True):
+    """An agent's password for the web desk: an argon2 hash, never the password."""
+
+    __tablename__ = "agent_passwords"
+    address: str = Field(primary_key=True, max_length=320)
+    hash: str = _text()
+    changed_at: datetime = _when()
+
+
 def table(name: str) -> Table:
     """The Core table of ``name``, for the repositories' statements."""
     return SQLModel.metadata.tables[name]

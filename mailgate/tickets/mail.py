@@ -50,7 +50,7 @@ from mailgate.core.senders import (
 )
 from mailgate.core.submission import KeywordRule, submit
 from mailgate.core.workflow import Party
-from mailgate.intake.spool import SERVER_SOURCE
+from mailgate.intake.spool import TEAM_SOURCES
 from mailgate.outbound.notifier import Change, Notifier
 from mailgate.store.repos import Tx
 from mailgate.store.repos.history import Event
@@ -118,7 +118,7 @@ class Applier:
             self.policy,
             answers_team=answers_team,
             trusted=self.intake.trusted_authserv_ids,
-            on_server=item.entry.source == SERVER_SOURCE,
+            on_server=item.entry.source in TEAM_SOURCES,
         )
         kind = MessageKind.AUTO if classified.automatic else message_kind(authority)
         if item.masked:
