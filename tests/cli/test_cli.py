@@ -571,3 +571,20 @@ def test_read_only_commands_never_wait_for_the_write_lock(tmp_path: Path, db_url
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+def test_agents_get_web_desk_passwords_from_the_command_line(config_file: Path) -> None:
+    added = mailgate(config_file, "agent", "add", "Anna@example.com", stdin=b"correct horse 1\n")
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.decode().strip() == "anna@example.com: password set"
+    stranger = mailgate(config_file, "agent", "add", "alice@customer.nl", stdin=b"long enough 1\n")
+    assert stranger.returncode == 1
+    assert "not an agent" in stranger.stderr.decode()
+    short = mailgate(config_file, "agent", "passwd", "anna@example.com", stdin=b"short\n")
+    assert short.returncode == 1
+    assert "at least 10 characters" in short.stderr.decode()
+    listed = mailgate(config_file, "agent", "list")
+    assert listed.stdout.decode().startswith("anna@example.com  password set")
+    removed = mailgate(config_file, "agent", "remove", "anna@example.com")
+    assert removed.stdout.decode().strip() == "anna@example.com: password removed"
+    assert "no agent has" in mailgate(config_file, "agent", "list").stdout.decode()
