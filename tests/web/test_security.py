@@ -166,3 +166,26 @@ async def test_attachments_are_downloads_never_pages(running: Running) -> None:
             assert download.headers["Content-Disposition"].startswith("attachment;")
             assert download.headers["X-Content-Type-Options"] == "nosniff"
             assert "sandbox" in download.headers["Content-Security-Policy"]
+
+
+async def test_a_customers_link_expires_link_days_after_archiving(running: Running) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import text
+
+    await deliver(running.app, make_mail())
+    link = running.url + Signer(running.app.codec.secret).link_path(1, "alice@customer.nl")
+    archived = running.app.clock.now()
+    async with running.app.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE tickets SET status = 'archived', status_since = :at"),
+            {"at": archived.replace(tzinfo=None)},
+        )
+    clock = running.app.clock
+    async with client() as http:
+        clock.advance(timedelta(days=89))  # type: ignore[attr-defined]
+        async with http.get(link) as page:
+            assert page.status == 200
+        clock.advance(timedelta(days=2))  # type: ignore[attr-defined]
+        async with http.get(link) as page:
+            assert page.status == 404
