@@ -21,7 +21,7 @@ from mailgate.app import App, queue_envelope
 from mailgate.config import ImapConfig
 from mailgate.intake.imap import ImapPoller
 from mailgate.intake.listeners import Listeners, start_listeners
-from mailgate.ops.http import Health, MonitorServer
+from mailgate.ops.http import MonitorServer, health_of
 from mailgate.runners.loop import Runner, run
 from mailgate.runners.retention import DAILY, Retention, purger_for
 from mailgate.web.server import WebDesk
@@ -155,18 +155,7 @@ class _Front:
                 clock=app.clock,
             )
         if config.http.enabled:
-            self.monitor = MonitorServer(
-                Health(
-                    app.engine,
-                    app.metrics,
-                    app.clock,
-                    tuple(m.name for m in config.imap),
-                    listening=lambda: (
-                        app.listeners is not None
-                        or not (config.smtp.enabled or config.lmtp.enabled)
-                    ),
-                )
-            )
+            self.monitor = MonitorServer(health_of(app))
             await self.monitor.start(config.http.host, config.http.port)
         if config.web.enabled:
             self.desk = WebDesk(app)

@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
@@ -26,6 +27,9 @@ from mailgate.errors import cannot_listen
 from mailgate.ops.metrics import Metrics
 from mailgate.store.db import session
 from mailgate.store.repos import Repo
+
+if TYPE_CHECKING:
+    from mailgate.app import App
 
 log = structlog.get_logger("mailgate.ops.http")
 
@@ -77,6 +81,20 @@ class Health:
         for state, count in outbox.items():
             self.metrics.outbox.labels(state=state).set(count)
         return stuck
+
+
+def health_of(app: App) -> Health:
+    """The health checks of ``app``: its database, listeners, mailboxes and outbox."""
+    config = app.config
+    return Health(
+        app.engine,
+        app.metrics,
+        app.clock,
+        tuple(m.name for m in config.imap),
+        listening=lambda: (
+            app.listeners is not None or not (config.smtp.enabled or config.lmtp.enabled)
+        ),
+    )
 
 
 class Served:

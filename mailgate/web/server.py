@@ -18,7 +18,7 @@ from aiohttp import web
 from mailgate.app import App
 from mailgate.ops.http import Served
 from mailgate.outbound.render import SHIPPED_TEMPLATES
-from mailgate.web import customer, pages, signin
+from mailgate.web import admin, customer, pages, signin
 from mailgate.web.site import HEADERS, SignInNeeded, Site
 
 log = structlog.get_logger("mailgate.web")
@@ -64,5 +64,6 @@ class WebDesk(Served):
         application.add_routes(signin.routes(self.site))
         application.add_routes(pages.routes(self.site))
         application.add_routes(customer.routes(self.site))
+        application.add_routes(admin.routes(self.site))
         application.router.add_static("/static/", SHIPPED_TEMPLATES / "web" / "static")
         return application

@@ -17,12 +17,14 @@ from typing import Any
 from sqlalchemy import Connection, case, exists, func, or_, select
 
 from mailgate.core.model import PRIORITIES
+from mailgate.store.repos.history import HELD_DECISIONS
 from mailgate.store.tables import table
 
 TICKETS = table("tickets")
 MESSAGES = table("messages")
 PARTICIPANTS = table("participants")
 FIELDS = table("ticket_fields")
+EVENTS = table("events")
 PAGE = 50
 SORTS = ("priority", "type", "sla", "updated", "number")
 # "Incidents first": the most urgent, among them bugs first (then by number).
@@ -153,3 +155,30 @@ def status_since(conn: Connection, number: int) -> datetime | None:
         select(TICKETS.c.status_since).where(TICKETS.c.id == number)
     ).scalar()
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class HeldMail:
+    ticket: int
+    title: str
+    from_addr: str
+    at: datetime
+    text: str
+
+
+def held_mails(conn: Connection, limit: int = 200) -> list[HeldMail]:
+    """Held mails the team has not decided on yet, oldest first (found by their
+    ``message_held`` events, which ``ix_events_kind_new`` finds)."""
+    e, d, m = EVENTS.c, EVENTS.alias("decided").c, MESSAGES.c
+    rows = conn.execute(
+        select(e.ticket_id, TICKETS.c.title, m.from_addr, m.created_at, m.visible_text)
+        .join(MESSAGES, m.id == e.message_row_id)
+        .join(TICKETS, TICKETS.c.id == e.ticket_id)
+        .where(
+            e.kind == "message_held",
+            ~exists().where(d.kind.in_(HELD_DECISIONS), d.message_row_id == e.message_row_id),
+        )
+        .order_by(e.id)
+        .limit(limit)
+    )
+    return [HeldMail(r[0], r[1], r[2] or "", r[3], (r[4] or "")[:300]) for r in rows]

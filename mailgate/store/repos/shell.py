@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import func
+from sqlalchemy.orm import defer
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -235,10 +236,18 @@ class Repo:
         )
         return int(found.one())
 
-    async def outbox_list(self, state: str | None = None) -> list[OutboxItem]:
-        query = select(OutboxRow).order_by(col(OutboxRow.id))
+    async def outbox_list(
+        self, state: str | None = None, newest: int | None = None
+    ) -> list[OutboxItem]:
+        """The outbox's mails (in ``state``), oldest first; or the ``newest`` so many,
+        newest first."""
+        query = select(OutboxRow).options(defer(OutboxRow.raw))  # type: ignore[arg-type]
         if state is not None:
             query = query.where(OutboxRow.state == state)
+        if newest is not None:
+            query = query.order_by(col(OutboxRow.id).desc()).limit(newest)
+        else:
+            query = query.order_by(col(OutboxRow.id))
         return [outbox_item(r) for r in (await self.session.exec(query)).all()]
 
     async def outbox_retry(self, outbox_ids: Iterable[int] | None, now: datetime) -> list[int]:
