@@ -74,6 +74,11 @@ class Cluster:
             f"/{name}"
         )
 
+    def restart(self) -> None:
+        """Stop and start again (settings that need a restart, e.g. shared_buffers)."""
+        self._run("stop")
+        self._run("start")
+
     def stop(self) -> None:
         subprocess.run(
             ["bash", str(SUPPORT / "pg-cluster.sh"), "stop", str(self.directory / "c")],

@@ -115,7 +115,10 @@ class TicketRow(SQLModel, table=True):
     """A ticket; its id is its human number."""
 
     __tablename__ = "tickets"
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = (
+        Index("ix_tickets_updated", "updated_at", "id"),  # the desk's "last change first"
+        {"sqlite_autoincrement": True},
+    )
     id: int | None = Field(default=None, primary_key=True)
     queue: str = Field(max_length=64, index=True)
     title: str = _text()
@@ -177,6 +180,7 @@ class TicketFieldRow(SQLModel, table=True):
     """One reference field of a ticket (``[[queues.fields]]``): a debtor number, say."""
 
     __tablename__ = "ticket_fields"
+    __table_args__ = (Index("ix_ticket_fields_value", "value"),)  # found by its value
     ticket_id: int = Field(
         sa_column=Column(Integer, ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True)
     )
@@ -188,7 +192,10 @@ class ParticipantRow(SQLModel, table=True):
     """A person on a ticket: requester, CC or agent, with the organisation of their domain."""
 
     __tablename__ = "participants"
-    __table_args__ = (UniqueConstraint("ticket_id", "address"),)
+    __table_args__ = (
+        UniqueConstraint("ticket_id", "address"),
+        Index("ix_participants_address", "address"),  # the desk's search by address
+    )
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int = _ref("tickets.id")
     address: str = Field(max_length=320)

@@ -1,9 +1,9 @@
 """The web desk's ticket list: one page of tickets filtered, searched and sorted in SQL.
 
 Blocking, on one ``Connection``. Filters are on indexed columns of ``tickets``
-(status, action_by, queue); the search looks in the title, the requester and the
-organisation, in the visible text of the ticket's messages (notes too: agents search),
-its participants' addresses and its reference fields (a substring, case-insensitive). Pages are
+(status, action_by, queue); the search is ``store.search``'s (words in titles and
+message texts, notes too, by full-text index; participants' addresses and reference
+fields exactly). Pages are
 ``PAGE`` rows; one more row is read to tell whether a next page exists, never a count
 of all matches.
 """
@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, exists, func, or_, select
+from sqlalchemy import Connection, case, exists, func, select
 
 from mailgate.core.model import PRIORITIES
 from mailgate.store.repos.history import HELD_DECISIONS
+from mailgate.store.search import matching
 from mailgate.store.tables import table
 
 TICKETS = table("tickets")
@@ -83,22 +84,6 @@ def _order(sort: str) -> list[Any]:
     return [_rank(t.priority, PRIORITIES), _rank(t.type, _TYPE_ORDER), t.id]
 
 
-def _searched(words: str) -> Any:
-    like = f"%{words.lower().replace('%', '').replace('_', '')}%"
-    t = TICKETS.c
-    return or_(
-        func.lower(t.title).like(like),
-        func.lower(func.coalesce(t.requester, "")).like(like),
-        func.lower(func.coalesce(t.organisation, "")).like(like),
-        exists().where(
-            MESSAGES.c.ticket_id == t.id,
-            func.lower(MESSAGES.c.visible_text).like(like),
-        ),
-        exists().where(PARTICIPANTS.c.ticket_id == t.id, PARTICIPANTS.c.address.like(like)),
-        exists().where(FIELDS.c.ticket_id == t.id, func.lower(FIELDS.c.value).like(like)),
-    )
-
-
 def list_tickets(conn: Connection, q: TicketQuery) -> tuple[list[ListedTicket], bool]:
     """One page of the tickets ``q`` asks for, and whether there is a page after it."""
     t = TICKETS.c
@@ -124,7 +109,7 @@ def list_tickets(conn: Connection, q: TicketQuery) -> tuple[list[ListedTicket], 
     elif q.assignee:
         query = query.where(func.lower(t.assignee) == q.assignee.lower())
     if q.search.strip():
-        query = query.where(_searched(q.search.strip()))
+        query = query.where(t.id.in_(matching(conn.dialect.name, q.search)))
     page = max(q.page, 1)
     rows = conn.execute(
         query.order_by(*_order(q.sort if q.sort in SORTS else "priority"))

@@ -1,0 +1,54 @@
+"""The web desk's search and list on both databases: words, prefixes, addresses, fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mailgate.app import App
+from mailgate.store.repos.desk import TicketQuery, list_tickets
+from tests.conftest import deliver
+from tests.mails import make_mail
+
+
+async def found(app: App, **asked: Any) -> list[int]:
+    query = TicketQuery(**asked)
+    listed, _ = await app.blocking.read(lambda conn: list_tickets(conn, query))
+    return [t.number for t in listed]
+
+
+async def test_search_finds_by_words_prefixes_addresses_and_fields(app: App) -> None:
+    await deliver(app, make_mail(subject="Printer brandt", body="Hal drie staat in brand."))
+    await deliver(
+        app,
+        make_mail(
+            subject="Factuur",
+            sender="Bert <bert@klant.nl>",
+            body="De factuur van maart rekent verzendkosten dubbel.",
+        ),
+    )
+    await deliver(app, make_mail(subject="Café gesloten", sender="c@cafe.nl", body="Dicht."))
+    assert await found(app, search="printer") == [1]
+    assert await found(app, search="Verzendkost") == [2]  # a prefix, any case
+    assert await found(app, search="factuur maart") == [2]  # every word
+    assert await found(app, search="factuur brand") == []
+    assert await found(app, search="bert@klant.nl") == [2]  # a participant, exactly
+    assert await found(app, search="klant.nl") == [2]  # the requester's words
+    assert await found(app, search="café") == [3]
+    if app.engine.dialect.name == "sqlite":  # PostgreSQL's index keeps accents
+        assert await found(app, search="cafe") == [3]
+    assert sorted(await found(app)) == [1, 2, 3]
+    # a later reply's text is found too, and a changed title by its new words
+    tag = app.codec.subject_tag(1)
+    await deliver(app, make_mail(subject=f"Re: {tag}", body="Nu ook rook in de kantine."))
+    assert await found(app, search="kantine") == [1]
+
+
+async def test_the_list_filters_and_sorts_incidents_first(app: App) -> None:
+    await deliver(app, make_mail(subject="Vraag"))
+    await deliver(app, make_mail(subject="Plat", to="sitedown@example.com"))  # critical bug
+    assert await found(app, sort="priority") == [2, 1]
+    assert await found(app, sort="number") == [2, 1]
+    assert await found(app, queue="support") == [1]
+    assert await found(app, priority="critical") == [2]
+    assert await found(app, assignee="-") == [2, 1]
+    assert await found(app, statuses=("closed",)) == []
