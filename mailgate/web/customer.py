@@ -17,7 +17,7 @@ from datetime import timedelta
 import structlog
 from aiohttp import web
 
-from mailgate.core.model import MessageKind, Role, TicketView
+from mailgate.core.model import MessageKind, MessageView, Role, TicketView
 from mailgate.core.workflow import Group
 from mailgate.service import mail_as
 from mailgate.store.db import session
@@ -28,7 +28,16 @@ from mailgate.web.site import Site
 
 log = structlog.get_logger("mailgate.web")
 LINK_SOURCE = "link"  # a customer's mail written on their status page
-PUBLIC = (MessageKind.CUSTOMER.value, MessageKind.AGENT.value)
+
+
+def public(message: MessageView) -> bool:
+    """What the customers saw by mail: their own mails and the team's answers as relayed
+    (not the agent's mail to the desk, which may carry commands)."""
+    if message.kind == MessageKind.CUSTOMER.value:
+        return True
+    return message.kind == MessageKind.AGENT.value and message.direction == "out"
+
+
 # What each button of the page writes as the first line of the customer's mail: the
 # words a customer may answer with by mail (``core.commands``' intents).
 INTENTS = {"solved": "#resolved", "approve": "#approve", "disapprove": "#reject"}
@@ -88,7 +97,7 @@ class CustomerPage:
             owner=owner,
             state=state.label(language) if state else view.status,
             acts=view.action_by,
-            messages=[m for m in view.messages if m.kind in PUBLIC],
+            messages=[m for m in view.messages if public(m)],
             team=self.app.config.outbound.from_name,
             here=request.path,
             check=self.site.signer.link_key(view.number, f"form {owner}"),
@@ -122,8 +131,8 @@ class CustomerPage:
     async def attachment(self, request: web.Request) -> web.StreamResponse:
         view, _ = await self._open(request)
         sha = request.match_info["sha256"]
-        public = [m for m in view.messages if m.kind in PUBLIC]
-        found = next((a for m in public for a in m.attachments if a.sha256 == sha), None)
+        shown = [m for m in view.messages if public(m)]
+        found = next((a for m in shown for a in m.attachments if a.sha256 == sha), None)
         if found is None:
             raise web.HTTPNotFound()
         return download(await self.site.attachment(sha), found.content_type, found.filename)

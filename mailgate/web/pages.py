@@ -45,6 +45,9 @@ def routes(site: Site) -> list[web.RouteDef]:
         web.post("/tickets/{number:\\d+}/set", pages.set_fields),
         web.post("/tickets/{number:\\d+}/held", pages.held),
         web.post("/tickets/{number:\\d+}/merge", pages.merge),
+        web.post("/tickets/{number:\\d+}/quote", pages.quote),
+        web.post("/tickets/{number:\\d+}/fields", pages.fields),
+        web.get("/tickets/{number:\\d+}/trace/{index:\\d+}", pages.trace),
         web.get("/tickets/{number:\\d+}/attachments/{sha256:[0-9a-f]{64}}", pages.attachment),
         web.get("/tickets/{number:\\d+}/raw/{index:\\d+}", pages.raw),
     ]
@@ -149,6 +152,7 @@ class Pages:
             said=request.query.get("said", ""),
             refused=request.query.get("refused", ""),
             agents=sorted(self.app.config.agents.addresses),
+            field_names=sorted(self.app.desk.field_names),
             back=request.path,
         )
 
@@ -195,6 +199,50 @@ class Pages:
         if not into.isdigit():
             raise self._back(int(request.match_info["number"]), refused="not a ticket number")
         raise await self._mail(request, [f"#merge {into}"], "")
+
+    async def quote(self, request: web.Request) -> web.Response:
+        """Extra work for the customer to approve: ``#quote`` with its text, as by mail."""
+        form = await self.site.form(request, self.site.agent(request))
+        text = str(form.get("text", "")).replace("\r\n", "\n").strip()
+        if not text:
+            raise self._back(int(request.match_info["number"]), refused="empty")
+        raise await self._mail(request, ["#quote"], text)
+
+    async def fields(self, request: web.Request) -> web.Response:
+        """The ticket's reference fields (``[[queues.fields]]``), each as ``#field``."""
+        form = await self.site.form(request, self.site.agent(request))
+        view = await self._view(int(request.match_info["number"]))
+        known = dict(view.fields)
+        commands = [
+            f"#field {name} {value}"
+            for name in self.app.desk.field_names
+            if (value := " ".join(str(form.get(f"field_{name}", "")).split()))
+            and value != known.get(name)
+        ]
+        if not commands:
+            raise self._back(view.number)
+        raise await self._mail(request, commands, "")
+
+    async def trace(self, request: web.Request) -> web.Response:
+        """How one received mail of the thread went through the intake (``mailgate trace``)."""
+        agent = self.site.agent(request)
+        number, index = int(request.match_info["number"]), int(request.match_info["index"])
+        view = await self._view(number)
+        if index >= len(view.messages) or not view.messages[index].message_id:
+            raise web.HTTPNotFound()
+        async with session(self.app.engine) as s:
+            repo = Repo(s)
+            ids = await repo.spool_by_message_id(str(view.messages[index].message_id))
+            entries = [e for i in ids if (e := await repo.spool_get(i)) is not None]
+        return self.site.page(
+            "trace.html",
+            agent.language,
+            session=agent,
+            t=view,
+            message=view.messages[index],
+            entries=entries,
+            back=request.path,
+        )
 
     async def set_fields(self, request: web.Request) -> web.Response:
         agent = self.site.agent(request)

@@ -98,6 +98,14 @@ _EN: Mapping[str, str] = {
     "unhealthy": "Not healthy",
     "from": "From",
     "ticket": "Ticket",
+    "quote": "Quote",
+    "quote_hint": "Extra work, with its price: the customer is asked to approve it.",
+    "ask_approval": "Ask for approval",
+    "approval": "Approval",
+    "trace": "Trace",
+    "outcome": "Outcome",
+    "reason": "Reason",
+    "state": "State",
 }
 
 _NL: Mapping[str, str] = {
@@ -192,6 +200,14 @@ _NL: Mapping[str, str] = {
     "unhealthy": "Niet gezond",
     "from": "Van",
     "ticket": "Ticket",
+    "quote": "Offerte",
+    "quote_hint": "Meerwerk, met de prijs: de klant wordt om akkoord gevraagd.",
+    "ask_approval": "Akkoord vragen",
+    "approval": "Akkoord",
+    "trace": "Verloop",
+    "outcome": "Uitkomst",
+    "reason": "Reden",
+    "state": "Stand",
 }
 
 _TABLES: Mapping[str, Mapping[str, str]] = {"en": _EN, "nl": _NL}

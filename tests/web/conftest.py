@@ -15,6 +15,15 @@ from tests.conftest import free_port
 
 AGENT = "anna@example.com"
 PASSWORD = "correct horse battery"
+DEBTOR = {"name": "debiteurnummer", "pattern": r"debiteurnummer\s*:?\s*(\d{4,10})"}
+QUEUES = [
+    {
+        "name": "support",
+        "addresses": ["support@example.com"],
+        "team_address": "team@example.com",
+        "fields": [DEBTOR],
+    },
+]
 
 
 @dataclass
@@ -32,7 +41,9 @@ def backend() -> str:  # the web desk's logic is the same on both; its SQL runs 
 async def running(desk: Callable[..., Any]) -> AsyncIterator[Running]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    app: App = await desk(web={"port": port, "public_url": url, "sign_in_attempts": 5})
+    app: App = await desk(
+        web={"port": port, "public_url": url, "sign_in_attempts": 5}, queues=QUEUES
+    )
     await Passwords(app.blocking).set(AGENT, PASSWORD, app.clock.now())
     server = WebDesk(app)
     await server.start("127.0.0.1", port)

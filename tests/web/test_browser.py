@@ -82,6 +82,10 @@ async def test_the_team_and_a_customer_work_a_ticket_in_the_browser(
     await page.click("button[type=submit]")
     await expect(page.locator("table.tickets")).to_contain_text("Factuur klopt niet")
     await page.screenshot(path=str(folder / "list.png"), full_page=True)
+    await page.click("text=Nederlands")  # the agent's language, kept in the session
+    await expect(page.locator("nav.views")).to_contain_text("Support aan zet")
+    await page.click("text=English")
+    await expect(page.locator("nav.views")).to_contain_text("Support acts")
 
     await page.fill("input[name=q]", "hal 3")
     await page.click("form.filters button[type=submit]")
@@ -113,6 +117,7 @@ async def test_the_team_and_a_customer_work_a_ticket_in_the_browser(
     await customer.goto(link[0])
     await expect(customer.locator("h1")).to_contain_text("Printer brandt")
     await expect(customer.locator("body")).not_to_contain_text("eve@elders.nl")
+    await expect(customer.locator(".message.agent")).to_have_count(1)  # as relayed, once
     await customer.fill("#text", "Uitgezet, hij brandt niet meer. Dank!")
     await customer.screenshot(path=str(folder / "customer.png"), full_page=True)
     await customer.click("button[value=reply]")
