@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, make_msgid
 
 import structlog
 from sqlalchemy import Connection
@@ -27,6 +29,7 @@ from mailgate.intake.spool import Received
 from mailgate.store.db import session, storage_errors
 from mailgate.store.repos import Repo, Tx
 from mailgate.store.repos.history import Event
+from mailgate.store.repos.outbox import Queued
 from mailgate.tickets.agents import agent_mail, set_fields
 from mailgate.tickets.arrival import Outcome
 
@@ -67,6 +70,37 @@ async def mail_as(
     outcome = await app.processor.process(stored.spool_id)
     log.info("service.mail", ticket=f"#{number}", author=author, source=source)
     return Taken(stored.spool_id, outcome)
+
+
+async def mail_agent(app: App, address: str, subject: str, text: str, kind: str) -> int:
+    """A plain mail from the desk to one agent (a sign-in link), queued in the outbox like
+    every mail mailgate sends; its outbox id."""
+    sender = app.config.queues[0].addresses[0]
+    domain = app.config.outbound.domain or sender.rpartition("@")[2]
+    now = app.clock.now()
+    mail = EmailMessage()
+    mail["From"] = formataddr((app.config.outbound.from_name, sender))
+    mail["To"] = address
+    mail["Subject"] = subject
+    mail["Date"] = format_datetime(now)
+    mail["Message-ID"] = message_id = make_msgid(domain=domain)
+    mail["Auto-Submitted"] = "auto-generated"
+    mail.set_content(text)
+    raw = mail.as_bytes()
+
+    def queue(conn: Connection) -> int:
+        tx = Tx.on(conn)
+        (outbox_id,) = tx.outbox.ids(1)
+        envelope = app.codec.bounce_address(outbox_id, domain)
+        tx.outbox.add(
+            [Queued(outbox_id, None, kind, (address,), envelope, message_id.strip("<>"), raw, now)]
+        )
+        return outbox_id
+
+    with storage_errors("agent mail"):
+        outbox_id = await app.blocking.write(queue)
+    app.outbox_wake.set()
+    return outbox_id
 
 
 async def change_fields(

@@ -1,4 +1,4 @@
-"""What the web desk signs: an agent's session, its forms' CSRF token, a customer's link.
+"""What the web desk signs: a session, a form's CSRF token, a sign-in link, a customer's link.
 
 All three are HMAC-SHA256 under keys derived from the installation's token secret, one
 key per purpose, so a value made for one purpose never verifies as another (a customer's
@@ -9,6 +9,8 @@ randomness: the moment and the nonce are arguments.
   ``expires`` and only for an address that is still an agent (the caller checks that).
 - A form's **CSRF token** is the MAC of the session's nonce: a page of another site
   cannot know it, and signing out (a new nonce at the next sign-in) ends it.
+- A **sign-in link** mailed to an agent carries ``agent|expires|nonce|mac``; it works
+  until it expires, and once (the caller records its nonce when it is used).
 - A customer's **link** names a ticket and carries the MAC of (ticket, the participant's
   address): unguessable (128 bits), one per participant, checked against the ticket's
   participants as they are now, so removing a participant revokes their link.
@@ -82,6 +84,32 @@ class Signer:
     def form_check(self, nonce: str) -> str:
         """The sign-in form's check of ``nonce`` (its cookie): before there is a session."""
         return self._mac("sign-in form", nonce)
+
+    # --- sign-in links by mail --------------------------------------------------------
+
+    def sign_in_link(self, agent: str, now: datetime, lifetime: timedelta, nonce: str) -> str:
+        """The token of a one-time sign-in link for ``agent`` (``nonce``: fresh, random;
+        the caller records it when used, so that the link works once)."""
+        body = f"{agent.lower()}|{int((now + lifetime).timestamp())}|{nonce}"
+        token = f"{body}|{self._mac('sign-in link', body)}".encode()
+        return base64.urlsafe_b64encode(token).decode().rstrip("=")
+
+    def read_sign_in_link(self, token: str, now: datetime) -> tuple[str, str] | None:
+        """(agent, nonce) of a sign-in link's token, or None when forged or expired."""
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
+        body, _, mac = raw.rpartition("|")
+        expected = self._mac("sign-in link", body)
+        if not body or not hmac.compare_digest(mac.encode(), expected.encode()):
+            return None
+        parts = body.split("|")
+        if len(parts) != 3 or not parts[1].isdigit():
+            return None
+        if datetime.fromtimestamp(int(parts[1]), UTC) <= now:
+            return None
+        return parts[0], parts[2]
 
     # --- customers' links --------------------------------------------------------------
 

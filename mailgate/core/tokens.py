@@ -67,6 +67,10 @@ class TokenCodec:
         value = int.from_bytes(digest[:5], "big")
         return "".join(ALPHABET[(value >> (5 * i)) & 31] for i in reversed(range(CHECK_LENGTH)))
 
+    def bounce_address(self, outbox_id: int, domain: str) -> str:
+        """The VERP envelope sender of outbox mail ``outbox_id``: a bounce names the mail."""
+        return f"bounces+{outbox_id}-{self.sign('outbox', outbox_id).lower()}@{domain}"
+
     def token(self, number: int) -> str:
         return f"{number}-{self.check(number)}"
 

@@ -301,14 +301,13 @@ class Notifier:
         for outbox_id, notice in zip(ids, ready, strict=True):
             built = self.builder.build(view, queue, notice, change, now, anchor)
             rendered, message_id = built.rendered, built.message_id
-            check = self.codec.sign("outbox", outbox_id).lower()
             queued.append(
                 Queued(
                     id=outbox_id,
                     ticket=view.number,
                     kind=notice.kind.value,
                     recipients=notice.to,
-                    envelope_from=f"bounces+{outbox_id}-{check}@{built.domain}",
+                    envelope_from=self.codec.bounce_address(outbox_id, built.domain),
                     message_id=message_id,
                     raw=built.raw,
                     at=now,

@@ -345,6 +345,14 @@ class AgentPasswordRow(SQLModel, table=True):
     changed_at: datetime = _when()
 
 
+class UsedSignInLinkRow(SQLModel, table=True):
+    """A mailed sign-in link that was used: it does not work a second time."""
+
+    __tablename__ = "used_sign_in_links"
+    nonce: str = Field(primary_key=True, max_length=64)
+    used_at: datetime = _when()
+
+
 def table(name: str) -> Table:
     """The Core table of ``name``, for the repositories' statements."""
     return SQLModel.metadata.tables[name]

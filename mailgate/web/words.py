@@ -106,6 +106,14 @@ _EN: Mapping[str, str] = {
     "outcome": "Outcome",
     "reason": "Reason",
     "state": "State",
+    "mail_link": "Mail me a sign-in link",
+    "or": "or",
+    "link_sent": "If this is an agent's address, a sign-in link is on its way to it.",
+    "link_subject": "Your sign-in link for the support desk",
+    "link_text": "Sign in to the support desk with this link (it works once, for {minutes} "
+    "minutes):\n\n{link}\n\nDid you not ask for it? Then ignore this mail.",
+    "link_confirm": "Sign in as {agent}",
+    "link_bad": "This sign-in link does not work (any more). Ask for a new one.",
 }
 
 _NL: Mapping[str, str] = {
@@ -208,6 +216,14 @@ _NL: Mapping[str, str] = {
     "outcome": "Uitkomst",
     "reason": "Reden",
     "state": "Stand",
+    "mail_link": "Stuur mij een aanmeldlink",
+    "or": "of",
+    "link_sent": "Als dit het adres van een medewerker is, is er een aanmeldlink onderweg.",
+    "link_subject": "Uw aanmeldlink voor de servicedesk",
+    "link_text": "Meld u aan bij de servicedesk met deze link (eenmalig, {minutes} minuten "
+    "geldig):\n\n{link}\n\nNiet aangevraagd? Dan kunt u deze mail negeren.",
+    "link_confirm": "Aanmelden als {agent}",
+    "link_bad": "Deze aanmeldlink werkt niet (meer). Vraag een nieuwe aan.",
 }
 
 _TABLES: Mapping[str, Mapping[str, str]] = {"en": _EN, "nl": _NL}

@@ -51,3 +51,15 @@ def test_a_link_is_one_customers_of_one_ticket_and_never_a_session() -> None:
     assert SIGNER.read_session(key, NOW) is None
     assert SIGNER.link_path(7, "alice@customer.nl") == f"/c/7/{key}"
     assert SIGNER.form_check("n") != SIGNER.link_key(7, "n")
+
+
+def test_a_sign_in_link_names_its_agent_until_it_expires() -> None:
+    token = SIGNER.sign_in_link("Anna@Example.com", NOW, timedelta(minutes=15), "n1")
+    assert SIGNER.read_sign_in_link(token, NOW) == ("anna@example.com", "n1")
+    assert SIGNER.read_sign_in_link(token, NOW + timedelta(minutes=15)) is None
+    assert SIGNER.read_sign_in_link(token[:-2] + "xx", NOW) is None
+    assert SIGNER.read_sign_in_link("%%%", NOW) is None
+    # a session cookie is not a sign-in link, nor the other way round
+    cookie = SIGNER.session("anna@example.com", NOW, HOUR, "en", "n1")
+    assert SIGNER.read_sign_in_link(cookie, NOW) is None
+    assert SIGNER.read_session(token, NOW) is None

@@ -189,3 +189,44 @@ async def test_a_customers_link_expires_link_days_after_archiving(running: Runni
         clock.advance(timedelta(days=2))  # type: ignore[attr-defined]
         async with http.get(link) as page:
             assert page.status == 404
+
+
+async def test_a_mailed_sign_in_link_works_once_and_only_for_agents(running: Running) -> None:
+    from tests.world import World
+
+    world = World(running.app)
+
+    async def ask(http: aiohttp.ClientSession, address: str) -> str:
+        async with http.get(f"{running.url}/sign-in") as page:
+            check = re.search(r'name="check" value="([^"]+)"', await page.text())
+        assert check is not None
+        form = {"check": check[1], "address": address, "lang": "en"}
+        async with http.post(f"{running.url}/sign-in/mail", data=form) as answer:
+            assert answer.status == 200
+            return await answer.text()
+
+    async with client() as http:
+        stranger = await ask(http, "alice@customer.nl")
+        mine = await ask(http, AGENT)
+        assert "a sign-in link is on its way" in stranger and "on its way" in mine
+        assert await world.inbox("alice@customer.nl") == []  # nobody else gets one
+        mail = await world.only(AGENT)
+        link = re.search(r"http://\S+/sign-in/link/\S+", World.text(mail))
+        assert link is not None and mail["Auto-Submitted"] == "auto-generated"
+        async with http.get(link[0]) as page:  # opening it uses nothing up
+            confirm = await page.text()
+        check = re.search(r'name="check" value="([^"]+)"', confirm)
+        assert check is not None and f"Sign in as {AGENT}" in confirm
+        async with http.post(link[0], data={"check": check[1]}, allow_redirects=False) as use:
+            assert use.status == 303
+        async with http.get(f"{running.url}/tickets", allow_redirects=False) as page:
+            assert page.status == 200
+    async with client() as other:  # the same link a second time: refused
+        async with other.get(link[0]) as page:
+            again = re.search(r'name="check" value="([^"]+)"', await page.text())
+        assert again is not None
+        async with other.post(link[0], data={"check": again[1]}, allow_redirects=False) as used:
+            assert used.status == 410
+        forged = link[0][:-4] + "AAAA"
+        async with other.get(forged) as page:
+            assert page.status == 404

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from mailgate.store.tables import table
 
 PASSWORDS = table("agent_passwords")
+USED = table("used_sign_in_links")
 
 
 class AgentRepo:
@@ -44,3 +46,14 @@ class AgentRepo:
             select(PASSWORDS.c.address, PASSWORDS.c.changed_at).order_by(PASSWORDS.c.address)
         )
         return [(str(r.address), r.changed_at) for r in rows]
+
+    def use_link(self, nonce: str, now: datetime) -> bool:
+        """Record a sign-in link's use; False when it was used before. Uses older than a
+        day are forgotten (their links expired long before)."""
+        self.conn.execute(delete(USED).where(USED.c.used_at < now - timedelta(days=1)))
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(insert(USED).values(nonce=nonce, used_at=now))
+        except IntegrityError:
+            return False
+        return True
