@@ -41,3 +41,48 @@ async def test_a_quote_and_a_reference_field_go_the_way_of_the_commands(running:
     assert view.fields == (("debiteurnummer", "123456"),)
     asked = World.text(await world.only("alice@customer.nl"))
     assert "EUR 180" in asked  # the customer is asked to approve, as after a mailed #quote
+
+
+async def test_a_change_on_the_web_is_in_the_tickets_log_with_its_agent(running: Running) -> None:
+    await deliver(running.app, make_mail())
+    async with client() as http:
+        assert await sign_in(http, running.url) == 303
+        token = await csrf_of(http, running.url)
+        form = {"csrf": token, "priority": "high", "status": "in_progress"}
+        async with http.post(f"{running.url}/tickets/1/set", data=form) as page:
+            assert page.status == 200
+    async with session(running.app.engine) as s:
+        view = await Repo(s).ticket_view(1)
+    assert view is not None and (view.priority, view.status) == ("high", "in_progress")
+    logged = [e for e in view.events if e.kind == "web_change"]
+    assert len(logged) == 1 and logged[0].actor == "anna@example.com"
+    assert "priority=high" in (logged[0].detail or "")
+
+
+async def test_the_customer_approves_a_quote_and_says_it_is_solved_on_their_page(
+    running: Running,
+) -> None:
+    from mailgate.core.sessions import Signer
+    from mailgate.service import mail_as
+
+    app = running.app
+    await deliver(app, make_mail())
+    quote = "Rapport: EUR 180."
+    await mail_as(app, 1, "anna@example.com", quote, source="web", commands=["#quote"])
+    link = running.url + Signer(app.codec.secret).link_path(1, "alice@customer.nl")
+    async with client() as http:
+        for action in ("approve", "solved"):
+            async with http.get(link) as page:
+                html = await page.text()
+            check = re.search(r'name="check" value="([^"]+)"', html)
+            assert check is not None
+            if action == "approve":
+                assert 'value="approve"' in html  # offered while a quote waits
+            async with http.post(link, data={"check": check[1], "action": action}) as done:
+                assert done.status == 200
+            async with session(app.engine) as s:
+                view = await Repo(s).ticket_view(1)
+            assert view is not None
+            if action == "approve":
+                assert view.approval == "approved"
+    assert view.status == "closed"  # the workflow's move on "opgelost" by mail
