@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from mailgate.store.db import session
 from mailgate.store.repos import Repo
@@ -86,3 +87,19 @@ async def test_the_customer_approves_a_quote_and_says_it_is_solved_on_their_page
             if action == "approve":
                 assert view.approval == "approved"
     assert view.status == "closed"  # the workflow's move on "opgelost" by mail
+
+
+async def test_the_lists_mark_moves_when_a_ticket_changes(running: Running) -> None:
+    await deliver(running.app, make_mail())
+    async with client() as http:
+        assert await sign_in(http, running.url) == 303
+
+        async def mark() -> str:
+            async with http.get(f"{running.url}/tickets/changed") as answer:
+                return str((await answer.json())["mark"])
+
+        before = await mark()
+        assert before == await mark()  # nothing changed: the page stays
+        running.app.clock.advance(timedelta(minutes=1))  # type: ignore[attr-defined]
+        await deliver(running.app, make_mail(subject="Nog een"))
+        assert await mark() != before  # the page reloads
