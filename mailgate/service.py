@@ -12,6 +12,7 @@ the spool.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -23,7 +24,7 @@ from sqlalchemy import Connection
 from mailgate.app import App
 from mailgate.core.commands import Command
 from mailgate.core.desk import Plan, Refusal
-from mailgate.core.model import Action
+from mailgate.core.model import Action, SpoolEntry
 from mailgate.errors import NotFound
 from mailgate.intake.spool import Received
 from mailgate.store.db import session, storage_errors
@@ -101,6 +102,21 @@ async def mail_agent(app: App, address: str, subject: str, text: str, kind: str)
         outbox_id = await app.blocking.write(queue)
     app.outbox_wake.set()
     return outbox_id
+
+
+async def raw_mail(app: App, entry: SpoolEntry) -> bytes | None:
+    """A received mail's bytes wherever they are kept: still in the spool, in the blob
+    store on disk, or in the database's blobs; None once purged."""
+    store = app.processor.raw
+    with storage_errors("raw mail"):
+        async with session(app.engine) as s:
+            repo = Repo(s)
+            raw = await repo.spool_raw(entry.id)
+            if raw is None and store is None:
+                raw = await repo.blob_get(entry.raw_sha256)
+    if raw is None and store is not None and store.path(entry.raw_sha256).exists():
+        raw = await asyncio.to_thread(store.get, entry.raw_sha256)
+    return raw
 
 
 async def change_fields(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from datetime import datetime
 from typing import TextIO
 
@@ -18,7 +17,7 @@ from mailgate.core.parse import parse_mail
 from mailgate.core.route import gather_evidence
 from mailgate.errors import NotFound
 from mailgate.intake.spool import Received
-from mailgate.store.blobs import BlobStore
+from mailgate.service import raw_mail
 from mailgate.store.db import session, storage_errors
 from mailgate.store.repos import PENDING, Repo
 
@@ -106,7 +105,6 @@ async def trace(app: App, args: argparse.Namespace, out: TextIO) -> int:
             entry = await repo.spool_get(ids[0])
             if entry is None:
                 raise NotFound(f"no spool item {ref}")
-            raw = await repo.spool_raw(entry.id)
             view = await repo.ticket_view(entry.ticket) if entry.ticket else None
             window = processing_window(entry)
             sent = (
@@ -114,8 +112,9 @@ async def trace(app: App, args: argparse.Namespace, out: TextIO) -> int:
                 if view is not None and window is not None
                 else []
             )
+    raw = await raw_mail(app, entry)
     if raw is None:
-        raw = await asyncio.to_thread(BlobStore(app.config.spool_dir, ".eml").get, entry.raw_sha256)
+        raise NotFound(f"the raw mail of spool item {entry.id} is no longer kept (purged)")
     steps = _understood(app, entry, raw)
     if view is not None and window is not None:
         steps += _followed(view, window, sent)

@@ -22,7 +22,7 @@ from mailgate.core.model import TicketView
 from mailgate.core.workflow import Group
 from mailgate.errors import NotFound
 from mailgate.intake.spool import WEB_SOURCE
-from mailgate.service import change_fields, mail_as
+from mailgate.service import change_fields, mail_as, raw_mail
 from mailgate.store.db import session
 from mailgate.store.repos import Repo
 from mailgate.store.repos.desk import SORTS, TicketQuery, dues, latest_change, list_tickets
@@ -286,7 +286,8 @@ class Pages:
         async with session(self.app.engine) as s:
             repo = Repo(s)
             ids = await repo.spool_by_message_id(str(view.messages[index].message_id))
-            raw = await repo.spool_raw(ids[0]) if ids else None
+            entry = await repo.spool_get(ids[0]) if ids else None
+        raw = await raw_mail(self.app, entry) if entry is not None else None
         if raw is None:
             raise web.HTTPNotFound(text="the raw mail is no longer kept")
         return download(raw, "message/rfc822", f"ticket-{number}-{index}.eml")

@@ -103,3 +103,16 @@ async def test_the_lists_mark_moves_when_a_ticket_changes(running: Running) -> N
         running.app.clock.advance(timedelta(minutes=1))  # type: ignore[attr-defined]
         await deliver(running.app, make_mail(subject="Nog een"))
         assert await mark() != before  # the page reloads
+
+
+async def test_an_agent_downloads_the_raw_mail_as_received(running: Running) -> None:
+    raw = make_mail(subject="Ruw", body="Precies zo ontvangen.")
+    await deliver(running.app, raw)
+    async with client() as http:
+        assert await sign_in(http, running.url) == 303
+        async with http.get(f"{running.url}/tickets/1/raw/0") as download:
+            assert download.status == 200
+            assert (
+                download.headers["Content-Disposition"] == 'attachment; filename="ticket-1-0.eml"'
+            )
+            assert await download.read() == raw
