@@ -1,17 +1,25 @@
-"""Full-text search over tickets: SQLite FTS5 tables, PostgreSQL GIN indexes, one query.
+"""Full-text search over tickets: SQLite FTS5 tables, a PostgreSQL GIN index, one query.
 
 What is searched: a ticket's title, requester and organisation, and the visible text of
 its messages but mailgate's own notices (by words, each a prefix, all of them); and,
-exactly, a participant's address and a reference field's value (both indexed). On
-SQLite two FTS5 tables with external content (``search_tickets`` over ``tickets``,
-``search_messages`` over ``messages``) are kept current by triggers; on PostgreSQL two
-GIN indexes over ``to_tsvector('simple', ...)`` expressions are (the ``simple``
-configuration: no stemming, so Dutch and English words match as typed; the text split
-into words as SQLite's tokenizer splits it). SQLite also folds accents ("cafe" finds
-"café"); PostgreSQL does not (``unaccent`` is not immutable, so it cannot be indexed as
-is). Two expression indexes serve the list's case-insensitive requester and
-organisation filters. The structures are not models: ``install`` creates them for a
-fresh database and migration 0010 for an older one.
+exactly, a participant's address and a reference field's value (both indexed). The text
+is split into words at every character that is not a letter or digit, without stemming,
+so Dutch and English words match as typed.
+
+- SQLite: two FTS5 tables with external content (``search_tickets`` over ``tickets``,
+  ``search_messages`` over ``messages``), kept current by triggers; accents are folded
+  ("cafe" finds "café"). All the words are looked for in one message, or in the
+  ticket's title, requester and organisation.
+- PostgreSQL: each ticket carries its words (``tickets.search_words``, a tsvector that
+  triggers keep: a new message adds its words; a changed title or text makes them
+  again), under a GIN index. All the words are looked for in the whole ticket, and the
+  index combines with the list's filters in one bitmap. Accents are kept (``unaccent``
+  is not immutable, so it cannot be indexed as is).
+
+Two expression indexes serve the list's case-insensitive requester and organisation
+filters. The structures are not models: ``install`` creates them for a fresh database
+and migration 0010 for an older one; their names start with ``search_`` (indexes
+``ix_search_``), which schema comparisons leave out.
 """
 
 from __future__ import annotations
@@ -19,9 +27,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import Connection, func, literal_column, select, text, union
+from sqlalchemy import Connection, false, func, literal_column, or_, select, text, union
 from sqlalchemy.sql import Select
-from sqlalchemy.sql.elements import ColumnClause
+from sqlalchemy.sql.elements import ColumnElement
 
 from mailgate.store.tables import table
 
@@ -33,15 +41,6 @@ SYSTEM = "system"  # mailgate's own notices: never what an agent looks for
 PREFIX = "search_"  # the names of what ``install`` makes start so (or with ix_search_)
 _TICKET_TEXT = "title || ' ' || coalesce(requester, '') || ' ' || coalesce(organisation, '')"
 
-
-def _words_of(sql: str) -> str:
-    """PostgreSQL's words of ``sql``'s text as SQLite's tokenizer makes them: split at every
-    character that is not a letter or digit (so "bert@klant.nl" is bert, klant, nl)."""
-    return f"to_tsvector('simple', regexp_replace({sql}, '[^[:alnum:]]+', ' ', 'g'))"
-
-
-_TICKET_WORDS = _words_of(_TICKET_TEXT)
-_MESSAGE_WORDS = _words_of("visible_text")
 
 _WORDS = "tokenize='unicode61 remove_diacritics 2'"  # "café" is found by "cafe"
 # The list's requester and organisation filters compare case-insensitively.
@@ -79,16 +78,42 @@ _SQLITE = [
     "INSERT INTO search_tickets(search_tickets) VALUES ('rebuild')",
     "INSERT INTO search_messages(search_messages) VALUES ('rebuild')",
 ]
+_TICKET_WORDS_PG = (
+    "search_words_of(NEW.title || ' ' || coalesce(NEW.requester, '') || ' ' "
+    "|| coalesce(NEW.organisation, ''))"
+)
 _POSTGRESQL = [
     *_LOWER,
-    f"CREATE INDEX IF NOT EXISTS ix_search_tickets ON tickets USING gin (({_TICKET_WORDS}))",
-    f"CREATE INDEX IF NOT EXISTS ix_search_messages ON messages USING gin (({_MESSAGE_WORDS})) "
-    f"WHERE kind <> '{SYSTEM}'",
+    "ALTER TABLE tickets ADD COLUMN IF NOT EXISTS search_words tsvector",
+    # The text split as SQLite's tokenizer splits it; no stemming ('simple').
+    "CREATE OR REPLACE FUNCTION search_words_of(t text) RETURNS tsvector LANGUAGE sql "
+    "IMMUTABLE AS $$ SELECT to_tsvector('simple', "
+    "regexp_replace(coalesce(t, ''), '[^[:alnum:]]+', ' ', 'g')) $$",
+    # A ticket's words: its title, requester and organisation, and (when they change, or
+    # a message's text does) the texts of its messages but our notices.
+    "CREATE OR REPLACE FUNCTION search_ticket_words() RETURNS trigger LANGUAGE plpgsql AS $$ "  # noqa: S608 - constants
+    f"BEGIN NEW.search_words := {_TICKET_WORDS_PG}; "
+    "IF TG_OP = 'UPDATE' THEN NEW.search_words := NEW.search_words || coalesce(("
+    "SELECT search_words_of(string_agg(visible_text, ' ')) FROM messages "
+    f"WHERE ticket_id = NEW.id AND kind <> '{SYSTEM}'), ''::tsvector); END IF; "
+    "RETURN NEW; END $$",
+    "CREATE OR REPLACE TRIGGER search_tickets_words BEFORE INSERT OR UPDATE OF title, "
+    "requester, organisation ON tickets FOR EACH ROW EXECUTE FUNCTION search_ticket_words()",
+    # A new message adds its words to its ticket's.
+    "CREATE OR REPLACE FUNCTION search_message_words() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    "BEGIN UPDATE tickets SET search_words = coalesce(search_words, ''::tsvector) "
+    "|| search_words_of(NEW.visible_text) WHERE id = NEW.ticket_id; RETURN NULL; END $$",
+    "CREATE OR REPLACE TRIGGER search_messages_words AFTER INSERT ON messages FOR EACH ROW "
+    f"WHEN (NEW.kind <> '{SYSTEM}') EXECUTE FUNCTION search_message_words()",
+    # A changed or removed text: the ticket's words made again (title = title fires it).
+    "CREATE OR REPLACE FUNCTION search_message_changed() RETURNS trigger LANGUAGE plpgsql "
+    "AS $$ BEGIN UPDATE tickets SET title = title WHERE id = OLD.ticket_id; RETURN NULL; "
+    "END $$",
+    "CREATE OR REPLACE TRIGGER search_messages_changed AFTER UPDATE OF visible_text OR DELETE "
+    "ON messages FOR EACH ROW EXECUTE FUNCTION search_message_changed()",
+    "UPDATE tickets SET title = title",
+    "CREATE INDEX IF NOT EXISTS ix_search_words ON tickets USING gin (search_words)",
 ]
-
-
-# Written out, not a parameter: the partial index's condition must be seen in the plan.
-_NOT_SYSTEM: ColumnClause[Any] = literal_column(f"messages.kind <> '{SYSTEM}'")
 
 
 def install(connection: Connection) -> None:
@@ -102,8 +127,17 @@ def uninstall(connection: Connection) -> None:
     connection.execute(text("DROP INDEX IF EXISTS ix_search_requester"))
     connection.execute(text("DROP INDEX IF EXISTS ix_search_organisation"))
     if connection.dialect.name == "postgresql":
-        connection.execute(text("DROP INDEX IF EXISTS ix_search_tickets"))
-        connection.execute(text("DROP INDEX IF EXISTS ix_search_messages"))
+        for trigger, table_name in (
+            ("search_tickets_words", "tickets"),
+            ("search_messages_words", "messages"),
+            ("search_messages_changed", "messages"),
+        ):
+            connection.execute(text(f"DROP TRIGGER IF EXISTS {trigger} ON {table_name}"))
+        for function in ("search_ticket_words", "search_message_words", "search_message_changed"):
+            connection.execute(text(f"DROP FUNCTION IF EXISTS {function}()"))
+        connection.execute(text("DROP INDEX IF EXISTS ix_search_words"))
+        connection.execute(text("ALTER TABLE tickets DROP COLUMN IF EXISTS search_words"))
+        connection.execute(text("DROP FUNCTION IF EXISTS search_words_of(text)"))
         return
     for name in ("tickets", "messages"):
         for suffix in ("ai", "ad", "au"):
@@ -122,38 +156,37 @@ def words(query: str) -> list[str]:
     return re.findall(r"\w+", query.lower())[:10]
 
 
-def matching(dialect: str, query: str) -> Select[Any]:
-    """The ids of the tickets ``query`` finds (a subquery for ``tickets.id IN``)."""
+def condition(conn: Connection, query: str) -> ColumnElement[bool]:
+    """The condition on ``tickets`` of the tickets ``query`` finds."""
     found = words(query)
-    exact = query.strip().lower()
-    direct = [
-        select(PARTICIPANTS.c.ticket_id).where(PARTICIPANTS.c.address == exact),
+    exact = [
+        select(PARTICIPANTS.c.ticket_id).where(PARTICIPANTS.c.address == query.strip().lower()),
         select(FIELDS.c.ticket_id).where(FIELDS.c.value == query.strip()),
     ]
+    if conn.dialect.name == "postgresql":
+        # The exact matches first (a few ids), so that the words' index and the list's
+        # filters combine in one bitmap: no join with every ticket a common word is in.
+        direct = list(conn.execute(union(*exact)).scalars())
+        found_by: list[ColumnElement[bool]] = [TICKETS.c.id.in_(direct)] if direct else []
+        if found:
+            asked = func.to_tsquery("simple", " & ".join(f"{w}:*" for w in found))
+            found_by.append(literal_column("tickets.search_words").op("@@")(asked))
+        return or_(*found_by) if found_by else false()
     if not found:
-        return _ids(union(*direct))
-    if dialect == "postgresql":
-        asked = func.to_tsquery("simple", " & ".join(f"{w}:*" for w in found))
-        by_words = [
-            select(TICKETS.c.id).where(literal_column(_TICKET_WORDS).op("@@")(asked)),
-            select(MESSAGES.c.ticket_id).where(
-                literal_column(_MESSAGE_WORDS).op("@@")(asked), _NOT_SYSTEM
-            ),
-        ]
-    else:
-        asked_text = " ".join(f'"{w}"*' for w in found)
+        return TICKETS.c.id.in_(_ids(union(*exact)))
+    asked_text = " ".join(f'"{w}"*' for w in found)
 
-        def fts(name: str) -> Select[Any]:
-            match = text(f"{name} MATCH :asked").bindparams(asked=asked_text)
-            return select(literal_column("rowid")).select_from(text(name)).where(match)
+    def fts(name: str) -> Select[Any]:
+        match = text(f"{name} MATCH :asked").bindparams(asked=asked_text)
+        return select(literal_column("rowid")).select_from(text(name)).where(match)
 
-        by_words = [
-            fts("search_tickets"),
-            select(MESSAGES.c.ticket_id).where(
-                MESSAGES.c.id.in_(fts("search_messages")), MESSAGES.c.kind != SYSTEM
-            ),
-        ]
-    return _ids(union(*by_words, *direct))
+    by_words = [
+        fts("search_tickets"),
+        select(MESSAGES.c.ticket_id).where(
+            MESSAGES.c.id.in_(fts("search_messages")), MESSAGES.c.kind != SYSTEM
+        ),
+    ]
+    return TICKETS.c.id.in_(_ids(union(*by_words, *exact)))
 
 
 def _ids(found: Any) -> Select[Any]:

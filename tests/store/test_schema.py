@@ -43,15 +43,26 @@ def differences(connection: Connection) -> list[Any]:
 
 
 def searchable(connection: Connection) -> set[str]:
-    """The search structures the database has (tables or indexes named search_*)."""
+    """The search structures the database has (``store.search``)."""
     if connection.dialect.name == "postgresql":
         query = (
-            "SELECT indexname FROM pg_indexes "
-            "WHERE indexname IN ('ix_search_tickets', 'ix_search_messages')"
+            "SELECT indexname FROM pg_indexes WHERE indexname = 'ix_search_words' "
+            "UNION ALL SELECT tgname FROM pg_trigger WHERE tgname LIKE 'search_%'"
         )
     else:
-        query = "SELECT name FROM sqlite_master WHERE name IN ('search_tickets', 'search_messages')"
-    return {str(name).removeprefix("ix_") for name in connection.execute(text(query)).scalars()}
+        query = "SELECT name FROM sqlite_master WHERE name LIKE 'search_%' AND type != 'table'"
+    return {str(name) for name in connection.execute(text(query)).scalars()}
+
+
+SEARCH = {
+    "postgresql": {
+        "ix_search_words",
+        "search_tickets_words",
+        "search_messages_words",
+        "search_messages_changed",
+    },
+    "sqlite": {f"search_{t}_{s}" for t in ("tickets", "messages") for s in ("ai", "ad", "au")},
+}
 
 
 def revision(connection: Connection) -> str | None:
@@ -66,7 +77,7 @@ async def test_every_migration_from_nothing_gives_exactly_the_models(db_url: str
         async with engine.connect() as conn:
             assert await conn.run_sync(differences) == []
             assert await conn.run_sync(revision) == head()
-            assert await conn.run_sync(searchable) == {"search_tickets", "search_messages"}
+            assert await conn.run_sync(searchable) == SEARCH[conn.dialect.name]
     finally:
         await engine.dispose()
 
@@ -78,7 +89,7 @@ async def test_a_fresh_database_is_made_at_the_newest_schema(db_url: str) -> Non
         await prepare_schema(engine)  # a second start finds it ready
         async with engine.connect() as conn:
             assert await conn.run_sync(differences) == []
-            assert await conn.run_sync(searchable) == {"search_tickets", "search_messages"}
+            assert await conn.run_sync(searchable) == SEARCH[conn.dialect.name]
             assert await conn.run_sync(revision) == head()
     finally:
         await engine.dispose()

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, case, exists, func, select
 
 from mailgate.core.model import PRIORITIES
 from mailgate.store.repos.history import HELD_DECISIONS
-from mailgate.store.search import matching
+from mailgate.store.search import condition
 from mailgate.store.tables import table
 
 TICKETS = table("tickets")
@@ -109,7 +109,7 @@ def list_tickets(conn: Connection, q: TicketQuery) -> tuple[list[ListedTicket], 
     elif q.assignee:
         query = query.where(func.lower(t.assignee) == q.assignee.lower())
     if q.search.strip():
-        query = query.where(t.id.in_(matching(conn.dialect.name, q.search)))
+        query = query.where(condition(conn, q.search))
     page = max(q.page, 1)
     rows = conn.execute(
         query.order_by(*_order(q.sort if q.sort in SORTS else "priority"))
