@@ -105,12 +105,14 @@ _POSTGRESQL = [
     "|| search_words_of(NEW.visible_text) WHERE id = NEW.ticket_id; RETURN NULL; END $$",
     "CREATE OR REPLACE TRIGGER search_messages_words AFTER INSERT ON messages FOR EACH ROW "
     f"WHEN (NEW.kind <> '{SYSTEM}') EXECUTE FUNCTION search_message_words()",
-    # A changed or removed text: the ticket's words made again (title = title fires it).
+    # A changed, moved (a merge) or removed text: the tickets' words made again (title =
+    # title fires their trigger).
     "CREATE OR REPLACE FUNCTION search_message_changed() RETURNS trigger LANGUAGE plpgsql "
-    "AS $$ BEGIN UPDATE tickets SET title = title WHERE id = OLD.ticket_id; RETURN NULL; "
-    "END $$",
-    "CREATE OR REPLACE TRIGGER search_messages_changed AFTER UPDATE OF visible_text OR DELETE "
-    "ON messages FOR EACH ROW EXECUTE FUNCTION search_message_changed()",
+    "AS $$ BEGIN UPDATE tickets SET title = title WHERE id = OLD.ticket_id; "
+    "IF TG_OP = 'UPDATE' AND NEW.ticket_id <> OLD.ticket_id THEN "
+    "UPDATE tickets SET title = title WHERE id = NEW.ticket_id; END IF; RETURN NULL; END $$",
+    "CREATE OR REPLACE TRIGGER search_messages_changed AFTER UPDATE OF visible_text, ticket_id "
+    "OR DELETE ON messages FOR EACH ROW EXECUTE FUNCTION search_message_changed()",
     "UPDATE tickets SET title = title",
     "CREATE INDEX IF NOT EXISTS ix_search_words ON tickets USING gin (search_words)",
 ]

@@ -52,3 +52,16 @@ async def test_the_list_filters_and_sorts_incidents_first(app: App) -> None:
     assert await found(app, priority="critical") == [2]
     assert await found(app, assignee="-") == [2, 1]
     assert await found(app, statuses=("closed",)) == []
+
+
+async def test_a_merged_tickets_words_are_found_on_the_ticket_it_joined(app: App) -> None:
+    from mailgate.service import mail_as
+
+    await deliver(app, make_mail(subject="Printer", body="De printer piept."))
+    await deliver(app, make_mail(subject="Nog iets", body="Ook de scanner hapert."))
+    assert await found(app, search="scanner") == [2]
+    await mail_as(app, 2, "anna@example.com", "", source="cli", commands=["#merge 1"])
+    assert await found(app, search="scanner") == [1]  # #2 is merged away: not listed
+    assert await found(app, search="scanner piept") == (
+        [1] if app.engine.dialect.name == "postgresql" else []  # SQLite: within a message
+    )
