@@ -116,3 +116,20 @@ async def test_an_agent_downloads_the_raw_mail_as_received(running: Running) -> 
                 download.headers["Content-Disposition"] == 'attachment; filename="ticket-1-0.eml"'
             )
             assert await download.read() == raw
+
+
+async def test_the_list_filters_by_status_requester_and_organisation(running: Running) -> None:
+    await deliver(running.app, make_mail(subject="Eerste"))
+    await deliver(running.app, make_mail(subject="Tweede", sender="Bert <bert@klant.nl>"))
+    async with client() as http:
+        assert await sign_in(http, running.url) == 303
+
+        async def listed(query: str) -> list[str]:
+            async with http.get(f"{running.url}/tickets?view=all&{query}") as page:
+                return re.findall(r'<td><a href="/tickets/\d+">(#\d+)</a></td>', await page.text())
+
+        assert await listed("status=new") == ["#1", "#2"]
+        assert await listed("status=closed") == []
+        assert await listed("requester=BERT@klant.nl") == ["#2"]
+        assert await listed("organisation=customer.nl") == ["#1"]
+        assert await listed("q=tweede") == ["#2"]
