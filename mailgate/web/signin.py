@@ -116,8 +116,10 @@ class Doors:
             page = self._form(language, error="too_many", status=429, minutes=minutes)
             page.headers["Retry-After"] = str(int(wait.total_seconds()) + 1)
             return page
-        agent = self.site.app.policy.is_agent(address)
-        if not (agent and await self.site.passwords.check(address, password)):
+        # The password is checked for any address (a dummy hash when it has none), so that
+        # the answer's timing does not tell which addresses are agents.
+        valid = await self.site.passwords.check(address, password)
+        if not (valid and self.site.app.policy.is_agent(address)):
             self.site.limiter.failed(keys, now)
             log.warning("web.sign_in_failed", address=address, client=client)
             return self._form(language, error="bad_sign_in", status=401)
