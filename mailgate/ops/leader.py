@@ -145,13 +145,17 @@ class Leadership:
                     continue
                 log.info("leader.acquired", job=name, pid=os.getpid())
                 lost = await self._hold(lock, name, job, stop)
-                await lock.release()
+                # Said while the lock is still held (the job has ended): another instance
+                # can only say "acquired" after this line, so the log never shows two
+                # leaders at once (logged after the release, the next one's "acquired"
+                # could come first).
                 log.info(
                     "leader.released",
                     job=name,
                     pid=os.getpid(),
                     reason="lost" if lost else ("stopped" if stop.is_set() else "job ended"),
                 )
+                await lock.release()
                 if lost:  # give the others a turn first: our connection may be the sick one
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(stop.wait(), 2 * self.retry)
