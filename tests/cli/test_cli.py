@@ -573,6 +573,7 @@ def test_read_only_commands_never_wait_for_the_write_lock(tmp_path: Path, db_url
         writer.close()
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # the passwords' SQL: tests/web/test_auth.py
 def test_agents_get_web_desk_passwords_from_the_command_line(config_file: Path) -> None:
     added = mailgate(config_file, "agent", "add", "Anna@example.com", stdin=b"correct horse 1\n")
     assert added.returncode == 0, added.stderr

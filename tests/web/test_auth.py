@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from mailgate.app import App
 from mailgate.web.auth import Passwords, SignInLimiter, weak
 
@@ -31,6 +33,7 @@ def test_short_or_padded_passwords_are_refused() -> None:
     assert weak("correct horse battery") is None
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 async def test_a_password_is_stored_hashed_and_checked(app: App) -> None:
     passwords = Passwords(app.blocking)
     assert await passwords.set("Anna@example.com", "correct horse battery", NOW) is True
