@@ -39,7 +39,6 @@ PARTICIPANTS = table("participants")
 FIELDS = table("ticket_fields")
 SYSTEM = "system"  # mailgate's own notices: never what an agent looks for
 PREFIX = "search_"  # the names of what ``install`` makes start so (or with ix_search_)
-_TICKET_TEXT = "title || ' ' || coalesce(requester, '') || ' ' || coalesce(organisation, '')"
 
 
 _WORDS = "tokenize='unicode61 remove_diacritics 2'"  # "café" is found by "cafe"
