@@ -1,4 +1,9 @@
-"""The mailgate command as a sysadmin and an MTA use it: real processes, real files."""
+"""The mailgate command as a sysadmin and an MTA use it, on real files and databases.
+
+Each command runs ``main()`` in this process (``tests.cli.run``); where the process is
+the subject (the daemon's signals, a held lock and the MTA's exit code, what the pipe
+imports, a closed stdout) a real one runs.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +19,12 @@ from pathlib import Path
 import pytest
 
 from mailgate.cli.output import EX_USAGE
+from tests.cli.run import Ran, run_cli
 from tests.conftest import TEST_SECRET, write_config_file
 from tests.mails import make_mail
 
 
-def mailgate(
+def process(
     config: Path,
     *args: str,
     stdin: bytes | None = None,
@@ -39,7 +45,10 @@ def mailgate(
     )
 
 
-def json_line(result: subprocess.CompletedProcess[bytes]) -> dict[str, object]:
+mailgate = run_cli
+
+
+def json_line(result: Ran | subprocess.CompletedProcess[bytes]) -> dict[str, object]:
     return dict(json.loads(result.stdout.decode().strip().splitlines()[-1]))
 
 
@@ -116,7 +125,7 @@ def test_ingest_exits_75_when_database_locked_and_leaves_nothing(
     blocker = sqlite3.connect(database, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
-        result = mailgate(config_file, "ingest", "--now", stdin=mail)
+        result = process(config_file, "ingest", "--now", stdin=mail)
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
@@ -335,7 +344,8 @@ def test_another_token_secret_is_refused_at_the_start_of_every_command(
     assert json_line(made)["action"] == "created"
     other = {"MAILGATE_SECRET": "another-secret-0123456789"}
     for command in (["tickets"], ["show", "#1"], ["ingest", "--now"], ["run"]):
-        refused = mailgate(config_file, *command, env=other, stdin=make_mail(), timeout=30)
+        run = process if command == ["run"] else mailgate  # a daemon that starts never ends
+        refused = run(config_file, *command, env=other, stdin=make_mail())
         assert refused.returncode == 78, (command, refused.stderr)
         err = refused.stderr.decode()
         assert "MAILGATE_SECRET (set in this environment)" in err
@@ -531,7 +541,12 @@ def test_read_only_commands_need_no_daemon_password(tmp_path: Path, db_url: str)
     assert b"no outgoing mail in the outbox" in mailgate(config, "outbox").stdout
     assert b"no mail in quarantine" in mailgate(config, "quarantine").stdout
     for command in (["check"], ["run"]):
-        refused = mailgate(config, *command, timeout=30)
+        # (a daemon that started would never end: ``run`` as a process, with a timeout)
+        refused = (
+            process(config, *command, timeout=30)
+            if command == ["run"]
+            else mailgate(config, *command)
+        )
         assert refused.returncode == 78
         assert b"MAILGATE_TEST_IMAP_PASSWORD is not set" in refused.stderr
         assert b"MAILGATE_TEST_RELAY_PASSWORD is not set" in refused.stderr
