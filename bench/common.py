@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import resource
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ class Intake:
     worker_seconds: float  # the worker alone
     cpu_seconds: float  # all threads of this process
     counts: dict[str, int] = field(default_factory=dict)
+    system_seconds: float = 0.0  # of cpu_seconds, in the kernel (sockets, files, fsync)
 
     @property
     def rate(self) -> float:
@@ -38,6 +40,10 @@ class Intake:
     @property
     def cpu_ms(self) -> float:
         return self.cpu_seconds * 1000 / self.mails
+
+    @property
+    def system_ms(self) -> float:
+        return self.system_seconds * 1000 / self.mails
 
 
 async def through_intake(
@@ -57,6 +63,7 @@ async def through_intake(
     counts: dict[str, int] = {}
     worker = 0.0
     cpu_start = time.process_time()
+    system_start = resource.getrusage(resource.RUSAGE_SELF).ru_stime
     start = time.perf_counter()
     total = 0
     source = iter(mails)
@@ -78,4 +85,5 @@ async def through_intake(
         worker,
         time.process_time() - cpu_start,
         counts,
+        resource.getrusage(resource.RUSAGE_SELF).ru_stime - system_start,
     )

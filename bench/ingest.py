@@ -26,7 +26,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -134,7 +134,10 @@ def baseline(mails: list[bytes], directory: Path) -> float:
     return len(mails) / elapsed
 
 
-async def mailgate_run(count: int, directory: Path, url: str) -> Intake:
+async def mailgate_run(
+    count: int, directory: Path, url: str, server: Callable[[], float] | None = None
+) -> tuple[Intake, float]:
+    """The run, and the CPU seconds the database server spent meanwhile (``server``)."""
     config = parse_config(
         {
             "general": {"data_dir": "var", "log_level": "error", "log_format": "json"},
@@ -183,9 +186,11 @@ async def mailgate_run(count: int, directory: Path, url: str) -> Intake:
             numbers[i] = number
             opened.append(i)
 
+    before = server() if server else 0.0
     try:
         with Steps("mails through the intake", count) as steps:
-            return await through_intake(app, mails(), steps, on_ticket)
+            run = await through_intake(app, mails(), steps, on_ticket)
+        return run, (server() - before if server else 0.0)
     finally:
         await app.close()
 
@@ -216,7 +221,10 @@ def main() -> int:
         peak_reset = reset_peak_rss()
         (directory / "mg").mkdir()
         try:
-            run = asyncio.run(mailgate_run(args.mails, directory / "mg", url))
+            server = cluster.cpu_seconds if cluster is not None else None
+            run, server_seconds = asyncio.run(
+                mailgate_run(args.mails, directory / "mg", url, server)
+            )
         finally:
             if cluster is not None:
                 cluster.stop()
@@ -229,6 +237,10 @@ def main() -> int:
     print("                                      persist + notifications rendered and queued)")
     print(f"  the worker alone:    {run.worker_rate:8.1f} mails/s")
     print(f"  CPU per mail:        {run.cpu_ms:8.2f} ms (all threads, store and worker)")
+    print(f"    of it the kernel's:{run.system_ms:8.2f} ms (sockets, files, fsync)")
+    if cluster is not None:
+        server_ms = server_seconds * 1000 / args.mails
+        print(f"  PostgreSQL's CPU:    {server_ms:8.2f} ms a mail (its backends and helpers)")
     print(f"  baseline CPU/mail:   {base_cpu:8.2f} ms")
     print(f"baseline (file+row):   {base_rate:8.1f} mails/s (fsync'd file + committed sqlite3 row)")
     print(f"ratio mailgate/base:   {run.rate / base_rate:8.3f}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import shutil
 import signal
@@ -73,6 +74,25 @@ class Cluster:
         return self.dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + (
             f"/{name}"
         )
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server's processes (the postmaster, its backends and helpers) have
+        used so far; a difference of two readings is the server's share of a run."""
+        found = next(self.directory.rglob("postmaster.pid"), None)
+        if found is None:
+            return 0.0
+        postmaster = int(found.read_text().split()[0])
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+            except OSError:  # a process that ended meanwhile
+                continue
+            pid = int(stat.parent.name)
+            if pid == postmaster or int(fields[1]) == postmaster:  # fields[1]: the parent
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / tick
 
     def restart(self) -> None:
         """Stop and start again (settings that need a restart, e.g. shared_buffers)."""
