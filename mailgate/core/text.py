@@ -209,9 +209,15 @@ def _is_signature(lines: list[str], index: int) -> bool:
     return any(pattern.match(line) for pattern in SIGNATURE_STARTS)
 
 
+# Every quote header has one of these (a colon, dashes, a rule, an address): a line without
+# any is none, and most lines of a mail are let go after this one cheap search.
+_HEADER_MARK = re.compile(r"[:：@_-]")
+_OPENS_WITH_DATE_OR_ADDRESS = re.compile(r"^\s*(\d|.*@)")
+
+
 def _is_quote_header(lines: list[str], index: int) -> bool:
     line = lines[index]
-    if not any(pattern.match(line) for pattern in QUOTE_HEADERS):
+    if not _HEADER_MARK.search(line) or not any(p.match(line) for p in QUOTE_HEADERS):
         return False
     if re.match(rf"^\s*\*?{_HEADER_WORDS}\*?\s*[:：]", line, re.IGNORECASE):
         # An Outlook header block: From: followed within three lines by Sent/Date/To.
@@ -255,7 +261,7 @@ def _quote_header_span(lines: list[str], index: int) -> int:
         if index + span > len(lines):
             break
         joined = " ".join(part.strip() for part in lines[index : index + span])
-        opens = _INTRO_START.match(joined) or re.match(r"^\s*(\d|.*@)", lines[index])
+        opens = _INTRO_START.match(joined) or _OPENS_WITH_DATE_OR_ADDRESS.match(lines[index])
         if opens and any(p.match(joined) for p in QUOTE_INTROS):
             return span
         if span >= 3 and not _INTRO_START.match(lines[index]):

@@ -64,17 +64,23 @@ class Caps:
         def held(reason: str) -> None:
             log.warning("outbox.held", kind=notice.kind.value, ticket=f"#{ticket}", reason=reason)
 
+        # Each recipient's organisation domain, counted as a whole (None: a public one).
+        wide = {a: None if d in PUBLIC_DOMAINS else d for a in notice.to for d in [domain_of(a)]}
         tx.outbox.hold_counts(
             [
                 f"ticket {ticket}",
                 *(f"mailbox {mailbox(a)}" for a in notice.to),
-                *(f"domain {d}" for d in map(domain_of, notice.to) if d not in PUBLIC_DOMAINS),
+                *(f"domain {d}" for d in wide.values() if d is not None),
             ]
         )
+        for_ticket, answers = tx.outbox.cap_counts(
+            ticket,
+            mailboxes={mailbox(a) for a, d in wide.items() if d is None},
+            domains={d for d in wide.values() if d is not None},
+            since=since,
+        )
         this_call = len({c.outbox for c in counted})
-        if tx.outbox.answers_for_ticket(ticket, since) + this_call >= (
-            out.max_automatic_per_ticket_per_hour
-        ):
+        if for_ticket + this_call >= out.max_automatic_per_ticket_per_hour:
             held("ticket cap per hour reached")
             return replace(notice, to=())
         limits = AnswerLimits(
@@ -83,13 +89,12 @@ class Caps:
         )
         allowed = []
         for address in notice.to:
-            domain = domain_of(address)
-            wide = None if domain in PUBLIC_DOMAINS else domain
-            recent = tx.outbox.answers_since(mailbox=mailbox(address), domain=wide, since=since)
-            recent += [
-                c.answer
-                for c in counted
-                if (c.answer.domain == wide if wide else c.answer.mailbox == mailbox(address))
+            domain = wide[address]
+            box = mailbox(address)
+            recent = [
+                a
+                for a in (*answers, *(c.answer for c in counted))
+                if (a.domain == domain if domain else a.mailbox == box)
             ]
             reason = withheld(address, recent, limits, answering=answering)
             if reason is None:

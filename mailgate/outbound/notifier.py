@@ -41,6 +41,8 @@ from mailgate.store.repos.history import Event, SentMessage
 from mailgate.store.repos.outbox import Counted, Queued
 
 log = structlog.get_logger("mailgate.notify")
+# In-Reply-To and References of an answer on a ticket's thread (``thread_anchor``).
+Anchor = tuple[str | None, tuple[str, ...]]
 
 # What an agent is told when their answer skipped a recipient who bounced for good lately.
 HELD_BACK = {
@@ -120,10 +122,16 @@ class Notifier:
         )
 
     def after(
-        self, tx: Tx, change: Change, now: datetime, view: TicketView | None = None
+        self,
+        tx: Tx,
+        change: Change,
+        now: datetime,
+        view: TicketView | None = None,
+        anchor: Anchor | None = None,
     ) -> list[int]:
-        """Queue the notices for ``change``; returns the outbox ids written. ``view``: the
-        ticket as the caller has it in this transaction (else it is read)."""
+        """Queue the notices for ``change``; returns the outbox ids written. ``view`` and
+        ``anchor``: the ticket and its thread's anchor as the caller has them in this
+        transaction (else they are read)."""
         view = view or tx.tickets.view(change.ticket)
         assert view is not None
         queue = self.queues.get(view.queue) or self.config.queues[0]
@@ -146,7 +154,7 @@ class Notifier:
                 author=change.author,
                 decisions=change.decisions,
             )
-        return self._send(tx, view, queue, notices, change, now)
+        return self._send(tx, view, queue, notices, change, now, anchor)
 
     def team_notice(
         self, tx: Tx, ticket: int, kind: Kind, reason: str, now: datetime, text: str = ""
@@ -290,12 +298,13 @@ class Notifier:
         notices: tuple[Notice, ...],
         change: Change,
         now: datetime,
+        anchor: Anchor | None = None,
     ) -> list[int]:
         ready, counted = self._addressed(tx, view.number, notices, change, now)
         if not ready:
             return []
         ids = tx.outbox.ids(len(ready))
-        anchor = tx.history.thread_anchor(view.number)
+        anchor = anchor or tx.history.thread_anchor(view.number)
         queued: list[Queued] = []
         sent: list[SentMessage] = []
         for outbox_id, notice in zip(ids, ready, strict=True):
@@ -343,7 +352,7 @@ class Notifier:
 
     def preview(
         self,
-        anchor: tuple[str | None, tuple[str, ...]],
+        anchor: Anchor,
         view: TicketView,
         queue: QueueConfig,
         kind: Kind,

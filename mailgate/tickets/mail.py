@@ -53,7 +53,7 @@ from mailgate.core.workflow import Party
 from mailgate.intake.spool import TEAM_SOURCES
 from mailgate.outbound.notifier import Change, Notifier
 from mailgate.store.repos import Tx
-from mailgate.store.repos.history import Event
+from mailgate.store.repos.history import Event, first_anchor
 from mailgate.tickets.agents import plan_commands
 from mailgate.tickets.arrival import (
     Arrival,
@@ -317,7 +317,9 @@ class Applier:
             forwarded=forwarded is not None,
             missing_fields=missing,
         )
-        self.notifier.after(tx, change, now, view=replace(opened, participants=tuple(people)))
+        view = replace(opened, participants=tuple(people))
+        anchor = first_anchor(arrival.mail, arrival.kind.value)
+        self.notifier.after(tx, change, now, view=view, anchor=anchor)
         log.info("ticket.created", ticket=f"#{ticket}", queue=decision.queue)
         return Outcome(arrival.spool_id, Action.CREATED, ticket, decision.reason)
 

@@ -56,12 +56,14 @@ _HELD = (
 _ADD_MESSAGE = insert(MESSAGES).returning(MESSAGES.c.id)
 _ADD_SENT = insert(MESSAGES)
 _ADD_ATTACHMENTS = insert(ATTACHMENTS)
+# The kinds of mail a thread's answers are anchored on (``HistoryRepo.thread_anchor``).
+ANCHORING = (MessageKind.CUSTOMER.value, MessageKind.AUTO.value)
 _ANCHOR = (
     select(MESSAGES.c.message_id, MESSAGES.c.references)
     .where(
         MESSAGES.c.ticket_id == bindparam("id"),
         MESSAGES.c.direction == "in",
-        MESSAGES.c.kind.in_([MessageKind.CUSTOMER.value, MessageKind.AUTO.value]),
+        MESSAGES.c.kind.in_(ANCHORING),
         MESSAGES.c.message_id.is_not(None),
     )
     .order_by(
@@ -240,6 +242,14 @@ class HistoryRepo:
         if row is None:
             return None, ()
         return anchor(row.message_id, row.references.split("\n"))
+
+
+def first_anchor(mail: ParsedMail, kind: str) -> tuple[str | None, tuple[str, ...]]:
+    """``thread_anchor`` of a ticket whose one mail is ``mail``, on its thread as ``kind``:
+    known without a query to the ticket that mail has just opened."""
+    if kind not in ANCHORING or mail.message_id is None:
+        return None, ()
+    return anchor(mail.message_id, mail.references)
 
 
 def anchor(message_id: str, references: Iterable[str]) -> tuple[str, tuple[str, ...]]:

@@ -10,7 +10,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import (
+    CompoundSelect,
+    Connection,
+    and_,
+    bindparam,
+    func,
+    insert,
+    null,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
 
 from mailgate.core.model import OutboxItem
 from mailgate.core.notify import Kind
@@ -98,15 +111,18 @@ _ANSWERS = select(
     AUTO_ANSWERS.c.subject,
     AUTO_ANSWERS.c.at,
     AUTO_ANSWERS.c.kind,
+    null().label("n"),
 ).where(AUTO_ANSWERS.c.at >= bindparam("since"))
-_TO_MAILBOX = _ANSWERS.where(AUTO_ANSWERS.c.mailbox == bindparam("mailbox")).order_by(
-    AUTO_ANSWERS.c.at
-)
-_TO_DOMAIN = _ANSWERS.where(AUTO_ANSWERS.c.domain == bindparam("domain")).order_by(
-    AUTO_ANSWERS.c.at
-)
-_FOR_TICKET = select(func.count(func.distinct(AUTO_ANSWERS.c.outbox_id))).where(
-    AUTO_ANSWERS.c.ticket_id == bindparam("ticket"), AUTO_ANSWERS.c.at >= bindparam("since")
+# What the caps count, in one statement, each part by its own index: the ticket's
+# automatic mails of the hour (one row, mailbox NULL), and the answers of the hour to the
+# mailboxes and the whole domains asked about (a mailbox of a public domain is never in a
+# domain asked about, so no answer comes twice).
+_CAP_COUNTS: CompoundSelect[Any] = union_all(
+    select(*[null()] * 5, func.count(func.distinct(AUTO_ANSWERS.c.outbox_id))).where(
+        AUTO_ANSWERS.c.ticket_id == bindparam("ticket"), AUTO_ANSWERS.c.at >= bindparam("since")
+    ),
+    _ANSWERS.where(AUTO_ANSWERS.c.mailbox.in_(bindparam("mailboxes", expanding=True))),
+    _ANSWERS.where(AUTO_ANSWERS.c.domain.in_(bindparam("domains", expanding=True))),
 )
 # The keys in order, each locked by a statement evaluated row by row over the sorted keys.
 _HOLD = text(
@@ -294,20 +310,24 @@ class OutboxRepo:
         if not self.conn.execute(_TRY_HOLD, {"keys": wanted}).scalar_one():
             raise CountsBusy(f"cap records held by another instance: {', '.join(wanted)}")
 
-    def answers_since(
-        self, *, mailbox: str, domain: str | None, since: datetime
-    ) -> list[AutoAnswer]:
-        """The automatic mails since ``since`` to ``domain`` (all its mailboxes), or to
-        ``mailbox`` alone when ``domain`` is None."""
-        if domain is None:
-            rows = self.conn.execute(_TO_MAILBOX, {"since": since, "mailbox": mailbox})
-        else:
-            rows = self.conn.execute(_TO_DOMAIN, {"since": since, "domain": domain})
-        return [AutoAnswer(r[0], r[1], r[2], r[3], r[4] == ACKNOWLEDGMENT) for r in rows]
-
-    def answers_for_ticket(self, ticket: int, since: datetime) -> int:
-        """How many automatic mails (not recipients) went out for ``ticket`` since ``since``."""
-        return int(self.conn.execute(_FOR_TICKET, {"ticket": ticket, "since": since}).scalar_one())
+    def cap_counts(
+        self, ticket: int, *, mailboxes: Iterable[str], domains: Iterable[str], since: datetime
+    ) -> tuple[int, list[AutoAnswer]]:
+        """How many automatic mails (not recipients) went out for ``ticket`` since ``since``,
+        and the automatic mails since then to each of ``mailboxes`` and to any mailbox of
+        ``domains``, oldest first: one statement."""
+        params = {"ticket": ticket, "since": since, "mailboxes": list(mailboxes)}
+        rows = self.conn.execute(_CAP_COUNTS, {**params, "domains": list(domains)}).all()
+        count = next(int(r[5]) for r in rows if r[5] is not None)
+        answers = sorted(
+            (
+                AutoAnswer(r[0], r[1], r[2], r[3], r[4] == ACKNOWLEDGMENT)
+                for r in rows
+                if r[5] is None
+            ),
+            key=lambda a: a.at,
+        )
+        return count, answers
 
     # --- suppression after a permanent bounce --------------------------------------------
 

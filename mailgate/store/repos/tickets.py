@@ -52,13 +52,8 @@ _NEW = {"assignee": None, "approval": "none", "quote": "", "merged_into": None, 
 _UPDATE = (
     update(TICKETS).where(TICKETS.c.id == bindparam("number")).values(version=TICKETS.c.version + 1)
 )
-_STATE = select(
-    TICKETS.c.status, TICKETS.c.type, TICKETS.c.priority, TICKETS.c.assignee, TICKETS.c.approval
-).where(TICKETS.c.id == bindparam("id"))
-_STATE_LOCKED = _STATE.with_for_update()
 FIELDS = table("ticket_fields")
 _FIELDS = select(FIELDS.c.name, FIELDS.c.value).where(FIELDS.c.ticket_id == bindparam("id"))
-_VIEW = select(TICKETS).where(TICKETS.c.id == bindparam("id"))
 _QUOTE = select(TICKETS.c.quote).where(TICKETS.c.id == bindparam("id"))
 _RATING = select(TICKETS.c.status, TICKETS.c.type, TICKETS.c.priority).where(
     TICKETS.c.id == bindparam("id")
@@ -82,10 +77,49 @@ _PEOPLE = (
     .order_by(PARTICIPANTS.c.id)
 )
 _ADD_PEOPLE = insert(PARTICIPANTS)
+# A ticket's row with its people in one statement: a row per participant (the ticket's
+# columns repeated, a few people at most), one row of NULL people for a ticket without.
+_WITH_PEOPLE = TICKETS.outerjoin(PARTICIPANTS, PARTICIPANTS.c.ticket_id == TICKETS.c.id)
+_PERSON = (
+    PARTICIPANTS.c.address.label("p_address"),
+    PARTICIPANTS.c.name.label("p_name"),
+    PARTICIPANTS.c.role.label("p_role"),
+    PARTICIPANTS.c.organisation.label("p_organisation"),
+)
+_STATE = (
+    select(
+        TICKETS.c.status,
+        TICKETS.c.type,
+        TICKETS.c.priority,
+        TICKETS.c.assignee,
+        TICKETS.c.approval,
+        *_PERSON,
+    )
+    .select_from(_WITH_PEOPLE)
+    .where(TICKETS.c.id == bindparam("id"))
+    .order_by(PARTICIPANTS.c.id)
+)
+# Only the ticket's row is locked (PostgreSQL locks no row of the outer join's NULL side).
+_STATE_LOCKED = _STATE.with_for_update(of=TICKETS)
+_VIEW = (
+    select(TICKETS, *_PERSON)
+    .select_from(_WITH_PEOPLE)
+    .where(TICKETS.c.id == bindparam("id"))
+    .order_by(PARTICIPANTS.c.id)
+)
 
 
 def _participant(row: Any) -> Participant:
     return Participant(row.address, row.name, Role(row.role), row.organisation)
+
+
+def _people_of(rows: Sequence[Any]) -> tuple[Participant, ...]:
+    """The participants of ``_WITH_PEOPLE``'s rows (none: the one row's are NULL)."""
+    return tuple(
+        Participant(r.p_address, r.p_name, Role(r.p_role), r.p_organisation)
+        for r in rows
+        if r.p_address is not None
+    )
 
 
 class TicketRepo:
@@ -226,9 +260,10 @@ class TicketRepo:
     def state(self, number: int, *, lock: bool = False) -> TicketState | None:
         """The fields commands and answers read; ``lock`` holds the row (PostgreSQL) until
         the transaction ends, so that two changes to one ticket queue up."""
-        row = self.conn.execute(_STATE_LOCKED if lock else _STATE, {"id": number}).first()
-        if row is None:
+        rows = self.conn.execute(_STATE_LOCKED if lock else _STATE, {"id": number}).all()
+        if not rows:
             return None
+        row = rows[0]
         return TicketState(
             number=number,
             status=row.status,
@@ -236,14 +271,15 @@ class TicketRepo:
             priority=row.priority,
             assignee=row.assignee,
             approval=row.approval,
-            participants=self.participants(number),
+            participants=_people_of(rows),
         )
 
     def view(self, number: int) -> TicketView | None:
         """The ticket's fields and people, without its thread and events."""
-        row = self.conn.execute(_VIEW, {"id": number}).first()
-        if row is None:
+        rows = self.conn.execute(_VIEW, {"id": number}).all()
+        if not rows:
             return None
+        row = rows[0]
         return TicketView(
             number=row.id,
             queue=row.queue,
@@ -257,7 +293,7 @@ class TicketRepo:
             created_at=row.created_at,
             updated_at=row.updated_at,
             updated_by=row.updated_by,
-            participants=self.participants(number),
+            participants=_people_of(rows),
             messages=(),
             events=(),
             action_by=row.action_by,
