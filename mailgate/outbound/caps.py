@@ -52,11 +52,8 @@ class Caps:
         rules of ``core.parties`` hold back: the ticket's cap per hour, each mailbox's cap,
         and for an acknowledgment an echo of our own mail or its domain's cap. ``counted``:
         the automatic mails of this call not yet written; ``answering``: the subject an
-        acknowledgment answers (None for other notices).
-
-        The loop breaker of last resort: whatever slipped past the automatic-mail rules, a
-        robot answering every mail gets a handful of answers an hour, not one per mail.
-        Every count is read by index from ``auto_answers``, never from the outbox.
+        acknowledgment answers (None for other notices). One statement holds the counts'
+        records (``hold_counts``), one reads them (``cap_counts``).
         """
         out = self.outbound
         since = now - timedelta(hours=1)

@@ -110,7 +110,7 @@ class Desk:
         )
         self.arm(tx, ticket, move.new, now)
         clock = on_status(
-            tx.tickets.sla_clock(ticket),
+            tx.timers.sla_clock(ticket),
             self.calendar,
             status=move.new,
             group=self.workflow.group(move.new),
@@ -149,7 +149,7 @@ class Desk:
         )
         tx.tickets.update(ticket, values, actor=actor, now=now)
         if any(c.field in ("type", "priority") for c in changes):
-            answer, solve = self.sla_keeper.store(tx, ticket, tx.tickets.sla_clock(ticket), now)
+            answer, solve = self.sla_keeper.store(tx, ticket, tx.timers.sla_clock(ticket), now)
             tx.history.add_events(
                 [
                     Event(

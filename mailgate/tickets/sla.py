@@ -41,7 +41,7 @@ class SlaKeeper:
         targets = self.policy.for_ticket(type_, priority)
         answer = status_of(clock, targets, self.calendar, now, which="answer")
         solve = status_of(clock, targets, self.calendar, now, which="solve")
-        tx.tickets.sla_save(ticket, clock, answer_due=answer.due, solve_due=solve.due)
+        tx.timers.sla_save(ticket, clock, answer_due=answer.due, solve_due=solve.due)
         tx.timers.cancel(ticket, sla=True)
         alarms = alarm_times(clock, targets, self.calendar, self.policy.warn_at)
         if alarms:
@@ -52,13 +52,13 @@ class SlaKeeper:
 
     def answered(self, tx: Tx, ticket: int, now: datetime) -> None:
         """The first agent answer relayed to the customer meets the answer target."""
-        clock = tx.tickets.sla_clock(ticket)
+        clock = tx.timers.sla_clock(ticket)
         if clock.answered_at is None:
             self.store(tx, ticket, replace(clock, answered_at=now), now)
 
     def agree(self, tx: Tx, ticket: int, due: int | datetime, *, actor: str, now: datetime) -> None:
         """An agreed solve target (#due): a business duration from now, or a date."""
-        clock = tx.tickets.sla_clock(ticket)
+        clock = tx.timers.sla_clock(ticket)
         if isinstance(due, datetime):
             clock = replace(clock, fixed_solve_due=due, agreed_solve=None)
         else:
@@ -102,7 +102,7 @@ class SlaKeeper:
             return 0
         state = tx.tickets.state(ticket)
         assert state is not None
-        clock = tx.tickets.sla_clock(ticket)
+        clock = tx.timers.sla_clock(ticket)
         targets = self.policy.for_ticket(state.type, state.priority)
         answer = status_of(clock, targets, self.calendar, now, which="answer")
         solve = status_of(clock, targets, self.calendar, now, which="solve")

@@ -186,7 +186,7 @@ class Repo:
     # --- timers --------------------------------------------------------------------------
 
     async def sla_clock(self, ticket: int) -> SlaClock:
-        return await self._sync(lambda tx: tx.tickets.sla_clock(ticket))
+        return await self._sync(lambda tx: tx.timers.sla_clock(ticket))
 
     async def blob_put(self, sha256: str, data: bytes) -> None:
         """Store bytes once under their hash (a second put of the same bytes does nothing)."""

@@ -1,4 +1,4 @@
-"""The ticket aggregate: tickets, their fields, SLA clock and participants, and routing lookups.
+"""The ticket aggregate: tickets, their fields and participants, and routing lookups.
 
 Blocking and statement by statement on one ``Connection`` (Core, not the ORM's unit
 of work): the intake worker runs a whole batch of mails through it in one call on
@@ -22,6 +22,7 @@ from mailgate.core.model import (
 from mailgate.core.notify import TEAM_KINDS
 from mailgate.core.route import Lookup
 from mailgate.core.sla import SlaClock
+from mailgate.store.repos.timers import sla_values
 from mailgate.store.tables import table
 
 TICKETS = table("tickets")
@@ -58,14 +59,6 @@ _QUOTE = select(TICKETS.c.quote).where(TICKETS.c.id == bindparam("id"))
 _RATING = select(TICKETS.c.status, TICKETS.c.type, TICKETS.c.priority).where(
     TICKETS.c.id == bindparam("id")
 )
-_SLA_CLOCK = select(
-    TICKETS.c.sla_consumed,
-    TICKETS.c.sla_running_since,
-    TICKETS.c.sla_answered_at,
-    TICKETS.c.sla_solved_at,
-    TICKETS.c.sla_agreed_solve,
-    TICKETS.c.sla_fixed_due,
-).where(TICKETS.c.id == bindparam("id"))
 _PEOPLE = (
     select(
         PARTICIPANTS.c.address,
@@ -207,7 +200,7 @@ class TicketRepo:
                 "updated_at": now,
                 "updated_by": actor,
                 "language": language,
-                **_sla_values(sla or SlaClock(), answer_due, solve_due),
+                **sla_values(sla or SlaClock(), answer_due, solve_due),
             },
         ).scalar_one()
         return TicketView(
@@ -328,33 +321,6 @@ class TicketRepo:
         self.add_participants(into, self.participants(number))
         self.conn.execute(update(TICKETS).where(TICKETS.c.id == number).values(merged_into=into))
 
-    # --- SLA clock (columns of the ticket row) -----------------------------------------
-
-    def sla_clock(self, number: int) -> SlaClock:
-        row = self.conn.execute(_SLA_CLOCK, {"id": number}).one()
-        return SlaClock(
-            consumed=row.sla_consumed,
-            running_since=row.sla_running_since,
-            answered_at=row.sla_answered_at,
-            solved_at=row.sla_solved_at,
-            agreed_solve=row.sla_agreed_solve,
-            fixed_solve_due=row.sla_fixed_due,
-        )
-
-    def sla_save(
-        self,
-        number: int,
-        clock: SlaClock,
-        *,
-        answer_due: datetime | None,
-        solve_due: datetime | None,
-    ) -> None:
-        self.conn.execute(
-            update(TICKETS)
-            .where(TICKETS.c.id == number)
-            .values(**_sla_values(clock, answer_due, solve_due))
-        )
-
     # --- people ------------------------------------------------------------------------
 
     def participants(self, number: int) -> tuple[Participant, ...]:
@@ -399,18 +365,3 @@ class TicketRepo:
                     PARTICIPANTS.c.ticket_id == number, PARTICIPANTS.c.address.in_(wanted)
                 )
             )
-
-
-def _sla_values(
-    clock: SlaClock, answer_due: datetime | None, solve_due: datetime | None
-) -> dict[str, object]:
-    return {
-        "sla_consumed": clock.consumed,
-        "sla_running_since": clock.running_since,
-        "sla_answered_at": clock.answered_at,
-        "sla_solved_at": clock.solved_at,
-        "sla_agreed_solve": clock.agreed_solve,
-        "sla_fixed_due": clock.fixed_solve_due,
-        "sla_answer_due": answer_due,
-        "sla_solve_due": solve_due,
-    }

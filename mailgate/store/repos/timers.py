@@ -1,4 +1,4 @@
-"""Workflow timers and SLA alarms of tickets. Blocking, on one ``Connection``."""
+"""Workflow timers, SLA alarms and the SLA clock of tickets. Blocking, on one ``Connection``."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
+from mailgate.core.sla import SlaClock
 from mailgate.store.tables import table
 
 TIMERS = table("timers")
+TICKETS = table("tickets")
 SLA_PREFIX = "sla_"  # timers whose trigger starts so are SLA alarms, not workflow timers
 
 
@@ -23,6 +25,15 @@ _CANCEL = {
     True: _PENDING.where(_IS_SLA).values(state="cancelled"),
     False: _PENDING.where(~_IS_SLA).values(state="cancelled"),
 }
+
+_SLA_CLOCK = select(
+    TICKETS.c.sla_consumed,
+    TICKETS.c.sla_running_since,
+    TICKETS.c.sla_answered_at,
+    TICKETS.c.sla_solved_at,
+    TICKETS.c.sla_agreed_solve,
+    TICKETS.c.sla_fixed_due,
+).where(TICKETS.c.id == bindparam("id"))
 
 
 class TimerRepo:
@@ -71,3 +82,45 @@ class TimerRepo:
             .returning(TIMERS.c.ticket_id, TIMERS.c.trigger, TIMERS.c.status)
         ).first()
         return None if row is None else (row[0], row[1], row[2])
+
+    # --- the SLA clock (columns of the ticket row) -------------------------------------
+
+    def sla_clock(self, number: int) -> SlaClock:
+        row = self.conn.execute(_SLA_CLOCK, {"id": number}).one()
+        return SlaClock(
+            consumed=row.sla_consumed,
+            running_since=row.sla_running_since,
+            answered_at=row.sla_answered_at,
+            solved_at=row.sla_solved_at,
+            agreed_solve=row.sla_agreed_solve,
+            fixed_solve_due=row.sla_fixed_due,
+        )
+
+    def sla_save(
+        self,
+        number: int,
+        clock: SlaClock,
+        *,
+        answer_due: datetime | None,
+        solve_due: datetime | None,
+    ) -> None:
+        self.conn.execute(
+            update(TICKETS)
+            .where(TICKETS.c.id == number)
+            .values(**sla_values(clock, answer_due, solve_due))
+        )
+
+
+def sla_values(
+    clock: SlaClock, answer_due: datetime | None, solve_due: datetime | None
+) -> dict[str, object]:
+    return {
+        "sla_consumed": clock.consumed,
+        "sla_running_since": clock.running_since,
+        "sla_answered_at": clock.answered_at,
+        "sla_solved_at": clock.solved_at,
+        "sla_agreed_solve": clock.agreed_solve,
+        "sla_fixed_due": clock.fixed_solve_due,
+        "sla_answer_due": answer_due,
+        "sla_solve_due": solve_due,
+    }
