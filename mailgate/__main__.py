@@ -2,4 +2,7 @@
 
 from mailgate.cli import main
 
-raise SystemExit(main())
+# Guarded: a worker process (``runners.processes``, started by ``spawn``) imports the main
+# module of the daemon again, and must not run the command a second time.
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -11,7 +11,8 @@ import asyncio
 import os
 import secrets
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -32,6 +33,7 @@ from mailgate.ops.metrics import Metrics
 from mailgate.outbound.notifier import Notifier
 from mailgate.outbound.render import Templates
 from mailgate.outbound.transport import transport_for
+from mailgate.runners.processes import WorkerProcess
 from mailgate.runners.sender import Sender
 from mailgate.runners.timers import Scheduler
 from mailgate.runners.worker import Processor
@@ -78,6 +80,9 @@ class App:
     metrics: Metrics
     notifier: Notifier
     blocking: Blocking
+    # What the daemon runs as its worker: the processor itself, or on PostgreSQL worker
+    # processes of their own (``[worker] processes``), started at their first round.
+    workers: list[Processor | WorkerProcess] = field(default_factory=list)
     listeners: Listeners | None = None
 
     def reload_templates(self) -> None:
@@ -94,9 +99,13 @@ class App:
             return
         self.templates = fresh
         self.notifier.templates = fresh  # the one notifier the worker and the desk share
+        for worker in self.workers:
+            if isinstance(worker, WorkerProcess):
+                worker.reload()
         log.info("templates.reloaded")
 
     async def close(self) -> None:
+        await asyncio.gather(*(worker.close() for worker in self.workers))
         await asyncio.to_thread(self.spool.close)
         await asyncio.to_thread(self.blocking.close)
         await self.engine.dispose()
@@ -260,8 +269,9 @@ def _wire(
         on_outbox=outbox_wake.set,
         metrics=metrics,
     )
+    workers = _workers(config, processor, blocking, metrics, outbox_wake.set)
     sender = Sender(
-        worker_busy=processor.busy,
+        worker_busy=lambda: any(w.busy() for w in workers),
         blocking=blocking,
         transport=transport_for(config.outbound.relay, config.outbound.maildir),
         config=config.outbound,
@@ -272,8 +282,23 @@ def _wire(
     leadership = Leadership(config.database.url, config.general.data_dir / "locks")
     return App(
         config, engine, codec, policy, spool, processor, clock, wake, sender, templates,
-        outbox_wake, desk, scheduler, leadership, metrics, notifier, blocking,
+        outbox_wake, desk, scheduler, leadership, metrics, notifier, blocking, workers,
     )  # fmt: skip
+
+
+def _workers(
+    config: Config,
+    processor: Processor,
+    blocking: Blocking,
+    metrics: Metrics,
+    on_outbox: Callable[[], None],
+) -> list[Processor | WorkerProcess]:
+    """The daemon's worker: ``processor`` itself, or on a database of many writers
+    (PostgreSQL) ``[worker] processes`` worker processes, each with its share."""
+    count = config.worker.processes
+    if blocking.single_writer or count == 0:
+        return [processor]
+    return [WorkerProcess(config, (i, count), metrics, on_outbox) for i in range(count)]
 
 
 def _applier(config: Config, desk: Desk, notifier: Notifier, policy: AddressPolicy) -> Applier:

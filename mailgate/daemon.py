@@ -22,8 +22,10 @@ from mailgate.config import ImapConfig
 from mailgate.intake.imap import ImapPoller
 from mailgate.intake.listeners import Listeners, start_listeners
 from mailgate.ops.http import MonitorServer, health_of
-from mailgate.runners.loop import Runner, run
+from mailgate.runners.loop import Runner, run, wait_for_work
+from mailgate.runners.processes import WorkerProcess
 from mailgate.runners.retention import DAILY, Retention, purger_for
+from mailgate.runners.worker import Processor
 from mailgate.web.server import WebDesk
 
 log = structlog.get_logger("mailgate.app")
@@ -106,12 +108,19 @@ class _Runners:
 
     stopping: asyncio.Event
     loops: list[asyncio.Task[None]]
+    workers: list[Processor | WorkerProcess]
 
     @classmethod
     def start(cls, app: App) -> _Runners:
         config, stop = app.config, asyncio.Event()
+        # Each worker hears of stored mail (one wake-up each: a loop clears its own).
+        wakes = [asyncio.Event() for _ in app.workers]
         loops = [
-            asyncio.create_task(run(app.processor, stop, app.wake, config.worker.poll_interval)),
+            asyncio.create_task(_fan_out(app.wake, wakes, stop)),
+            *(
+                asyncio.create_task(run(worker, stop, wake, config.worker.poll_interval))
+                for worker, wake in zip(app.workers, wakes, strict=True)
+            ),
             asyncio.create_task(
                 run(app.sender, stop, app.outbox_wake, config.outbound.poll_interval)
             ),
@@ -126,12 +135,22 @@ class _Runners:
             asyncio.create_task(app.leadership.run(name, _led(runner, every), stop))
             for name, (runner, every) in led.items()
         ]
-        return cls(stop, loops)
+        return cls(stop, loops, app.workers)
 
     async def stop(self) -> None:
-        """Let each loop finish its round and return."""
+        """Let each loop finish its round and return; then the worker processes."""
         self.stopping.set()
         await asyncio.wait(self.loops)
+        await asyncio.gather(*(worker.close() for worker in self.workers))
+
+
+async def _fan_out(wake: asyncio.Event, wakes: list[asyncio.Event], stop: asyncio.Event) -> None:
+    """Pass each wake-up (mail stored) on to every worker's loop, until ``stop``."""
+    while not stop.is_set():
+        await wait_for_work(stop, wake, 3600.0)
+        wake.clear()
+        for each in wakes:
+            each.set()
 
 
 @dataclass

@@ -41,9 +41,19 @@ class StorageUnavailable(TemporaryError):
     """The database or the data directory cannot take a write right now."""
 
 
-class CountsBusy(TemporaryError):
-    """Another instance holds the cap records a mail's automatic answers must count; the
-    mail waits for the next batch instead of waiting inside this one (PostgreSQL)."""
+class Busy(TemporaryError):
+    """Another transaction (another instance's or worker process's batch) holds what a
+    mail must lock; the mail waits for the next batch, where it comes first and may wait,
+    instead of waiting inside this one while holding the locks of the mails before it
+    (a circle of batches waiting for each other: a deadlock). PostgreSQL."""
+
+
+class CountsBusy(Busy):
+    """Another transaction holds the cap records a mail's automatic answers must count."""
+
+
+class TicketBusy(Busy):
+    """Another transaction holds the ticket a mail must change."""
 
 
 class SourceUnavailable(TemporaryError):

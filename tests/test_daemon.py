@@ -34,14 +34,23 @@ def start_daemon(config: Path) -> tuple[subprocess.Popen[bytes], list[bytes]]:
         assert line, b"".join(lines).decode()
         lines.append(line)
     # Keep draining stderr so the daemon never blocks on a full pipe.
-    threading.Thread(target=lambda: lines.extend(daemon.stderr or []), daemon=True).start()
+    drain = threading.Thread(target=lambda: lines.extend(daemon.stderr or []), daemon=True)
+    drain.start()
+    _DRAINS[daemon.pid] = drain
     return daemon, lines
+
+
+_DRAINS: dict[int, threading.Thread] = {}
 
 
 def stop_daemon(daemon: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
     daemon.send_signal(sig)
     code = daemon.wait(timeout=60)
-    time.sleep(0.05)  # let the drain thread see EOF
+    # EOF comes once every process that shares the daemon's stderr has ended: its worker
+    # processes (PostgreSQL) finish the batch they are in when the daemon was killed.
+    drain = _DRAINS.pop(daemon.pid, None)
+    if drain is not None:
+        drain.join(timeout=60)
     if daemon.stderr is not None:
         daemon.stderr.close()
     return code

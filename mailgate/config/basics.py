@@ -103,7 +103,8 @@ def worker_section(reader: Reader) -> WorkerConfig:
         max_retry_delay=s.number("max_retry_delay", 3600.0, low=0.0, high=86400.0),
         batch_size=s.integer("batch_size", 32, low=1, high=1000),
         batch_time=s.number("batch_time", 0.25, low=0.01, high=10.0),
-        lanes=s.integer("lanes", 2, low=1, high=16),
+        lanes=s.integer("lanes", 1, low=1, high=16),
+        processes=s.integer("processes", 2, low=0, high=64),
     )
     s.finish()
     return worker

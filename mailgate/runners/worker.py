@@ -23,7 +23,7 @@ import contextlib
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -33,7 +33,7 @@ from sqlalchemy import Connection
 from mailgate.clock import Clock
 from mailgate.config import WorkerConfig
 from mailgate.core.model import Action, SpoolEntry
-from mailgate.errors import CountsBusy, MailgateError
+from mailgate.errors import Busy, MailgateError
 from mailgate.ops.metrics import Metrics
 from mailgate.runners.batch import Failed, Gathered, batches, lanes, understand
 from mailgate.runners.loop import Round
@@ -92,6 +92,9 @@ class Processor:
         self._working = False  # in a round that found mail due
         # SQLite has one writer at a time: lanes would only queue for its lock.
         self.lanes = 1 if blocking.single_writer else worker.lanes
+        # In a worker process of its own (PostgreSQL): (i, n), the i-th share of n of the
+        # mail (``SpoolRepo.due_sizes``); None: all of it.
+        self.share: tuple[int, int] | None = None
 
     async def process(self, spool_id: int) -> Outcome | None:
         """Process one item; None when it is not pending (done, or another worker has it)."""
@@ -105,7 +108,9 @@ class Processor:
         time, or waiting for the caps) lead the next one, gathered already."""
         now = self.clock.now()
         with storage_errors("list due"):
-            due = await self.blocking.read(lambda conn: SpoolRepo(conn).due_sizes(now, limit))
+            due = await self.blocking.read(
+                lambda conn: SpoolRepo(conn).due_sizes(now, limit, self.share)
+            )
         outcomes: list[Outcome] = []
         count = min(self.worker.batch_size * self.lanes, limit)
         chunks = batches(due, count, BATCH_BYTES)
@@ -232,14 +237,17 @@ class Processor:
             # Each mail's own moment, strictly after the one before: its events and
             # notifications carry it, and ``mailgate trace`` finds them by it.
             now = last = max(self.clock.now(), last + MICROSECOND)
+            # The batch's first mail holds nothing yet: it may wait for a ticket another batch
+            # holds; a later one never waits while holding its predecessors' (``Busy``).
+            tx.tickets.wait_for_rows = not done
             with structlog.contextvars.bound_contextvars(spool_id=item.entry.id):
                 try:
                     with tx.savepoint():
                         tx.put_blobs(gathered.blobs.get(item.entry.id, {}))
                         outcome = self.applier.apply(tx, item, now)
-                except CountsBusy as exc:
-                    # Another instance counts the same caps (PostgreSQL): rolled back; commit
-                    # what is done, which ends our hold, and this mail leads the next batch.
+                except Busy as exc:
+                    # Another batch holds the same caps or ticket (PostgreSQL): rolled back;
+                    # commit what is done, which ends our hold; this mail leads the next batch.
                     log.debug("mail.waits_for_caps", reason=str(exc))
                     break
                 except Exception as exc:
@@ -360,11 +368,22 @@ class Processor:
         """Whether the worker is working through mail that was due (the sender gives way)."""
         return self._working
 
+    async def close(self) -> None:
+        """Nothing of its own to close: its connections are the app's."""
+
     async def round(self, *, failing: bool, stop: asyncio.Event) -> Round:
-        """What is due; while storage fails, one mail a round finds out whether it is back."""
-        outcomes = await self.run_due(1 if failing else 256)
-        self._working = bool(outcomes) and not failing
-        return Round(
-            more=bool(outcomes),
-            failing=bool(outcomes) and outcomes[-1].action is Action.DEFERRED,
-        )
+        done, self._working = await worker_round(self.run_due, failing=failing)
+        return done
+
+
+async def worker_round(
+    run_due: Callable[[int], Awaitable[list[Outcome]]], *, failing: bool
+) -> tuple[Round, bool]:
+    """A worker's round (in this process or its own): what is due; while storage fails, one
+    mail a round finds out whether it is back. The round, and whether the worker is busy."""
+    outcomes = await run_due(1 if failing else 256)
+    done = Round(
+        more=bool(outcomes),
+        failing=bool(outcomes) and outcomes[-1].action is Action.DEFERRED,
+    )
+    return done, bool(outcomes) and not failing

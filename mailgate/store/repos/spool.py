@@ -11,7 +11,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, bindparam, delete, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Dialect,
+    Text,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from mailgate.core.identity import RawBytes
 from mailgate.core.model import NewSpoolItem, SpoolEntry, Stored
@@ -221,14 +232,22 @@ class SpoolRepo:
         """Ids of pending mails whose next attempt is due, oldest first."""
         return [spool_id for spool_id, _ in self.due_sizes(now, limit)]
 
-    def due_sizes(self, now: datetime, limit: int) -> list[tuple[int, int]]:
-        """(id, size in bytes) of pending mails whose next attempt is due, oldest first."""
-        rows = self.conn.execute(
-            select(SPOOL.c.id, SPOOL.c.size)
-            .where(SPOOL.c.state == PENDING, SPOOL.c.next_attempt_at <= now)
-            .order_by(SPOOL.c.id)
-            .limit(limit)
+    def due_sizes(
+        self, now: datetime, limit: int, share: tuple[int, int] | None = None
+    ) -> list[tuple[int, int]]:
+        """(id, size in bytes) of pending mails whose next attempt is due, oldest first.
+        ``share`` (PostgreSQL): ``(i, n)``, only the ``i``-th of ``n`` shares of the mail, by
+        envelope sender (one sender's mails stay in one share, in their order; mail without
+        one, a bounce among them, is spread by its id)."""
+        query = select(SPOOL.c.id, SPOOL.c.size).where(
+            SPOOL.c.state == PENDING, SPOOL.c.next_attempt_at <= now
         )
+        if share is not None:
+            index, count = share
+            known = func.nullif(func.lower(SPOOL.c.envelope_from), "")
+            sender = func.coalesce(known, cast(SPOOL.c.id, Text))
+            query = query.where(func.abs(func.hashtext(sender) % count) == index)
+        rows = self.conn.execute(query.order_by(SPOOL.c.id).limit(limit))
         return [(int(i), int(size)) for i, size in rows]
 
     def load(self, spool_ids: Sequence[int]) -> list[tuple[SpoolEntry, bytes | None]]:

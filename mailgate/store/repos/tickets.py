@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy.exc import DBAPIError
 
 from mailgate.core.desk import TicketState
 from mailgate.core.model import (
@@ -22,6 +23,7 @@ from mailgate.core.model import (
 from mailgate.core.notify import TEAM_KINDS
 from mailgate.core.route import Lookup
 from mailgate.core.sla import SlaClock
+from mailgate.errors import TicketBusy
 from mailgate.store.repos.timers import sla_values
 from mailgate.store.tables import table
 
@@ -94,6 +96,8 @@ _STATE = (
 )
 # Only the ticket's row is locked (PostgreSQL locks no row of the outer join's NULL side).
 _STATE_LOCKED = _STATE.with_for_update(of=TICKETS)
+_STATE_LOCKED_NOWAIT = _STATE.with_for_update(of=TICKETS, nowait=True)
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a NOWAIT lock another holds
 _VIEW = (
     select(TICKETS, *_PERSON)
     .select_from(_WITH_PEOPLE)
@@ -120,6 +124,9 @@ class TicketRepo:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        # Whether ``state(lock=True)`` may wait for a ticket another transaction holds: a
+        # batch's later mails may not (``TicketBusy``), see ``runners.worker``.
+        self.wait_for_rows = True
 
     # --- routing ---------------------------------------------------------------------
 
@@ -253,7 +260,15 @@ class TicketRepo:
     def state(self, number: int, *, lock: bool = False) -> TicketState | None:
         """The fields commands and answers read; ``lock`` holds the row (PostgreSQL) until
         the transaction ends, so that two changes to one ticket queue up."""
-        rows = self.conn.execute(_STATE_LOCKED if lock else _STATE, {"id": number}).all()
+        query = _STATE
+        if lock:
+            query = _STATE_LOCKED if self.wait_for_rows else _STATE_LOCKED_NOWAIT
+        try:
+            rows = self.conn.execute(query, {"id": number}).all()
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+                raise TicketBusy(f"ticket #{number} is held by another batch") from exc
+            raise
         if not rows:
             return None
         row = rows[0]

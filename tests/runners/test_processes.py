@@ -1,0 +1,150 @@
+"""The worker in processes of its own (PostgreSQL): real processes, a real cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Callable
+
+import pytest
+
+from mailgate.app import App, build_app
+from mailgate.config import Config
+from mailgate.errors import StorageUnavailable, TicketBusy
+from mailgate.intake.spool import Received
+from mailgate.runners.processes import WorkerProcess
+from mailgate.store.repos import Tx
+from mailgate.store.repos.spool import SpoolRepo
+from mailgate.tickets.arrival import Outcome
+from tests.mails import make_mail
+from tests.runners.test_batch import count
+
+pytestmark = pytest.mark.parametrize("backend", ["postgresql"])
+
+
+async def store_from(app: App, senders: int, each: int) -> list[int]:
+    """``each`` mails from each of ``senders`` customers, as a listener records them."""
+    ids = []
+    for n in range(each):
+        for s in range(senders):
+            address = f"klant{s}@org{s}.nl"
+            raw = make_mail(sender=f"Klant <{address}>", subject=f"Vraag {s}-{n}")
+            ids.append(
+                (await app.spool.store(Received(raw, "smtp", envelope_from=address))).spool_id
+            )
+    return ids
+
+
+async def drain(app: App) -> list[Outcome]:
+    """Rounds of every worker side by side until none finds more."""
+    done: list[Outcome] = []
+    while True:
+        try:
+            rounds = await asyncio.gather(*(w.run_due() for w in app.workers))
+        except StorageUnavailable:  # a process died: its successor takes its share
+            continue
+        found = [outcome for outcomes in rounds for outcome in outcomes]
+        if not found:
+            return done
+        done += found
+
+
+async def test_worker_processes_share_the_spool_and_apply_each_mail_once(
+    make_config: Callable[..., Config],
+) -> None:
+    app = await build_app(make_config(worker={"processes": 2, "batch_size": 8}))
+    try:
+        workers = app.workers
+        assert len(workers) == 2 and all(isinstance(w, WorkerProcess) for w in workers)
+        ids = await store_from(app, senders=6, each=5)
+        outcomes = await drain(app)
+        assert sorted(o.spool_id for o in outcomes) == sorted(ids)  # each once
+        assert await count(app, "SELECT count(*) FROM tickets") == 30
+        pids = {w.pid for w in workers}
+        assert None not in pids and os.getpid() not in pids and len(pids) == 2
+        # The processes' counts reach the daemon's metrics.
+        counted = app.metrics.mails.labels(source="smtp", outcome="created")._value.get()
+        assert counted == 30
+    finally:
+        await app.close()
+    assert all(w.pid is None for w in workers)  # stopped with the app
+
+
+async def test_a_worker_process_killed_mid_batch_leaves_its_mails_to_its_successor(
+    make_config: Callable[..., Config],
+) -> None:
+    app = await build_app(make_config(worker={"processes": 2, "batch_size": 4}))
+    try:
+        ids = await store_from(app, senders=4, each=30)
+        first = app.workers[0]
+        assert isinstance(first, WorkerProcess)
+        await first.run_due(0)  # started
+        victim = first.pid
+        assert victim is not None
+        rounds = asyncio.ensure_future(asyncio.gather(*(w.run_due() for w in app.workers)))
+        await asyncio.sleep(0.3)  # in the middle of its batches
+        os.kill(victim, signal.SIGKILL)
+        with contextlib.suppress(StorageUnavailable):  # the victim's round
+            await rounds
+        await drain(app)
+        assert first.pid not in (None, victim)  # a successor took over
+        assert await count(app, "SELECT count(*) FROM spool WHERE state = 'done'") == len(ids)
+        assert await count(app, "SELECT count(*) FROM tickets") == len(ids)  # none twice
+        inbound = "SELECT count(*) FROM messages WHERE direction = 'in'"
+        assert await count(app, inbound) == len(ids)
+    finally:
+        await app.close()
+
+
+async def test_shares_split_the_due_mail_and_keep_a_senders_mails_together(
+    make_config: Callable[..., Config],
+) -> None:
+    app = await build_app(make_config(worker={"processes": 0}))
+    try:
+        ids = await store_from(app, senders=8, each=3)
+        now = app.clock.now()
+
+        async def listed(share: tuple[int, int] | None) -> list[int]:
+            return await app.blocking.read(
+                lambda conn: [i for i, _ in SpoolRepo(conn).due_sizes(now, 100, share)]
+            )
+
+        everything = await listed(None)
+        shares = [await listed((i, 3)) for i in range(3)]
+        assert sorted(everything) == sorted(ids)
+        assert sorted(i for share in shares for i in share) == sorted(ids)  # each in one
+        assert sum(1 for share in shares if share) >= 2  # spread, not all in one
+        sender = {spool_id: n % 8 for n, spool_id in enumerate(ids)}
+        for share in shares:  # a sender's three mails are in one share
+            senders = {sender[i] for i in share}
+            assert len(share) == 3 * len(senders)
+    finally:
+        await app.close()
+
+
+async def test_a_later_mail_of_a_batch_never_waits_for_a_ticket_another_batch_holds(
+    make_config: Callable[..., Config],
+) -> None:
+    app = await build_app(make_config(worker={"processes": 0}))
+    try:
+        opened = await app.processor.process((await store_from(app, 1, 1))[0])
+        ticket = opened.ticket if opened is not None else None
+        assert ticket is not None
+        engine = app.blocking.sync_engine
+        assert engine is not None
+        with engine.begin() as holder:
+            Tx.on(holder).tickets.state(ticket, lock=True)  # another batch holds it
+
+            def later_mail() -> None:
+                with engine.begin() as conn:
+                    tx = Tx.on(conn)
+                    tx.tickets.wait_for_rows = False
+                    with tx.savepoint():
+                        tx.tickets.state(ticket, lock=True)
+
+            with pytest.raises(TicketBusy):
+                await asyncio.to_thread(later_mail)
+    finally:
+        await app.close()
