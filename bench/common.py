@@ -31,6 +31,8 @@ class Intake:
     cpu_seconds: float  # all threads of this process (worker processes: below)
     counts: dict[str, int] = field(default_factory=dict)
     system_seconds: float = 0.0  # of cpu_seconds, in the kernel (sockets, files, fsync)
+    processes: int = 0  # worker processes of their own (PostgreSQL), their CPU counted
+    processes_peak_mb: float = 0.0  # the largest peak RSS among them
 
     @property
     def rate(self) -> float:
@@ -105,7 +107,17 @@ async def through_intake(
         cpu + sum(c[0] + c[1] for c in children),
         counts,
         system + sum(c[1] for c in children),
+        len(pids),
+        max((peak_mb(pid) for pid in pids), default=0.0),
     )
+
+
+def peak_mb(pid: int) -> float:
+    """A process's peak RSS so far in MB (Linux: VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def sender(raw: bytes) -> str | None:

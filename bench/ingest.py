@@ -8,10 +8,12 @@ intake pays: one fsync'd file write plus one committed SQLite row per mail with
 the stdlib sqlite3 module (WAL, synchronous=FULL). The ratio says how much the
 whole intake costs on top of that floor.
 
-    .venv/bin/python bench/ingest.py [--mails 2000] [--postgresql]
+    .venv/bin/python bench/ingest.py [--mails 2000] [--postgresql [--processes N]]
 
 With ``--postgresql`` mailgate runs on a throwaway PostgreSQL cluster (the baseline
-stays the same SQLite floor).
+stays the same SQLite floor), its worker as the daemon runs it: in ``[worker]
+processes`` processes of their own (``--processes 0``: in this one). Their CPU is
+counted with this process's, and the server's CPU per mail is printed beside it.
 """
 
 from __future__ import annotations
@@ -135,13 +137,18 @@ def baseline(mails: list[bytes], directory: Path) -> float:
 
 
 async def mailgate_run(
-    count: int, directory: Path, url: str, server: Callable[[], float] | None = None
+    count: int,
+    directory: Path,
+    url: str,
+    server: Callable[[], float] | None = None,
+    processes: int | None = None,
 ) -> tuple[Intake, float]:
     """The run, and the CPU seconds the database server spent meanwhile (``server``)."""
     config = parse_config(
         {
             "general": {"data_dir": "var", "log_level": "error", "log_format": "json"},
             "database": {"url": url},
+            "worker": {} if processes is None else {"processes": processes},
             "queues": [
                 {
                     "name": "support",
@@ -199,6 +206,12 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mails", type=int, default=2000)
     parser.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="[worker] processes on PostgreSQL (default: the config's default); 0: in-process",
+    )
+    parser.add_argument(
         "--postgresql", action="store_true", help="mailgate on a throwaway PostgreSQL cluster"
     )
     args = parser.parse_args()
@@ -223,7 +236,7 @@ def main() -> int:
         try:
             server = cluster.cpu_seconds if cluster is not None else None
             run, server_seconds = asyncio.run(
-                mailgate_run(args.mails, directory / "mg", url, server)
+                mailgate_run(args.mails, directory / "mg", url, server, args.processes)
             )
         finally:
             if cluster is not None:
@@ -233,6 +246,8 @@ def main() -> int:
     )
     actions = ", ".join(f"{k} {v}" for k, v in sorted(run.counts.items()))
     print(f"mails:                 {args.mails} ({actions})")
+    if cluster is not None:
+        print(f"worker processes:      {run.processes or 'none, the worker in this process'}")
     print(f"mailgate intake:       {run.rate:8.1f} mails/s into tickets (store + parse + route + ")
     print("                                      persist + notifications rendered and queued)")
     print(f"  the worker alone:    {run.worker_rate:8.1f} mails/s")
@@ -245,6 +260,8 @@ def main() -> int:
     print(f"baseline (file+row):   {base_rate:8.1f} mails/s (fsync'd file + committed sqlite3 row)")
     print(f"ratio mailgate/base:   {run.rate / base_rate:8.3f}")
     print(f"peak RSS:              {peak_mb:8.1f} MB (mailgate's run, mails made as they arrive)")
+    if run.processes:
+        print(f"  a worker process's:  {run.processes_peak_mb:8.1f} MB (the largest)")
     return 0
 
 
