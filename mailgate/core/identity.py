@@ -17,6 +17,8 @@ from mailgate.core.headers import message_ids
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 # The first Message-ID header of the header block, with its folded continuation lines.
 _MESSAGE_ID_HEADER = re.compile(rb"^Message-ID[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.I | re.M)
+_REFERENCES_HEADER = re.compile(rb"^References[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.I | re.M)
+_IN_REPLY_TO_HEADER = re.compile(rb"^In-Reply-To[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.I | re.M)
 
 
 RawBytes = bytes | bytearray | memoryview  # a mail as bytes, or a view of a larger buffer
@@ -50,6 +52,10 @@ class MailIdentity:
     body_sha256: str
     message_id: str | None
     dedupe_key: str
+    # The Message-ID that started the mail's thread: the first of its References, else of
+    # its In-Reply-To, else its own. Mails of one thread share it (the worker processes'
+    # shares keep them together and in order).
+    thread: str | None = None
 
 
 def identify(raw: RawBytes) -> MailIdentity:
@@ -60,10 +66,20 @@ def identify(raw: RawBytes) -> MailIdentity:
     end = _HEADER_END.search(view)
     header_block = bytes(view[: end.start()] if end else view[:HEADER_SCAN])
     body_sha = _body_sha256(view[end.end() :] if end else view[:0])
-    header = _MESSAGE_ID_HEADER.search(header_block)
-    found = message_ids(header.group(1).decode("utf-8", "surrogateescape")) if header else ()
-    message_id = found[0] if found else None
-    if message_id:
-        key = hashlib.sha256(f"{message_id}\n{body_sha}".encode()).hexdigest()
-        return MailIdentity(raw_sha, body_sha, message_id, f"mid:{key}")
-    return MailIdentity(raw_sha, body_sha, None, f"raw:{raw_sha}")
+    found = _first_id(_MESSAGE_ID_HEADER, header_block)
+    thread = (
+        _first_id(_REFERENCES_HEADER, header_block)
+        or _first_id(_IN_REPLY_TO_HEADER, header_block)
+        or found
+    )
+    if found:
+        key = hashlib.sha256(f"{found}\n{body_sha}".encode()).hexdigest()
+        return MailIdentity(raw_sha, body_sha, found, f"mid:{key}", thread)
+    return MailIdentity(raw_sha, body_sha, None, f"raw:{raw_sha}", thread)
+
+
+def _first_id(header: re.Pattern[bytes], block: bytes) -> str | None:
+    """The first ``<id>`` of the first ``header`` of the header ``block``."""
+    match = header.search(block)
+    found = message_ids(match.group(1).decode("utf-8", "surrogateescape")) if match else ()
+    return found[0] if found else None

@@ -179,6 +179,7 @@ class NewSpoolItem:
     source: str
     envelope_from: str | None
     envelope_to: tuple[str, ...]
+    thread: str | None = None  # the Message-ID that started its thread (``identify``)
 
 
 @dataclass(frozen=True, slots=True)

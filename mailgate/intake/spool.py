@@ -131,6 +131,7 @@ class Spool:
             source=received.source,
             envelope_from=received.envelope_from,
             envelope_to=tuple(_clean(received.envelope_to)),
+            thread=ident.thread,
         )
         receipt = await self._record(item, data)
         bound = log.bind(

@@ -5,8 +5,8 @@ statements' own code hold the interpreter's lock, and one process's worker is bo
 by it while the database server and the second core wait (measured: the machine half
 idle). On PostgreSQL, which takes many writers, the daemon therefore starts
 ``[worker] processes`` workers, each a process with its own connections, and each
-takes its share of the spool (``SpoolRepo.due_sizes``: by envelope sender, so one
-sender's mails stay in their order); the claim (``FOR UPDATE SKIP LOCKED``) and the
+takes its share of the spool (``SpoolRepo.due_sizes``: by thread, so the mails of one
+thread stay in one process, in their order); the claim (``FOR UPDATE SKIP LOCKED``) and the
 caps' locks keep two of them, like two instances, from ever applying a mail twice.
 
 ``WorkerProcess`` is the daemon's side of one: a ``Runner`` like the in-process

@@ -84,6 +84,7 @@ class SpoolRow(SQLModel, table=True):
     source: str = Field(max_length=200)
     envelope_from: str | None = _text(nullable=True)
     envelope_to: str = _text()
+    thread: str | None = _text(nullable=True)  # the Message-ID that started its thread
     received_at: datetime = _when()
     state: str = Field(max_length=16)
     attempts: int = 0

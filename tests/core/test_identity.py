@@ -56,3 +56,19 @@ def test_the_chunked_body_hash_is_the_hash_of_the_normalised_body(body: bytes, c
         assert identify(memoryview(b"XX" + raw)[2:]).body_sha256 == expected
     finally:
         identity._CHUNK = saved
+
+
+def test_a_mails_thread_is_the_message_id_that_started_it() -> None:
+    head = b"From: a@b.nl\r\nSubject: x\r\n"
+    root = identify(head + b"Message-ID: <root@b.nl>\r\n\r\nvraag\r\n")
+    assert root.thread == "root@b.nl" == root.message_id
+    reply = identify(head + b"Message-ID: <r1@b.nl>\r\nIn-Reply-To: <root@b.nl>\r\n\r\nja\r\n")
+    assert reply.thread == "root@b.nl"
+    deeper = identify(
+        head + b"Message-ID: <r2@b.nl>\r\nIn-Reply-To: <r1@b.nl>\r\n"
+        b"References: <root@b.nl>\r\n <r1@b.nl>\r\n\r\nnee\r\n"
+    )
+    assert deeper.thread == "root@b.nl"  # References name the start; In-Reply-To the parent
+    assert identify(head + b"\r\nzonder id\r\n").thread is None
+    quoted = identify(head + b"Message-ID: <own@b.nl>\r\n\r\nReferences: <other@b.nl>\r\n")
+    assert quoted.thread == "own@b.nl"  # a header line in the body is no header

@@ -103,12 +103,24 @@ async def test_a_worker_process_killed_mid_batch_leaves_its_mails_to_its_success
         await app.close()
 
 
-async def test_shares_split_the_due_mail_and_keep_a_senders_mails_together(
+async def test_shares_split_the_due_mail_and_keep_a_threads_mails_together(
     make_config: Callable[..., Config],
 ) -> None:
+    """One customer opens eight threads; each gets a reply (In-Reply-To) and a reply to
+    that (References): the shares hold each mail once, a thread's mails in one share, and
+    one sender's threads spread over the shares."""
     app = await build_app(make_config(worker={"processes": 0}))
     try:
-        ids = await store_from(app, senders=8, each=3)
+        thread_of: dict[int, int] = {}
+        for t in range(8):
+            root = f"<root-{t}@org.nl>"
+            for raw in (
+                make_mail(subject=f"Vraag {t}", message_id=root),
+                make_mail(subject=f"Re: Vraag {t}", in_reply_to=root),
+                make_mail(subject=f"Re: Vraag {t}", references=f"{root} <reply-{t}@org.nl>"),
+            ):
+                stored = await app.spool.store(Received(raw, "smtp", envelope_from="klant@org.nl"))
+                thread_of[stored.spool_id] = t
         now = app.clock.now()
 
         async def listed(share: tuple[int, int] | None) -> list[int]:
@@ -118,13 +130,12 @@ async def test_shares_split_the_due_mail_and_keep_a_senders_mails_together(
 
         everything = await listed(None)
         shares = [await listed((i, 3)) for i in range(3)]
-        assert sorted(everything) == sorted(ids)
-        assert sorted(i for share in shares for i in share) == sorted(ids)  # each in one
-        assert sum(1 for share in shares if share) >= 2  # spread, not all in one
-        sender = {spool_id: n % 8 for n, spool_id in enumerate(ids)}
-        for share in shares:  # a sender's three mails are in one share
-            senders = {sender[i] for i in share}
-            assert len(share) == 3 * len(senders)
+        assert sorted(everything) == sorted(thread_of)
+        assert sorted(i for share in shares for i in share) == sorted(thread_of)  # each once
+        assert sum(1 for share in shares if share) >= 2  # one sender's threads spread
+        for share in shares:  # a thread's three mails are in one share
+            threads = {thread_of[i] for i in share}
+            assert len(share) == 3 * len(threads)
     finally:
         await app.close()
 

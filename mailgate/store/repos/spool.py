@@ -66,6 +66,7 @@ def spool_values(item: NewSpoolItem, now: object) -> dict[str, object]:
         "source": item.source,
         "envelope_from": item.envelope_from,
         "envelope_to": "\n".join(item.envelope_to),
+        "thread": item.thread,
         "received_at": now,
         "state": PENDING,
         "attempts": 0,
@@ -237,16 +238,15 @@ class SpoolRepo:
     ) -> list[tuple[int, int]]:
         """(id, size in bytes) of pending mails whose next attempt is due, oldest first.
         ``share`` (PostgreSQL): ``(i, n)``, only the ``i``-th of ``n`` shares of the mail, by
-        envelope sender (one sender's mails stay in one share, in their order; mail without
-        one, a bounce among them, is spread by its id)."""
+        thread (the mails of one thread stay in one share, in their order; mail without a
+        Message-ID, and mail stored before the spool kept threads, is spread by its id)."""
         query = select(SPOOL.c.id, SPOOL.c.size).where(
             SPOOL.c.state == PENDING, SPOOL.c.next_attempt_at <= now
         )
         if share is not None:
             index, count = share
-            known = func.nullif(func.lower(SPOOL.c.envelope_from), "")
-            sender = func.coalesce(known, cast(SPOOL.c.id, Text))
-            query = query.where(func.abs(func.hashtext(sender) % count) == index)
+            thread = func.coalesce(SPOOL.c.thread, cast(SPOOL.c.id, Text))
+            query = query.where(func.abs(func.hashtext(thread) % count) == index)
         rows = self.conn.execute(query.order_by(SPOOL.c.id).limit(limit))
         return [(int(i), int(size)) for i, size in rows]
 
