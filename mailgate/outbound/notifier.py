@@ -37,12 +37,10 @@ from mailgate.outbound.render import (
     Templates,
 )
 from mailgate.store.repos import Tx
-from mailgate.store.repos.history import Event, SentMessage
+from mailgate.store.repos.history import Anchor, Event, SentMessage
 from mailgate.store.repos.outbox import Counted, Queued
 
 log = structlog.get_logger("mailgate.notify")
-# In-Reply-To and References of an answer on a ticket's thread (``thread_anchor``).
-Anchor = tuple[str | None, tuple[str, ...]]
 
 # What an agent is told when their answer skipped a recipient who bounced for good lately.
 HELD_BACK = {

@@ -248,7 +248,7 @@ class Processor:
                 except Busy as exc:
                     # Another batch holds the same caps or ticket (PostgreSQL): rolled back;
                     # commit what is done, which ends our hold; this mail leads the next batch.
-                    log.debug("mail.waits_for_caps", reason=str(exc))
+                    log.debug("mail.waits_for_next_batch", reason=str(exc))
                     break
                 except Exception as exc:
                     if is_temporary(exc):

@@ -56,6 +56,8 @@ _HELD = (
 _ADD_MESSAGE = insert(MESSAGES).returning(MESSAGES.c.id)
 _ADD_SENT = insert(MESSAGES)
 _ADD_ATTACHMENTS = insert(ATTACHMENTS)
+# In-Reply-To and References of an answer on a ticket's thread (``thread_anchor``).
+Anchor = tuple[str | None, tuple[str, ...]]
 # The kinds of mail a thread's answers are anchored on (``HistoryRepo.thread_anchor``).
 ANCHORING = (MessageKind.CUSTOMER.value, MessageKind.AUTO.value)
 _ANCHOR = (
@@ -231,7 +233,7 @@ class HistoryRepo:
         rows = self.conn.execute(_HELD, {"id": number})
         return [(int(r.id), str(r.from_addr or "")) for r in rows]
 
-    def thread_anchor(self, number: int) -> tuple[str | None, tuple[str, ...]]:
+    def thread_anchor(self, number: int) -> Anchor:
         """The latest Message-ID a customer sent on a ticket and the References a reply to it
         carries: the last mail a person wrote, or, on a ticket no person wrote to yet (a
         monitoring alert), the last automatic one; never an out-of-office over a person's.
@@ -244,7 +246,7 @@ class HistoryRepo:
         return anchor(row.message_id, row.references.split("\n"))
 
 
-def first_anchor(mail: ParsedMail, kind: str) -> tuple[str | None, tuple[str, ...]]:
+def first_anchor(mail: ParsedMail, kind: str) -> Anchor:
     """``thread_anchor`` of a ticket whose one mail is ``mail``, on its thread as ``kind``:
     known without a query to the ticket that mail has just opened."""
     if kind not in ANCHORING or mail.message_id is None:
