@@ -25,8 +25,11 @@ def private_dir(path: Path) -> Path:
 
 def private_file(path: Path) -> Path:
     """``path`` created empty with mode 0600 if missing (so a program that opens it later,
-    such as SQLite, keeps that mode), and tightened to 0600 if it exists with more."""
-    private_dir(path.parent)
+    such as SQLite, keeps that mode), and tightened to 0600 if it exists with more. Its
+    directory is created private when missing; one that exists is the administrator's
+    (``/var/lib``, a shared disk) and keeps its mode."""
+    if not path.parent.is_dir():
+        private_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     os.close(fd)
     if path.stat().st_mode & 0o077:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import stat
 import threading
 from pathlib import Path
 
@@ -100,6 +101,24 @@ async def test_sqlite_runs_in_wal_with_full_sync_and_foreign_keys(tmp_path: Path
         "busy_timeout": 2000,
     }
     assert (tmp_path / "m.db").stat().st_mode & 0o077 == 0  # the owner's alone
+
+
+async def test_a_database_in_a_shared_directory_leaves_that_directory_as_it_was(
+    tmp_path: Path,
+) -> None:
+    """The file is the owner's alone; the directory it was put in (``/var/lib``, ``/srv``)
+    is the administrator's: tightening it would lock every other program out of it."""
+    shared = tmp_path / "lib"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    engine = create_engine(f"sqlite+aiosqlite:///{shared / 'm.db'}", busy_timeout=2.0)
+    await engine.dispose()
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert stat.S_IMODE((shared / "m.db").stat().st_mode) == 0o600
+    missing = tmp_path / "new" / "deeper"
+    engine = create_engine(f"sqlite+aiosqlite:///{missing / 'm.db'}", busy_timeout=2.0)
+    await engine.dispose()
+    assert stat.S_IMODE(missing.stat().st_mode) == 0o700  # made by mailgate: its own
 
 
 async def test_blocking_work_commits_as_a_whole_or_not_at_all_on_one_thread(

@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import Connection, and_, bindparam, case, exists, insert, select
 
 from mailgate.core.model import Attachment, MessageKind, ParsedMail
+from mailgate.store.driver import run
 from mailgate.store.tables import table
 
 MESSAGES = table("messages")
@@ -152,19 +153,19 @@ class HistoryRepo:
     def add_events(self, events: Sequence[Event]) -> None:
         """Write audit events, all in one statement."""
         if events:
-            self.conn.execute(_ADD_EVENTS, [e.values() for e in events])
+            run(self.conn, _ADD_EVENTS, [e.values() for e in events])
 
     def event_exists(self, kind: str, *, new: str, ticket: int | None = None) -> bool:
         """Whether an event of ``kind`` with value ``new`` exists (on ``ticket``, or on any)."""
         if ticket is None:
-            found = self.conn.execute(_EVENT, {"kind": kind, "new": new})
+            found = run(self.conn, _EVENT, {"kind": kind, "new": new})
         else:
-            found = self.conn.execute(_TICKET_EVENT, {"ticket": ticket, "kind": kind, "new": new})
+            found = run(self.conn, _TICKET_EVENT, {"ticket": ticket, "kind": kind, "new": new})
         return found.first() is not None
 
     def event_values(self, number: int, kind: str) -> set[str]:
         """The ``new`` values of a ticket's events of ``kind``."""
-        rows = self.conn.execute(_EVENT_VALUES, {"id": number, "kind": kind})
+        rows = run(self.conn, _EVENT_VALUES, {"id": number, "kind": kind})
         return {v for v in rows.scalars() if v is not None}
 
     # --- the thread --------------------------------------------------------------------
@@ -181,7 +182,8 @@ class HistoryRepo:
         now: datetime,
     ) -> int:
         """An inbound mail on the thread, with its attachments; its row id."""
-        row = self.conn.execute(
+        row = run(
+            self.conn,
             _ADD_MESSAGE,
             {
                 "ticket_id": ticket,
@@ -221,16 +223,16 @@ class HistoryRepo:
             for item in attachments
         ]
         if rows:
-            self.conn.execute(_ADD_ATTACHMENTS, rows)
+            run(self.conn, _ADD_ATTACHMENTS, rows)
 
     def add_sent(self, sent: Sequence[SentMessage]) -> None:
         """Our own mails on the thread, in one statement."""
         if sent:
-            self.conn.execute(_ADD_SENT, [m.values() for m in sent])
+            run(self.conn, _ADD_SENT, [m.values() for m in sent])
 
     def held(self, number: int) -> list[tuple[int, str]]:
         """The ticket's held mails the team has not decided on: (message row, author)."""
-        rows = self.conn.execute(_HELD, {"id": number})
+        rows = run(self.conn, _HELD, {"id": number})
         return [(int(r.id), str(r.from_addr or "")) for r in rows]
 
     def thread_anchor(self, number: int) -> Anchor:
@@ -240,7 +242,7 @@ class HistoryRepo:
         Never an agent's mail: an agent's answer to a team notice names that notice, and a
         team notice's Message-ID is the agents' proof (``senders.agent_authority``), so it
         must never reach a customer."""
-        row = self.conn.execute(_ANCHOR, {"id": number}).first()
+        row = run(self.conn, _ANCHOR, {"id": number}).first()
         if row is None:
             return None, ()
         return anchor(row.message_id, row.references.split("\n"))

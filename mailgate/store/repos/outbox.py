@@ -29,6 +29,7 @@ from mailgate.core.model import OutboxItem
 from mailgate.core.notify import Kind
 from mailgate.core.parties import AutoAnswer
 from mailgate.errors import CountsBusy
+from mailgate.store.driver import run
 from mailgate.store.tables import table
 
 OUTBOX = table("outbox")
@@ -177,21 +178,22 @@ class OutboxRepo:
             return []
         if self.conn.dialect.name == "postgresql":
             if len(self._drawn) < count:
-                drawn = self.conn.execute(_DRAW, {"n": max(count - len(self._drawn), ID_BLOCK)})
+                drawn = run(self.conn, _DRAW, {"n": max(count - len(self._drawn), ID_BLOCK)})
                 self._drawn.extend(int(i) for i in drawn.scalars())
             taken, self._drawn = self._drawn[:count], self._drawn[count:]
             return taken
         if self._next is None:
-            self._next = int(self.conn.execute(_TOP).scalar_one() or 0) + 1
+            self._next = int(run(self.conn, _TOP).scalar_one() or 0) + 1
         start, self._next = self._next, self._next + count
         return list(range(start, start + count))
 
     def add(self, mails: Sequence[Queued], counted: Sequence[Counted] = ()) -> None:
         """Queue composed mails and record the automatic ones for the caps."""
         if mails:
-            self.conn.execute(_ADD, [m.values() for m in mails])
+            run(self.conn, _ADD, [m.values() for m in mails])
         if counted:
-            self.conn.execute(
+            run(
+                self.conn,
                 _COUNT,
                 [
                     {
@@ -224,11 +226,11 @@ class OutboxRepo:
         skipped (PostgreSQL), and SQLite's writer holds the whole database."""
         query = _DUE if only is None else _DUE.where(OUTBOX.c.id.in_(list(only)))
         ids = list(
-            self.conn.execute(query, {"now": now, "stale": stale_before, "limit": limit}).scalars()
+            run(self.conn, query, {"now": now, "stale": stale_before, "limit": limit}).scalars()
         )
         if not ids:
             return []
-        rows = self.conn.execute(_CLAIM, {"ids": ids, "now": now}).all()
+        rows = run(self.conn, _CLAIM, {"ids": ids, "now": now}).all()
         return sorted(((outbox_item(r), bytes(r.raw)) for r in rows), key=lambda c: c[0].id)
 
     def finish(
@@ -249,20 +251,21 @@ class OutboxRepo:
             values["sent_at"] = now
         if retry_at is not None:
             values["next_attempt_at"] = retry_at
-        self.conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_(list(ids))).values(**values))
+        run(self.conn, update(OUTBOX).where(OUTBOX.c.id.in_(list(ids))).values(**values))
 
     def release(self, ids: Sequence[int]) -> None:
         """Hand back claimed mails that were not tried (the sender is stopping): pending
         again, the attempt not counted, due at once for the next sender."""
         if ids:
-            self.conn.execute(
+            run(
+                self.conn,
                 update(OUTBOX)
                 .where(OUTBOX.c.id.in_(list(ids)), OUTBOX.c.state == OUTBOX_SENDING)
-                .values(state=OUTBOX_PENDING, claimed_at=None, attempts=OUTBOX.c.attempts - 1)
+                .values(state=OUTBOX_PENDING, claimed_at=None, attempts=OUTBOX.c.attempts - 1),
             )
 
     def get(self, outbox_id: int) -> OutboxItem | None:
-        row = self.conn.execute(_GET, {"id": outbox_id}).first()
+        row = run(self.conn, _GET, {"id": outbox_id}).first()
         return None if row is None else outbox_item(row)
 
     def trim(self, *, sent_before: datetime, counted_before: datetime) -> tuple[int, int]:
@@ -270,17 +273,18 @@ class OutboxRepo:
         bounce still finds its mail, an agent's answer to a team notice still proves
         itself) and the cap records older than ``counted_before``. Both by index; the
         counts of rows trimmed and records removed."""
-        trimmed = self.conn.execute(
+        trimmed = run(
+            self.conn,
             update(OUTBOX)
             .where(
                 OUTBOX.c.state == OUTBOX_SENT,
                 OUTBOX.c.sent_at < sent_before,
                 func.length(OUTBOX.c.raw) > 0,
             )
-            .values(raw=b"")
+            .values(raw=b""),
         ).rowcount
-        removed = self.conn.execute(
-            AUTO_ANSWERS.delete().where(AUTO_ANSWERS.c.at < counted_before)
+        removed = run(
+            self.conn, AUTO_ANSWERS.delete().where(AUTO_ANSWERS.c.at < counted_before)
         ).rowcount
         return trimmed, removed
 
@@ -304,10 +308,10 @@ class OutboxRepo:
         if not wanted:
             return
         if not self._holding:
-            self.conn.execute(_HOLD, {"keys": wanted})
+            run(self.conn, _HOLD, {"keys": wanted})
             self._holding = True
             return
-        if not self.conn.execute(_TRY_HOLD, {"keys": wanted}).scalar_one():
+        if not run(self.conn, _TRY_HOLD, {"keys": wanted}).scalar_one():
             raise CountsBusy(f"cap records held by another instance: {', '.join(wanted)}")
 
     def cap_counts(
@@ -317,7 +321,7 @@ class OutboxRepo:
         and the automatic mails since then to each of ``mailboxes`` and to any mailbox of
         ``domains``, oldest first: one statement."""
         params = {"ticket": ticket, "since": since, "mailboxes": list(mailboxes)}
-        rows = self.conn.execute(_CAP_COUNTS, {**params, "domains": list(domains)}).all()
+        rows = run(self.conn, _CAP_COUNTS, {**params, "domains": list(domains)}).all()
         count = next(int(r[5]) for r in rows if r[5] is not None)
         answers = sorted(
             (
@@ -333,19 +337,21 @@ class OutboxRepo:
 
     def suppress(self, address: str, *, until: datetime, reason: str, now: datetime) -> None:
         address = address.lower()
-        found = self.conn.execute(
-            select(SUPPRESSIONS.c.until).where(SUPPRESSIONS.c.address == address)
+        found = run(
+            self.conn, select(SUPPRESSIONS.c.until).where(SUPPRESSIONS.c.address == address)
         ).first()
         if found is None:
-            self.conn.execute(
+            run(
+                self.conn,
                 insert(SUPPRESSIONS),
                 {"address": address, "until": until, "reason": reason, "created_at": now},
             )
         else:
-            self.conn.execute(
+            run(
+                self.conn,
                 update(SUPPRESSIONS)
                 .where(SUPPRESSIONS.c.address == address)
-                .values(until=max(found[0], until), reason=reason)
+                .values(until=max(found[0], until), reason=reason),
             )
 
     def suppressed(self, addresses: Iterable[str], now: datetime) -> set[str]:
@@ -353,5 +359,5 @@ class OutboxRepo:
         wanted = [a.lower() for a in addresses]
         if not wanted:
             return set()
-        rows = self.conn.execute(_SUPPRESSED, {"addresses": wanted, "now": now})
+        rows = run(self.conn, _SUPPRESSED, {"addresses": wanted, "now": now})
         return set(rows.scalars())

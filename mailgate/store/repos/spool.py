@@ -26,6 +26,7 @@ from sqlalchemy import (
 
 from mailgate.core.identity import RawBytes
 from mailgate.core.model import NewSpoolItem, SpoolEntry, Stored
+from mailgate.store.driver import run
 from mailgate.store.tables import table
 
 SPOOL = table("spool")
@@ -125,10 +126,11 @@ def spool_add_rows(
     raw_table = SPOOL_RAW
     keys = list({item.dedupe_key for item in items})
     known: dict[str, Stored] = {}
-    found = conn.execute(
+    found = run(
+        conn,
         select(table.c.dedupe_key, table.c.id, table.c.raw_sha256).where(
             table.c.dedupe_key.in_(keys)
-        )
+        ),
     )
     for key, spool_id, raw_sha256 in found:
         known[key] = Stored(int(spool_id), True, raw_sha256)
@@ -136,11 +138,12 @@ def spool_add_rows(
     added: dict[str, int] = {}
     if fresh:
         rows = [spool_values(item, now) for item, _ in fresh.values()]
-        ids = conn.execute(
-            insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
+        ids = run(
+            conn, insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
         ).scalars()
         added = dict(zip(fresh, ids, strict=True))
-        conn.execute(
+        run(
+            conn,
             insert(raw_table),
             [{"spool_id": added[key], "raw": raw} for key, (_, raw) in fresh.items()],
         )
@@ -247,7 +250,7 @@ class SpoolRepo:
             index, count = share
             thread = func.coalesce(SPOOL.c.thread, cast(SPOOL.c.id, Text))
             query = query.where(func.abs(func.hashtext(thread) % count) == index)
-        rows = self.conn.execute(query.order_by(SPOOL.c.id).limit(limit))
+        rows = run(self.conn, query.order_by(SPOOL.c.id).limit(limit))
         return [(int(i), int(size)) for i, size in rows]
 
     def load(self, spool_ids: Sequence[int]) -> list[tuple[SpoolEntry, bytes | None]]:
@@ -255,16 +258,17 @@ class SpoolRepo:
         holds them (None once moved into the blob store): one query."""
         if not spool_ids:
             return []
-        rows = self.conn.execute(
+        rows = run(
+            self.conn,
             select(SPOOL, SPOOL_RAW.c.raw)
             .outerjoin(SPOOL_RAW, SPOOL_RAW.c.spool_id == SPOOL.c.id)
             .where(SPOOL.c.id.in_(list(spool_ids)), SPOOL.c.state == PENDING)
-            .order_by(SPOOL.c.id)
+            .order_by(SPOOL.c.id),
         )
         return [(spool_entry(r), None if r.raw is None else bytes(r.raw)) for r in rows]
 
     def get(self, spool_id: int) -> SpoolEntry | None:
-        row = self.conn.execute(select(SPOOL).where(SPOOL.c.id == spool_id)).first()
+        row = run(self.conn, select(SPOOL).where(SPOOL.c.id == spool_id)).first()
         return None if row is None else spool_entry(row)
 
     def claim(self, spool_ids: Sequence[int]) -> set[int]:
@@ -272,13 +276,14 @@ class SpoolRepo:
         and (PostgreSQL) not held by another worker's transaction, which are skipped."""
         if not spool_ids:
             return set()
-        return set(self.conn.execute(_CLAIM, {"ids": list(spool_ids)}).scalars())
+        return set(run(self.conn, _CLAIM, {"ids": list(spool_ids)}).scalars())
 
     def finish(self, done: Sequence[Finished]) -> None:
         """Mark items done, in two statements for a whole batch."""
         if not done:
             return
-        self.conn.execute(
+        run(
+            self.conn,
             _FINISH,
             [
                 {
@@ -293,25 +298,27 @@ class SpoolRepo:
         )
         moved = [{"id": d.spool_id} for d in done if d.drop_raw]
         if moved:
-            self.conn.execute(_DROP_RAW, moved)
+            run(self.conn, _DROP_RAW, moved)
 
     def drop_raw(self, spool_id: int) -> None:
-        self.conn.execute(_DROP_RAW, {"id": spool_id})
+        run(self.conn, _DROP_RAW, {"id": spool_id})
 
     def defer(self, spool_id: int, *, error: str, retry_at: datetime) -> int:
         """Count a failed attempt and set the next one; returns the attempts so far."""
-        found = self.conn.execute(
+        found = run(
+            self.conn,
             update(SPOOL)
             .where(SPOOL.c.id == spool_id)
             .values(attempts=SPOOL.c.attempts + 1, error=error, next_attempt_at=retry_at)
-            .returning(SPOOL.c.attempts)
+            .returning(SPOOL.c.attempts),
         ).first()
         return 0 if found is None else int(found[0])
 
     def quarantine(
         self, spool_id: int, *, error: str, traceback_id: str, traceback: str, now: datetime
     ) -> None:
-        self.conn.execute(
+        run(
+            self.conn,
             update(SPOOL)
             .where(SPOOL.c.id == spool_id)
             .values(
@@ -322,7 +329,7 @@ class SpoolRepo:
                 traceback=traceback,
                 processed_at=now,
                 attempts=SPOOL.c.attempts + 1,
-            )
+            ),
         )
 
     def requeue(self, spool_ids: Iterable[int] | None, now: datetime) -> list[int]:
@@ -330,7 +337,8 @@ class SpoolRepo:
         query = update(SPOOL).where(SPOOL.c.state == QUARANTINED)
         if spool_ids is not None:
             query = query.where(SPOOL.c.id.in_(list(spool_ids)))
-        rows = self.conn.execute(
-            query.values(state=PENDING, next_attempt_at=now, outcome=None).returning(SPOOL.c.id)
+        rows = run(
+            self.conn,
+            query.values(state=PENDING, next_attempt_at=now, outcome=None).returning(SPOOL.c.id),
         )
         return sorted(rows.scalars())

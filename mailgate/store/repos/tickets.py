@@ -24,6 +24,7 @@ from mailgate.core.notify import TEAM_KINDS
 from mailgate.core.route import Lookup
 from mailgate.core.sla import SlaClock
 from mailgate.errors import TicketBusy
+from mailgate.store.driver import run
 from mailgate.store.repos.timers import sla_values
 from mailgate.store.tables import table
 
@@ -144,7 +145,7 @@ class TicketRepo:
         wanted_out = list({*message_ids, *returned_ids})
         if wanted_out:
             returned = set(returned_ids)
-            found = self.conn.execute(_OUTBOX_BY_MID, {"mids": wanted_out})
+            found = run(self.conn, _OUTBOX_BY_MID, {"mids": wanted_out})
             for mid, outbox_id, kind in found:
                 if mid in returned:
                     outbox[mid] = outbox_id
@@ -152,14 +153,14 @@ class TicketRepo:
                     team.add(mid)
         by_mid: dict[str, int] = {}
         if message_ids:
-            rows = self.conn.execute(_TICKET_BY_MID, {"mids": list(message_ids)})
+            rows = run(self.conn, _TICKET_BY_MID, {"mids": list(message_ids)})
             for found_mid, ticket in rows:
                 by_mid[found_mid] = ticket
         wanted = list(set(numbers))
         existing: set[int] = set()
         merged: dict[int, int] = {}
         while wanted:
-            found_tickets = self.conn.execute(_MERGED, {"ids": wanted})
+            found_tickets = run(self.conn, _MERGED, {"ids": wanted})
             wanted = []
             for number, into in found_tickets:
                 existing.add(number)
@@ -190,7 +191,8 @@ class TicketRepo:
         """A new ticket, its SLA clock started as the caller computed it; as a view (no
         people yet), so that nothing needs to read it back."""
         organisation = requester.rpartition("@")[2] if requester else None
-        number = self.conn.execute(
+        number = run(
+            self.conn,
             _CREATE,
             {
                 "queue": queue,
@@ -232,18 +234,19 @@ class TicketRepo:
 
     def fields(self, number: int) -> dict[str, str]:
         """The ticket's reference fields, by name."""
-        rows = self.conn.execute(_FIELDS, {"id": number})
+        rows = run(self.conn, _FIELDS, {"id": number})
         return {str(r.name): str(r.value) for r in rows}
 
     def set_fields(self, number: int, values: Mapping[str, str]) -> None:
         """Give the ticket these reference field values (replacing earlier ones)."""
         if not values:
             return
-        self.conn.execute(
-            delete(FIELDS).where(FIELDS.c.ticket_id == number, FIELDS.c.name.in_(list(values)))
+        run(
+            self.conn,
+            delete(FIELDS).where(FIELDS.c.ticket_id == number, FIELDS.c.name.in_(list(values))),
         )
         rows = [{"ticket_id": number, "name": k, "value": v} for k, v in values.items()]
-        self.conn.execute(insert(FIELDS), rows)
+        run(self.conn, insert(FIELDS), rows)
 
     def touch(self, number: int, *, actor: str, now: datetime) -> None:
         """Record a change to the ticket: last changed, by whom, and a new version."""
@@ -253,8 +256,8 @@ class TicketRepo:
         self, number: int, values: Mapping[str, object], *, actor: str, now: datetime
     ) -> None:
         """Set ticket fields (status, action_by, priority, ...) and record who changed it."""
-        self.conn.execute(
-            _UPDATE, {**values, "updated_at": now, "updated_by": actor, "number": number}
+        run(
+            self.conn, _UPDATE, {**values, "updated_at": now, "updated_by": actor, "number": number}
         )
 
     def state(self, number: int, *, lock: bool = False) -> TicketState | None:
@@ -264,7 +267,7 @@ class TicketRepo:
         if lock:
             query = _STATE_LOCKED if self.wait_for_rows else _STATE_LOCKED_NOWAIT
         try:
-            rows = self.conn.execute(query, {"id": number}).all()
+            rows = run(self.conn, query, {"id": number}).all()
         except DBAPIError as exc:
             if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
                 raise TicketBusy(f"ticket #{number} is held by another batch") from exc
@@ -284,7 +287,7 @@ class TicketRepo:
 
     def view(self, number: int) -> TicketView | None:
         """The ticket's fields and people, without its thread and events."""
-        rows = self.conn.execute(_VIEW, {"id": number}).all()
+        rows = run(self.conn, _VIEW, {"id": number}).all()
         if not rows:
             return None
         row = rows[0]
@@ -312,34 +315,34 @@ class TicketRepo:
         )
 
     def quote(self, number: int) -> str:
-        found = self.conn.execute(_QUOTE, {"id": number}).first()
+        found = run(self.conn, _QUOTE, {"id": number}).first()
         return str(found[0]) if found is not None else ""
 
     def rating(self, number: int) -> tuple[str, str, str]:
         """(status, type, priority) of a ticket."""
-        row = self.conn.execute(_RATING, {"id": number}).one()
+        row = run(self.conn, _RATING, {"id": number}).one()
         return row[0], row[1], row[2]
 
     def existing(self, numbers: Iterable[int]) -> frozenset[int]:
         wanted = list(set(numbers))
         if not wanted:
             return frozenset()
-        found = self.conn.execute(select(TICKETS.c.id).where(TICKETS.c.id.in_(wanted)))
+        found = run(self.conn, select(TICKETS.c.id).where(TICKETS.c.id.in_(wanted)))
         return frozenset(found.scalars())
 
     def merge(self, number: int, into: int) -> None:
         """Move the thread and the people of ``number`` to ``into``; later mail for
         ``number`` lands on ``into``. (The caller cancels ``number``'s timers.)"""
-        self.conn.execute(
-            update(MESSAGES).where(MESSAGES.c.ticket_id == number).values(ticket_id=into)
+        run(
+            self.conn, update(MESSAGES).where(MESSAGES.c.ticket_id == number).values(ticket_id=into)
         )
         self.add_participants(into, self.participants(number))
-        self.conn.execute(update(TICKETS).where(TICKETS.c.id == number).values(merged_into=into))
+        run(self.conn, update(TICKETS).where(TICKETS.c.id == number).values(merged_into=into))
 
     # --- people ------------------------------------------------------------------------
 
     def participants(self, number: int) -> tuple[Participant, ...]:
-        rows = self.conn.execute(_PEOPLE, {"id": number})
+        rows = run(self.conn, _PEOPLE, {"id": number})
         return tuple(_participant(r) for r in rows)
 
     def add_participants(
@@ -357,7 +360,8 @@ class TicketRepo:
                 on_ticket.add(person.address)
                 added.append(person)
         if added:
-            self.conn.execute(
+            run(
+                self.conn,
                 _ADD_PEOPLE,
                 [
                     {
@@ -375,8 +379,9 @@ class TicketRepo:
     def remove_participants(self, number: int, addresses: Iterable[str]) -> None:
         wanted = [a.lower() for a in addresses]
         if wanted:
-            self.conn.execute(
+            run(
+                self.conn,
                 PARTICIPANTS.delete().where(
                     PARTICIPANTS.c.ticket_id == number, PARTICIPANTS.c.address.in_(wanted)
-                )
+                ),
             )

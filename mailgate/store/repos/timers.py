@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from mailgate.core.sla import SlaClock
+from mailgate.store.driver import run
 from mailgate.store.tables import table
 
 TIMERS = table("timers")
@@ -56,37 +57,39 @@ class TimerRepo:
             for trigger, due in timers
         ]
         if rows:
-            self.conn.execute(_ARM, rows)
+            run(self.conn, _ARM, rows)
 
     def cancel(self, ticket: int, *, sla: bool | None = None) -> None:
         """Cancel a ticket's pending timers: all, only SLA alarms (``sla=True``), or only the
         workflow's (``sla=False``)."""
-        self.conn.execute(_CANCEL[sla], {"ticket": ticket})
+        run(self.conn, _CANCEL[sla], {"ticket": ticket})
 
     def due(self, now: datetime, limit: int) -> list[int]:
-        rows = self.conn.execute(
+        rows = run(
+            self.conn,
             select(TIMERS.c.id)
             .where(TIMERS.c.state == "pending", TIMERS.c.due_at <= now)
             .order_by(TIMERS.c.due_at, TIMERS.c.id)
-            .limit(limit)
+            .limit(limit),
         )
         return list(rows.scalars())
 
     def claim(self, timer_id: int, now: datetime) -> tuple[int, str, str] | None:
         """Mark a pending timer fired; (ticket, trigger, status when armed), or None when it
         fired or was cancelled already (by another instance, or a change in between)."""
-        row = self.conn.execute(
+        row = run(
+            self.conn,
             update(TIMERS)
             .where(TIMERS.c.id == timer_id, TIMERS.c.state == "pending")
             .values(state="fired", fired_at=now)
-            .returning(TIMERS.c.ticket_id, TIMERS.c.trigger, TIMERS.c.status)
+            .returning(TIMERS.c.ticket_id, TIMERS.c.trigger, TIMERS.c.status),
         ).first()
         return None if row is None else (row[0], row[1], row[2])
 
     # --- the SLA clock (columns of the ticket row) -------------------------------------
 
     def sla_clock(self, number: int) -> SlaClock:
-        row = self.conn.execute(_SLA_CLOCK, {"id": number}).one()
+        row = run(self.conn, _SLA_CLOCK, {"id": number}).one()
         return SlaClock(
             consumed=row.sla_consumed,
             running_since=row.sla_running_since,
@@ -104,10 +107,11 @@ class TimerRepo:
         answer_due: datetime | None,
         solve_due: datetime | None,
     ) -> None:
-        self.conn.execute(
+        run(
+            self.conn,
             update(TICKETS)
             .where(TICKETS.c.id == number)
-            .values(**sla_values(clock, answer_due, solve_due))
+            .values(**sla_values(clock, answer_due, solve_due)),
         )
 
 

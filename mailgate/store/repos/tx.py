@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, insert, select
 
+from mailgate.store.driver import run
 from mailgate.store.repos.history import HistoryRepo
 from mailgate.store.repos.outbox import OutboxRepo
 from mailgate.store.repos.spool import SpoolRepo
@@ -51,10 +52,8 @@ class Tx:
         if not blobs:
             return
         known = set(
-            self.conn.execute(
-                select(BLOBS.c.sha256).where(BLOBS.c.sha256.in_(list(blobs)))
-            ).scalars()
+            run(self.conn, select(BLOBS.c.sha256).where(BLOBS.c.sha256.in_(list(blobs)))).scalars()
         )
         fresh = [{"sha256": k, "data": v} for k, v in blobs.items() if k not in known]
         if fresh:
-            self.conn.execute(insert(BLOBS), fresh)
+            run(self.conn, insert(BLOBS), fresh)
