@@ -31,7 +31,7 @@ class Intake:
     cpu_seconds: float  # all threads of this process (worker processes: below)
     counts: dict[str, int] = field(default_factory=dict)
     system_seconds: float = 0.0  # of cpu_seconds, in the kernel (sockets, files, fsync)
-    processes: int = 0  # worker processes of their own (PostgreSQL), their CPU counted
+    processes: int = 0  # child processes (worker or parsing processes), their CPU counted
     processes_peak_mb: float = 0.0  # the largest peak RSS among them
 
     @property
@@ -69,8 +69,7 @@ async def through_intake(
     worker = 0.0
     # Worker processes start (and import) before the clock does: a daemon's run once.
     await asyncio.gather(*(w.run_due(0) for w in app.workers))
-    pids = [w.pid for w in app.workers if getattr(w, "pid", None)]
-    children_start = processes_cpu(pids)
+    children_start = children_cpu()  # worker processes (PostgreSQL), parsing ones (SQLite)
     cpu_start = time.process_time()
     system_start = resource.getrusage(resource.RUSAGE_SELF).ru_stime
     start = time.perf_counter()
@@ -97,8 +96,10 @@ async def through_intake(
     seconds = time.perf_counter() - start
     cpu = time.process_time() - cpu_start
     system = resource.getrusage(resource.RUSAGE_SELF).ru_stime - system_start
+    children_end = children_cpu()
     children = [
-        (a[0] - b[0], a[1] - b[1]) for a, b in zip(processes_cpu(pids), children_start, strict=True)
+        (u - children_start.get(pid, (0.0, 0.0))[0], s - children_start.get(pid, (0.0, 0.0))[1])
+        for pid, (u, s) in children_end.items()
     ]
     return Intake(
         total,
@@ -107,8 +108,8 @@ async def through_intake(
         cpu + sum(c[0] + c[1] for c in children),
         counts,
         system + sum(c[1] for c in children),
-        len(pids),
-        max((peak_mb(pid) for pid in pids), default=0.0),
+        len(children_end),
+        max((peak_mb(pid) for pid in children_end), default=0.0),
     )
 
 
@@ -129,11 +130,18 @@ def sender(raw: bytes) -> str | None:
 _FROM = re.compile(rb"^From:[^\r\n<]*<([^>\r\n]+)>", re.MULTILINE | re.IGNORECASE)
 
 
-def processes_cpu(pids: list[int]) -> list[tuple[float, float]]:
-    """(user, system) CPU seconds each process has used so far (Linux /proc)."""
+def children_cpu() -> dict[int, tuple[float, float]]:
+    """(user, system) CPU seconds each child process of this one has used so far (Linux
+    /proc): mailgate's worker processes (PostgreSQL) or parsing processes (SQLite)."""
     tick = os.sysconf("SC_CLK_TCK")
-    found = []
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        found.append((int(fields[11]) / tick, int(fields[12]) / tick))
+    found = {}
+    for task in Path("/proc/self/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            try:
+                if b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    continue  # multiprocessing's own helper, idle
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            except OSError:  # ended meanwhile
+                continue
+            found[int(pid)] = (int(fields[11]) / tick, int(fields[12]) / tick)
     return found

@@ -8,11 +8,12 @@ intake pays: one fsync'd file write plus one committed SQLite row per mail with
 the stdlib sqlite3 module (WAL, synchronous=FULL). The ratio says how much the
 whole intake costs on top of that floor.
 
-    .venv/bin/python bench/ingest.py [--mails 2000] [--postgresql [--processes N]]
+    .venv/bin/python bench/ingest.py [--mails 2000] [--processes N] [--postgresql]
 
-With ``--postgresql`` mailgate runs on a throwaway PostgreSQL cluster (the baseline
-stays the same SQLite floor), its worker as the daemon runs it: in ``[worker]
-processes`` processes of their own (``--processes 0``: in this one). Their CPU is
+The worker runs as the daemon runs it: on SQLite in this process, a large batch's
+parsing in ``[worker] processes`` processes of their own; with ``--postgresql`` (a
+throwaway cluster; the baseline stays the same SQLite floor) in that many worker
+processes. ``--processes 0``: everything in this one. The child processes' CPU is
 counted with this process's, and the server's CPU per mail is printed beside it.
 """
 
@@ -209,7 +210,7 @@ def main() -> int:
         "--processes",
         type=int,
         default=None,
-        help="[worker] processes on PostgreSQL (default: the config's default); 0: in-process",
+        help="[worker] processes (default: the config's); 0: all in this process",
     )
     parser.add_argument(
         "--postgresql", action="store_true", help="mailgate on a throwaway PostgreSQL cluster"
@@ -246,8 +247,8 @@ def main() -> int:
     )
     actions = ", ".join(f"{k} {v}" for k, v in sorted(run.counts.items()))
     print(f"mails:                 {args.mails} ({actions})")
-    if cluster is not None:
-        print(f"worker processes:      {run.processes or 'none, the worker in this process'}")
+    kind = "worker" if cluster is not None else "parsing"
+    print(f"{kind} processes:      {run.processes or 'none, the worker in this process'}")
     print(f"mailgate intake:       {run.rate:8.1f} mails/s into tickets (store + parse + route + ")
     print("                                      persist + notifications rendered and queued)")
     print(f"  the worker alone:    {run.worker_rate:8.1f} mails/s")
@@ -261,7 +262,7 @@ def main() -> int:
     print(f"ratio mailgate/base:   {run.rate / base_rate:8.3f}")
     print(f"peak RSS:              {peak_mb:8.1f} MB (mailgate's run, mails made as they arrive)")
     if run.processes:
-        print(f"  a worker process's:  {run.processes_peak_mb:8.1f} MB (the largest)")
+        print(f"  a {kind} process's: {run.processes_peak_mb:8.1f} MB (the largest)")
     return 0
 
 

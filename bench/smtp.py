@@ -9,7 +9,7 @@ once with a new connection per mail and once with connections reused.
 Printed: mails/s for each, the ratio b/a, and p50/p99 latency from the end of
 DATA to the 250, plus how long (b) needed to finish processing.
 
-    .venv/bin/python bench/smtp.py [--mails 2000] [--connections 8]
+    .venv/bin/python bench/smtp.py [--mails 2000] [--connections 8] [--processes N]
 """
 
 from __future__ import annotations
@@ -195,7 +195,11 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mails", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument(
+        "--processes", type=int, help="mailgate's [worker] processes (default: the config's)"
+    )
     args = parser.parse_args()
+    worker = {} if args.processes is None else {"worker": {"processes": args.processes}}
     print(f"{args.mails} mails of ~{len(mail(0)) // 1024} KB, {args.connections} connections")
     print(f"{'mode':<22}{'server':<10}{'mails/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
     for reuse in (False, True):
@@ -204,7 +208,11 @@ def main() -> int:
         for name in ("sink", "mailgate"):
             port = free_port()
             with tempfile.TemporaryDirectory(prefix="mailgate-bench-") as tmp:
-                process = start_sink(port) if name == "sink" else start_mailgate(Path(tmp), port)
+                process = (
+                    start_sink(port)
+                    if name == "sink"
+                    else start_mailgate(Path(tmp), port, **worker)
+                )
                 try:
                     mails = [mail(i) for i in range(args.mails)]
                     rate, latencies = asyncio.run(drive(port, mails, args.connections, reuse))

@@ -33,6 +33,7 @@ from mailgate.ops.metrics import Metrics
 from mailgate.outbound.notifier import Notifier
 from mailgate.outbound.render import Templates
 from mailgate.outbound.transport import transport_for
+from mailgate.runners.parsing import Parsers
 from mailgate.runners.processes import WorkerProcess
 from mailgate.runners.sender import Sender
 from mailgate.runners.timers import Scheduler
@@ -262,6 +263,11 @@ def _wire(
         raw=None if in_database else BlobStore(config.spool_dir, ".eml"),
         attachments=None if in_database else BlobStore(config.attachment_dir),
         preparer=Preparer(codec, policy, config.intake, templates.subject_prefixes()),
+        parsers=Parsers(
+            config.worker.processes if blocking.single_writer else 0,
+            config.general.log_level,
+            config.general.log_format,
+        ),
         applier=_applier(config, desk, notifier, policy),
         worker=config.worker,
         clock=clock,

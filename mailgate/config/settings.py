@@ -84,7 +84,7 @@ class WorkerConfig:
     batch_size: int = 32  # mails applied in one transaction, a savepoint each
     batch_time: float = 0.25  # seconds a batch may hold the write lock before it commits
     lanes: int = 1  # PostgreSQL: batches applied side by side (SQLite has one writer)
-    processes: int = 2  # PostgreSQL: worker processes of their own (0: in the daemon's)
+    processes: int = 2  # PostgreSQL: worker processes; SQLite: parsing processes (0: none)
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,11 @@ _CONTENT_TYPES = re.compile(rb"^content-type[ \t]*:", re.IGNORECASE | re.MULTILI
 
 
 # Tried in order for 8-bit text without a usable charset; configurable per installation.
+# The name mail-parser gives a part that has none (ten random letters): another each
+# time the same mail is parsed.
+_INVENTED = re.compile(r"[a-z]{10}\.(?:txt|rtf)")
+
+
 def parse_mail(
     raw: bytes,
     fallback_charsets: tuple[str, ...] = DEFAULT_FALLBACK_CHARSETS,
@@ -243,6 +248,8 @@ def _with_mailparser(raw: bytes, fallbacks: tuple[str, ...]) -> ParsedMail:
             data = str(payload).encode("utf-8", "surrogateescape")
         content_type = str(item.get("mail_content_type") or "application/octet-stream")
         name = item.get("filename")
+        if name and _INVENTED.fullmatch(str(name)) and str(name).encode() not in raw:
+            name = None  # made up at random by mail-parser: named by its type and place
         if content_type == "message/rfc822" and name and not str(name).lower().endswith(".eml"):
             name = f"{name}.eml"
         attachments.append(_attachment(name, content_type, data, index, item.get("content-id")))

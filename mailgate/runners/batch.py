@@ -9,6 +9,7 @@ they may be applied side by side.
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -30,6 +31,7 @@ class Failed:
 
     entry: SpoolEntry
     error: BaseException
+    trace: str  # its traceback, for the quarantine
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,14 +58,19 @@ class Gathered:
         return Gathered(left, [], self.blobs, self.seconds) if left else None
 
 
-def batches(due: list[tuple[int, int]], count: int, size: int) -> list[list[int]]:
+def batches(
+    due: list[tuple[int, int]], count: int, size: int, first: int | None = None
+) -> list[list[int]]:
     """The ids of ``due`` ((id, bytes) pairs, in order) cut into batches of at most
-    ``count`` mails and ``size`` bytes; a mail larger than ``size`` is a batch alone."""
+    ``count`` mails and ``size`` bytes; a mail larger than ``size`` is a batch alone.
+    ``first``: the first batch has at most that many mails (it is applied sooner, while
+    the next is gathered)."""
     found: list[list[int]] = []
     batch: list[int] = []
     held = 0
     for spool_id, length in due:
-        if batch and (len(batch) == count or held + length > size):
+        limit = count if found or first is None else min(first, count)
+        if batch and (len(batch) == limit or held + length > size):
             found.append(batch)
             batch, held = [], 0
         batch.append(spool_id)
@@ -107,20 +114,43 @@ def understand(
     """The gather step, on a thread with no transaction open: parse and understand each
     mail, and write its raw bytes and attachments to the blob stores (``raw_store`` None:
     raw mails stay in the database; ``attachments`` None: attachments go into it)."""
+    raws, unread = with_raw(loaded, raw_store)
+    parsed = prepare_all(raws, preparer, moving=raw_store is not None)
+    return stored(parsed.joined(unread), loaded, raw_store, attachments)
+
+
+def with_raw(
+    loaded: list[tuple[SpoolEntry, bytes | None]], raw_store: BlobStore | None
+) -> tuple[list[tuple[SpoolEntry, bytes, bool]], Gathered]:
+    """Each mail with its raw bytes (from the spool row, else the blob store) and whether
+    they are the row's (``spooled``); the mails whose bytes could not be read, failed."""
+    raws: list[tuple[SpoolEntry, bytes, bool]] = []
+    failed: list[Failed] = []
+    for entry, spooled in loaded:
+        try:
+            raw = spooled if spooled is not None else _raw_of(entry, raw_store)
+        except Exception as exc:  # the blob store failing, or the file gone
+            failed.append(failure(entry, exc))
+            continue
+        raws.append((entry, raw, spooled is not None))
+    return raws, Gathered([], failed, {}, {})
+
+
+def prepare_all(
+    raws: Sequence[tuple[SpoolEntry, bytes, bool]], preparer: Preparer, *, moving: bool
+) -> Gathered:
+    """The CPU work of the gather step, no I/O: each mail parsed and understood (in the
+    daemon's thread, or in a parsing process: ``runners.parsing``). ``moving``: the bytes
+    of a spool row move into the blob store (the row's go after the mail is applied)."""
     ready: list[Prepared] = []
     failed: list[Failed] = []
     seconds: dict[int, float] = {}
-    raws: list[tuple[bytes, str]] = []  # raw mails to move into the blob store
-    files: list[tuple[bytes, str]] = []  # attachments
-    in_database: dict[int, dict[str, bytes]] = {}
-    for entry, spooled in loaded:
+    for entry, raw, spooled in raws:
         started = time.perf_counter()
         try:
-            raw = spooled if spooled is not None else _raw_of(entry, raw_store)
-            moving = spooled is not None and raw_store is not None
-            item = preparer.prepare(entry, raw, drop_raw=moving)
-        except Exception as exc:  # a bug of ours, or the blob store failing
-            failed.append(Failed(entry, exc))
+            item = preparer.prepare(entry, raw, drop_raw=spooled and moving)
+        except Exception as exc:  # a bug of ours
+            failed.append(failure(entry, exc))
             continue
         log.debug(
             "mail.parsed",
@@ -129,21 +159,44 @@ def understand(
             defects=len(item.mail.defects),
             attachments=len(item.mail.attachments),
         )
-        if spooled is not None and raw_store is not None:
-            raws.append((spooled, entry.raw_sha256))
+        ready.append(item)
+        seconds[entry.id] = time.perf_counter() - started
+    return Gathered(ready, failed, {}, seconds)
+
+
+def stored(
+    parsed: Gathered,
+    loaded: list[tuple[SpoolEntry, bytes | None]],
+    raw_store: BlobStore | None,
+    attachments: BlobStore | None,
+) -> Gathered:
+    """``parsed`` after its bytes are stored: the raw mails that were in spool rows and
+    the attachments go into the blob stores, one durable write per store for the whole
+    batch (``BlobStore.put_many``), or into the database's blob table with the mail."""
+    spooled = {entry.id: raw for entry, raw in loaded if raw is not None}
+    raws: list[tuple[bytes, str]] = []  # raw mails to move into the blob store
+    files: list[tuple[bytes, str]] = []  # attachments
+    in_database: dict[int, dict[str, bytes]] = {}
+    for item in parsed.ready:
+        entry = item.entry
+        raw = spooled.get(entry.id)
+        if raw is not None and raw_store is not None:
+            raws.append((raw, entry.raw_sha256))
         found = [(a.data, a.sha256) for a in item.mail.attachments]
         if attachments is None:
             in_database[entry.id] = {sha: data for data, sha in found}
         else:
             files.extend(found)
-        ready.append(item)
-        seconds[entry.id] = time.perf_counter() - started
-    # One durable write per store for the whole batch (see ``BlobStore.put_many``).
     if raws and raw_store is not None:
         raw_store.put_many(raws)
     if files and attachments is not None:
         attachments.put_many(files)
-    return Gathered(ready, failed, in_database, seconds)
+    return Gathered(parsed.ready, parsed.failed, in_database, parsed.seconds)
+
+
+def failure(entry: SpoolEntry, exc: BaseException) -> Failed:
+    """``exc`` as a failed mail, its traceback kept as text (it may cross a process)."""
+    return Failed(entry, exc, "".join(traceback.format_exception(exc)))
 
 
 def _raw_of(entry: SpoolEntry, raw_store: BlobStore | None) -> bytes:

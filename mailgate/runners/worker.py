@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -35,8 +34,18 @@ from mailgate.config import WorkerConfig
 from mailgate.core.model import Action, SpoolEntry
 from mailgate.errors import Busy, MailgateError
 from mailgate.ops.metrics import Metrics
-from mailgate.runners.batch import Failed, Gathered, batches, lanes, understand
+from mailgate.runners.batch import (
+    Failed,
+    Gathered,
+    batches,
+    failure,
+    lanes,
+    stored,
+    understand,
+    with_raw,
+)
 from mailgate.runners.loop import Round
+from mailgate.runners.parsing import Parsers
 from mailgate.store.blobs import BlobStore
 from mailgate.store.db import Blocking, is_temporary, storage_errors
 from mailgate.store.repos import Tx
@@ -54,6 +63,7 @@ BATCH_BYTES = 16 * 1024 * 1024
 # The next batch is gathered ahead only when it is no larger than this: two large
 # batches in memory at once would double the worker's share of RSS.
 AHEAD_BYTES = 4 * 1024 * 1024
+FIRST = 8  # mails in a round's first batch when parsing processes gather the next ones
 
 __all__ = ["Outcome", "Processor"]
 
@@ -72,6 +82,7 @@ class Processor:
         raw: BlobStore | None,
         attachments: BlobStore | None,
         preparer: Preparer,
+        parsers: Parsers,
         applier: Applier,
         worker: WorkerConfig,
         clock: Clock,
@@ -83,6 +94,7 @@ class Processor:
         self.raw = raw  # None: raw mails stay in the database
         self.attachments = attachments  # None: attachments go into the database
         self.preparer = preparer
+        self.parsers = parsers  # SQLite: a large batch is parsed in processes of their own
         self.applier = applier
         self.worker = worker
         self.clock = clock
@@ -113,7 +125,7 @@ class Processor:
             )
         outcomes: list[Outcome] = []
         count = min(self.worker.batch_size * self.lanes, limit)
-        chunks = batches(due, count, BATCH_BYTES)
+        chunks = batches(due, count, BATCH_BYTES, FIRST if self.parsers.wanted(count) else None)
         size = dict(due)
         ahead: asyncio.Task[Gathered] | None = None
         rest: Gathered | None = None  # gathered, not reached by the batch before
@@ -164,8 +176,14 @@ class Processor:
     async def _gather(self, spool_ids: Sequence[int]) -> Gathered:
         with storage_errors("read spool"):
             loaded = await self.blocking.read(lambda conn: SpoolRepo(conn).load(spool_ids))
+        if not self.parsers.wanted(len(loaded)):
+            return await asyncio.to_thread(
+                understand, loaded, self.preparer, self.raw, self.attachments
+            )
+        raws, unread = await asyncio.to_thread(with_raw, loaded, self.raw)
+        parsed = await self.parsers.prepare(raws, self.preparer, moving=self.raw is not None)
         return await asyncio.to_thread(
-            understand, loaded, self.preparer, self.raw, self.attachments
+            stored, parsed.joined(unread), loaded, self.raw, self.attachments
         )
 
     async def _apply_lanes(self, gathered: Gathered) -> tuple[list[Outcome], set[int]]:
@@ -202,7 +220,7 @@ class Processor:
         for item, outcome, error, seconds in applied:
             seconds += gathered.seconds[item.entry.id]
             if error is not None:
-                gathered.failed.append(Failed(item.entry, error))
+                gathered.failed.append(failure(item.entry, error))
             elif outcome is not None:
                 self._routed(item, outcome, seconds)
                 outcomes.append(outcome)
@@ -293,7 +311,7 @@ class Processor:
         if isinstance(exc, MailgateError) and exc.temporary:
             (outcome,) = await self._defer([failed.entry.id], exc)
             return outcome
-        return await self._quarantine(failed.entry, exc)
+        return await self._quarantine(failed.entry, exc, failed.trace)
 
     async def _defer(self, spool_ids: list[int], exc: BaseException) -> list[Outcome]:
         """Count a failed attempt on each item and set its next one, with backoff."""
@@ -319,10 +337,9 @@ class Processor:
         log.warning("mail.deferred", error=error, spool_ids=spool_ids)
         return [Outcome(i, Action.DEFERRED, None, error) for i in spool_ids]
 
-    async def _quarantine(self, entry: SpoolEntry, exc: BaseException) -> Outcome:
+    async def _quarantine(self, entry: SpoolEntry, exc: BaseException, text: str) -> Outcome:
         traceback_id = uuid.uuid4().hex[:12]
         error = f"{type(exc).__name__}: {exc}"[:1000]
-        text = "".join(traceback.format_exception(exc))
         log.error(
             "mail.quarantined",
             spool_id=entry.id,
@@ -369,7 +386,8 @@ class Processor:
         return self._working
 
     async def close(self) -> None:
-        """Nothing of its own to close: its connections are the app's."""
+        """Its parsing processes stop; its connections are the app's."""
+        await self.parsers.close()
 
     async def round(self, *, failing: bool, stop: asyncio.Event) -> Round:
         done, self._working = await worker_round(self.run_due, failing=failing)

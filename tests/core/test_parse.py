@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from email.message import EmailMessage
 from email.policy import SMTP
 
@@ -378,3 +379,21 @@ def test_two_attachments_of_one_name_are_told_apart_like_mail_clients_do() -> No
     found = parse_mail(_with_parts(same, same, same)).attachments
     assert [a.filename for a in found] == ["a.pdf", "a (1).pdf", "a (2).pdf"]
     assert {a.original_filename for a in found} == {"a.pdf"}
+
+
+def test_a_part_without_a_name_gets_the_same_name_each_time_the_mail_is_parsed() -> None:
+    """mail-parser names such a part with random letters; the ticket's attachment must
+    not be named differently when the same mail is parsed again (a retry, a worker
+    process, a re-import)."""
+    raw = (
+        b"From: a@example.nl\r\nTo: support@example.com\r\nSubject: log\r\n"
+        b"Message-ID: <log@example.nl>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nZie bijlage.\r\n"
+        b"--b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment\r\n\r\nregel 1\r\n"
+        b"--b\r\nContent-Type: application/rtf\r\n\r\n{\\rtf1 tekst}\r\n--b--\r\n"
+    )
+    names = {tuple(a.filename for a in parse_mail(raw).attachments) for _ in range(5)}
+    assert len(names) == 1
+    (found,) = names
+    assert len(found) == 2 and all(not re.fullmatch(r"[a-z]{10}\.(txt|rtf)", n) for n in found)

@@ -490,8 +490,9 @@ async def test_while_storage_fails_the_worker_backs_off_instead_of_reparsing_eve
     from mailgate.intake.spool import Received
     from mailgate.runners.loop import run
 
-    config = make_config(
-        database={"busy_timeout": 0.05}, worker={"poll_interval": 0.05, "batch_size": 4}
+    config = make_config(  # parsed in this process (processes 0), whose log counts it
+        database={"busy_timeout": 0.05},
+        worker={"poll_interval": 0.05, "batch_size": 4, "processes": 0},
     )
     app = await build_app(config, clock)
     stop, wake = asyncio.Event(), asyncio.Event()

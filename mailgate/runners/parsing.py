@@ -1,0 +1,121 @@
+"""The gather step's CPU work in processes of their own (SQLite), beside the daemon's worker.
+
+SQLite takes one writer, so the daemon applies every mail in its own process
+(``runners.worker``); on PostgreSQL whole workers run in processes (``runners.processes``).
+What a batch needs before its transaction — parsing, understanding, classifying,
+detecting the language: a third of a mail's CPU — needs no database at all. While the
+daemon applies one batch, ``Parsers`` parses the next in ``[worker] processes`` processes
+of their own (spawned at the first batch large enough to pay for the trip), the batch
+cut in one part per process; the mails go there as bytes and come back understood
+(``Prepared``). A batch of a few mails is parsed in the daemon, which costs less than
+the trip. Reading raw mails and writing blobs stays in the daemon (``runners.batch``).
+
+A process that dies takes only its part with it: the pool is started again and that
+batch parsed in the daemon. See docs/decisions/0023-parsing-processes.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import pickle
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+import structlog
+
+from mailgate.core.model import SpoolEntry
+from mailgate.runners.batch import Failed, Gathered, prepare_all
+from mailgate.tickets.prepare import Preparer
+
+log = structlog.get_logger("mailgate.runners.parsing")
+# Fewer mails than this in a batch are parsed in the daemon: a trip to a process and back
+# (pickling both ways, a wake-up) costs about what one small mail's parsing does.
+AWAY_FROM = 4
+
+
+class Parsers:
+    """Processes that run ``prepare_all`` for the daemon's worker."""
+
+    def __init__(self, count: int, level: str, fmt: str) -> None:
+        self.count = count
+        self.level = level
+        self.fmt = fmt
+        self._pool: ProcessPoolExecutor | None = None
+
+    def wanted(self, mails: int) -> bool:
+        """Whether a batch of ``mails`` goes to the processes."""
+        return self.count > 0 and mails >= AWAY_FROM
+
+    async def prepare(
+        self, raws: Sequence[tuple[SpoolEntry, bytes, bool]], preparer: Preparer, *, moving: bool
+    ) -> Gathered:
+        """``prepare_all`` of ``raws``, a part in each process; in this one (on a thread)
+        when the pool broke (a process died: started again for the next batch)."""
+        pool = self._started()
+        loop = asyncio.get_running_loop()
+        parts = [list(raws[i :: self.count]) for i in range(self.count) if raws[i :: self.count]]
+        try:
+            done = await asyncio.gather(
+                *(loop.run_in_executor(pool, _prepare, part, preparer, moving) for part in parts)
+            )
+        except BrokenProcessPool as exc:
+            log.error("worker.parser_died", error=str(exc))
+            self._pool = None
+            pool.shutdown(wait=False, cancel_futures=True)
+            return await asyncio.to_thread(prepare_all, raws, preparer, moving=moving)
+        order = {entry.id: n for n, (entry, _, _) in enumerate(raws)}
+        ready = sorted((i for g in done for i in g.ready), key=lambda i: order[i.entry.id])
+        failed = [f for g in done for f in g.failed]
+        return Gathered(ready, failed, {}, {k: v for g in done for k, v in g.seconds.items()})
+
+    def _started(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self.count,
+                mp_context=multiprocessing.get_context("spawn"),  # no fork of the event loop
+                initializer=_ready,
+                initargs=(self.level, self.fmt),
+            )
+            log.info("worker.parsers_started", processes=self.count)
+        return self._pool
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await asyncio.to_thread(pool.shutdown, True, cancel_futures=True)
+
+
+# --- in a parsing process --------------------------------------------------------------------
+
+
+def _ready(level: str, fmt: str) -> None:
+    """A parsing process's start: the daemon's log format; SIGTERM and SIGINT, which a
+    service manager or a terminal sends to the whole group, are the daemon's to act on
+    (it shuts the pool down when it stops)."""
+    import signal
+
+    from mailgate.log import configure
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+    configure(level, fmt)
+
+
+def _prepare(
+    raws: list[tuple[SpoolEntry, bytes, bool]], preparer: Preparer, moving: bool
+) -> Gathered:
+    gathered = prepare_all(raws, preparer, moving=moving)
+    return Gathered(gathered.ready, [_portable(f) for f in gathered.failed], {}, gathered.seconds)
+
+
+def _portable(failed: Failed) -> Failed:
+    """``failed`` with an error that crosses back to the daemon: an exception that does not
+    pickle becomes a ``RuntimeError`` of the same text (its traceback is kept as text)."""
+    try:
+        pickle.loads(pickle.dumps(failed.error))  # noqa: S301 - our own bytes, just made
+    except Exception:
+        error = RuntimeError(f"{type(failed.error).__name__}: {failed.error}")
+        return Failed(failed.entry, error, failed.trace)
+    return failed
