@@ -263,11 +263,7 @@ def _wire(
         raw=None if in_database else BlobStore(config.spool_dir, ".eml"),
         attachments=None if in_database else BlobStore(config.attachment_dir),
         preparer=Preparer(codec, policy, config.intake, templates.subject_prefixes()),
-        parsers=Parsers(
-            config.worker.processes if blocking.single_writer else 0,
-            config.general.log_level,
-            config.general.log_format,
-        ),
+        parsers=_parsers(config, blocking),
         applier=_applier(config, desk, notifier, policy),
         worker=config.worker,
         clock=clock,
@@ -305,6 +301,12 @@ def _workers(
     if blocking.single_writer or count == 0:
         return [processor]
     return [WorkerProcess(config, (i, count), metrics, on_outbox) for i in range(count)]
+
+
+def _parsers(config: Config, blocking: Blocking) -> Parsers:
+    """SQLite's parsing processes (PostgreSQL runs whole workers in processes: none)."""
+    count = config.worker.processes if blocking.single_writer else 0
+    return Parsers(count, config.general.log_level, config.general.log_format)
 
 
 def _applier(config: Config, desk: Desk, notifier: Notifier, policy: AddressPolicy) -> Applier:

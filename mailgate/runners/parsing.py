@@ -26,7 +26,15 @@ from concurrent.futures.process import BrokenProcessPool
 import structlog
 
 from mailgate.core.model import SpoolEntry
-from mailgate.runners.batch import Failed, Gathered, prepare_all
+from mailgate.runners.batch import (
+    Failed,
+    Gathered,
+    prepare_all,
+    stored,
+    understand,
+    with_raw,
+)
+from mailgate.store.blobs import BlobStore
 from mailgate.tickets.prepare import Preparer
 
 log = structlog.get_logger("mailgate.runners.parsing")
@@ -47,6 +55,23 @@ class Parsers:
     def wanted(self, mails: int) -> bool:
         """Whether a batch of ``mails`` goes to the processes."""
         return self.count > 0 and mails >= AWAY_FROM
+
+    async def gather(
+        self,
+        loaded: list[tuple[SpoolEntry, bytes | None]],
+        preparer: Preparer,
+        raw_store: BlobStore | None,
+        attachments: BlobStore | None,
+    ) -> Gathered:
+        """The gather step of a loaded batch (``runners.batch``): parsed on a thread of the
+        daemon, or a batch large enough in the processes; its bytes stored."""
+        if not self.wanted(len(loaded)):
+            return await asyncio.to_thread(understand, loaded, preparer, raw_store, attachments)
+        raws, unread = await asyncio.to_thread(with_raw, loaded, raw_store)
+        parsed = await self.prepare(raws, preparer, moving=raw_store is not None)
+        return await asyncio.to_thread(
+            stored, parsed.joined(unread), loaded, raw_store, attachments
+        )
 
     async def prepare(
         self, raws: Sequence[tuple[SpoolEntry, bytes, bool]], preparer: Preparer, *, moving: bool

@@ -34,16 +34,7 @@ from mailgate.config import WorkerConfig
 from mailgate.core.model import Action, SpoolEntry
 from mailgate.errors import Busy, MailgateError
 from mailgate.ops.metrics import Metrics
-from mailgate.runners.batch import (
-    Failed,
-    Gathered,
-    batches,
-    failure,
-    lanes,
-    stored,
-    understand,
-    with_raw,
-)
+from mailgate.runners.batch import Failed, Gathered, batches, failure, lanes
 from mailgate.runners.loop import Round
 from mailgate.runners.parsing import Parsers
 from mailgate.store.blobs import BlobStore
@@ -176,15 +167,7 @@ class Processor:
     async def _gather(self, spool_ids: Sequence[int]) -> Gathered:
         with storage_errors("read spool"):
             loaded = await self.blocking.read(lambda conn: SpoolRepo(conn).load(spool_ids))
-        if not self.parsers.wanted(len(loaded)):
-            return await asyncio.to_thread(
-                understand, loaded, self.preparer, self.raw, self.attachments
-            )
-        raws, unread = await asyncio.to_thread(with_raw, loaded, self.raw)
-        parsed = await self.parsers.prepare(raws, self.preparer, moving=self.raw is not None)
-        return await asyncio.to_thread(
-            stored, parsed.joined(unread), loaded, self.raw, self.attachments
-        )
+        return await self.parsers.gather(loaded, self.preparer, self.raw, self.attachments)
 
     async def _apply_lanes(self, gathered: Gathered) -> tuple[list[Outcome], set[int]]:
         """Apply a batch, its mails that share nothing (``Prepared.shared``) in separate

@@ -198,32 +198,42 @@ def run(
         return _through_sqlalchemy(conn, stmt, params)
     sets: Sequence[Params] = params if many else [first]  # type: ignore[assignment]
     bound = [_bind(plan, p) for p in sets]
+    description, fetched, rowcount = _on_cursor(conn, plan.sql, bound if many else bound[0], many)
+    if description is None:
+        return Rows([], rowcount)
+    row, processors = known.row_of(plan, dialect, description)
+    if any(processors):
+        rows = [
+            row._make([p(v) if p else v for p, v in zip(processors, r, strict=True)])
+            for r in fetched
+        ]
+    else:
+        rows = [row._make(r) for r in fetched]
+    return Rows(rows, rowcount)
+
+
+def plain(conn: Connection, sql: str) -> None:
+    """``sql``, a statement without parameters or rows (``SAVEPOINT x``), on the driver's
+    cursor as ``run`` runs one."""
+    _on_cursor(conn, sql, (), False)
+
+
+def _on_cursor(conn: Connection, sql: str, args: Any, many: bool) -> tuple[Any, Sequence[Any], int]:
+    """``sql`` executed on a cursor of ``conn``'s DBAPI connection: the description (None:
+    no rows), the rows, the row count."""
     dbapi = conn.connection.dbapi_connection
     assert dbapi is not None
     cursor = dbapi.cursor()
-    args: Any = bound if many else bound[0]
-    sql = plan.sql
     try:
         if conn._has_events or conn.engine._has_events:
             conn.dispatch.before_cursor_execute(conn, cursor, sql, args, None, many)
         if many:
             cursor.executemany(sql, args)
-            return Rows([], cursor.rowcount)
+            return None, [], cursor.rowcount
         cursor.execute(sql, args)
-        description: Any = cursor.description
-        if description is None:
-            return Rows([], cursor.rowcount)
-        row, processors = known.row_of(plan, dialect, description)
-        fetched = cursor.fetchall()
-        if any(processors):
-            rows = [
-                row._make([p(v) if p else v for p, v in zip(processors, r, strict=True)])
-                for r in fetched
-            ]
-        else:
-            rows = [row._make(r) for r in fetched]
-        return Rows(rows, cursor.rowcount)
-    except dialect.loaded_dbapi.Error as exc:
+        description = cursor.description
+        return description, (cursor.fetchall() if description else []), cursor.rowcount
+    except conn.dialect.loaded_dbapi.Error as exc:
         # Wrapped as SQLAlchemy wraps it (and the connection invalidated on a disconnect),
         # so that ``is_temporary`` and the callers' handlers see what they always see.
         conn._handle_dbapi_exception(exc, sql, args, cursor, None)
