@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import multiprocessing.connection
+import os
 import pickle
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -118,7 +121,8 @@ class Parsers:
 def _ready(level: str, fmt: str) -> None:
     """A parsing process's start: the daemon's log format; SIGTERM and SIGINT, which a
     service manager or a terminal sends to the whole group, are the daemon's to act on
-    (it shuts the pool down when it stops)."""
+    (it shuts the pool down when it stops); and when the daemon is gone (killed), this
+    process ends too instead of waiting for work that never comes."""
     import signal
 
     from mailgate.log import configure
@@ -126,6 +130,15 @@ def _ready(level: str, fmt: str) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)
     configure(level, fmt)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        watch = threading.Thread(target=_orphaned, args=(parent.sentinel,), daemon=True)
+        watch.start()
+
+
+def _orphaned(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])  # returns when the daemon has ended
+    os._exit(0)
 
 
 def _prepare(

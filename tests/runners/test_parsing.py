@@ -4,10 +4,15 @@ dies costs no mail. Real spawned processes, real corpus mails."""
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -17,7 +22,7 @@ from mailgate.config import Config
 from mailgate.core.model import Action, SpoolEntry
 from mailgate.intake.spool import Received
 from mailgate.runners.batch import prepare_all, with_raw
-from mailgate.runners.parsing import AWAY_FROM
+from mailgate.runners.parsing import AWAY_FROM, Parsers
 from mailgate.store.db import session
 from mailgate.store.repos.spool import SpoolRepo
 from mailgate.tickets.prepare import Prepared, Preparer
@@ -105,3 +110,58 @@ async def test_a_parsing_process_that_dies_costs_no_mail(app: App) -> None:
     for n in range(AWAY_FROM):
         await app.spool.store(Received(make_mail(subject=f"Later {n}"), "t"))
     assert [o.action for o in await app.processor.run_due()] == [Action.CREATED] * AWAY_FROM
+
+
+ORPHAN = """
+import asyncio, sys
+from mailgate.log import configure
+from mailgate.runners.parsing import Parsers
+from tests.runners.test_parsing import orphan_round
+
+configure("error", "json")
+parsers = Parsers(2, "error", "json")
+pids = asyncio.run(orphan_round(parsers))
+print(" ".join(map(str, pids)), flush=True)
+sys.stdin.read()  # until killed
+"""
+
+
+async def orphan_round(parsers: Parsers) -> list[int]:
+    """Start ``parsers``' processes with a round of work; their pids."""
+    pool = parsers._started()
+    done = await asyncio.gather(*(asyncio.wrap_future(pool.submit(_pid)) for _ in range(16)))
+    return sorted(set(done))
+
+
+def _pid() -> int:
+    time.sleep(0.05)  # long enough for every process to take a part
+    return os.getpid()
+
+
+def test_parsing_processes_end_when_the_daemon_is_killed() -> None:
+    """SIGKILL leaves the daemon no time to stop its pool: the processes notice and end
+    (they would otherwise wait forever, holding its log pipe and memory)."""
+    with subprocess.Popen(
+        [sys.executable, "-c", ORPHAN],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # the resource tracker's complaint about the kill
+        cwd=Path(__file__).resolve().parents[2],
+    ) as daemon:
+        assert daemon.stdout is not None
+        pids = [int(p) for p in daemon.stdout.readline().split()]
+        assert len(pids) == 2
+        daemon.kill()
+        daemon.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
