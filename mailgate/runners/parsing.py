@@ -44,6 +44,7 @@ log = structlog.get_logger("mailgate.runners.parsing")
 # Fewer mails than this in a batch are parsed in the daemon: a trip to a process and back
 # (pickling both ways, a wake-up) costs about what one small mail's parsing does.
 AWAY_FROM = 4
+NICENESS = 10  # added to a parsing process's nice value
 
 
 class Parsers:
@@ -119,10 +120,10 @@ class Parsers:
 
 
 def _ready(level: str, fmt: str) -> None:
-    """A parsing process's start: the daemon's log format; SIGTERM and SIGINT, which a
-    service manager or a terminal sends to the whole group, are the daemon's to act on
-    (it shuts the pool down when it stops); and when the daemon is gone (killed), this
-    process ends too instead of waiting for work that never comes."""
+    """A parsing process's start: the daemon's log format and a lower priority; SIGTERM
+    and SIGINT, which a service manager or a terminal sends to the whole group, are the
+    daemon's to act on (it shuts the pool down when it stops); and when the daemon is
+    gone (killed), this process ends too instead of waiting for work that never comes."""
     import signal
 
     from mailgate.log import configure
@@ -130,6 +131,9 @@ def _ready(level: str, fmt: str) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)
     configure(level, fmt)
+    # Parsing ahead is background work: when the cores are busy, the daemon's listeners
+    # (a client waits for each 250) and its applying go first.
+    os.nice(NICENESS)
     parent = multiprocessing.parent_process()
     if parent is not None:
         watch = threading.Thread(target=_orphaned, args=(parent.sentinel,), daemon=True)
