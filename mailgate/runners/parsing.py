@@ -17,6 +17,7 @@ batch parsed in the daemon. See docs/decisions/0023-parsing-processes.md.
 from __future__ import annotations
 
 import asyncio
+import functools
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -82,9 +83,12 @@ class Parsers:
     ) -> Gathered:
         """``prepare_all`` of ``raws``, a part in each process; in this one (on a thread)
         when the pool broke (a process died: started again for the next batch)."""
+        if not raws:
+            return Gathered([], [], {}, {})
         pool = self._started()
         loop = asyncio.get_running_loop()
-        parts = [list(raws[i :: self.count]) for i in range(self.count) if raws[i :: self.count]]
+        size = -(-len(raws) // self.count)  # parts in order: joined back, the batch's order
+        parts = [list(raws[i : i + size]) for i in range(0, len(raws), size)]
         try:
             done = await asyncio.gather(
                 *(loop.run_in_executor(pool, _prepare, part, preparer, moving) for part in parts)
@@ -94,10 +98,7 @@ class Parsers:
             self._pool = None
             pool.shutdown(wait=False, cancel_futures=True)
             return await asyncio.to_thread(prepare_all, raws, preparer, moving=moving)
-        order = {entry.id: n for n, (entry, _, _) in enumerate(raws)}
-        ready = sorted((i for g in done for i in g.ready), key=lambda i: order[i.entry.id])
-        failed = [f for g in done for f in g.failed]
-        return Gathered(ready, failed, {}, {k: v for g in done for k, v in g.seconds.items()})
+        return functools.reduce(Gathered.joined, done)
 
     def _started(self) -> ProcessPoolExecutor:
         if self._pool is None:
