@@ -36,6 +36,10 @@ class BusinessCalendar:
     closes: time = time(17, 30)
     half_days: Mapping[date, time] = field(default_factory=dict)  # day -> early closing time
     holiday_names: Mapping[date, str] = field(default_factory=dict)  # for explanations
+    # Each day's window once worked out (the calendar never changes; SLA clocks ask often).
+    _windows: dict[date, Window | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def is_business_day(self, day: date) -> bool:
         return day.weekday() in self.workdays and day not in self.closed
@@ -48,6 +52,13 @@ class BusinessCalendar:
 
     def window(self, day: date) -> Window | None:
         """The office hours of ``day``, or None when the desk is closed all day."""
+        try:
+            return self._windows[day]
+        except KeyError:
+            found = self._windows[day] = self._window(day)
+            return found
+
+    def _window(self, day: date) -> Window | None:
         if not self.is_business_day(day):
             return None
         closes = self.half_days.get(day, self.closes)

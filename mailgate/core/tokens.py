@@ -61,9 +61,7 @@ class TokenCodec:
         return self.check_text(f"{purpose}:{value}")
 
     def check_text(self, text: str) -> str:
-        digest = hmac.new(
-            self.secret, f"{self.installation_id}:{text}".encode(), hashlib.sha256
-        ).digest()
+        digest = hmac.digest(self.secret, f"{self.installation_id}:{text}".encode(), "sha256")
         value = int.from_bytes(digest[:5], "big")
         return "".join(ALPHABET[(value >> (5 * i)) & 31] for i in reversed(range(CHECK_LENGTH)))
 

@@ -36,6 +36,9 @@ log = structlog.get_logger("mailgate.intake")
 
 
 _BLANK = re.compile(rb"\s*")
+# After a mail is stored, the worker waits this long for the next before it takes the
+# write lock: a client's next mail follows its 250 within a few round trips.
+GAP = 0.01
 # The sources of mail written on the server itself: by ``mailgate reply``/``note``, and by
 # a signed-in agent on the web desk. No way in from outside uses them, so such a mail is
 # the team's by construction.
@@ -109,17 +112,27 @@ class Spool:
         self._connection: PoolProxiedConnection | None = None
         self._waiting: list[tuple[NewSpoolItem, RawBytes, asyncio.Future[Stored]]] = []
         self._writer: asyncio.Task[None] | None = None
-        self._last_store = float("-inf")
+        self._storing = 0  # stores begun, not yet answered
+        self._last_store = float("-inf")  # when the last one was answered
 
-    def busy(self, within: float = 0.05) -> bool:
-        """Whether mail is being received right now (for the worker to give way)."""
-        return bool(self._waiting) or time.monotonic() - self._last_store < within
+    def busy(self, within: float = GAP) -> bool:
+        """Whether mail is being received right now (for the worker to give way): a mail
+        is being stored, or one was stored less than ``within`` seconds ago (a client's next
+        mail follows its 250 within a few round trips)."""
+        return self._storing > 0 or time.monotonic() - self._last_store < within
 
     async def store(self, received: Received) -> Stored:
         """Store ``received`` durably; a second delivery of the same mail is a duplicate."""
         if _BLANK.fullmatch(received.raw):
             raise BadMail("empty message")
-        self._last_store = time.monotonic()
+        self._storing += 1
+        try:
+            return await self._store(received)
+        finally:
+            self._storing -= 1
+            self._last_store = time.monotonic()
+
+    async def _store(self, received: Received) -> Stored:
         ident = identify(received.raw)
         data = received.stored_bytes
         raw_sha256 = hashlib.sha256(data).hexdigest() if received.trace else ident.raw_sha256

@@ -10,7 +10,7 @@ file and line, not a failure at 3 a.m.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
@@ -71,6 +71,9 @@ class NoticeContext:
     link: str = ""  # the web desk's page of the ticket: the customer's own link, or the team's
 
 
+_CONTEXT_NAMES = tuple(f.name for f in fields(NoticeContext))  # a template's variables
+
+
 @dataclass(frozen=True, slots=True)
 class Rendered:
     subject: str
@@ -120,6 +123,13 @@ class Templates:
             # of every template file on every notice.
             auto_reload=False,
         )
+        self._loaded: dict[str, jinja2.Template] = {}  # by name: no loader lookup per notice
+
+    def _template(self, name: str) -> jinja2.Template:
+        found = self._loaded.get(name)
+        if found is None:
+            found = self._loaded[name] = self.env.get_template(name)
+        return found
 
     def check(self) -> None:
         """Load and render every template once; raise ConfigError naming file and line."""
@@ -155,22 +165,21 @@ class Templates:
         return tuple(found)
 
     def _render_block(self, name: str, block: str, context: dict[str, Any]) -> str:
-        template = self.env.get_template(name)
+        template = self._template(name)
         if block not in template.blocks:
             raise jinja2.TemplateSyntaxError(f"block {block!r} missing", 1, name, template.filename)
         return "".join(template.blocks[block](template.new_context(context)))
 
     def render(self, kind: Kind, language: str, context: NoticeContext) -> Rendered:
-        values = asdict(context)
-        values["ticket"] = context.ticket
+        values = {name: getattr(context, name) for name in _CONTEXT_NAMES}
         txt, html = f"{kind.value}.{language}.txt", f"{kind.value}.{language}.html"
         subject = one_line(self._render_block(txt, "subject", values))
         if context.ticket.tag not in subject:
             subject = f"{subject} {context.ticket.tag}"
         return Rendered(
             subject=subject,
-            text=self.env.get_template(txt).render(values).strip() + "\n",
-            html=self.env.get_template(html).render(values),
+            text=self._template(txt).render(values).strip() + "\n",
+            html=self._template(html).render(values),
         )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -42,6 +43,8 @@ class Gathered:
     failed: list[Failed]
     blobs: dict[int, dict[str, bytes]]  # spool id → bytes for the database's blob table
     seconds: dict[int, float]  # spool id → CPU work so far
+    # The blob stores' writes of the batch's files, under way (``BlobStore.put_many_soon``).
+    writing: tuple[Future[list[bool]], ...] = ()
 
     def joined(self, other: Gathered) -> Gathered:
         """This batch's mails, then ``other``'s."""
@@ -50,12 +53,19 @@ class Gathered:
             [*self.failed, *other.failed],
             {**self.blobs, **other.blobs},
             {**self.seconds, **other.seconds},
+            (*self.writing, *other.writing),
         )
 
     def without(self, reached: set[int]) -> Gathered | None:
         """The mails not in ``reached`` (spool ids), ready to apply; None when none is."""
         left = [item for item in self.ready if item.entry.id not in reached]
-        return Gathered(left, [], self.blobs, self.seconds) if left else None
+        return Gathered(left, [], self.blobs, self.seconds, self.writing) if left else None
+
+    def durable(self) -> None:
+        """Wait until the batch's files are durable; ``StorageUnavailable`` if they cannot
+        be. Rows that name them commit only after this."""
+        for writing in self.writing:
+            writing.result()
 
 
 def batches(
@@ -112,7 +122,7 @@ def understand(
     attachments: BlobStore | None,
 ) -> Gathered:
     """The gather step, on a thread with no transaction open: parse and understand each
-    mail, and write its raw bytes and attachments to the blob stores (``raw_store`` None:
+    mail, and begin writing its raw bytes and attachments to the blob stores (``raw_store`` None:
     raw mails stay in the database; ``attachments`` None: attachments go into it)."""
     raws, unread = with_raw(loaded, raw_store)
     parsed = prepare_all(raws, preparer, moving=raw_store is not None)
@@ -170,9 +180,10 @@ def stored(
     raw_store: BlobStore | None,
     attachments: BlobStore | None,
 ) -> Gathered:
-    """``parsed`` after its bytes are stored: the raw mails that were in spool rows and
+    """``parsed`` with its bytes on their way: the raw mails that were in spool rows and
     the attachments go into the blob stores, one durable write per store for the whole
-    batch (``BlobStore.put_many``), or into the database's blob table with the mail."""
+    batch, begun here and waited for before the batch commits (``Gathered.durable``), or
+    into the database's blob table with the mail."""
     spooled = {entry.id: raw for entry, raw in loaded if raw is not None}
     raws: list[tuple[bytes, str]] = []  # raw mails to move into the blob store
     files: list[tuple[bytes, str]] = []  # attachments
@@ -187,11 +198,12 @@ def stored(
             in_database[entry.id] = {sha: data for data, sha in found}
         else:
             files.extend(found)
+    writing = []
     if raws and raw_store is not None:
-        raw_store.put_many(raws)
+        writing.append(raw_store.put_many_soon(raws))
     if files and attachments is not None:
-        attachments.put_many(files)
-    return Gathered(parsed.ready, parsed.failed, in_database, parsed.seconds)
+        writing.append(attachments.put_many_soon(files))
+    return Gathered(parsed.ready, parsed.failed, in_database, parsed.seconds, tuple(writing))
 
 
 def failure(entry: SpoolEntry, exc: BaseException) -> Failed:

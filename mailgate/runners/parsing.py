@@ -74,9 +74,7 @@ class Parsers:
             return await asyncio.to_thread(understand, loaded, preparer, raw_store, attachments)
         raws, unread = await asyncio.to_thread(with_raw, loaded, raw_store)
         parsed = await self.prepare(raws, preparer, moving=raw_store is not None)
-        return await asyncio.to_thread(
-            stored, parsed.joined(unread), loaded, raw_store, attachments
-        )
+        return stored(parsed.joined(unread), loaded, raw_store, attachments)
 
     async def prepare(
         self, raws: Sequence[tuple[SpoolEntry, bytes, bool]], preparer: Preparer, *, moving: bool

@@ -1,13 +1,15 @@
 """The worker: claim due spool items in batches, hand them to the ticket application, finish.
 
 A batch goes through three steps. Gather: one query loads the pending items
-with the bytes the spool still holds; on a thread, each mail is parsed and
-understood (``tickets.prepare``) and its raw bytes and attachments are written to
-the blob store — no transaction open, no lock held; the next batch is gathered
-while the one before it is applied. Apply: one writing transaction claims the
+with the bytes the spool still holds; on a thread (or in parsing processes), each
+mail is parsed and understood (``tickets.prepare``) and the writing of its raw bytes
+and attachments to the blob store begins — no transaction open, no lock held; the
+next batch is gathered beside it and while it is applied. Apply: one writing
+transaction claims the
 batch's spool rows, applies each mail (``tickets.mail``) inside its own SAVEPOINT,
 so a mail that fails rolls back alone and the others commit, and marks the
-applied rows done; the batch stops early when it has held the write lock for
+applied rows done, and commits once the blob writes it names are durable; the batch
+stops early when it has held the write lock for
 ``[worker] batch_time`` or a listener waits to record a mail, so intake commits
 are never starved. Finish: after the commit, each failed mail is quarantined with its error and a
 traceback id in its own transaction. A crash before the commit leaves the whole
@@ -128,7 +130,12 @@ class Processor:
                     gathered = rest
                 else:
                     current = ahead or asyncio.create_task(self._gather(chunks[n]))
+                    # The next batch is gathered from now on, beside this one and while
+                    # this one is applied (on SQLite the parsing processes take it).
+                    following = chunks[n + 1] if n + 1 < len(chunks) else []
                     ahead = None
+                    if following and sum(size[i] for i in following) <= AHEAD_BYTES:
+                        ahead = asyncio.create_task(self._gather(following))
                     try:
                         fresh = await current
                     except MailgateError as exc:
@@ -138,9 +145,6 @@ class Processor:
                         break
                     n += 1
                     gathered = fresh if rest is None else rest.joined(fresh)
-                    following = chunks[n] if n < len(chunks) else []
-                    if following and sum(size[i] for i in following) <= AHEAD_BYTES:
-                        ahead = asyncio.create_task(self._gather(following))
                 done, reached = await self._apply_lanes(gathered)
                 outcomes.extend(done)
                 if any(o.action is Action.DEFERRED for o in done):
@@ -267,6 +271,7 @@ class Processor:
                     drop_raw=item.drop_raw,
                 )
             )
+        gathered.durable()  # the raw mails and attachments it names, before the commit
         tx.spool.finish(done)
         return applied
 

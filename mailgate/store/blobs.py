@@ -9,11 +9,8 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
-
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailgate.errors import StorageUnavailable
 from mailgate.store.files import fsync_dir, private_dir
@@ -26,6 +23,8 @@ class BlobStore:
         self.root = root
         self.suffix = suffix
         self._pool: ThreadPoolExecutor | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._folders: set[Path] = set()  # fan-out directories known to exist, private
 
     def _flusher(self) -> ThreadPoolExecutor:
         """Threads that fsync the files of one batch side by side."""
@@ -51,17 +50,19 @@ class BlobStore:
         """
         created: list[bool] = []
         pending: list[tuple[int, str, Path]] = []  # (fd, temporary path, target)
+        seen: set[str] = set()  # the same content twice in one batch is written once
         try:
             for data, digest in items:
-                target = self.path(digest)
-                if target.exists() and target.stat().st_size == len(data):
+                folder = self.root / digest[:2]
+                target = folder / f"{digest}{self.suffix}"
+                if digest in seen or _has(target, len(data)):
                     created.append(False)
                     continue
-                if any(t == target for _, _, t in pending):
-                    created.append(False)  # the same content twice in one batch
-                    continue
-                private_dir(target.parent)
-                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+                seen.add(digest)
+                if folder not in self._folders:
+                    private_dir(folder)
+                    self._folders.add(folder)
+                fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
                 pending.append((fd, tmp, target))
                 _write_all(fd, data)
                 created.append(True)
@@ -69,8 +70,10 @@ class BlobStore:
             for fd, tmp, target in pending:
                 os.close(fd)
                 Path(tmp).replace(target)
-            list(self._flusher().map(fsync_dir, {target.parent for _, _, target in pending}))
+            folders = {target.parent for _, _, target in pending}
+            list(self._flusher().map(fsync_dir, folders))
         except OSError as exc:
+            self._folders.clear()  # a directory may have gone: made again next time
             for fd, tmp, target in pending:
                 with contextlib.suppress(OSError):
                     os.close(fd)
@@ -78,6 +81,14 @@ class BlobStore:
                 target.unlink(missing_ok=True)
             raise StorageUnavailable(f"cannot write under {self.root}: {exc.strerror}") from exc
         return created
+
+    def put_many_soon(self, items: list[tuple[bytes, str]]) -> Future[list[bool]]:
+        """``put_many`` on this store's writing thread: the caller goes on (the worker
+        applies the batch) and waits for the result before it commits rows naming the
+        blobs. One thread: batches are written in the order they come."""
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailgate-blobs")
+        return self._writer.submit(self.put_many, items)
 
     def get(self, sha256: str) -> bytes:
         try:
@@ -89,41 +100,16 @@ class BlobStore:
         self.path(sha256).unlink(missing_ok=True)
 
 
+def _has(path: Path, size: int) -> bool:
+    """Whether a complete blob of ``size`` bytes is at ``path`` already."""
+    try:
+        return path.stat().st_size == size
+    except FileNotFoundError:
+        return False
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
         view = view[written:]
-
-
-class Attachments(Protocol):
-    """Where attachment bytes go, by their SHA-256."""
-
-    async def put(self, data: bytes, sha256: str) -> None: ...
-
-
-class FileAttachments:
-    """Attachments as files of a BlobStore, written on a worker thread."""
-
-    def __init__(self, store: BlobStore) -> None:
-        self.store = store
-
-    async def put(self, data: bytes, sha256: str) -> None:
-        import asyncio
-
-        await asyncio.to_thread(self.store.put, data, sha256)
-
-
-class DatabaseAttachments:
-    """Attachments as rows of the ``blobs`` table: what every instance can read."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-
-    async def put(self, data: bytes, sha256: str) -> None:
-        from mailgate.store.db import session, storage_errors
-        from mailgate.store.repos import Repo
-
-        with storage_errors("store attachment"):
-            async with session(self.engine, write=True) as s:
-                await Repo(s).blob_put(sha256, data)

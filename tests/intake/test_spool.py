@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 
 import pytest
 
 from mailgate.app import App
 from mailgate.config import Config
-from mailgate.intake.spool import Received
+from mailgate.intake.spool import GAP, Received
 from mailgate.store.db import session
 from mailgate.store.repos import Repo
 from tests.mails import make_mail
@@ -64,3 +65,17 @@ async def test_another_process_holding_the_write_lock_does_not_stall_the_event_l
     finally:
         counting.cancel()
         blocker.close()
+
+
+async def test_the_spool_is_busy_while_a_mail_is_stored_and_just_after(app: App) -> None:
+    """The worker gives way while mail is received (``Spool.busy``): during a store, and
+    for a short gap after one, in which a client's next mail usually begins."""
+    assert not app.spool.busy()
+    storing = asyncio.create_task(app.spool.store(Received(make_mail(), "test")))
+    await asyncio.sleep(0)
+    assert app.spool.busy()
+    await storing
+    answered = time.monotonic()
+    assert app.spool.busy() or time.monotonic() - answered >= GAP
+    await asyncio.sleep(GAP * 2)
+    assert not app.spool.busy()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import shutil
+import threading
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from mailgate.app import App, build_app
 from mailgate.clock import FrozenClock
 from mailgate.config import Config
 from mailgate.core.model import Action
+from mailgate.errors import StorageUnavailable
 from mailgate.intake.spool import Received
 from mailgate.store.db import session
 from mailgate.store.repos import Repo
@@ -445,6 +447,61 @@ async def test_processing_moves_the_raw_mail_from_the_spool_into_the_blob_store(
     async with session(app.engine) as s:
         assert await Repo(s).spool_raw(stored.spool_id) is None
     assert app.processor.raw.get(entry.raw_sha256) == raw
+
+
+async def test_a_batch_commits_only_after_the_raw_mails_it_names_are_written(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The blob write runs beside the batch's application; the commit waits for it."""
+    store = app.processor.raw
+    assert store is not None
+    release = threading.Event()
+    writing = threading.Event()
+    put_many = store.put_many
+
+    def slow_put_many(items: list[tuple[bytes, str]]) -> list[bool]:
+        writing.set()
+        assert release.wait(10)
+        return put_many(items)
+
+    monkeypatch.setattr(store, "put_many", slow_put_many)
+    stored = await app.spool.store(Received(make_mail(subject="langzaam"), "test"))
+    task = asyncio.create_task(app.processor.process(stored.spool_id))
+    await asyncio.to_thread(writing.wait, 10)
+    await asyncio.sleep(0.2)  # the mail is applied meanwhile; its transaction waits
+    assert not task.done() and await _count(app, "tickets") == 0
+    async with session(app.engine) as s:
+        assert await Repo(s).spool_raw(stored.spool_id) is not None
+    release.set()
+    outcome = await task
+    assert outcome is not None and outcome.action is Action.CREATED
+    assert await _count(app, "tickets") == 1
+    async with session(app.engine) as s:
+        entry = await Repo(s).spool_get(stored.spool_id)
+        assert await Repo(s).spool_raw(stored.spool_id) is None
+    assert entry is not None and store.path(entry.raw_sha256).exists()
+
+
+async def test_a_failed_blob_write_defers_the_batch_with_nothing_of_it_committed(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = app.processor.raw
+    assert store is not None
+
+    def failing(items: list[tuple[bytes, str]]) -> list[bool]:
+        raise StorageUnavailable("disk full")
+
+    monkeypatch.setattr(store, "put_many", failing)
+    first = await app.spool.store(Received(make_mail(subject="een"), "test"))
+    second = await app.spool.store(Received(make_mail(subject="twee"), "test"))
+    outcomes = await app.processor.run_due()
+    assert [(o.spool_id, o.action) for o in outcomes] == [
+        (first.spool_id, Action.DEFERRED),
+        (second.spool_id, Action.DEFERRED),
+    ]
+    assert await _count(app, "tickets") == 0 and await _count(app, "outbox") == 0
+    async with session(app.engine) as s:
+        assert await Repo(s).spool_raw(first.spool_id) is not None
 
 
 async def test_blobs_in_the_database_keep_raw_mail_and_attachments_off_the_disk(
