@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
-import tempfile
+import secrets
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,15 +23,10 @@ class BlobStore:
     def __init__(self, root: Path, suffix: str = "") -> None:
         self.root = root
         self.suffix = suffix
-        self._pool: ThreadPoolExecutor | None = None
         self._writer: ThreadPoolExecutor | None = None
         self._folders: set[Path] = set()  # fan-out directories known to exist, private
-
-    def _flusher(self) -> ThreadPoolExecutor:
-        """Threads that fsync the files of one batch side by side."""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="mailgate-fsync")
-        return self._pool
+        self._tag = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self._calls = itertools.count()
 
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / f"{sha256}{self.suffix}"
@@ -44,12 +40,12 @@ class BlobStore:
     def put_many(self, items: list[tuple[bytes, str]]) -> list[bool]:
         """Store several blobs durably; whether each was created.
 
-        All files are written first, then fsync'd in parallel, renamed into
-        place, and their directories fsync'd in parallel: a batch costs about
-        one disk flush instead of two per file.
+        All files are written first, then fsync'd, renamed into place, and their
+        directories fsync'd: the disk flushes of a batch come together. One thread
+        does it (``put_many_soon``: beside the batch's application), no thread per file.
         """
         created: list[bool] = []
-        pending: list[tuple[int, str, Path]] = []  # (fd, temporary path, target)
+        pending: list[tuple[int, Path, Path]] = []  # (fd, temporary path, target)
         seen: set[str] = set()  # the same content twice in one batch is written once
         try:
             for data, digest in items:
@@ -62,22 +58,25 @@ class BlobStore:
                 if folder not in self._folders:
                     private_dir(folder)
                     self._folders.add(folder)
-                fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+                # Unique to this process and call (O_EXCL: never another's file).
+                tmp = folder / f".tmp-{digest[:16]}-{self._tag}-{next(self._calls)}"
+                fd = os.open(tmp, _CREATE, 0o600)
                 pending.append((fd, tmp, target))
                 _write_all(fd, data)
                 created.append(True)
-            list(self._flusher().map(lambda entry: os.fsync(entry[0]), pending))
+            for fd, _, _ in pending:
+                os.fsync(fd)
             for fd, tmp, target in pending:
                 os.close(fd)
-                Path(tmp).replace(target)
-            folders = {target.parent for _, _, target in pending}
-            list(self._flusher().map(fsync_dir, folders))
+                tmp.replace(target)
+            for folder in {target.parent for _, _, target in pending}:
+                fsync_dir(folder)
         except OSError as exc:
             self._folders.clear()  # a directory may have gone: made again next time
             for fd, tmp, target in pending:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-                Path(tmp).unlink(missing_ok=True)
+                tmp.unlink(missing_ok=True)
                 target.unlink(missing_ok=True)
             raise StorageUnavailable(f"cannot write under {self.root}: {exc.strerror}") from exc
         return created
@@ -98,6 +97,9 @@ class BlobStore:
 
     def discard(self, sha256: str) -> None:
         self.path(sha256).unlink(missing_ok=True)
+
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
 def _has(path: Path, size: int) -> bool:

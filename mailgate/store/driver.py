@@ -225,8 +225,9 @@ def _on_cursor(conn: Connection, sql: str, args: Any, many: bool) -> tuple[Any, 
     assert dbapi is not None
     cursor = dbapi.cursor()
     try:
-        if conn._has_events or conn.engine._has_events:
-            conn.dispatch.before_cursor_execute(conn, cursor, sql, args, None, many)
+        listeners = conn.dispatch.before_cursor_execute
+        if listeners:  # the engine's other events (connect, begin) are not for us
+            listeners(conn, cursor, sql, args, None, many)
         if many:
             cursor.executemany(sql, args)
             return None, [], cursor.rowcount
