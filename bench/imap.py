@@ -31,6 +31,7 @@ from mailgate.config import parse_config  # noqa: E402
 from mailgate.intake.imap import ImapPoller  # noqa: E402
 from mailgate.intake.spool import Received  # noqa: E402
 from mailgate.log import configure  # noqa: E402
+from mailgate.runners.loop import run  # noqa: E402
 from mailgate.store.db import session  # noqa: E402
 from tests.intake.test_imap import PASSWORD, USER, Dovecot  # noqa: E402
 from tests.mails import make_mail  # noqa: E402
@@ -78,7 +79,7 @@ async def drain(directory: Path, server: Dovecot, total: int) -> tuple[float, fl
     started = time.perf_counter()
     tasks = [
         asyncio.create_task(poller.run(stop)),
-        asyncio.create_task(app.processor.run(worker_stop, app.wake)),
+        asyncio.create_task(run(app.processor, worker_stop, app.wake, 1.0)),
     ]
     stored_at = 0.0
     try:
