@@ -69,6 +69,7 @@ async def through_intake(
     worker = 0.0
     # Worker processes start (and import) before the clock does: a daemon's run once.
     await asyncio.gather(*(w.run_due(0) for w in app.workers))
+    await app.processor.parsers.warm()  # SQLite's parsing processes, likewise
     children_start = children_cpu()  # worker processes (PostgreSQL), parsing ones (SQLite)
     cpu_start = time.process_time()
     system_start = resource.getrusage(resource.RUSAGE_SELF).ru_stime

@@ -130,11 +130,13 @@ class Processor:
                     gathered = rest
                 else:
                     current = ahead or asyncio.create_task(self._gather(chunks[n]))
-                    # The next batch is gathered from now on, beside this one and while
-                    # this one is applied (on SQLite the parsing processes take it).
-                    following = chunks[n + 1] if n + 1 < len(chunks) else []
                     ahead = None
-                    if following and sum(size[i] for i in following) <= AHEAD_BYTES:
+                    # The next batch is gathered while this one is applied; beside this
+                    # one's gather too when the parsing processes take it (on a thread
+                    # the two would only share the interpreter).
+                    following = chunks[n + 1] if n + 1 < len(chunks) else []
+                    small = bool(following) and sum(size[i] for i in following) <= AHEAD_BYTES
+                    if small and self.parsers.wanted(len(following)):
                         ahead = asyncio.create_task(self._gather(following))
                     try:
                         fresh = await current
@@ -144,6 +146,8 @@ class Processor:
                         outcomes.extend(await self._defer(chunks[n], exc))
                         break
                     n += 1
+                    if small and ahead is None:
+                        ahead = asyncio.create_task(self._gather(following))
                     gathered = fresh if rest is None else rest.joined(fresh)
                 done, reached = await self._apply_lanes(gathered)
                 outcomes.extend(done)

@@ -165,3 +165,16 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+async def test_warming_starts_every_process_ready_before_the_first_batch() -> None:
+    parsers = Parsers(2, "error", "json")
+    before = {p.pid for p in multiprocessing.active_children()}
+    try:
+        await parsers.warm()
+        started = [p for p in multiprocessing.active_children() if p.pid not in before]
+        assert len(started) == 2 and all(p.is_alive() for p in started)
+    finally:
+        await parsers.close()
+    assert not [p for p in multiprocessing.active_children() if p.pid not in before]
+    await Parsers(0, "error", "json").warm()  # none to start: nothing happens
