@@ -8,6 +8,7 @@ they may be applied side by side.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
@@ -60,6 +61,10 @@ class Gathered:
         """The mails not in ``reached`` (spool ids), ready to apply; None when none is."""
         left = [item for item in self.ready if item.entry.id not in reached]
         return Gathered(left, [], self.blobs, self.seconds, self.writing) if left else None
+
+    async def written(self) -> None:
+        """``durable``, awaited."""
+        await asyncio.gather(*(asyncio.wrap_future(w) for w in self.writing))
 
     def durable(self) -> None:
         """Wait until the batch's files are durable; ``StorageUnavailable`` if they cannot

@@ -103,8 +103,7 @@ class Processor:
 
     async def process(self, spool_id: int) -> Outcome | None:
         """Process one item; None when it is not pending (done, or another worker has it)."""
-        outcomes = await self.process_batch([spool_id])
-        return outcomes[0] if outcomes else None
+        return next(iter(await self.process_batch([spool_id])), None)
 
     async def run_due(self, limit: int = 256) -> list[Outcome]:
         """Process the items that are due now, up to ``limit``, a batch at a time. The next
@@ -131,9 +130,8 @@ class Processor:
                 else:
                     current = ahead or asyncio.create_task(self._gather(chunks[n]))
                     ahead = None
-                    # The next batch is gathered while this one is applied; beside this
-                    # one's gather too when the parsing processes take it (on a thread
-                    # the two would only share the interpreter).
+                    # The next batch is gathered while this one is applied; in parsing
+                    # processes beside this one's gather too (threads share one lock).
                     following = chunks[n + 1] if n + 1 < len(chunks) else []
                     small = bool(following) and sum(size[i] for i in following) <= AHEAD_BYTES
                     if small and self.parsers.wanted(len(following)):
@@ -199,6 +197,10 @@ class Processor:
         if gathered.ready:
             try:
                 with storage_errors("process mails"):
+                    if not self.blocking.single_writer:
+                        # Many writers (PostgreSQL): open the transaction (its row locks)
+                        # once the files are durable; SQLite's waits just before commit.
+                        await gathered.written()
                     applied = await self.blocking.write(
                         lambda conn: self._apply_all(conn, gathered), writer=f"lane-{lane}"
                     )
@@ -363,11 +365,8 @@ class Processor:
     # --- the loop ------------------------------------------------------------------------
 
     async def _give_way(self, longest: float = 0.5) -> None:
-        """While mail is being received, wait (at most ``longest``) so that 250s come first.
-
-        A client waits for each acknowledgment; a stored mail can wait to be
-        processed. The cap keeps the backlog moving under sustained load.
-        """
+        """While mail is being received, wait (at most ``longest``) so that 250s come first:
+        a client waits for each, a stored mail can wait. The cap keeps a backlog moving."""
         waited = 0.0
         while waited < longest and self.intake_busy():
             await asyncio.sleep(0.01)
