@@ -4,12 +4,12 @@ A batch goes through three steps. Gather: one query loads the pending items
 with the bytes the spool still holds; on a thread (or in parsing processes), each
 mail is parsed and understood (``tickets.prepare``) and the writing of its raw bytes
 and attachments to the blob store begins — no transaction open, no lock held; the
-next batch is gathered beside it and while it is applied. Apply: one writing
-transaction claims the
-batch's spool rows, applies each mail (``tickets.mail``) inside its own SAVEPOINT,
-so a mail that fails rolls back alone and the others commit, and marks the
-applied rows done, and commits once the blob writes it names are durable; the batch
-stops early when it has held the write lock for
+next batch is gathered while this one is applied. Apply: one writing transaction
+claims the batch's spool rows, applies each mail (``tickets.mail``) inside its own
+SAVEPOINT, so a mail that fails rolls back alone and the others commit, and marks
+the applied rows done; it commits only once the blob writes are durable (SQLite
+waits for them just before the commit, PostgreSQL before the transaction opens).
+The batch stops early when it has held the write lock for
 ``[worker] batch_time`` or a listener waits to record a mail, so intake commits
 are never starved. Finish: after the commit, each failed mail is quarantined with its error and a
 traceback id in its own transaction. A crash before the commit leaves the whole
