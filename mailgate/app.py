@@ -38,7 +38,7 @@ from mailgate.runners.processes import WorkerProcess
 from mailgate.runners.sender import Sender
 from mailgate.runners.timers import Scheduler
 from mailgate.runners.worker import Processor
-from mailgate.store.blobs import BlobStore
+from mailgate.store.blobs import blob_stores
 from mailgate.store.db import (
     Blocking,
     create_blocking_engine,
@@ -248,20 +248,17 @@ def _wire(
         metrics=metrics,
         field_names=frozenset(f.name for q in config.queues for f in q.fields),
     )
-    blocking = Blocking(
-        engine,
-        create_blocking_engine(
-            engine,
-            busy_timeout=config.database.busy_timeout,
-            statement_timeout=config.database.statement_timeout,
-            writers=config.worker.lanes + 1,  # and the sender
-        ),
+    blocking = _blocking(config, engine)
+    raw, attachments = blob_stores(
+        config.spool_dir,
+        config.attachment_dir,
+        in_database=config.general.blobs == "database",
+        smallest=config.general.files_from,
     )
-    in_database = config.general.blobs == "database"
     processor = Processor(
         blocking=blocking,
-        raw=None if in_database else BlobStore(config.spool_dir, ".eml"),
-        attachments=None if in_database else BlobStore(config.attachment_dir),
+        raw=raw,
+        attachments=attachments,
         preparer=Preparer(codec, policy, config.intake, templates.subject_prefixes()),
         parsers=_parsers(config, blocking),
         applier=_applier(config, desk, notifier, policy),
@@ -286,6 +283,19 @@ def _wire(
         config, engine, codec, policy, spool, processor, clock, wake, sender, templates,
         outbox_wake, desk, scheduler, leadership, metrics, notifier, blocking, workers,
     )  # fmt: skip
+
+
+def _blocking(config: Config, engine: AsyncEngine) -> Blocking:
+    database = config.database
+    return Blocking(
+        engine,
+        create_blocking_engine(
+            engine,
+            busy_timeout=database.busy_timeout,
+            statement_timeout=database.statement_timeout,
+            writers=config.worker.lanes + 1,  # and the sender
+        ),
+    )
 
 
 def _workers(

@@ -128,7 +128,7 @@ class _Runners:
         # Led by one instance at a time: each time this one leads, a fresh loop.
         led: dict[str, tuple[Runner, float]] = {"timers": (app.scheduler, app.scheduler.interval)}
         if config.purge_archived_after_days > 0:
-            purger = purger_for(app.engine, config)
+            purger = purger_for(app)
             retention = Retention(purger, config.purge_archived_after_days, app.clock)
             led["retention"] = (retention, DAILY)
         loops += [

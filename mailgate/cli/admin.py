@@ -74,7 +74,7 @@ async def purge(app: App, args: argparse.Namespace, out: TextIO) -> int:
     if days is None:
         print("mailgate: --archived-older-than takes 365d, 52w or 2y", file=sys.stderr)
         return EX_USAGE
-    purger = purger_for(app.engine, app.config)
+    purger = purger_for(app)
     plan = await purger.plan(app.clock.now() - timedelta(days=days))
     if args.apply:
         with Steps("removing", len(plan.raw) + len(plan.attachments)) as steps:

@@ -38,6 +38,7 @@ def general_section(reader: Reader) -> GeneralConfig:
         log_level=s.string("log_level", "info", choices=LOG_LEVELS),
         log_format=s.string("log_format", "auto", choices=LOG_FORMATS),
         blobs=s.string("blobs", "files", choices=("files", "database")),
+        files_from=s.integer("files_from", 65536, low=0, high=2**31),
     )
     s.finish()
     return general

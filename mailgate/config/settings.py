@@ -45,6 +45,7 @@ class GeneralConfig:
     log_level: str
     log_format: str
     blobs: str = "files"  # files | database
+    files_from: int = 65536  # blobs = files: smaller blobs stay in the database
 
 
 @dataclass(frozen=True, slots=True)

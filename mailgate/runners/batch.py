@@ -127,10 +127,11 @@ def understand(
     attachments: BlobStore | None,
 ) -> Gathered:
     """The gather step, on a thread with no transaction open: parse and understand each
-    mail, and begin writing its raw bytes and attachments to the blob stores (``raw_store`` None:
-    raw mails stay in the database; ``attachments`` None: attachments go into it)."""
+    mail, and begin writing the raw bytes and attachments that are files to the blob stores
+    (``raw_store`` None: raw mails stay in the database; ``attachments`` None: attachments
+    go into it; either store keeps only blobs it ``holds``, the smaller ones go likewise)."""
     raws, unread = with_raw(loaded, raw_store)
-    parsed = prepare_all(raws, preparer, moving=raw_store is not None)
+    parsed = prepare_all(raws, preparer)
     return stored(parsed.joined(unread), loaded, raw_store, attachments)
 
 
@@ -138,7 +139,8 @@ def with_raw(
     loaded: list[tuple[SpoolEntry, bytes | None]], raw_store: BlobStore | None
 ) -> tuple[list[tuple[SpoolEntry, bytes, bool]], Gathered]:
     """Each mail with its raw bytes (from the spool row, else the blob store) and whether
-    they are the row's (``spooled``); the mails whose bytes could not be read, failed."""
+    they move from the spool row into the blob store (a raw mail the store ``holds``); the
+    mails whose bytes could not be read, failed."""
     raws: list[tuple[SpoolEntry, bytes, bool]] = []
     failed: list[Failed] = []
     for entry, spooled in loaded:
@@ -147,23 +149,22 @@ def with_raw(
         except Exception as exc:  # the blob store failing, or the file gone
             failed.append(failure(entry, exc))
             continue
-        raws.append((entry, raw, spooled is not None))
+        moves = spooled is not None and raw_store is not None and raw_store.holds(len(raw))
+        raws.append((entry, raw, moves))
     return raws, Gathered([], failed, {}, {})
 
 
-def prepare_all(
-    raws: Sequence[tuple[SpoolEntry, bytes, bool]], preparer: Preparer, *, moving: bool
-) -> Gathered:
+def prepare_all(raws: Sequence[tuple[SpoolEntry, bytes, bool]], preparer: Preparer) -> Gathered:
     """The CPU work of the gather step, no I/O: each mail parsed and understood (in the
-    daemon's thread, or in a parsing process: ``runners.parsing``). ``moving``: the bytes
-    of a spool row move into the blob store (the row's go after the mail is applied)."""
+    daemon's thread, or in a parsing process: ``runners.parsing``); a mail whose bytes move
+    into the blob store (``with_raw``) drops the spool row's once it is applied."""
     ready: list[Prepared] = []
     failed: list[Failed] = []
     seconds: dict[int, float] = {}
-    for entry, raw, spooled in raws:
+    for entry, raw, moves in raws:
         started = time.perf_counter()
         try:
-            item = preparer.prepare(entry, raw, drop_raw=spooled and moving)
+            item = preparer.prepare(entry, raw, drop_raw=moves)
         except Exception as exc:  # a bug of ours
             failed.append(failure(entry, exc))
             continue
@@ -185,24 +186,27 @@ def stored(
     raw_store: BlobStore | None,
     attachments: BlobStore | None,
 ) -> Gathered:
-    """``parsed`` with its bytes on their way: the raw mails that were in spool rows and
-    the attachments go into the blob stores, one durable write per store for the whole
-    batch, begun here and waited for before the batch commits (``Gathered.durable``), or
-    into the database's blob table with the mail."""
+    """``parsed`` with its bytes on their way: the raw mails that move out of their spool
+    rows and the attachments the store ``holds`` go into the blob stores, one durable write
+    per store for the whole batch, begun here and waited for before the batch commits
+    (``Gathered.durable``); the other attachments into the database's blob table with the
+    mail (a raw mail that does not move stays in its spool row)."""
     spooled = {entry.id: raw for entry, raw in loaded if raw is not None}
     raws: list[tuple[bytes, str]] = []  # raw mails to move into the blob store
     files: list[tuple[bytes, str]] = []  # attachments
     in_database: dict[int, dict[str, bytes]] = {}
     for item in parsed.ready:
         entry = item.entry
-        raw = spooled.get(entry.id)
-        if raw is not None and raw_store is not None:
-            raws.append((raw, entry.raw_sha256))
-        found = [(a.data, a.sha256) for a in item.mail.attachments]
-        if attachments is None:
-            in_database[entry.id] = {sha: data for data, sha in found}
-        else:
-            files.extend(found)
+        if item.drop_raw:
+            raws.append((spooled[entry.id], entry.raw_sha256))
+        kept: dict[str, bytes] = {}
+        for a in item.mail.attachments:
+            if attachments is not None and attachments.holds(len(a.data)):
+                files.append((a.data, a.sha256))
+            else:
+                kept[a.sha256] = a.data
+        if kept:
+            in_database[entry.id] = kept
     writing = []
     if raws and raw_store is not None:
         writing.append(raw_store.put_many_soon(raws))

@@ -76,11 +76,11 @@ class Parsers:
         if not self.wanted(len(loaded)):
             return await asyncio.to_thread(understand, loaded, preparer, raw_store, attachments)
         raws, unread = await asyncio.to_thread(with_raw, loaded, raw_store)
-        parsed = await self.prepare(raws, preparer, moving=raw_store is not None)
+        parsed = await self.prepare(raws, preparer)
         return stored(parsed.joined(unread), loaded, raw_store, attachments)
 
     async def prepare(
-        self, raws: Sequence[tuple[SpoolEntry, bytes, bool]], preparer: Preparer, *, moving: bool
+        self, raws: Sequence[tuple[SpoolEntry, bytes, bool]], preparer: Preparer
     ) -> Gathered:
         """``prepare_all`` of ``raws``, a part in each process; in this one (on a thread)
         when the pool broke (a process died: started again for the next batch)."""
@@ -92,13 +92,13 @@ class Parsers:
         parts = [list(raws[i : i + size]) for i in range(0, len(raws), size)]
         try:
             done = await asyncio.gather(
-                *(loop.run_in_executor(pool, _prepare, part, preparer, moving) for part in parts)
+                *(loop.run_in_executor(pool, _prepare, part, preparer) for part in parts)
             )
         except BrokenProcessPool as exc:
             log.error("worker.parser_died", error=str(exc))
             self._pool = None
             pool.shutdown(wait=False, cancel_futures=True)
-            return await asyncio.to_thread(prepare_all, raws, preparer, moving=moving)
+            return await asyncio.to_thread(prepare_all, raws, preparer)
         return functools.reduce(Gathered.joined, done)
 
     async def warm(self) -> None:
@@ -161,10 +161,8 @@ def _orphaned(sentinel: int) -> None:
     os._exit(0)
 
 
-def _prepare(
-    raws: list[tuple[SpoolEntry, bytes, bool]], preparer: Preparer, moving: bool
-) -> Gathered:
-    gathered = prepare_all(raws, preparer, moving=moving)
+def _prepare(raws: list[tuple[SpoolEntry, bytes, bool]], preparer: Preparer) -> Gathered:
+    gathered = prepare_all(raws, preparer)
     return Gathered(gathered.ready, [_portable(f) for f in gathered.failed], {}, gathered.seconds)
 
 

@@ -16,17 +16,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailgate.clock import Clock
-from mailgate.config import Config
 from mailgate.core.workflow import Group
 from mailgate.runners.loop import Round
 from mailgate.store.blobs import BlobStore
 from mailgate.store.db import session, storage_errors
 from mailgate.store.repos.purge import PurgeRepo
+
+if TYPE_CHECKING:
+    from mailgate.app import App
 
 log = structlog.get_logger("mailgate.runners.retention")
 
@@ -73,6 +76,11 @@ class Purger:
         with storage_errors("purge"):
             async with session(self.engine, write=True) as s:
                 await PurgeRepo(s).purge(plan.tickets, plan.spool_ids, plan.attachments, now)
+            if self.engine.dialect.name == "sqlite":
+                # The write-ahead log still holds the pages as they were before: copied back
+                # into the database (its deleted bytes overwritten) and emptied.
+                async with self.engine.connect() as conn:
+                    await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         for store, shas in ((self.raw, plan.raw), (self.attachments, plan.attachments)):
             for start in range(0, len(shas), 100):
                 part = shas[start : start + 100]
@@ -104,14 +112,14 @@ def parse_age(text: str) -> int | None:
     return int(value[:-1]) * units[value[-1]]
 
 
-def purger_for(engine: AsyncEngine, config: Config) -> Purger:
-    """The purger of this installation's stores and workflow."""
-    files = config.general.blobs == "files"
+def purger_for(app: App) -> Purger:
+    """The purger of this installation's stores (the worker's) and workflow."""
+    states = app.config.workflow.states
     return Purger(
-        engine=engine,
-        raw=BlobStore(config.spool_dir, ".eml") if files else None,
-        attachments=BlobStore(config.attachment_dir) if files else None,
-        archived_states=tuple(s.name for s in config.workflow.states if s.group is Group.ARCHIVED),
+        engine=app.engine,
+        raw=app.processor.raw,
+        attachments=app.processor.attachments,
+        archived_states=tuple(s.name for s in states if s.group is Group.ARCHIVED),
     )
 
 

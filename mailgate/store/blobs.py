@@ -1,7 +1,9 @@
 """Content-addressed blobs: raw mails and attachments by their SHA-256.
 
-Files under the data directory (written once, fsync'd, never
-overwritten), or rows of the database when several machines share no disk."""
+Files under the data directory (written once, fsync'd, never overwritten) for the
+blobs of at least ``[general] files_from`` bytes; smaller ones, and all of them when
+several machines share no disk (``blobs = "database"``), are rows of the database.
+See docs/decisions/0024-small-blobs-in-the-database.md."""
 
 from __future__ import annotations
 
@@ -20,13 +22,20 @@ from mailgate.store.files import fsync_dir, private_dir
 class BlobStore:
     """Files named by the SHA-256 of their content, in two-level fan-out directories."""
 
-    def __init__(self, root: Path, suffix: str = "") -> None:
+    def __init__(self, root: Path, suffix: str = "", smallest: int = 0) -> None:
         self.root = root
         self.suffix = suffix
+        self.smallest = smallest  # smaller blobs are the database's (``holds``)
         self._writer: ThreadPoolExecutor | None = None
         self._folders: set[Path] = set()  # fan-out directories known to exist, private
         self._tag = f"{os.getpid()}-{secrets.token_hex(4)}"
         self._calls = itertools.count()
+
+    def holds(self, size: int) -> bool:
+        """Whether a blob of ``size`` bytes is kept here (else in the database): a file
+        costs its creation, an fsync and its directory's whatever its size, which weighs
+        on small blobs only."""
+        return size >= self.smallest
 
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / f"{sha256}{self.suffix}"
@@ -97,6 +106,16 @@ class BlobStore:
 
     def discard(self, sha256: str) -> None:
         self.path(sha256).unlink(missing_ok=True)
+
+
+def blob_stores(
+    spool_dir: Path, attachment_dir: Path, *, in_database: bool, smallest: int
+) -> tuple[BlobStore | None, BlobStore | None]:
+    """The stores of raw mails and of attachments (``[general] blobs`` and ``files_from``);
+    None for both when every blob is the database's."""
+    if in_database:
+        return None, None
+    return BlobStore(spool_dir, ".eml", smallest), BlobStore(attachment_dir, "", smallest)
 
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC

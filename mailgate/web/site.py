@@ -10,6 +10,7 @@ session's CSRF token.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -115,10 +116,11 @@ class Site:
         return posted
 
     async def attachment(self, sha256: str) -> bytes:
-        """An attachment's bytes by their SHA-256, wherever ``[general] blobs`` keeps them."""
+        """An attachment's bytes by their SHA-256, wherever ``[general] blobs`` keeps them:
+        a file, or (a small one, or all with ``blobs = "database"``) the database's."""
         store = self.app.processor.attachments
-        if store is not None:
-            return store.get(sha256)
+        if store is not None and store.path(sha256).exists():
+            return await asyncio.to_thread(store.get, sha256)
         async with session(self.app.engine) as s:
             data = await Repo(s).blob_get(sha256)
         if data is None:

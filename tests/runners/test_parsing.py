@@ -71,8 +71,8 @@ async def test_a_batch_parsed_in_processes_is_what_the_daemon_makes_of_it(app: A
     items, _ = with_raw(loaded, app.processor.raw)
     parsers = app.processor.parsers
     assert parsers.wanted(len(items))
-    away = await parsers.prepare(items, app.processor.preparer, moving=True)
-    here = prepare_all(items, app.processor.preparer, moving=True)
+    away = await parsers.prepare(items, app.processor.preparer)
+    here = prepare_all(items, app.processor.preparer)
     assert [p.entry.id for p in away.ready] == [p.entry.id for p in here.ready]
     assert away.ready == here.ready  # every field: parsed mail, evidence, verdict, language
     assert [f.entry.id for f in away.failed] == [f.entry.id for f in here.failed]

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 from datetime import timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
+from pathlib import Path
 from typing import Any
+
+import pytest
+from sqlalchemy import text
 
 from mailgate.cli.admin import purge as _purge
 from mailgate.clock import FrozenClock
 from mailgate.core.model import Action
 from mailgate.runners.retention import parse_age
-from mailgate.store.blobs import BlobStore
+from mailgate.store.db import session
 from tests.tickets.test_effects import AGENT, TEAM, view
 from tests.world import World
 
@@ -48,10 +53,21 @@ async def close_and_archive(world: World, number: int, clock: FrozenClock) -> No
     assert (await view(world.app, number)).status == "archived"
 
 
+async def kept_bytes(app: Any) -> tuple[set[str], set[str]]:
+    """The SHA-256 of every raw mail and every attachment kept, in files or the database."""
+    raw = {p.stem for p in app.config.spool_dir.rglob("*.eml")}
+    files = {p.name for p in app.config.attachment_dir.rglob("*") if p.is_file()}
+    async with session(app.engine) as s:
+        rows = (await s.exec(text("SELECT raw FROM spool_raw"))).all()  # type: ignore[call-overload]
+        blobs = (await s.exec(text("SELECT sha256 FROM blobs"))).all()  # type: ignore[call-overload]
+    return raw | {hashlib.sha256(r[0]).hexdigest() for r in rows}, files | {b[0] for b in blobs}
+
+
+@pytest.mark.parametrize("files_from", [0, 65536], ids=["files", "small-in-database"])
 async def test_purge_dry_run_changes_nothing_and_apply_removes_exactly_the_old_content(
-    desk: Any, clock: FrozenClock
+    desk: Any, clock: FrozenClock, files_from: int
 ) -> None:
-    app = await desk()
+    app = await desk(general={"files_from": files_from})
     world = World(app)
     old = await world.send(
         with_files(
@@ -67,36 +83,40 @@ async def test_purge_dry_run_changes_nothing_and_apply_removes_exactly_the_old_c
     assert recent.ticket is not None
     await close_and_archive(world, recent.ticket, clock)
 
-    raw = BlobStore(app.config.spool_dir, ".eml")
-    files = BlobStore(app.config.attachment_dir)
     shas = {
         m.subject: [a.sha256 for a in m.attachments]
         for number in (old.ticket, kept.ticket, recent.ticket)
         for m in (await view(app, number)).messages
         if m.direction == "in" and m.attachments
     }
-    everything = sorted(p for p in app.config.general.data_dir.rglob("*") if p.is_file())
+    raw_before, attachments_before = await kept_bytes(app)
+    files = sorted(p for p in app.config.general.data_dir.rglob("*") if p.is_file())
+    # Every blob is a file, or (all of them small here) every one is in the database.
+    assert bool(list(app.config.spool_dir.rglob("*.eml"))) is (files_from == 0)
+    assert bool(list(app.config.attachment_dir.rglob("*"))) is (files_from == 0)
 
     dry = await purge(app, apply=False)
     assert (dry["tickets"], dry["attachments"], dry["applied"]) == (1, 1, False)
     assert dry["raw_mails"] == 2  # the customer's mail and the agent's #close
-    assert sorted(p for p in app.config.general.data_dir.rglob("*") if p.is_file()) == everything
+    assert await kept_bytes(app) == (raw_before, attachments_before)
+    assert sorted(p for p in app.config.general.data_dir.rglob("*") if p.is_file()) == files
 
     done = await purge(app, apply=True)
     assert (done["tickets"], done["raw_mails"], done["attachments"]) == (1, 2, 1)
+    raw_after, attachments_after = await kept_bytes(app)
     only_old, shared = shas["oud"]
-    assert not files.path(only_old).exists()
-    assert files.path(shared).exists()  # the open ticket still has it
-    assert files.path(shas["recent"][0]).exists()
+    assert attachments_after == attachments_before - {only_old}
+    assert {shared, shas["recent"][0]} <= attachments_after  # the open ticket still has shared
+    assert len(raw_after) == len(raw_before) - 2 and raw_after < raw_before
     old_ticket = await view(app, old.ticket)
     assert old_ticket.events[-1].kind == "purged"
     assert next(m.subject for m in old_ticket.messages if m.direction == "in") == "oud"
-    kept_raw = list(app.config.spool_dir.rglob("*.eml"))
-    assert len(kept_raw) == len(everything_raw := [p for p in everything if p.suffix == ".eml"]) - 2
-    assert all(raw.path(p.stem).exists() for p in kept_raw)
-    assert everything_raw
     again = await purge(app, apply=False)
     assert (again["tickets"], again["raw_mails"], again["attachments"]) == (0, 0, 0)
+    if app.engine.dialect.name == "sqlite":  # nor left in the database file's free pages
+        database = Path(app.engine.url.database or "")
+        for path in (database, database.with_name(database.name + "-wal")):
+            assert not path.exists() or b"%PDF only old" not in path.read_bytes(), path
 
 
 def test_ages() -> None:

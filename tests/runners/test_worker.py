@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import shutil
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from mailgate.config import Config
 from mailgate.core.model import Action
 from mailgate.errors import StorageUnavailable
 from mailgate.intake.spool import Received
+from mailgate.service import raw_mail
 from mailgate.store.db import session
 from mailgate.store.repos import Repo
 from tests.conftest import CORPUS, corpus_mails, deliver
@@ -190,9 +192,16 @@ async def test_odd_mails_become_tickets(app: App) -> None:
     assert (await _view(app, empty_subject.ticket or 0)).title == "(no subject)"
 
 
+@pytest.fixture
+async def files_app(desk: Callable[..., Awaitable[App]]) -> App:
+    """Every blob a file, however small (``[general] files_from = 0``)."""
+    return await desk(general={"files_from": 0})
+
+
 async def test_attachments_stored_content_addressed_and_deduplicated(
-    app: App, config: Config
+    files_app: App,
 ) -> None:
+    app, config = files_app, files_app.config
     from email.message import EmailMessage
     from email.policy import SMTP
 
@@ -218,8 +227,9 @@ async def test_attachments_stored_content_addressed_and_deduplicated(
 
 
 async def test_failure_quarantines_keeps_the_mail_and_does_not_block_others(
-    app: App, config: Config
+    files_app: App,
 ) -> None:
+    app, config = files_app, files_app.config
     bad = await app.spool.store(Received(make_mail(subject="kapot"), "test"))
     good = await app.spool.store(Received(make_mail(subject="heel"), "test"))
     # The disk under the blob store fails (every write below it fails, even as root):
@@ -303,7 +313,7 @@ async def test_bsn_numbers_are_masked_in_stored_text_and_notifications(app: App)
     async with session(app.engine) as s:
         spooled = await Repo(s).spool_get(entry_sha)
     assert spooled is not None
-    assert b"111222333" in app.processor.raw.get(spooled.raw_sha256)
+    assert b"111222333" in (await raw_mail(app, spooled) or b"")
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -435,8 +445,9 @@ async def test_a_customer_who_sends_a_bsn_is_told_once(app: App) -> None:
 
 
 async def test_processing_moves_the_raw_mail_from_the_spool_into_the_blob_store(
-    app: App,
+    files_app: App,
 ) -> None:
+    app = files_app
     raw = make_mail(subject="verhuis")
     stored = await app.spool.store(Received(raw, "test"))
     async with session(app.engine) as s:
@@ -450,9 +461,10 @@ async def test_processing_moves_the_raw_mail_from_the_spool_into_the_blob_store(
 
 
 async def test_a_batch_commits_only_after_the_raw_mails_it_names_are_written(
-    app: App, monkeypatch: pytest.MonkeyPatch
+    files_app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The blob write runs beside the batch's application; the commit waits for it."""
+    app = files_app
     store = app.processor.raw
     assert store is not None
     release = threading.Event()
@@ -483,8 +495,9 @@ async def test_a_batch_commits_only_after_the_raw_mails_it_names_are_written(
 
 
 async def test_a_failed_blob_write_defers_the_batch_with_nothing_of_it_committed(
-    app: App, monkeypatch: pytest.MonkeyPatch
+    files_app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    app = files_app
     store = app.processor.raw
     assert store is not None
 
@@ -602,3 +615,38 @@ async def test_a_mail_of_30000_parts_is_a_ticket_with_the_first_parts_and_a_note
         assert "29801 more MIME parts" in notes[-1]
     finally:
         await app.close()
+
+
+async def test_small_blobs_stay_in_the_database_and_large_ones_become_files(app: App) -> None:
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    assert app.config.general.files_from == 65536  # the default
+    small = make_mail(subject="klein")
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = "Alice <alice@customer.nl>"
+    msg["To"] = "support@example.com"
+    msg["Subject"] = "groot"
+    msg.set_content("Twee bijlagen.")
+    big_file = bytes(range(256)) * 300  # 76,800 bytes: past the threshold, as is the mail
+    for name, data in (("note.txt", b"a small note"), ("scan.bin", big_file)):
+        msg.add_attachment(data, maintype="application", subtype="octet-stream", filename=name)
+    large = msg.as_bytes()
+    first, second = [await deliver(app, raw) for raw in (small, large)]
+    raw_store, files = app.processor.raw, app.processor.attachments
+    assert raw_store is not None and files is not None
+    async with session(app.engine) as s:
+        repo = Repo(s)
+        small_entry, large_entry = [await repo.spool_get(o.spool_id) for o in (first, second)]
+        assert await repo.spool_raw(first.spool_id) == small  # kept where it was received
+        assert await repo.spool_raw(second.spool_id) is None  # moved into a file
+        view = await repo.ticket_view(second.ticket or 0)
+        note, scan = view.messages[0].attachments  # type: ignore[union-attr]
+        assert await repo.blob_get(note.sha256) == b"a small note"
+        assert await repo.blob_get(scan.sha256) is None
+    assert small_entry is not None and large_entry is not None
+    assert not raw_store.path(small_entry.raw_sha256).exists()
+    assert raw_store.get(large_entry.raw_sha256) == large
+    assert files.get(scan.sha256) == big_file and not files.path(note.sha256).exists()
+    # Readers find each wherever it is.
+    assert await raw_mail(app, small_entry) == small and await raw_mail(app, large_entry) == large

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from mailgate.errors import StorageUnavailable
-from mailgate.store.blobs import BlobStore
+from mailgate.store.blobs import BlobStore, blob_stores
 
 
 def digest(data: bytes) -> str:
@@ -36,3 +36,14 @@ def test_large_blobs_are_written_whole(tmp_path: Path) -> None:
     store = BlobStore(tmp_path)
     store.put(data)
     assert store.get(digest(data)) == data
+
+
+def test_a_store_holds_blobs_from_its_threshold_on_and_none_in_database_mode(
+    tmp_path: Path,
+) -> None:
+    raw, attachments = blob_stores(tmp_path / "s", tmp_path / "a", in_database=False, smallest=10)
+    assert raw is not None and attachments is not None
+    assert raw.path("ab" * 32).name.endswith(".eml") and raw.root == tmp_path / "s"
+    assert [attachments.holds(n) for n in (0, 9, 10, 11)] == [False, False, True, True]
+    assert BlobStore(tmp_path).holds(0)  # no threshold: every blob is a file
+    assert blob_stores(tmp_path, tmp_path, in_database=True, smallest=10) == (None, None)

@@ -126,7 +126,12 @@ class PurgeRepo:
         attachments: Sequence[str],
         now: datetime,
     ) -> None:
-        """Drop the raw bytes kept in the database and the attachment blobs; record it."""
+        """Drop the raw bytes kept in the database and the attachment blobs; record it.
+        SQLite overwrites what it deletes here (``secure_delete``): purged personal data
+        is not left in the file's free pages, where a later copy of the file would keep it."""
+        connection = await self.session.connection()
+        if connection.dialect.name == "sqlite":
+            await connection.exec_driver_sql("PRAGMA secure_delete = ON")
         if spool_ids:
             await self.session.exec(
                 delete(SpoolRawRow).where(col(SpoolRawRow.spool_id).in_(list(spool_ids)))
