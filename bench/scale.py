@@ -159,10 +159,12 @@ async def run_instances(
 
 
 # A realistic history per ticket: 3 messages (the customer's, our acknowledgment, an
-# agent's answer), a participant, 4 timers (2 fired, 2 cancelled), 2 sent outbox mails,
-# 2 cap records and 3 events. The outbox keeps the bytes of the newest 3 % of its mails
-# (a month's worth; [outbound] keep_sent_days trims the rest). {n} is the number of
-# tickets, {blob} a 3 KB binary of the dialect; the same SQL runs on both databases.
+# agent's answer), the 2 received mails among them in the spool with their raw bytes (a
+# mail under [general] files_from stays in the database), a participant, 4 timers
+# (2 fired, 2 cancelled), 2 sent outbox mails, 2 cap records and 3 events. The outbox
+# keeps the bytes of the newest 3 % of its mails (a month's worth; [outbound]
+# keep_sent_days trims the rest). {n} is the number of tickets, {blob} a 3 KB binary
+# and {sha} a 64-character text of the dialect; the same SQL runs on both databases.
 SERIES = "WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < {n})"
 WHEN = "'2025-06-01 09:00:00.000000'"
 HISTORY = [
@@ -196,6 +198,15 @@ HISTORY = [
     {series} SELECT x, 'ack', 'klant' || x || '@org' || (x % 5000) || '.nl',
         'org' || (x % 5000) || '.nl', 'oud ticket', x, {when}
     FROM g, (SELECT 1 UNION ALL SELECT 2) AS two""",
+    """INSERT INTO spool (id, dedupe_key, raw_sha256, size, message_id, source, envelope_from,
+        envelope_to, received_at, state, attempts, next_attempt_at, outcome, ticket_id,
+        processed_at)
+    {series} SELECT 2 * x - o, 'old-' || (2 * x - o), {sha}, 3000, m || x || '@bench', 'smtp',
+        f, 'support@example.com', {when}, 'done', 1, {when}, c, x, {when}
+    FROM g, (SELECT 1 AS o, 'old-' AS m, 'klant@org.nl' AS f, 'created' AS c
+             UNION ALL SELECT 0, 'agent-', 'agent@example.com', 'appended') AS two""",
+    """INSERT INTO spool_raw (spool_id, raw)
+    {series} SELECT 2 * x - o, {blob} FROM g, (SELECT 1 AS o UNION ALL SELECT 0) AS two""",
     """INSERT INTO events (ticket_id, at, actor, kind, field, old, new, detail)
     {series} SELECT x, {when}, 'bench', e, NULL, NULL, 'v' || x, NULL FROM g,
         (SELECT 'created' AS e UNION ALL SELECT 'message_added'
@@ -216,10 +227,12 @@ async def fill(url: str, existing: int) -> None:
                         when=WHEN,
                         blob="zeroblob(3000)",
                         empty="zeroblob(0)",
+                        sha="printf('%064d', 2 * x - o)",
                         recent=int(existing * 0.97),
                     )
                 )
             conn.execute(f"UPDATE sqlite_sequence SET seq = {existing} WHERE name = 'tickets'")
+            conn.execute(f"UPDATE sqlite_sequence SET seq = {2 * existing} WHERE name = 'spool'")
             conn.execute("ANALYZE")
         return
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
@@ -231,10 +244,11 @@ async def fill(url: str, existing: int) -> None:
                     when=WHEN,
                     blob="convert_to(repeat('x', 3000), 'UTF8')",
                     empty="convert_to('', 'UTF8')",
+                    sha="lpad((2 * x - o)::text, 64, '0')",
                     recent=int(existing * 0.97),
                 )
             )
-        for table in ("tickets", "outbox"):
+        for table in ("tickets", "outbox", "spool"):
             await conn.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                 f"(SELECT max(id) FROM {table}))"

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -71,11 +72,21 @@ class InstallationRow(SQLModel, table=True):
     secret_check: str | None = Field(default=None, max_length=64)
 
 
+# The spool rows still to be processed (a literal: a partial index serves a query only
+# when the query names the same value, not a parameter).
+PENDING_ROWS = text("state = 'pending'")
+
+
 class SpoolRow(SQLModel, table=True):
     """One received mail: where its raw bytes are, and how far processing got."""
 
     __tablename__ = "spool"
-    __table_args__ = (Index("ix_spool_due", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_spool_due", "state", "next_attempt_at"),
+        # The few pending rows among years of done ones, in their order: what the worker
+        # asks for (``SpoolRepo.due_sizes``) whatever the planner's statistics say.
+        Index("ix_spool_pending", "id", sqlite_where=PENDING_ROWS, postgresql_where=PENDING_ROWS),
+    )
     id: int | None = Field(default=None, primary_key=True)
     dedupe_key: str = Field(max_length=80, unique=True)
     raw_sha256: str = Field(max_length=64, index=True)
@@ -99,7 +110,8 @@ class SpoolRow(SQLModel, table=True):
 
 
 class SpoolRawRow(SQLModel, table=True):
-    """The raw bytes of a received mail until the worker has moved them into the blob store.
+    """The raw bytes of a received mail: for good when it is smaller than ``[general]
+    files_from`` (or ``blobs = "database"``), else until the worker moves them into a file.
 
     Recording a mail is then one database commit, one fsync, for a whole group of
     mails: the row and its bytes together (docs/decisions/0001-intake-spool-and-dedupe.md).

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from mailgate.core.identity import RawBytes
 from mailgate.core.model import NewSpoolItem, SpoolEntry, Stored
 from mailgate.store.driver import run
-from mailgate.store.tables import table
+from mailgate.store.tables import PENDING_ROWS, table
 
 SPOOL = table("spool")
 SPOOL_RAW = table("spool_raw")
@@ -243,9 +243,9 @@ class SpoolRepo:
         ``share`` (PostgreSQL): ``(i, n)``, only the ``i``-th of ``n`` shares of the mail, by
         thread (the mails of one thread stay in one share, in their order; mail without a
         Message-ID, and mail stored before the spool kept threads, is spread by its id)."""
-        query = select(SPOOL.c.id, SPOOL.c.size).where(
-            SPOOL.c.state == PENDING, SPOOL.c.next_attempt_at <= now
-        )
+        # ``PENDING_ROWS``, as the partial index ``ix_spool_pending`` names them: read in
+        # their order through it, never by a scan of the done mails (of years).
+        query = select(SPOOL.c.id, SPOOL.c.size).where(PENDING_ROWS, SPOOL.c.next_attempt_at <= now)
         if share is not None:
             index, count = share
             thread = func.coalesce(SPOOL.c.thread, cast(SPOOL.c.id, Text))
