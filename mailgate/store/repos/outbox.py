@@ -30,7 +30,7 @@ from mailgate.core.notify import Kind
 from mailgate.core.parties import AutoAnswer
 from mailgate.errors import CountsBusy
 from mailgate.store.driver import run
-from mailgate.store.tables import table
+from mailgate.store.tables import WAITING_ROWS, table
 
 OUTBOX = table("outbox")
 AUTO_ANSWERS = table("auto_answers")
@@ -137,10 +137,11 @@ _TRY_HOLD = text(
 _DUE = (
     select(OUTBOX.c.id)
     .where(
+        WAITING_ROWS,  # as the partial index ``ix_outbox_waiting`` names them: read through it
         or_(
             and_(OUTBOX.c.state == OUTBOX_PENDING, OUTBOX.c.next_attempt_at <= bindparam("now")),
             and_(OUTBOX.c.state == OUTBOX_SENDING, OUTBOX.c.claimed_at < bindparam("stale")),
-        )
+        ),
     )
     .order_by(OUTBOX.c.id)
     .limit(bindparam("limit"))
