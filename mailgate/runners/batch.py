@@ -129,7 +129,7 @@ def understand(
     """The gather step, on a thread with no transaction open: parse and understand each
     mail, and begin writing the raw bytes and attachments that are files to the blob stores
     (``raw_store`` None: raw mails stay in the database; ``attachments`` None: attachments
-    go into it; either store keeps only blobs it ``holds``, the smaller ones go likewise)."""
+    go into it; so does a blob too small for its store: ``BlobStore.holds``)."""
     raws, unread = with_raw(loaded, raw_store)
     parsed = prepare_all(raws, preparer)
     return stored(parsed.joined(unread), loaded, raw_store, attachments)
