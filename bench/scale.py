@@ -28,6 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import asyncpg
@@ -214,40 +216,41 @@ HISTORY = [
 ]
 
 
+# {blob}, {empty} and {sha} in each dialect
+DIALECT = {
+    "sqlite": ("zeroblob(3000)", "zeroblob(0)", "printf('%064d', 2 * x - o)"),
+    "postgresql": (
+        "convert_to(repeat('x', 3000), 'UTF8')",
+        "convert_to('', 'UTF8')",
+        "lpad((2 * x - o)::text, 64, '0')",
+    ),
+}
+
+
+def history_sql(existing: int, dialect: str) -> list[str]:
+    """``HISTORY``'s statements for ``existing`` tickets in ``dialect``."""
+    blob, empty, sha = DIALECT[dialect]
+    series = SERIES.format(n=existing)
+    recent = int(existing * 0.97)
+    return [
+        sql.format(series=series, when=WHEN, blob=blob, empty=empty, sha=sha, recent=recent)
+        for sql in HISTORY
+    ]
+
+
 async def fill(url: str, existing: int) -> None:
     """Write ``existing`` tickets of history (``HISTORY``) straight into the database."""
     if url.startswith("sqlite"):
-        import sqlite3
-
-        with sqlite3.connect(url.split("///", 1)[1]) as conn:
-            for sql in HISTORY:
-                conn.execute(
-                    sql.format(
-                        series=SERIES.format(n=existing),
-                        when=WHEN,
-                        blob="zeroblob(3000)",
-                        empty="zeroblob(0)",
-                        sha="printf('%064d', 2 * x - o)",
-                        recent=int(existing * 0.97),
-                    )
-                )
-            conn.execute(f"UPDATE sqlite_sequence SET seq = {existing} WHERE name = 'tickets'")
-            conn.execute(f"UPDATE sqlite_sequence SET seq = {2 * existing} WHERE name = 'spool'")
-            conn.execute("ANALYZE")
+        # In a process of its own: a daemon meets its history on disk, not in the heap of
+        # the process that has just written it (pages the kernel would zero again when the
+        # intake reuses them, counted as the intake's CPU).
+        with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+            await asyncio.wrap_future(pool.submit(fill_sqlite, url.split("///", 1)[1], existing))
         return
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
-        for sql in HISTORY:
-            await conn.execute(
-                sql.format(
-                    series=SERIES.format(n=existing),
-                    when=WHEN,
-                    blob="convert_to(repeat('x', 3000), 'UTF8')",
-                    empty="convert_to('', 'UTF8')",
-                    sha="lpad((2 * x - o)::text, 64, '0')",
-                    recent=int(existing * 0.97),
-                )
-            )
+        for sql in history_sql(existing, "postgresql"):
+            await conn.execute(sql)
         for table in ("tickets", "outbox", "spool"):
             await conn.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
@@ -256,6 +259,18 @@ async def fill(url: str, existing: int) -> None:
         await conn.execute("ANALYZE")
     finally:
         await conn.close()
+
+
+def fill_sqlite(path: str, existing: int) -> None:
+    """``fill`` on SQLite."""
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        for sql in history_sql(existing, "sqlite"):
+            conn.execute(sql)
+        conn.execute(f"UPDATE sqlite_sequence SET seq = {existing} WHERE name = 'tickets'")
+        conn.execute(f"UPDATE sqlite_sequence SET seq = {2 * existing} WHERE name = 'spool'")
+        conn.execute("ANALYZE")
 
 
 async def intake_rate(url: str, existing: int, count: int) -> Intake:

@@ -47,6 +47,31 @@ _LOWER = [
     "CREATE INDEX IF NOT EXISTS ix_search_requester ON tickets (lower(requester))",
     "CREATE INDEX IF NOT EXISTS ix_search_organisation ON tickets (lower(organisation))",
 ]
+# A message's words are indexed unless it is one of our notices (``SYSTEM``): their text
+# is the same on every ticket, so their words would find every ticket (and indexing them
+# cost half the index's writes). Made again, with the index, by migration 0015.
+_SQLITE_MESSAGES = [
+    "DROP TRIGGER IF EXISTS search_messages_ai",
+    "DROP TRIGGER IF EXISTS search_messages_ad",
+    "DROP TRIGGER IF EXISTS search_messages_au",
+    "CREATE TRIGGER search_messages_ai AFTER INSERT ON messages "  # noqa: S608 - constants
+    f"WHEN new.kind <> '{SYSTEM}' BEGIN "
+    "INSERT INTO search_messages(rowid, visible_text) VALUES (new.id, new.visible_text); "
+    "END",
+    "CREATE TRIGGER search_messages_ad AFTER DELETE ON messages "  # noqa: S608 - constants
+    f"WHEN old.kind <> '{SYSTEM}' BEGIN "
+    "INSERT INTO search_messages(search_messages, rowid, visible_text) "
+    "VALUES ('delete', old.id, old.visible_text); END",
+    "CREATE TRIGGER search_messages_au AFTER UPDATE OF visible_text, kind ON messages BEGIN "
+    "INSERT INTO search_messages(search_messages, rowid, visible_text) "
+    f"SELECT 'delete', old.id, old.visible_text WHERE old.kind <> '{SYSTEM}'; "
+    "INSERT INTO search_messages(rowid, visible_text) "
+    f"SELECT new.id, new.visible_text WHERE new.kind <> '{SYSTEM}'; END",
+    # ('rebuild' would index every row of messages, notices too)
+    "INSERT INTO search_messages(search_messages) VALUES ('delete-all')",
+    "INSERT INTO search_messages(rowid, visible_text) "  # noqa: S608 - constants
+    f"SELECT id, visible_text FROM messages WHERE kind <> '{SYSTEM}'",
+]
 _SQLITE = [
     *_LOWER,
     "CREATE VIRTUAL TABLE IF NOT EXISTS search_tickets USING fts5(title, requester, "
@@ -65,18 +90,10 @@ _SQLITE = [
     "VALUES ('delete', old.id, old.title, old.requester, old.organisation); "
     "INSERT INTO search_tickets(rowid, title, requester, organisation) "
     "VALUES (new.id, new.title, new.requester, new.organisation); END",
-    "CREATE TRIGGER IF NOT EXISTS search_messages_ai AFTER INSERT ON messages BEGIN "
-    "INSERT INTO search_messages(rowid, visible_text) VALUES (new.id, new.visible_text); END",
-    "CREATE TRIGGER IF NOT EXISTS search_messages_ad AFTER DELETE ON messages BEGIN "
-    "INSERT INTO search_messages(search_messages, rowid, visible_text) "
-    "VALUES ('delete', old.id, old.visible_text); END",
-    "CREATE TRIGGER IF NOT EXISTS search_messages_au AFTER UPDATE OF visible_text ON messages "
-    "BEGIN INSERT INTO search_messages(search_messages, rowid, visible_text) "
-    "VALUES ('delete', old.id, old.visible_text); "
-    "INSERT INTO search_messages(rowid, visible_text) VALUES (new.id, new.visible_text); END",
+    *_SQLITE_MESSAGES,
     "INSERT INTO search_tickets(search_tickets) VALUES ('rebuild')",
-    "INSERT INTO search_messages(search_messages) VALUES ('rebuild')",
 ]
+
 _TICKET_WORDS_PG = (
     "search_words_of(NEW.title || ' ' || coalesce(NEW.requester, '') || ' ' "
     "|| coalesce(NEW.organisation, ''))"
@@ -122,6 +139,14 @@ def install(connection: Connection) -> None:
     statements = _POSTGRESQL if connection.dialect.name == "postgresql" else _SQLITE
     for statement in statements:
         connection.execute(text(statement))
+
+
+def index_message_words(connection: Connection) -> None:
+    """Make SQLite's index of messages' words again, without our notices (``_SQLITE_MESSAGES``);
+    PostgreSQL's has always left them out."""
+    if connection.dialect.name == "sqlite":
+        for statement in _SQLITE_MESSAGES:
+            connection.execute(text(statement))
 
 
 def uninstall(connection: Connection) -> None:
@@ -183,9 +208,7 @@ def condition(conn: Connection, query: str) -> ColumnElement[bool]:
 
     by_words = [
         fts("search_tickets"),
-        select(MESSAGES.c.ticket_id).where(
-            MESSAGES.c.id.in_(fts("search_messages")), MESSAGES.c.kind != SYSTEM
-        ),
+        select(MESSAGES.c.ticket_id).where(MESSAGES.c.id.in_(fts("search_messages"))),
     ]
     return TICKETS.c.id.in_(_ids(union(*by_words, *exact)))
 

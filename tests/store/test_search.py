@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from mailgate.app import App
@@ -65,3 +66,51 @@ async def test_a_merged_tickets_words_are_found_on_the_ticket_it_joined(app: App
     assert await found(app, search="scanner piept") == (
         [1] if app.engine.dialect.name == "postgresql" else []  # SQLite: within a message
     )
+
+
+async def test_our_notices_words_are_not_indexed_and_the_index_stays_whole(app: App) -> None:
+    """SQLite indexes the words of what people wrote, not of our notices (the same text on
+    every ticket); removing a notice must then leave the index whole."""
+    from sqlalchemy import text
+
+    await deliver(app, make_mail(subject="Printer", body="De printer piept."))
+
+    def texts(conn: Any, sql: str) -> set[str]:
+        found = " ".join(conn.execute(text(sql)).scalars()).lower()
+        return set(re.findall(r"[^\W_]+", found))
+
+    notices = "SELECT visible_text FROM messages WHERE kind = 'system'"
+    people = "SELECT visible_text FROM messages WHERE kind <> 'system' UNION ALL " + (
+        "SELECT title || ' ' || requester || ' ' || organisation FROM tickets"
+    )
+    theirs = await app.blocking.read(lambda conn: texts(conn, people))
+    # the notices' words that no word of the ticket's people begins with (words are prefixes)
+    words = {
+        w
+        for w in await app.blocking.read(lambda conn: texts(conn, notices))
+        if not any(p.startswith(w) for p in theirs)
+    }
+    assert len(words) > 5  # the acknowledgement's
+    assert await found(app, search="piept") == [1]
+    for word in sorted(words):
+        assert await found(app, search=word) == [], word
+    if app.engine.dialect.name != "sqlite":
+        return
+
+    def matches(conn: Any, word: str) -> int:
+        asked = text("SELECT count(*) FROM search_messages WHERE search_messages MATCH :w")
+        return int(conn.execute(asked, {"w": f'"{word}"'}).scalar_one())
+
+    assert await app.blocking.read(lambda conn: matches(conn, "piept")) == 1
+    for word in sorted(words):
+        assert await app.blocking.read(lambda conn, w=word: matches(conn, w)) == 0, word
+
+    def purge(conn: Any) -> None:
+        conn.execute(text("DELETE FROM events WHERE ticket_id = 1"))  # they name messages
+        conn.execute(text("DELETE FROM messages WHERE ticket_id = 1"))
+        # raises "database disk image is malformed" when a removed row was never indexed
+        conn.execute(text("INSERT INTO search_messages(search_messages, rank) "
+                          "VALUES ('integrity-check', 0)"))  # fmt: skip
+
+    await app.blocking.write(purge)
+    assert await found(app, search="piept") == []
