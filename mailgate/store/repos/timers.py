@@ -35,6 +35,7 @@ _SLA_CLOCK = select(
     TICKETS.c.sla_agreed_solve,
     TICKETS.c.sla_fixed_due,
 ).where(TICKETS.c.id == bindparam("id"))
+_SLA_SAVE = update(TICKETS).where(TICKETS.c.id == bindparam("number"))  # with ``sla_values``
 
 
 class TimerRepo:
@@ -107,12 +108,7 @@ class TimerRepo:
         answer_due: datetime | None,
         solve_due: datetime | None,
     ) -> None:
-        run(
-            self.conn,
-            update(TICKETS)
-            .where(TICKETS.c.id == number)
-            .values(**sla_values(clock, answer_due, solve_due)),
-        )
+        run(self.conn, _SLA_SAVE, {**sla_values(clock, answer_due, solve_due), "number": number})
 
 
 def sla_values(
