@@ -123,13 +123,32 @@ class Templates:
             # of every template file on every notice.
             auto_reload=False,
         )
-        self._loaded: dict[str, jinja2.Template] = {}  # by name: no loader lookup per notice
+        # by name: no loader lookup per notice; with the template's globals in one dict
+        self._loaded: dict[str, tuple[jinja2.Template, dict[str, Any]]] = {}
 
-    def _template(self, name: str) -> jinja2.Template:
+    def _template(self, name: str) -> tuple[jinja2.Template, dict[str, Any]]:
         found = self._loaded.get(name)
         if found is None:
-            found = self._loaded[name] = self.env.get_template(name)
+            template = self.env.get_template(name)
+            found = self._loaded[name] = (template, dict(template.globals))
         return found
+
+    def _fill(self, name: str, values: dict[str, Any], block: str | None = None) -> str:
+        """The template ``name`` (or one ``block`` of it) rendered with ``values``, as
+        ``Template.render`` renders it, but on a context whose globals were merged once:
+        Jinja merges them from a ``ChainMap`` into every new context (a tenth of a
+        notice's rendering)."""
+        template, flat = self._template(name)
+        if block is None:
+            render = template.root_render_func
+        elif block in template.blocks:
+            render = template.blocks[block]
+        else:
+            raise jinja2.TemplateSyntaxError(f"block {block!r} missing", 1, name, template.filename)
+        try:
+            return "".join(render(template.new_context({**flat, **values}, shared=True)))
+        except Exception:  # as Template.render: raised again, naming the template's line
+            template.environment.handle_exception()
 
     def check(self) -> None:
         """Load and render every template once; raise ConfigError naming file and line."""
@@ -164,22 +183,16 @@ class Templates:
                     found[prefix] = None
         return tuple(found)
 
-    def _render_block(self, name: str, block: str, context: dict[str, Any]) -> str:
-        template = self._template(name)
-        if block not in template.blocks:
-            raise jinja2.TemplateSyntaxError(f"block {block!r} missing", 1, name, template.filename)
-        return "".join(template.blocks[block](template.new_context(context)))
-
     def render(self, kind: Kind, language: str, context: NoticeContext) -> Rendered:
         values = {name: getattr(context, name) for name in _CONTEXT_NAMES}
         txt, html = f"{kind.value}.{language}.txt", f"{kind.value}.{language}.html"
-        subject = one_line(self._render_block(txt, "subject", values))
+        subject = one_line(self._fill(txt, values, "subject"))
         if context.ticket.tag not in subject:
             subject = f"{subject} {context.ticket.tag}"
         return Rendered(
             subject=subject,
-            text=self._template(txt).render(values).strip() + "\n",
-            html=self._template(html).render(values),
+            text=self._fill(txt, values).strip() + "\n",
+            html=self._fill(html, values),
         )
 
 
