@@ -231,11 +231,14 @@ def _wire(
 ) -> App:
     policy = address_policy(config)
     wake, outbox_wake = asyncio.Event(), asyncio.Event()
+    blocking = _blocking(config, engine)
+    intake = create_sqlite_sync_engine(engine, config.database.busy_timeout)
+    blocking.watch(intake)
     spool = Spool(
         engine,
         clock,
         on_stored=lambda _id: wake.set(),
-        sync_engine=create_sqlite_sync_engine(engine, config.database.busy_timeout),
+        sync_engine=intake,
         busy_timeout=config.database.busy_timeout,
     )
     metrics = Metrics()
@@ -248,7 +251,6 @@ def _wire(
         metrics=metrics,
         field_names=frozenset(f.name for q in config.queues for f in q.fields),
     )
-    blocking = _blocking(config, engine)
     raw, attachments = blob_stores(
         config.spool_dir,
         config.attachment_dir,

@@ -31,6 +31,7 @@ from sqlalchemy.pool import SingletonThreadPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from mailgate.errors import StorageUnavailable
+from mailgate.store.checkpoints import BACKSTOP, Checkpointer
 from mailgate.store.files import private_file
 
 # PostgreSQL SQLSTATEs after which the same transaction may succeed when run again.
@@ -121,6 +122,7 @@ def _sqlite_pragmas(engine: Engine, busy_timeout: float) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP}")  # store.checkpoints does it
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.close()
@@ -261,6 +263,16 @@ class Blocking:
         # A thread (and connection) per writer, one for reading: in WAL a read never
         # waits for the writer, so the next batch loads while the one before is applied.
         self._threads: dict[str, ThreadPoolExecutor] = {}
+        # SQLite's log copied into the file on a thread of its own, after our commits
+        self.checkpoints: Checkpointer | None = None
+        if sync_engine is not None and sync_engine.dialect.name == "sqlite":
+            self.checkpoints = Checkpointer(str(sync_engine.url.database))
+            self.checkpoints.watch(sync_engine)
+
+    def watch(self, engine: Engine | None) -> None:
+        """Checkpoint after the commits of ``engine`` (the intake's, on the same file) too."""
+        if self.checkpoints is not None and engine is not None:
+            self.checkpoints.watch(engine)
 
     async def write(self, work: Callable[[Connection], T], *, writer: str = "write") -> T:
         """``work`` in a writing transaction (SQLite: ``BEGIN IMMEDIATE``), committed, on the
@@ -311,5 +323,7 @@ class Blocking:
         for thread in self._threads.values():
             thread.shutdown(wait=True)
         self._threads.clear()
+        if self.checkpoints is not None:
+            self.checkpoints.close()
         if self.sync_engine is not None:
             self.sync_engine.dispose()
