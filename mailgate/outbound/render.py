@@ -10,6 +10,7 @@ file and line, not a failure at 3 a.m.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
@@ -233,6 +234,16 @@ class _CachedHeaderRegistry(HeaderRegistry):
 POLICY = SMTP.clone(header_factory=_CachedHeaderRegistry())
 
 
+def date_header(moment: datetime) -> str:
+    """The Date header's value of ``moment`` (to the second, as RFC 5322 writes it)."""
+    return _date_header(moment.replace(microsecond=0))
+
+
+@functools.lru_cache(maxsize=16)  # a batch's notices share their second
+def _date_header(moment: datetime) -> str:
+    return format_datetime(moment)
+
+
 def compose(rendered: Rendered, head: MailHeaders) -> bytes:
     """The notification as a multipart/alternative mail: composed by hand (``mime``), or by
     the stdlib's ``EmailMessage`` when it carries an agent's attachments or a value the
@@ -252,7 +263,7 @@ def _by_hand(rendered: Rendered, head: MailHeaders) -> bytes:
         mime.ascii_header("Reply-To", head.reply_to),
         # "=?" would be read back as the start of an RFC 2047 encoded word; never let text be.
         mime.text_header("Subject", one_line(rendered.subject).replace("=?", "= ?")),
-        mime.ascii_header("Date", format_datetime(head.date)),
+        mime.ascii_header("Date", date_header(head.date)),
         mime.ascii_header("Message-ID", f"<{head.message_id}>"),
     ]
     if head.in_reply_to:
@@ -282,7 +293,7 @@ def compose_with_stdlib(rendered: Rendered, head: MailHeaders) -> bytes:
     msg["Reply-To"] = head.reply_to
     # "=?" would be read back as the start of an RFC 2047 encoded word; never let text be.
     msg["Subject"] = one_line(rendered.subject).replace("=?", "= ?")
-    msg["Date"] = format_datetime(head.date)
+    msg["Date"] = date_header(head.date)
     msg["Message-ID"] = f"<{head.message_id}>"
     if head.in_reply_to:
         msg["In-Reply-To"] = f"<{head.in_reply_to}>"
