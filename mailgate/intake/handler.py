@@ -7,6 +7,7 @@ returned; any failure of ours answers ``451 4.3.0`` so the sender retries.
 
 from __future__ import annotations
 
+import inspect
 from email.utils import format_datetime
 from typing import Any
 
@@ -171,3 +172,10 @@ class IntakeHandler:
     async def handle_exception(self, error: Exception) -> str:
         log.error("smtp.error", error=f"{type(error).__name__}: {error}", exc_info=error)
         return REPLY_TEMPORARY
+
+
+# aiosmtpd reads ``handle_EHLO``'s signature on every connection (to tell its old form
+# from the new); ``inspect.signature`` returns a function's ``__signature__`` as it is.
+IntakeHandler.handle_EHLO.__signature__ = inspect.signature(  # type: ignore[attr-defined]
+    IntakeHandler.handle_EHLO
+)

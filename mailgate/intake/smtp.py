@@ -12,6 +12,8 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email._header_value_parser import get_addr_spec, get_angle_addr
+from email.errors import HeaderParseError
 from typing import Any
 
 import structlog
@@ -46,6 +48,16 @@ REPLY_DATA_TIMEOUT = "421 4.4.2 DATA took too long, closing connection"
 REPLY_MESSAGE_RATE = "450 4.7.1 Too many messages from your address, try again later"
 REPLY_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 REPLY_NEED_TLS = "530 5.7.0 Must issue a STARTTLS command first"
+
+
+_NAMES: dict[type, list[str]] = {}  # protocol class -> ``MailgateSMTP.__dir__``
+
+
+def _protocol_names(cls: type) -> list[str]:
+    found = _NAMES.get(cls)
+    if found is None:
+        found = _NAMES[cls] = [name for name in dir(cls) if name.startswith(("smtp_", "auth_"))]
+    return found
 
 
 def peer_ip(session: Session) -> str:
@@ -136,6 +148,28 @@ class MailgateSMTP(SMTP):
         self._deadline: asyncio.TimerHandle | None = None
         self._refusal: str | None = None
         super().__init__(handler, **kwargs)
+
+    def __dir__(self) -> list[str]:
+        """The names aiosmtpd's constructor looks through, on every connection, for
+        commands (``smtp_``) and AUTH mechanisms (``auth_``): found once for the class.
+        ``dir()`` and ``inspect.getmembers`` of the whole protocol object were most of a
+        connection's set-up (128 against 44 µs a connection)."""
+        return _protocol_names(type(self))
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's (the address of a MAIL or RCPT argument, None when it does not
+        parse), without the ``typing.Protocol`` class it defines anew on each call."""
+        if not arg:
+            return "", ""
+        try:
+            parse = get_angle_addr if arg.lstrip().startswith("<") else get_addr_spec
+            address, rest = parse(arg)
+        except HeaderParseError:
+            return None, None
+        found: str = address.addr_spec
+        if self.local_part_limit and len(found.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return found, rest
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self.transport is None

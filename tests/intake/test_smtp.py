@@ -275,3 +275,45 @@ async def test_a_long_line_with_bare_lf_endings_is_taken_in(server: Server) -> N
     assert (await reader.readline()).startswith(b"250")
     writer.close()
     assert await server.count() == 1
+
+
+@pytest.mark.parametrize("lmtp", [False, True])
+async def test_the_protocol_finds_what_aiosmtpd_finds_and_reads_addresses_as_it_does(
+    lmtp: bool,
+) -> None:
+    """The shortcuts of a connection's set-up (``MailgateSMTP.__dir__``, ``_getaddr``,
+    the handler's EHLO signature) give aiosmtpd exactly what its own way gives it."""
+    from aiosmtpd.lmtp import LMTP
+    from aiosmtpd.smtp import SMTP
+
+    from mailgate.core.limits import SlidingWindow
+    from mailgate.intake.handler import IntakeHandler
+    from mailgate.intake.smtp import Gate, MailgateLMTP, MailgateSMTP
+
+    class Handler:
+        handle_EHLO = IntakeHandler.handle_EHLO
+
+        async def handle_DATA(self, *_: object) -> str:
+            return "250 OK"
+
+    window = SlidingWindow(10)
+    gate = Gate(max_connections=1, max_per_ip=1, connections_per_ip=window, messages_per_ip=window)
+    ours_class, theirs_class = (MailgateLMTP, LMTP) if lmtp else (MailgateSMTP, SMTP)
+    ours = ours_class(Handler(), gate, max_line_length=998, data_timeout=60, hostname="mx")
+    theirs = theirs_class(Handler(), hostname="mx")
+    assert set(ours._smtp_methods) == set(theirs._smtp_methods) >= {"EHLO", "MAIL", "DATA"}
+    assert set(ours._auth_methods) == set(theirs._auth_methods)
+    assert ours._ehlo_hook_ver == theirs._ehlo_hook_ver == "new"
+    ours.local_part_limit = theirs.local_part_limit = 64
+    for argument in [
+        "<anna@example.com>",
+        "<anna@example.com> SIZE=100",
+        "anna@example.com",
+        "<>",
+        "",
+        "<Anna Smit <anna@example.com>>",
+        "<not an address",
+        f"<{'x' * 65}@example.com>",
+        '<"quoted local"@example.com> BODY=8BITMIME',
+    ]:
+        assert ours._getaddr(argument) == SMTP._getaddr(theirs, argument), argument
