@@ -8,7 +8,6 @@ import sys
 from datetime import timedelta
 from typing import TextIO
 
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailgate.app import App
@@ -47,6 +46,10 @@ async def migrate(config: Config, args: argparse.Namespace, out: TextIO) -> int:
 
 async def _revision(engine: AsyncEngine) -> str | None:
     """The schema revision the database is at; None when it has none."""
+    # alembic imports mako and pygments' lexers: a third of a second that ``run`` and
+    # the other commands of this module need not pay
+    from alembic.runtime.migration import MigrationContext
+
     with storage_errors("read schema revision"):
         async with engine.connect() as conn:
             return await conn.run_sync(
