@@ -9,22 +9,63 @@ they may be applied side by side.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import Future
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeVar
 
 import structlog
 
 from mailgate.core.model import SpoolEntry
-from mailgate.errors import StorageUnavailable
+from mailgate.errors import MailgateError, StorageUnavailable
 from mailgate.store.blobs import BlobStore
+from mailgate.store.db import Blocking, storage_errors
+from mailgate.store.repos.spool import SpoolRepo
 from mailgate.tickets.prepare import Prepared, Preparer
 
 T = TypeVar("T")
 log = structlog.get_logger("mailgate.runners.worker")
+# The raw bytes one batch may hold in memory at once (a larger mail is a batch alone):
+# parsed, a mail costs a few times its size, so this bounds the worker's share of RSS.
+BATCH_BYTES = 16 * 1024 * 1024
+# The next batch is gathered ahead only when it is no larger than this: two large
+# batches in memory at once would double the worker's share of RSS.
+AHEAD_BYTES = 4 * 1024 * 1024
+CLAIMS = "claims"  # the session on which a worker's claims are held (PostgreSQL)
+
+
+@asynccontextmanager
+async def due_mails(
+    blocking: Blocking,
+    now: datetime,
+    limit: int,
+    share: tuple[int, int] | None,
+    *,
+    claiming: bool,
+) -> AsyncIterator[list[tuple[int, int]]]:
+    """(id, size) of the oldest mails due at ``now``, up to ``limit`` (of the ``share``).
+    ``claiming`` (many writers: PostgreSQL): their threads claimed for the block
+    (``SpoolRepo.claim_due``), so that no other worker gathers them for nothing, and let
+    go after it."""
+    with storage_errors("list due"):
+        if claiming:
+            due = await blocking.in_session(
+                lambda conn: SpoolRepo(conn).claim_due(now, limit, share), CLAIMS
+            )
+        else:
+            due = await blocking.read(lambda conn: SpoolRepo(conn).due_sizes(now, limit, share))
+    try:
+        yield due
+    finally:
+        if claiming and due:
+            # (a session that failed is gone, and its claims with it)
+            with contextlib.suppress(MailgateError), storage_errors("release claims"):
+                await blocking.in_session(lambda conn: SpoolRepo(conn).release_claims(), CLAIMS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +115,7 @@ class Gathered:
 
 
 def batches(
-    due: list[tuple[int, int]], count: int, size: int, first: int | None = None
+    due: list[tuple[int, int]], count: int, size: int = BATCH_BYTES, first: int | None = None
 ) -> list[list[int]]:
     """The ids of ``due`` ((id, bytes) pairs, in order) cut into batches of at most
     ``count`` mails and ``size`` bytes; a mail larger than ``size`` is a batch alone.

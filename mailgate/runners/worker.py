@@ -36,7 +36,8 @@ from mailgate.config import WorkerConfig
 from mailgate.core.model import Action, SpoolEntry
 from mailgate.errors import Busy, MailgateError
 from mailgate.ops.metrics import Metrics
-from mailgate.runners.batch import Failed, Gathered, batches, failure, lanes
+from mailgate.runners import batch
+from mailgate.runners.batch import Failed, Gathered, batches, due_mails, failure, lanes
 from mailgate.runners.loop import Round
 from mailgate.runners.parsing import Parsers
 from mailgate.store.blobs import BlobStore
@@ -50,13 +51,8 @@ from mailgate.tickets.prepare import Prepared, Preparer
 MICROSECOND = timedelta(microseconds=1)
 log = structlog.get_logger("mailgate.runners.worker")
 NOTIFYING = (Action.CREATED, Action.APPENDED, Action.BOUNCE, Action.HELD)
-# The raw bytes one batch may hold in memory at once (a larger mail is a batch alone):
-# parsed, a mail costs a few times its size, so this bounds the worker's share of RSS.
-BATCH_BYTES = 16 * 1024 * 1024
-# The next batch is gathered ahead only when it is no larger than this: two large
-# batches in memory at once would double the worker's share of RSS.
-AHEAD_BYTES = 4 * 1024 * 1024
 FIRST = 8  # mails in a round's first batch when parsing processes gather the next ones
+CLAIMED_BATCHES = 4  # PostgreSQL: the batches' worth of mail a round claims
 
 __all__ = ["Outcome", "Processor"]
 
@@ -100,6 +96,9 @@ class Processor:
         # In a worker process of its own (PostgreSQL): (i, n), the i-th share of n of the
         # mail (``SpoolRepo.due_sizes``); None: all of it.
         self.share: tuple[int, int] | None = None
+        # Many writers (PostgreSQL): a round's mails are claimed, so that no other worker
+        # gathers them for nothing (``SpoolRepo.claim_due``).
+        self.claiming = not blocking.single_writer and blocking.sync_engine is not None
 
     async def process(self, spool_id: int) -> Outcome | None:
         """Process one item; None when it is not pending (done, or another worker has it)."""
@@ -110,14 +109,17 @@ class Processor:
         batch is gathered while the one before it is applied: its parsing and its fsyncs
         overlap the other's database work. The mails a batch did not reach (out of lock
         time, or waiting for the caps) lead the next one, gathered already."""
-        now = self.clock.now()
-        with storage_errors("list due"):
-            due = await self.blocking.read(
-                lambda conn: SpoolRepo(conn).due_sizes(now, limit, self.share)
-            )
-        outcomes: list[Outcome] = []
         count = min(self.worker.batch_size * self.lanes, limit)
-        chunks = batches(due, count, BATCH_BYTES, FIRST if self.parsers.wanted(count) else None)
+        if self.claiming:  # held for this round: a few batches, the next for other workers
+            limit = min(limit, CLAIMED_BATCHES * count)
+        now = self.clock.now()
+        async with due_mails(self.blocking, now, limit, self.share, claiming=self.claiming) as due:
+            return await self._run(due, count)
+
+    async def _run(self, due: list[tuple[int, int]], count: int) -> list[Outcome]:
+        """Gather and apply ``due`` (id, size) in batches of ``count``."""
+        outcomes: list[Outcome] = []
+        chunks = batches(due, count, first=FIRST if self.parsers.wanted(count) else None)
         size = dict(due)
         ahead: asyncio.Task[Gathered] | None = None
         rest: Gathered | None = None  # gathered, not reached by the batch before
@@ -133,7 +135,7 @@ class Processor:
                     # The next batch is gathered while this one is applied; in parsing
                     # processes beside this one's gather too (threads share one lock).
                     following = chunks[n + 1] if n + 1 < len(chunks) else []
-                    small = bool(following) and sum(size[i] for i in following) <= AHEAD_BYTES
+                    small = bool(following) and sum(size[i] for i in following) <= batch.AHEAD_BYTES
                     if small and self.parsers.wanted(len(following)):
                         ahead = asyncio.create_task(self._gather(following))
                     try:

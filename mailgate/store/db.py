@@ -263,6 +263,9 @@ class Blocking:
         # A thread (and connection) per writer, one for reading: in WAL a read never
         # waits for the writer, so the next batch loads while the one before is applied.
         self._threads: dict[str, ThreadPoolExecutor] = {}
+        # Connections kept from call to call (``in_session``), by name: their session-level
+        # locks with them.
+        self._sessions: dict[str, Connection] = {}
         # SQLite's log copied into the file on a thread of its own, after our commits
         self.checkpoints: Checkpointer | None = None
         if sync_engine is not None and sync_engine.dialect.name == "sqlite":
@@ -304,11 +307,42 @@ class Blocking:
                 return await s.run_sync(lambda sync: work(sync.connection()))
         return await self._on_thread(work, "read", write=False)
 
-    async def _on_thread(self, work: Callable[[Connection], T], name: str, *, write: bool) -> T:
+    async def in_session(self, work: Callable[[Connection], T], name: str) -> T:
+        """``work`` on the thread of ``name``, on a connection of that name's own, kept from
+        call to call, in autocommit (PostgreSQL): what the session holds (advisory locks)
+        it holds until released or the session ends. A connection that failed is dropped,
+        its locks with it; when the kept one was found gone (the server restarted), ``work``
+        runs again on a new one, so it must be safe to run twice."""
+        engine = self.sync_engine
+        assert engine is not None
+
+        def run() -> T:
+            while True:
+                conn = self._sessions.get(name)
+                kept = conn is not None
+                if conn is None:
+                    conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+                    self._sessions[name] = conn
+                try:
+                    return work(conn)
+                except DBAPIError as exc:
+                    self._sessions.pop(name, None)
+                    with contextlib.suppress(Exception):
+                        conn.invalidate()
+                    if not (kept and exc.connection_invalidated):
+                        raise
+
+        return await asyncio.get_running_loop().run_in_executor(self._thread(name), run)
+
+    def _thread(self, name: str) -> ThreadPoolExecutor:
         thread = self._threads.get(name)
         if thread is None:
             prefix = f"mailgate-db-{name}"
             thread = self._threads[name] = ThreadPoolExecutor(1, thread_name_prefix=prefix)
+        return thread
+
+    async def _on_thread(self, work: Callable[[Connection], T], name: str, *, write: bool) -> T:
+        thread = self._thread(name)
         engine = self.sync_engine
         assert engine is not None
         bind = engine.execution_options(**{IMMEDIATE: True}) if write else engine
@@ -323,6 +357,10 @@ class Blocking:
         for thread in self._threads.values():
             thread.shutdown(wait=True)
         self._threads.clear()
+        for conn in self._sessions.values():
+            with contextlib.suppress(Exception):  # gone already: its locks with it
+                conn.close()
+        self._sessions.clear()
         if self.checkpoints is not None:
             self.checkpoints.close()
         if self.sync_engine is not None:

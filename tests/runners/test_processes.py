@@ -164,3 +164,64 @@ async def test_a_later_mail_of_a_batch_never_waits_for_a_ticket_another_batch_ho
                 await asyncio.to_thread(later_mail)
     finally:
         await app.close()
+
+
+async def test_workers_claim_whole_threads_so_that_none_gathers_what_another_holds(
+    make_config: Callable[..., Config],
+) -> None:
+    """Two instances list the spool at once: each mail is listed by one, a thread's later
+    mails are passed over while another worker holds its first, and a worker's round lets
+    go of what it claimed (so does a session that ends)."""
+    config = make_config(worker={"processes": 0})
+    one, two = await build_app(config), await build_app(config)
+    try:
+        thread_of: dict[int, int] = {}
+        for step in range(3):  # eight threads, their first mails first, then the replies
+            for t in range(8):
+                root = f"<root-{t}@org.nl>"
+                raw = [
+                    make_mail(subject=f"Vraag {t}", message_id=root),
+                    make_mail(subject=f"Re: Vraag {t}", in_reply_to=root),
+                    make_mail(subject=f"Re: Vraag {t}", references=f"{root} <r-{t}@org.nl>"),
+                ][step]
+                stored = await one.spool.store(Received(raw, "smtp", envelope_from="k@org.nl"))
+                thread_of[stored.spool_id] = t
+        now = one.clock.now()
+
+        async def claim(app: App, limit: int) -> set[int]:
+            listed = await app.blocking.in_session(
+                lambda conn: SpoolRepo(conn).claim_due(now, limit, None), "claims"
+            )
+            return {thread_of[i] for i, _ in listed}
+
+        async def release(app: App) -> None:
+            await app.blocking.in_session(lambda conn: SpoolRepo(conn).release_claims(), "claims")
+
+        assert await claim(one, 4) == {0, 1, 2, 3}  # the four oldest mails' threads
+        assert await claim(two, 100) == {4, 5, 6, 7}  # not the replies in 0-3
+        await release(one)
+        assert await claim(one, 100) == {0, 1, 2, 3}  # 4-7 are still the other's
+        await release(one)
+        # A session that ends (its instance died) lets go of its claims with it; the next
+        # claim of its instance connects again.
+        pid = await two.blocking.in_session(
+            lambda conn: conn.exec_driver_sql("SELECT pg_backend_pid()").scalar(), "claims"
+        )
+        await count(one, f"SELECT count(pg_terminate_backend({int(pid)}))")
+        gone = f"SELECT count(*) FROM pg_stat_activity WHERE pid = {int(pid)}"
+        while await count(one, gone):  # noqa: ASYNC110 - another process ends
+            await asyncio.sleep(0.01)
+        assert await claim(one, 100) == set(range(8))
+        await release(one)
+        assert await claim(two, 100) == set(range(8))
+        await release(two)
+        # The workers of both: each mail applied once; after their rounds nothing is held.
+        done = await asyncio.gather(one.processor.run_due(), two.processor.run_due())
+        done += await asyncio.gather(one.processor.run_due(), two.processor.run_due())
+        assert sorted(o.spool_id for outcomes in done for o in outcomes) == sorted(thread_of)
+        assert await count(one, "SELECT count(*) FROM tickets") == 8  # replies threaded
+        held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+        assert await count(one, held) == 0
+    finally:
+        await one.close()
+        await two.close()

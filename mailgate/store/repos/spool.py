@@ -194,6 +194,26 @@ def spool_add_sqlite(
     return _receipts(items, known, fresh, added)
 
 
+# The first key of a claimed thread's advisory lock (the two-key form: apart from the
+# one-key locks of leadership, the caps and migrations) and how many of the oldest due
+# mails one listing looks through for threads no other worker holds.
+CLAIM_CLASS = 0x6D67  # "mg"
+CLAIM_WINDOW = 2048
+
+
+def _due(now: datetime, share: tuple[int, int] | None, *, thread: bool = False) -> Any:
+    """The pending mails due at ``now`` (of the ``share``), oldest first: ``PENDING_ROWS``,
+    as the partial index ``ix_spool_pending`` names them, read in their order through it,
+    never by a scan of the done mails (of years)."""
+    key = func.coalesce(SPOOL.c.thread, cast(SPOOL.c.id, Text))
+    columns = [SPOOL.c.id, SPOOL.c.size] + ([key.label("thread")] if thread else [])
+    query = select(*columns).where(PENDING_ROWS, SPOOL.c.next_attempt_at <= now)
+    if share is not None:
+        index, count = share
+        query = query.where(func.abs(func.hashtext(key) % count) == index)
+    return query.order_by(SPOOL.c.id)
+
+
 _CLAIM = (
     select(SPOOL.c.id)
     .where(SPOOL.c.id.in_(bindparam("ids", expanding=True)), SPOOL.c.state == PENDING)
@@ -243,15 +263,30 @@ class SpoolRepo:
         ``share`` (PostgreSQL): ``(i, n)``, only the ``i``-th of ``n`` shares of the mail, by
         thread (the mails of one thread stay in one share, in their order; mail without a
         Message-ID, and mail stored before the spool kept threads, is spread by its id)."""
-        # ``PENDING_ROWS``, as the partial index ``ix_spool_pending`` names them: read in
-        # their order through it, never by a scan of the done mails (of years).
-        query = select(SPOOL.c.id, SPOOL.c.size).where(PENDING_ROWS, SPOOL.c.next_attempt_at <= now)
-        if share is not None:
-            index, count = share
-            thread = func.coalesce(SPOOL.c.thread, cast(SPOOL.c.id, Text))
-            query = query.where(func.abs(func.hashtext(thread) % count) == index)
-        rows = run(self.conn, query.order_by(SPOOL.c.id).limit(limit))
+        rows = run(self.conn, _due(now, share).limit(limit))
         return [(int(i), int(size)) for i, size in rows]
+
+    def claim_due(
+        self, now: datetime, limit: int, share: tuple[int, int] | None = None
+    ) -> list[tuple[int, int]]:
+        """PostgreSQL, on a session of the caller's own outside any transaction: as
+        ``due_sizes``, each mail's thread held for this session (``pg_try_advisory_lock``)
+        until ``release_claims``, and the mails of the threads another session holds passed
+        over. Workers of several instances (or processes) that list the spool at the same
+        time therefore never gather the same mail (parse it, move its bytes) only for one to
+        apply it, and the mails of one thread are in one worker's hands at a time, in their
+        order: a follow-up is not applied beside its first mail. The claim is a courtesy,
+        not what makes a mail apply once: that is the transaction's row lock (``claim``)."""
+        window = _due(now, share, thread=True).limit(CLAIM_WINDOW).subquery()
+        held = func.pg_try_advisory_lock(CLAIM_CLASS, func.hashtext(window.c.thread))
+        # No ORDER BY outside: it could sort (and try to hold) the whole window first; the
+        # subquery's order comes through, and the limit stops the holding at ``limit``.
+        rows = run(self.conn, select(window.c.id, window.c.size).where(held).limit(limit))
+        return sorted((int(i), int(size)) for i, size in rows)
+
+    def release_claims(self) -> None:
+        """Let go of every thread this session holds (``claim_due``)."""
+        run(self.conn, select(func.pg_advisory_unlock_all()))
 
     def load(self, spool_ids: Sequence[int]) -> list[tuple[SpoolEntry, bytes | None]]:
         """The pending ones of ``spool_ids``, each with its bytes while the spool still
