@@ -107,7 +107,7 @@ class App:
 
     async def close(self) -> None:
         await asyncio.gather(*(worker.close() for worker in self.workers))
-        await asyncio.to_thread(self.spool.close)
+        await self.spool.close()
         await asyncio.to_thread(self.blocking.close)
         await self.engine.dispose()
 
@@ -240,6 +240,7 @@ def _wire(
         on_stored=lambda _id: wake.set(),
         sync_engine=intake,
         busy_timeout=config.database.busy_timeout,
+        statement_timeout=config.database.statement_timeout,
     )
     metrics = Metrics()
     notifier = Notifier(config=config, templates=templates, codec=codec, policy=policy)

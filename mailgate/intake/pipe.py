@@ -7,8 +7,6 @@ says, for a mail stored before, how far it got.
 
 from __future__ import annotations
 
-import asyncio
-
 from mailgate.clock import SystemClock
 from mailgate.config import Config
 from mailgate.core.model import Stored
@@ -39,5 +37,5 @@ async def store(config: Config, received: Received) -> tuple[Stored, str | None,
                 entry = await s.run_sync(lambda c: SpoolRepo(c.connection()).get(stored.spool_id))
         return stored, entry.state if entry else None, entry.ticket if entry else None
     finally:
-        await asyncio.to_thread(spool.close)
+        await spool.close()
         await engine.dispose()

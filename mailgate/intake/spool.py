@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import structlog
 from sqlalchemy.engine import Engine
@@ -28,9 +29,20 @@ from sqlalchemy.pool import PoolProxiedConnection
 from mailgate.clock import Clock
 from mailgate.core.identity import RawBytes, identify
 from mailgate.core.model import NewSpoolItem, Stored
-from mailgate.errors import BadMail
-from mailgate.store.db import session, storage_errors, write_lock
-from mailgate.store.repos.spool import spool_add_rows, spool_add_sqlite, sqlite_timestamp
+from mailgate.errors import BadMail, StorageUnavailable
+from mailgate.store.db import (
+    RETRYABLE_SQLSTATES,
+    asyncpg_arguments,
+    session,
+    storage_errors,
+    write_lock,
+)
+from mailgate.store.repos.received import (
+    spool_add_postgresql,
+    spool_add_rows,
+    spool_add_sqlite,
+    sqlite_timestamp,
+)
 
 log = structlog.get_logger("mailgate.intake")
 
@@ -102,6 +114,7 @@ class Spool:
         batch_size: int = 64,
         sync_engine: Engine | None = None,
         busy_timeout: float = 5.0,
+        statement_timeout: float = 0.0,
     ) -> None:
         self.engine = engine
         self.clock = clock
@@ -110,6 +123,10 @@ class Spool:
         self.sync_engine = sync_engine
         self.busy_ms = int(busy_timeout * 1000)
         self._connection: PoolProxiedConnection | None = None
+        self._postgresql: Any = None  # PostgreSQL: the spool's own asyncpg connection
+        url = engine.url
+        self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._connect_args = asyncpg_arguments(busy_timeout, statement_timeout)
         self._waiting: list[tuple[NewSpoolItem, RawBytes, asyncio.Future[Stored]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._storing = 0  # stores begun, not yet answered
@@ -194,6 +211,8 @@ class Spool:
         if self.sync_engine is not None and lock is not None:
             async with lock.hold(urgent=True):
                 return await self._commit_sqlite(items, raws, now)
+        if self.engine.dialect.name == "postgresql":
+            return await self._commit_postgresql(items, raws, now)
         for attempt in range(3):
             try:
                 with storage_errors("spool insert"):
@@ -206,6 +225,51 @@ class Spool:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    async def _commit_postgresql(
+        self, items: list[NewSpoolItem], raws: list[RawBytes], now: datetime
+    ) -> list[Stored]:
+        """One statement through asyncpg on the spool's own connection, in autocommit
+        (``spool_add_postgresql``): SQLAlchemy's session, transaction and three statements
+        cost 2.4 ms of CPU for a batch of one mail, this about a tenth. A kept connection
+        found gone (the server restarted) is replaced and the batch sent again: a batch
+        that was committed before its answer was lost comes back as duplicates of itself."""
+        import asyncpg
+
+        failures = (
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,  # a connection the server ended under a statement
+            OSError,
+            TimeoutError,
+        )
+        for _ in range(3):
+            if self._postgresql is not None and self._postgresql.is_closed():
+                self._drop_postgresql()  # the server ended it, and asyncpg noticed
+            kept = self._postgresql is not None
+            try:
+                if self._postgresql is None:
+                    self._postgresql = await asyncpg.connect(self._dsn, **self._connect_args)
+                receipts = await spool_add_postgresql(self._postgresql, items, raws, now)
+            except failures as exc:
+                state = str(getattr(exc, "sqlstate", None) or "")
+                lost = not state or state.startswith(("08", "57P"))  # the connection is gone
+                if lost or state in RETRYABLE_SQLSTATES:
+                    self._drop_postgresql()
+                    if kept and lost:
+                        continue
+                    detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+                    message = f"spool insert: {type(exc).__name__}: {detail}"
+                    raise StorageUnavailable(message) from exc
+                raise
+            if receipts is not None:
+                return receipts
+        raise StorageUnavailable("spool insert: the same mails kept arriving at another instance")
+
+    def _drop_postgresql(self) -> None:
+        if self._postgresql is not None:
+            self._postgresql.terminate()
+            self._postgresql = None
 
     async def _commit_sqlite(
         self, items: list[NewSpoolItem], raws: list[RawBytes], now: datetime
@@ -249,8 +313,12 @@ class Spool:
         assert isinstance(driver, sqlite3.Connection)
         return driver
 
-    def close(self) -> None:
-        """Release the spool's own SQLite connection."""
+    async def close(self) -> None:
+        """Release the spool's own connection."""
+        self._drop_postgresql()
+        await asyncio.to_thread(self._close_sqlite)
+
+    def _close_sqlite(self) -> None:
         if self._connection is not None:
             self._connection.close()
             self._connection = None

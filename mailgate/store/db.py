@@ -60,17 +60,23 @@ def create_engine(
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": busy_timeout})
         _sqlite_pragmas(engine.sync_engine, busy_timeout)
         return engine
-    settings = (
-        {"statement_timeout": str(int(statement_timeout * 1000))} if statement_timeout else {}
-    )
     return create_async_engine(
         url,
         echo=echo,
         pool_pre_ping=True,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        connect_args={"timeout": max(busy_timeout, 1.0), "server_settings": settings},
+        connect_args=asyncpg_arguments(busy_timeout, statement_timeout),
     )
+
+
+def asyncpg_arguments(busy_timeout: float, statement_timeout: float) -> dict[str, Any]:
+    """What an asyncpg connection of ours is opened with: its connect timeout, and the
+    statement timeout (0: none)."""
+    settings = (
+        {"statement_timeout": str(int(statement_timeout * 1000))} if statement_timeout else {}
+    )
+    return {"timeout": max(busy_timeout, 1.0), "server_settings": settings}
 
 
 def create_sqlite_sync_engine(engine: AsyncEngine, busy_timeout: float) -> Engine | None:

@@ -18,15 +18,9 @@ if TYPE_CHECKING:
         OUTBOX_SENDING,
         OUTBOX_SENT,
     )
+    from mailgate.store.repos.received import spool_add_rows, spool_add_sqlite, sqlite_timestamp
     from mailgate.store.repos.shell import Repo
-    from mailgate.store.repos.spool import (
-        DONE,
-        PENDING,
-        QUARANTINED,
-        spool_add_rows,
-        spool_add_sqlite,
-        sqlite_timestamp,
-    )
+    from mailgate.store.repos.spool import DONE, PENDING, QUARANTINED
     from mailgate.store.repos.timers import SLA_PREFIX
     from mailgate.store.repos.tx import Tx
 
@@ -39,9 +33,9 @@ _WHERE = {
     "DONE": "spool",
     "PENDING": "spool",
     "QUARANTINED": "spool",
-    "spool_add_rows": "spool",
-    "spool_add_sqlite": "spool",
-    "sqlite_timestamp": "spool",
+    "spool_add_rows": "received",
+    "spool_add_sqlite": "received",
+    "sqlite_timestamp": "received",
     "SLA_PREFIX": "timers",
     "Tx": "tx",
 }
