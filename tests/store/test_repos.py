@@ -1,6 +1,7 @@
 """Every query the worker sends on its way from spool to outbox reads by index, never by
 scanning a table: checked on the statements of a real mixed workload (new tickets,
-replies by tag, References and plus-address, an agent's command, a stranger, a bounce)."""
+replies by tag, References and plus-address, an agent's command, a stranger, a bounce),
+with SQLite's ``EXPLAIN QUERY PLAN`` and PostgreSQL's ``EXPLAIN``."""
 
 from __future__ import annotations
 
@@ -124,6 +125,47 @@ async def test_every_query_of_the_worker_reads_by_index(app: App) -> None:
     assert len(statements) > 100  # the recorder saw the worker's statements
     database = str(app.config.database.url).split("///", 1)[1]
     assert scans(database, statements) == {}
+
+
+def pg_scans(app: App, statements: list[tuple[str, Any]]) -> dict[str, str]:
+    """The statements for which PostgreSQL has no index to read by: planned with
+    sequential scans made as dear as the planner allows (``enable_seqscan = off``), a
+    ``Seq Scan`` is left only where no index serves the query."""
+    found: dict[str, str] = {}
+    engine = app.blocking.sync_engine
+    assert engine is not None
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SET enable_seqscan = off")
+        for sql, params in statements:
+            if not sql.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE", "WITH")):
+                continue
+            plan = " | ".join(
+                str(row[0]) for row in conn.exec_driver_sql(f"EXPLAIN {sql}", params or {})
+            )
+            if "Seq Scan" in plan:
+                found[sql] = plan
+        conn.rollback()
+    return found
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_every_query_of_the_worker_reads_by_index_on_postgresql(app: App) -> None:
+    with recorded(app) as statements:
+        await workload(app)
+        for n in range(3):  # listed and claimed as the daemon's worker does
+            await app.spool.store(Received(make_mail(subject=f"Nog {n}"), "test"))
+        assert len(await app.processor.run_due()) == 3
+        now = app.clock.now()
+        await app.blocking.write(lambda c: OutboxRepo(c).claim(now=now, stale_before=now, limit=9))
+    assert len(statements) > 100
+    assert any("pg_try_advisory_lock" in sql for sql, _ in statements)
+    assert pg_scans(app, statements) == {}
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_the_postgresql_checker_sees_a_scan(app: App) -> None:
+    unindexed = [("SELECT id FROM tickets WHERE title = %(t)s", {"t": "x"})]
+    assert list(pg_scans(app, unindexed)) == [unindexed[0][0]]
 
 
 YEARS = "WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < 5000) "
