@@ -10,10 +10,14 @@ bench/ingest.py; half the mails reply to existing tickets by their token) with a
 history of 1,000 tickets and of 100,000 (SQLite) and 1,000,000 (PostgreSQL), each
 with 3 messages, 4 timers, 2 sent outbox mails (the newest month with their bytes),
 2 cap records and 3 events. Goal: the big history keeps >= 90 % of the small one's rate, because
-every query of the worker is indexed (tests/store/test_repos.py).
+every query of the worker is indexed (tests/store/test_repos.py). Each history is filled
+once; every run takes a fresh copy of it, and ``--repeat`` pairs of runs alternate which
+size goes first (this machine's pace drifts over minutes): the ratio printed is the
+median of the pairs', beside the ratio of CPU time per mail.
 
     .venv/bin/python bench/scale.py [--mails 1500] [--big 1000000] [--big-sqlite 100000]
-                                    [--intake 600] [--skip-instances] [--skip-history]
+                                    [--intake 600] [--repeat 3]
+                                    [--skip-instances] [--skip-history]
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import os
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,7 +47,7 @@ from smtp import drive, mail, start_mailgate
 
 from mailgate.app import build_app
 from mailgate.cli.progress import Steps
-from mailgate.config import parse_config
+from mailgate.config import Config, parse_config
 from mailgate.log import configure
 from tests.conftest import SUPPORT, config_document, free_port
 from tests.mails import make_mail
@@ -66,16 +71,30 @@ class Cluster:
             check=True, capture_output=True, text=True, timeout=120,
         ).stdout.strip()  # fmt: skip
 
-    async def database(self, name: str) -> str:
+    async def database(self, name: str, template: str = "") -> str:
+        """A new database ``name``: empty, or a copy of the database ``template``."""
+        copy = f" TEMPLATE {template} STRATEGY FILE_COPY" if template else ""
         conn = await asyncpg.connect(self.dsn)
         try:
             await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            await conn.execute(f"CREATE DATABASE {name}")
+            await conn.execute(f"CREATE DATABASE {name}{copy}")
         finally:
             await conn.close()
         return self.dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + (
             f"/{name}"
         )
+
+    async def drop(self, url: str) -> None:
+        """Remove the database (or SQLite file) at ``url``."""
+        if url.startswith("sqlite"):
+            for path in Path(url.split("///", 1)[1]).parent.glob(f"{url.rsplit('/', 1)[1]}*"):
+                path.unlink()
+            return
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+        finally:
+            await conn.close()
 
     def cpu_seconds(self) -> float:
         """CPU time the server's processes (the postmaster, its backends and helpers) have
@@ -273,18 +292,42 @@ def fill_sqlite(path: str, existing: int) -> None:
         conn.execute("ANALYZE")
 
 
-async def intake_rate(url: str, existing: int, count: int) -> Intake:
-    """The intake (as bench/ingest.py runs it) with ``existing`` tickets of history."""
-    directory = Path(tempfile.mkdtemp(prefix="mailgate-scale-intake-"))
-    config = parse_config(
+async def template(url: str, existing: int) -> None:
+    """A database at ``url`` as mailgate leaves it at its first start, with ``existing``
+    tickets of history; runs take copies of it (``copy_of``)."""
+    directory = Path(tempfile.mkdtemp(prefix="mailgate-scale-template-"))
+    try:
+        await (await build_app(bench_config(url, directory))).close()
+        await fill(url, existing)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+async def copy_of(cluster: Cluster, url: str, name: str) -> str:
+    """A fresh copy of the template database at ``url``, named ``name``."""
+    if url.startswith("sqlite"):
+        source = Path(url.split("///", 1)[1])
+        copy = source.with_name(f"{name}.db")
+        shutil.copyfile(source, copy)
+        return f"sqlite+aiosqlite:///{copy}"
+    return await cluster.database(name, template=url.rsplit("/", 1)[1])
+
+
+def bench_config(url: str, directory: Path) -> Config:
+    return parse_config(
         config_document(url, general={"data_dir": "var", "log_level": "error"}),
         name="config.toml",
         base=directory,
         environ={"MAILGATE_SECRET": SECRET},
     )
-    app = await build_app(config)
+
+
+async def intake_rate(url: str, existing: int, count: int) -> Intake:
+    """The intake (as bench/ingest.py runs it) on a copy of a history of ``existing``
+    tickets (``template``)."""
+    directory = Path(tempfile.mkdtemp(prefix="mailgate-scale-intake-"))
+    app = await build_app(bench_config(url, directory))
     try:
-        await fill(url, existing)
         rng = random.Random(7)
         mails = []
         for i in range(count):
@@ -313,13 +356,38 @@ async def intake_rate(url: str, existing: int, count: int) -> Intake:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def history(label: str, small: Intake, big: Intake, existing: int) -> None:
-    for name, run in (("1,000 tickets of history", small), (f"{existing:,} tickets", big)):
-        actions = ", ".join(f"{k} {v}" for k, v in sorted(run.counts.items()))
-        print(
-            f"  {label}, {name:<26}{run.rate:8.1f} mails/s{run.cpu_ms:7.2f} ms CPU/mail ({actions})"
-        )
-    print(f"  ratio = {big.rate / small.rate:.2f} (goal >= 0.90)")
+def history(label: str, runs: list[tuple[Intake, Intake]], existing: int) -> None:
+    """Each pair of runs (1,000 tickets, ``existing``), and the median of their ratios."""
+    for small, big in runs:
+        for name, run in (("1,000 tickets of history", small), (f"{existing:,} tickets", big)):
+            actions = ", ".join(f"{k} {v}" for k, v in sorted(run.counts.items()))
+            print(
+                f"  {label}, {name:<26}{run.rate:8.1f} mails/s{run.cpu_ms:7.2f} ms CPU/mail"
+                f" ({actions})"
+            )
+    ratios = [big.rate / small.rate for small, big in runs]
+    by_cpu = [small.cpu_ms / big.cpu_ms for small, big in runs]
+    print(
+        f"  ratio = {statistics.median(ratios):.2f} (goal >= 0.90; the median of "
+        f"{', '.join(f'{r:.2f}' for r in ratios)}); by CPU per mail "
+        f"{statistics.median(by_cpu):.2f}"
+    )
+
+
+async def compare(
+    cluster: Cluster, label: str, templates: tuple[str, str], big: int, args: argparse.Namespace
+) -> None:
+    """``args.repeat`` pairs of runs on fresh copies of the two histories, alternating
+    which goes first (the machine's pace drifts): the pairs' ratios and their median."""
+    runs: list[tuple[Intake, Intake]] = []
+    for n in range(args.repeat):
+        measured: dict[int, Intake] = {}
+        for size in (1000, big) if n % 2 == 0 else (big, 1000):
+            url = await copy_of(cluster, templates[size != 1000], f"run{n}_{size}")
+            measured[size] = await intake_rate(url, size, args.intake)
+            await cluster.drop(url)
+        runs.append((measured[1000], measured[big]))
+    history(label, runs, big)
 
 
 async def instances_part(cluster: Cluster, args: argparse.Namespace) -> None:
@@ -344,16 +412,16 @@ async def history_part(cluster: Cluster, args: argparse.Namespace) -> None:
     print(f"\nPart 2: intake of {args.intake} mails (half replies) with a history")
     work = Path(tempfile.mkdtemp(prefix="mailgate-scale-sqlite-"))
     try:
-        small = await intake_rate(f"sqlite+aiosqlite:///{work / 's.db'}", 1000, args.intake)
-        big = await intake_rate(
-            f"sqlite+aiosqlite:///{work / 'b.db'}", args.big_sqlite, args.intake
-        )
+        small, big = (f"sqlite+aiosqlite:///{work / name}" for name in ("s.db", "b.db"))
+        await template(small, 1000)
+        await template(big, args.big_sqlite)
+        await compare(cluster, "SQLite", (small, big), args.big_sqlite, args)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    history("SQLite", small, big, args.big_sqlite)
-    small = await intake_rate(await cluster.database("small"), 1000, args.intake)
-    big = await intake_rate(await cluster.database("big"), args.big, args.intake)
-    history("PostgreSQL", small, big, args.big)
+    small, big = await cluster.database("small"), await cluster.database("big")
+    await template(small, 1000)
+    await template(big, args.big)
+    await compare(cluster, "PostgreSQL", (small, big), args.big, args)
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -377,6 +445,7 @@ def main() -> int:
     parser.add_argument("--skip-instances", action="store_true")
     parser.add_argument("--skip-history", action="store_true")
     parser.add_argument("--intake", type=int, default=600)
+    parser.add_argument("--repeat", type=int, default=3, help="pairs of history runs")
     asyncio.run(main_async(parser.parse_args()))
     return 0
 
