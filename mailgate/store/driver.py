@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
+import re
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -228,6 +230,14 @@ def _on_cursor(conn: Connection, sql: str, args: Any, many: bool) -> tuple[Any, 
         listeners = conn.dispatch.before_cursor_execute
         if listeners:  # the engine's other events (connect, begin) are not for us
             listeners(conn, cursor, sql, args, None, many)
+        if many and conn.dialect.name == "postgresql" and isinstance(args[0], dict):
+            # psycopg's executemany opens a pipeline for the rows: one statement costs less
+            # (one row: 84 against 49 µs of CPU; four: 107 against 50)
+            together = sql if len(args) == 1 else _rows_in_one(sql, len(args))
+            if together is not None:
+                named = {f"{k}__{n}": v for n, row in enumerate(args) for k, v in row.items()}
+                cursor.execute(together, args[0] if len(args) == 1 else named)
+                return None, [], cursor.rowcount
         if many:
             cursor.executemany(sql, args)
             return None, [], cursor.rowcount
@@ -242,6 +252,27 @@ def _on_cursor(conn: Connection, sql: str, args: Any, many: bool) -> tuple[Any, 
     finally:
         with contextlib.suppress(Exception):  # after an invalidation the cursor is gone
             cursor.close()
+
+
+_NAMED = re.compile(r"%\((\w+)\)s")
+# an INSERT of one row; a RETURNING clause (its rows are not read: ``run`` returns none for
+# a list of parameter sets) is left out of the statement of many rows
+_ONE_ROW = re.compile(r"(INSERT INTO .+? VALUES )(\([^;]*?\))(?: RETURNING [\w., ]+)?", re.DOTALL)
+MANY_VALUES = 64  # rows a multi-row INSERT takes at most; more go through executemany
+
+
+@functools.lru_cache(maxsize=256)
+def _rows_in_one(sql: str, count: int) -> str | None:
+    """``sql``, an ``INSERT … VALUES (…)`` of one row with named parameters, as one
+    statement of ``count`` rows (the n-th row's parameters named ``<name>__<n>``), without
+    its ``RETURNING``; None for any other statement (``ON CONFLICT``, ``SELECT``, an
+    ``UPDATE``) or too many rows."""
+    found = _ONE_ROW.fullmatch(sql)
+    if found is None or count > MANY_VALUES or ") " in found.group(2).rstrip(")"):
+        return None
+    head, row = found.groups()
+    rows = (_NAMED.sub(lambda m, n=n: f"%({m.group(1)}__{n})s", row) for n in range(count))
+    return head + ", ".join(rows)
 
 
 def _bind(plan: _Plan, params: Params) -> Any:

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, bindparam, event, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mailgate.store.db import create_blocking_engine, create_engine
-from mailgate.store.driver import run
+from mailgate.store.driver import MANY_VALUES, _rows_in_one, run
 from mailgate.store.schema import prepare_schema
 from mailgate.store.tables import table
 
@@ -98,7 +98,7 @@ def test_executemany_update_and_rowcount(engine: Engine) -> None:
     with engine.begin() as conn:
         number = run(conn, _ADD, ticket(1)).scalar_one()
         for _ in range(2):  # the second on the driver
-            run(
+            added = run(
                 conn,
                 _ADD_EVENTS,
                 [
@@ -106,7 +106,15 @@ def test_executemany_update_and_rowcount(engine: Engine) -> None:
                     for k in ("created", "status", "title")
                 ],
             )
+            assert added.rowcount == 3
         assert run(conn, _ADD_EVENTS, []).rowcount == 0  # nothing to write: nothing written
+        # PostgreSQL: one row, a few rows and more than one statement takes, each in the
+        # way that costs least; a RETURNING of rows nobody reads is left out
+        for count in (1, 2, MANY_VALUES + 1):
+            assert run(conn, _ADD, [ticket(n) for n in range(count)]).all() == []
+        titles = conn.execute(select(TICKETS.c.title).order_by(TICKETS.c.id)).scalars().all()
+        assert titles[1:4] == ["Printer 0", "Printer 0", "Printer 1"]  # in their order
+        assert len(titles) == 1 + 1 + 2 + MANY_VALUES + 1
         touched = [run(conn, _TOUCH, {"number": number, "at": WHEN}).rowcount for _ in range(3)]
         assert touched == [1, 1, 1]
         assert run(conn, _TOUCH, {"number": 999, "at": WHEN}).rowcount == 0
@@ -114,8 +122,25 @@ def test_executemany_update_and_rowcount(engine: Engine) -> None:
     assert sorted(got) == sorted(expected)
     assert sorted(got) == sorted([("created", WHEN, None), ("status", WHEN, None)] * 2)
     with engine.begin() as conn:
-        version = conn.execute(select(TICKETS.c.version)).scalar_one()
+        version = conn.execute(select(TICKETS.c.version).where(TICKETS.c.id == number)).scalar_one()
     assert version == 1 + 3  # three touches of the ticket, none of ticket 999
+
+
+def test_many_rows_of_one_insert_are_one_statement_and_nothing_else_is() -> None:
+    one = "INSERT INTO t (a, b) VALUES (%(a)s::INTEGER, lower(%(b)s))"
+    assert _rows_in_one(one, 2) == (
+        "INSERT INTO t (a, b) VALUES (%(a__0)s::INTEGER, lower(%(b__0)s)), "
+        "(%(a__1)s::INTEGER, lower(%(b__1)s))"
+    )
+    assert _rows_in_one(f"{one} RETURNING t.id", 2) == _rows_in_one(one, 2)
+    assert _rows_in_one(one, MANY_VALUES + 1) is None
+    for other in (
+        f"{one} ON CONFLICT DO NOTHING",
+        f"{one} ON CONFLICT (a) DO UPDATE SET b = (excluded.b)",
+        "UPDATE t SET a = %(a)s WHERE t.id = %(id)s",
+        "INSERT INTO t (a) SELECT a FROM u WHERE u.id = %(id)s",
+    ):
+        assert _rows_in_one(other, 2) is None, other
 
 
 def test_errors_are_sqlalchemys_and_roll_back_to_the_savepoint(engine: Engine) -> None:
