@@ -255,16 +255,20 @@ def _quote_header_span(lines: list[str], index: int) -> int:
     over up to six lines, blank ones included, as some clients wrap a long author."""
     if _is_quote_header(lines, index):
         return 1
-    if not lines[index].strip():
+    line = lines[index]
+    if not line.strip():
+        return 0
+    # Joined, the lines open as the first does: a line that opens no intro starts none.
+    starts = _INTRO_START.match(line)
+    if not starts and not _OPENS_WITH_DATE_OR_ADDRESS.match(line):
         return 0
     for span in range(2, 7):
         if index + span > len(lines):
             break
         joined = " ".join(part.strip() for part in lines[index : index + span])
-        opens = _INTRO_START.match(joined) or _OPENS_WITH_DATE_OR_ADDRESS.match(lines[index])
-        if opens and any(p.match(joined) for p in QUOTE_INTROS):
+        if any(p.match(joined) for p in QUOTE_INTROS):
             return span
-        if span >= 3 and not _INTRO_START.match(lines[index]):
+        if span >= 3 and not starts:
             break
     return 0
 
