@@ -235,8 +235,7 @@ def _on_cursor(conn: Connection, sql: str, args: Any, many: bool) -> tuple[Any, 
             # (one row: 84 against 49 µs of CPU; four: 107 against 50)
             together = sql if len(args) == 1 else _rows_in_one(sql, len(args))
             if together is not None:
-                named = {f"{k}__{n}": v for n, row in enumerate(args) for k, v in row.items()}
-                cursor.execute(together, args[0] if len(args) == 1 else named)
+                cursor.execute(together, args[0] if len(args) == 1 else _numbered(args))
                 return None, [], cursor.rowcount
         if many:
             cursor.executemany(sql, args)
@@ -273,6 +272,12 @@ def _rows_in_one(sql: str, count: int) -> str | None:
     head, row = found.groups()
     rows = (_NAMED.sub(lambda m, n=n: f"%({m.group(1)}__{n})s", row) for n in range(count))
     return head + ", ".join(rows)
+
+
+def _numbered(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The parameters of ``rows`` for ``_rows_in_one``'s statement: the n-th row's
+    ``<name>__<n>``."""
+    return {f"{k}__{n}": v for n, row in enumerate(rows) for k, v in row.items()}
 
 
 def _bind(plan: _Plan, params: Params) -> Any:

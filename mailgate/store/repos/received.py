@@ -158,18 +158,23 @@ def spool_add_sqlite(
 
 # One statement records a batch on PostgreSQL (``spool_add_postgresql``): the new rows,
 # their bytes, and the rows of the keys the spool had before it began (its snapshot).
-_PG_ADD = """
+# The PostgreSQL type of each spool column a new row is given (the others: text).
+_PG_TYPES = {
+    "size": "int",
+    "attempts": "int",
+    "received_at": "timestamptz",
+    "next_attempt_at": "timestamptz",
+}
+_COLUMNS = ", ".join(_SPOOL_COLUMNS)
+_ARRAYS = ", ".join(f"${n}::{_PG_TYPES.get(c, 'text')}[]" for n, c in enumerate(_SPOOL_COLUMNS, 1))
+assert _SPOOL_COLUMNS[0] == "dedupe_key"  # $1, looked up at the end
+# Built from our own column names and placeholders only; every value is a parameter.
+_PG_ADD = f"""
 WITH given AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[],
-                         $6::text[], $7::text[], $8::text[], $9::bytea[])
-        WITH ORDINALITY AS g (dedupe_key, raw_sha256, size, message_id, source,
-                              envelope_from, envelope_to, thread, raw, n)
+    SELECT * FROM unnest({_ARRAYS}, ${len(_SPOOL_COLUMNS) + 1}::bytea[])
+        WITH ORDINALITY AS g ({_COLUMNS}, raw, n)
 ), added AS (
-    INSERT INTO spool (dedupe_key, raw_sha256, size, message_id, source, envelope_from,
-                       envelope_to, thread, received_at, state, attempts, next_attempt_at)
-    SELECT dedupe_key, raw_sha256, size, message_id, source, envelope_from, envelope_to,
-           thread, $10, 'pending', 0, $10
-    FROM given ORDER BY n
+    INSERT INTO spool ({_COLUMNS}) SELECT {_COLUMNS} FROM given ORDER BY n
     ON CONFLICT (dedupe_key) DO NOTHING
     RETURNING id, dedupe_key, raw_sha256
 ), bytes AS (
@@ -179,7 +184,7 @@ WITH given AS (
 SELECT dedupe_key, id, raw_sha256, false FROM added
 UNION ALL
 SELECT dedupe_key, id, raw_sha256, true FROM spool WHERE dedupe_key = ANY($1::text[])
-"""
+"""  # noqa: S608
 
 
 async def spool_add_postgresql(
@@ -190,20 +195,9 @@ async def spool_add_postgresql(
     when another instance recorded one of the keys meanwhile, not yet committed when the
     statement began: the caller runs it again, and finds that row then."""
     unique = _new_copies(items, raws, {})
-    given = [item for item, _ in unique.values()]
-    rows = await conn.fetch(
-        _PG_ADD,
-        [i.dedupe_key for i in given],
-        [i.raw_sha256 for i in given],
-        [i.size for i in given],
-        [i.message_id for i in given],
-        [i.source for i in given],
-        [i.envelope_from for i in given],
-        ["\n".join(i.envelope_to) for i in given],
-        [i.thread for i in given],
-        [raw for _, raw in unique.values()],
-        now,
-    )
+    given = [spool_values(item, now) for item, _ in unique.values()]
+    columns = [[values[c] for values in given] for c in _SPOOL_COLUMNS]
+    rows = await conn.fetch(_PG_ADD, *columns, [raw for _, raw in unique.values()])
     known = {key: Stored(int(i), True, sha) for key, i, sha, before in rows if before}
     added = {key: int(i) for key, i, _, before in rows if not before}
     if len(known) + len(added) < len(unique):
