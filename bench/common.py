@@ -33,6 +33,9 @@ class Intake:
     system_seconds: float = 0.0  # of cpu_seconds, in the kernel (sockets, files, fsync)
     processes: int = 0  # child processes (worker or parsing processes), their CPU counted
     processes_peak_mb: float = 0.0  # the largest peak RSS among them
+    # CPU of the work the run left for a quiet moment (SQLite's search index's merges,
+    # store/search.py), done after it; not in cpu_seconds
+    deferred_seconds: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -45,6 +48,10 @@ class Intake:
     @property
     def cpu_ms(self) -> float:
         return self.cpu_seconds * 1000 / self.mails
+
+    @property
+    def deferred_ms(self) -> float:
+        return self.deferred_seconds * 1000 / self.mails
 
     @property
     def system_ms(self) -> float:

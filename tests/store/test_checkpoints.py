@@ -8,6 +8,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from mailgate.app import App, build_app
@@ -79,3 +80,23 @@ def test_a_failed_checkpoint_is_logged_and_the_next_commit_tries_again(tmp_path:
     finally:
         checkpointer.close()
     assert not _thread_alive()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_the_thread_merges_the_search_index_when_a_second_passes_without_a_commit(
+    app: App,
+) -> None:
+    from tests.store.test_search import add_messages, found, segments
+
+    checkpoints = app.blocking.checkpoints
+    assert checkpoints is not None
+    await deliver(app, make_mail(subject="Printer", body="De printer piept."))
+    await add_messages(app, 12, "toner")  # a dozen commits, a dozen segments
+    assert checkpoints.merges == 0  # not while the commits came (each well within GAP)
+    for _ in range(100):
+        if checkpoints.merges and await app.blocking.read(segments) < 4:
+            break
+        await asyncio.sleep(0.05)
+    assert checkpoints.merges > 0
+    assert await app.blocking.read(segments) < 4
+    assert await found(app, search="toner") == [1]

@@ -54,6 +54,26 @@ def searchable(connection: Connection) -> set[str]:
     return {str(name) for name in connection.execute(text(query)).scalars()}
 
 
+def merging(connection: Connection) -> dict[str, dict[str, int]]:
+    """SQLite's search tables' merge settings: the writes leave merging to quiet moments."""
+    if connection.dialect.name != "sqlite":
+        return {}
+    return {
+        name: {
+            str(k): int(v)
+            for k, v in connection.execute(text(f"SELECT k, v FROM {name}_config"))
+            if k in ("automerge", "crisismerge")
+        }
+        for name in ("search_tickets", "search_messages")
+    }
+
+
+MERGING = {
+    "postgresql": {},
+    "sqlite": {
+        t: {"automerge": 0, "crisismerge": 64} for t in ("search_tickets", "search_messages")
+    },
+}
 SEARCH = {
     "postgresql": {
         "ix_search_words",
@@ -78,6 +98,7 @@ async def test_every_migration_from_nothing_gives_exactly_the_models(db_url: str
             assert await conn.run_sync(differences) == []
             assert await conn.run_sync(revision) == head()
             assert await conn.run_sync(searchable) == SEARCH[conn.dialect.name]
+            assert await conn.run_sync(merging) == MERGING[conn.dialect.name]
     finally:
         await engine.dispose()
 
@@ -90,6 +111,7 @@ async def test_a_fresh_database_is_made_at_the_newest_schema(db_url: str) -> Non
         async with engine.connect() as conn:
             assert await conn.run_sync(differences) == []
             assert await conn.run_sync(searchable) == SEARCH[conn.dialect.name]
+            assert await conn.run_sync(merging) == MERGING[conn.dialect.name]
             assert await conn.run_sync(revision) == head()
     finally:
         await engine.dispose()

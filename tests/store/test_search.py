@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from typing import Any
+
+import pytest
 
 from mailgate.app import App
 from mailgate.store.repos.desk import TicketQuery, list_tickets
@@ -114,3 +117,66 @@ async def test_our_notices_words_are_not_indexed_and_the_index_stays_whole(app: 
 
     await app.blocking.write(purge)
     assert await found(app, search="piept") == []
+
+
+def segments(conn: Any) -> int:
+    """The segments of SQLite's index of messages' words (each has a row in ``_idx``)."""
+    from sqlalchemy import text
+
+    sql = text("SELECT count(DISTINCT segid) FROM search_messages_idx")
+    return int(conn.execute(sql).scalar_one())
+
+
+async def add_messages(app: App, count: int, word: str) -> None:
+    """``count`` messages on ticket 1 with ``word``, each written in a transaction of its own."""
+    from sqlalchemy import text
+
+    insert = text(
+        "INSERT INTO messages (ticket_id, direction, kind, from_addr, to_addrs, cc_addrs, "
+        'subject, visible_text, full_text, message_id, in_reply_to, "references", created_at) '
+        "VALUES (1, 'in', 'customer', 'a@klant.nl', 'support@example.com', '', 'Re', :t, :t, "
+        ":m, '', '', '2026-12-01 10:00:00')"
+    )
+    for n in range(count):
+        await app.blocking.write(
+            lambda conn, n=n: conn.execute(
+                insert, {"t": f"{word} nummer{n}", "m": f"<{word}{n}@x>"}
+            )
+        )
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_writes_leave_the_index_unmerged_until_merge_some_merges_it(app: App) -> None:
+    """A write adds a segment and merges none (up to ``CRISIS`` on a level); ``merge_some``
+    merges them in steps, and every word is found before and after."""
+    from mailgate.store.search import CRISIS, merge_some
+
+    assert app.blocking.checkpoints is not None
+    app.blocking.checkpoints.close()  # its thread would merge in a quiet second
+    await deliver(app, make_mail(subject="Printer", body="De printer piept."))
+    before = await app.blocking.read(segments)
+    await add_messages(app, 20, "toner")
+    assert await app.blocking.read(segments) == before + 20
+    assert await found(app, search="toner") == [1]
+    path = str(app.engine.url.database)
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        steps = 0
+        while merge_some(conn):
+            steps += 1
+        assert steps >= 1
+        assert not merge_some(conn)  # nothing left
+    assert await app.blocking.read(segments) < 4  # FTS5's usermerge: fewer than 4 a level
+    assert await found(app, search="toner") == [1]
+    assert await found(app, search="nummer19") == [1]
+    # With no quiet moment, a level never holds more than CRISIS segments.
+    await add_messages(app, CRISIS + 5, "inkt")
+    assert await app.blocking.read(segments) < CRISIS
+    assert await found(app, search="inkt") == [1]
+
+    def integrity(conn: Any) -> None:
+        from sqlalchemy import text
+
+        check = "INSERT INTO search_messages(search_messages, rank) VALUES ('integrity-check', 0)"
+        conn.execute(text(check))  # raises when the index's own structure is damaged
+
+    await app.blocking.write(integrity)
