@@ -138,18 +138,43 @@ def sender(raw: bytes) -> str | None:
 _FROM = re.compile(rb"^From:[^\r\n<]*<([^>\r\n]+)>", re.MULTILINE | re.IGNORECASE)
 
 
-def children_cpu() -> dict[int, tuple[float, float]]:
-    """(user, system) CPU seconds each child process of this one has used so far (Linux
-    /proc): mailgate's worker processes (PostgreSQL) or parsing processes (SQLite)."""
-    tick = os.sysconf("SC_CLK_TCK")
+def children_cpu(parent: int | str = "self") -> dict[int, tuple[float, float]]:
+    """(user, system) CPU seconds each child process of ``parent`` (this one) has used so
+    far (Linux /proc): mailgate's worker processes (PostgreSQL) or parsing processes
+    (SQLite)."""
     found = {}
-    for task in Path("/proc/self/task").iterdir():
+    for task in Path(f"/proc/{parent}/task").iterdir():
         for pid in (task / "children").read_text().split():
             try:
                 if b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes():
                     continue  # multiprocessing's own helper, idle
-                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+                found[int(pid)] = process_cpu(pid)
             except OSError:  # ended meanwhile
                 continue
-            found[int(pid)] = (int(fields[11]) / tick, int(fields[12]) / tick)
     return found
+
+
+def process_cpu(pid: int | str = "self") -> tuple[float, float]:
+    """(user, system) CPU seconds the process ``pid`` has used so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def settle(pid: int, quiet: float = 0.05, timeout: float = 60.0) -> None:
+    """Return once the process ``pid`` and its children have started: half a second in
+    which they use less than ``quiet`` seconds of CPU. A daemon's worker processes import
+    and load their models once; the benchmarks measure a daemon at work, as bench/ingest.py
+    starts its worker processes before its clock."""
+
+    def used() -> float:
+        return sum(sum(cpu) for cpu in (process_cpu(pid), *children_cpu(pid).values()))
+
+    deadline = time.monotonic() + timeout
+    before = used()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = used()
+        if now - before < quiet:
+            return
+        before = now

@@ -35,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import WORDS  # noqa: E402
+from common import WORDS, settle  # noqa: E402
 
 from tests.conftest import free_port, write_config_file  # noqa: E402
 
@@ -153,7 +153,8 @@ def start_sink(port: int) -> subprocess.Popen[bytes]:
 def start_mailgate(
     directory: Path, port: int, url: str = "", **sections: Any
 ) -> subprocess.Popen[bytes]:
-    """`mailgate run` with its config in ``directory`` (SQLite there unless ``url``)."""
+    """`mailgate run` with its config in ``directory`` (SQLite there unless ``url``), once
+    it listens and has started (``settle``: its worker processes too)."""
     config = write_config_file(
         directory / "config.toml",
         url or f"sqlite+aiosqlite:///{directory / 'mailgate.db'}",
@@ -178,9 +179,12 @@ def start_mailgate(
     while time.monotonic() < deadline:
         try:
             with __import__("socket").create_connection(("127.0.0.1", port), timeout=1):
-                return process
+                pass
         except OSError:
             time.sleep(0.1)
+            continue
+        settle(process.pid)
+        return process
     raise RuntimeError("mailgate did not start")
 
 
