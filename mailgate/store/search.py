@@ -181,14 +181,14 @@ def merge_later(connection: Connection) -> None:
             connection.execute(text(statement))
 
 
-def merge_some(conn: sqlite3.Connection, pages: int = MERGE_PAGES) -> bool:
-    """One step of merging SQLite's search index: at most ``pages`` leaf pages written per
+def merge_some(conn: sqlite3.Connection) -> bool:
+    """One step of merging SQLite's search index: at most ``MERGE_PAGES`` leaf pages written per
     table, each table in a write transaction of its own (``conn`` in autocommit); whether
     there was work (none: the index is as merged as FTS5's ``usermerge`` asks)."""
     worked = False
     for name in TABLES:
         before = conn.total_changes
-        conn.execute(f"INSERT INTO {name}({name}, rank) VALUES ('merge', ?)", (pages,))  # noqa: S608 - constants
+        conn.execute(f"INSERT INTO {name}({name}, rank) VALUES ('merge', ?)", (MERGE_PAGES,))  # noqa: S608 - constants
         worked = worked or conn.total_changes - before > 1  # a step without work counts 1
     return worked
 

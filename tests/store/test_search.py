@@ -7,6 +7,7 @@ import sqlite3
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from mailgate.app import App
 from mailgate.store.repos.desk import TicketQuery, list_tickets
@@ -74,8 +75,6 @@ async def test_a_merged_tickets_words_are_found_on_the_ticket_it_joined(app: App
 async def test_our_notices_words_are_not_indexed_and_the_index_stays_whole(app: App) -> None:
     """SQLite indexes the words of what people wrote, not of our notices (the same text on
     every ticket); removing a notice must then leave the index whole."""
-    from sqlalchemy import text
-
     await deliver(app, make_mail(subject="Printer", body="De printer piept."))
 
     def texts(conn: Any, sql: str) -> set[str]:
@@ -121,16 +120,12 @@ async def test_our_notices_words_are_not_indexed_and_the_index_stays_whole(app: 
 
 def segments(conn: Any) -> int:
     """The segments of SQLite's index of messages' words (each has a row in ``_idx``)."""
-    from sqlalchemy import text
-
     sql = text("SELECT count(DISTINCT segid) FROM search_messages_idx")
     return int(conn.execute(sql).scalar_one())
 
 
 async def add_messages(app: App, count: int, word: str) -> None:
     """``count`` messages on ticket 1 with ``word``, each written in a transaction of its own."""
-    from sqlalchemy import text
-
     insert = text(
         "INSERT INTO messages (ticket_id, direction, kind, from_addr, to_addrs, cc_addrs, "
         'subject, visible_text, full_text, message_id, in_reply_to, "references", created_at) '
@@ -174,8 +169,6 @@ async def test_writes_leave_the_index_unmerged_until_merge_some_merges_it(app: A
     assert await found(app, search="inkt") == [1]
 
     def integrity(conn: Any) -> None:
-        from sqlalchemy import text
-
         check = "INSERT INTO search_messages(search_messages, rank) VALUES ('integrity-check', 0)"
         conn.execute(text(check))  # raises when the index's own structure is damaged
 
