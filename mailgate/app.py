@@ -313,7 +313,7 @@ def _workers(
     count = config.worker.processes
     if blocking.single_writer or count == 0:
         return [processor]
-    return [WorkerProcess(config, (i, count), metrics, on_outbox) for i in range(count)]
+    return [WorkerProcess(config, i, metrics, on_outbox) for i in range(count)]
 
 
 def _parsers(config: Config, blocking: Blocking) -> Parsers:

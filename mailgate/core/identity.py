@@ -8,6 +8,7 @@ the hash of the exact raw bytes.
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import re
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _MESSAGE_ID_HEADER = re.compile(rb"^Message-ID[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.I | re.M)
 _REFERENCES_HEADER = re.compile(rb"^References[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.I | re.M)
 _IN_REPLY_TO_HEADER = re.compile(rb"^In-Reply-To[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.I | re.M)
+_FROM_HEADER = re.compile(rb"^From[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.I | re.M)
 
 
 RawBytes = bytes | bytearray | memoryview  # a mail as bytes, or a view of a larger buffer
@@ -56,6 +58,9 @@ class MailIdentity:
     # its In-Reply-To, else its own. Mails of one thread share it (the worker processes'
     # shares keep them together and in order).
     thread: str | None = None
+    # The first address of its From header, lower case (None: none readable): whom an
+    # automatic answer would go to, and so what it would count against (the caps).
+    sender: str | None = None
 
 
 def identify(raw: RawBytes) -> MailIdentity:
@@ -72,10 +77,27 @@ def identify(raw: RawBytes) -> MailIdentity:
         or _first_id(_IN_REPLY_TO_HEADER, header_block)
         or found
     )
+    sender = _first_address(_FROM_HEADER, header_block)
     if found:
         key = hashlib.sha256(f"{found}\n{body_sha}".encode()).hexdigest()
-        return MailIdentity(raw_sha, body_sha, found, f"mid:{key}", thread)
-    return MailIdentity(raw_sha, body_sha, None, f"raw:{raw_sha}", thread)
+        return MailIdentity(raw_sha, body_sha, found, f"mid:{key}", thread, sender)
+    return MailIdentity(raw_sha, body_sha, None, f"raw:{raw_sha}", thread, sender)
+
+
+def _first_address(header: re.Pattern[bytes], block: bytes) -> str | None:
+    """The first address of the first ``header`` of the header ``block``, lower case; None
+    when it is not valid UTF-8 or holds a control character."""
+    match = header.search(block)
+    if match is None:
+        return None
+    try:
+        value = match.group(1).decode()
+    except UnicodeDecodeError:
+        return None
+    for _, address in email.utils.getaddresses([value]):
+        if "@" in address and address.isprintable() and " " not in address:
+            return address.lower()
+    return None
 
 
 def _first_id(header: re.Pattern[bytes], block: bytes) -> str | None:

@@ -180,6 +180,9 @@ class NewSpoolItem:
     envelope_from: str | None
     envelope_to: tuple[str, ...]
     thread: str | None = None  # the Message-ID that started its thread (``identify``)
+    # What an automatic answer to it would count against (``core.parties.sender_key``):
+    # the worker processes share the spool by it.
+    sender_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

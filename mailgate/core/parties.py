@@ -56,6 +56,22 @@ def domain_of(address: str) -> str:
     return address.strip().lower().rpartition("@")[2]
 
 
+def cap_keys(address: str) -> tuple[str, ...]:
+    """What an automatic answer to ``address`` counts against: its mailbox, and its
+    organisation domain unless that is a public one (``mailbox x``, ``domain y``)."""
+    domain = domain_of(address)
+    if domain in PUBLIC_DOMAINS:
+        return (f"mailbox {mailbox(address)}",)
+    return f"mailbox {mailbox(address)}", f"domain {domain}"
+
+
+def sender_key(address: str) -> str:
+    """The widest of ``cap_keys``: the organisation domain, else the mailbox. All automatic
+    answers to ``address`` are counted under it, so the mails of one key, applied by one
+    worker, never wait for another worker's counts (``SpoolRepo.claim_due``)."""
+    return cap_keys(address)[-1]
+
+
 def subject_core(subject: str) -> str:
     """A subject as the echo rule compares it: case and runs of white space ignored."""
     return _SPACE.sub(" ", subject).strip().casefold()

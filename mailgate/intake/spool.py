@@ -29,6 +29,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from mailgate.clock import Clock
 from mailgate.core.identity import RawBytes, identify
 from mailgate.core.model import NewSpoolItem, Stored
+from mailgate.core.parties import sender_key
 from mailgate.errors import BadMail, StorageUnavailable
 from mailgate.store.db import (
     RETRYABLE_SQLSTATES,
@@ -162,6 +163,7 @@ class Spool:
             envelope_from=received.envelope_from,
             envelope_to=tuple(_clean(received.envelope_to)),
             thread=ident.thread,
+            sender_key=_sender_key(ident.sender or received.envelope_from),
         )
         receipt = await self._record(item, data)
         bound = log.bind(
@@ -333,3 +335,10 @@ INLINE_BUSY_MS = 20
 
 def _clean(addresses: Sequence[str]) -> list[str]:
     return [a.strip().strip("<>") for a in addresses if a.strip().strip("<>")]
+
+
+def _sender_key(address: str | None) -> str | None:
+    """``sender_key`` of the mail's author (its From, else the envelope sender)."""
+    address = (address or "").strip().strip("<>")
+    # (a surrogate, an undecodable byte of an envelope sender, is not printable)
+    return sender_key(address) if "@" in address and address.isprintable() else None

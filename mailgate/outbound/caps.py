@@ -19,6 +19,7 @@ from mailgate.core.parties import (
     PUBLIC_DOMAINS,
     AnswerLimits,
     AutoAnswer,
+    cap_keys,
     domain_of,
     mailbox,
     subject_core,
@@ -63,13 +64,7 @@ class Caps:
 
         # Each recipient's organisation domain, counted as a whole (None: a public one).
         wide = {a: None if d in PUBLIC_DOMAINS else d for a in notice.to for d in [domain_of(a)]}
-        tx.outbox.hold_counts(
-            [
-                f"ticket {ticket}",
-                *(f"mailbox {mailbox(a)}" for a in notice.to),
-                *(f"domain {d}" for d in wide.values() if d is not None),
-            ]
-        )
+        tx.outbox.hold_counts([f"ticket {ticket}", *(k for a in notice.to for k in cap_keys(a))])
         for_ticket, answers = tx.outbox.cap_counts(
             ticket,
             mailboxes={mailbox(a) for a, d in wide.items() if d is None},

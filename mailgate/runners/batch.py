@@ -44,21 +44,20 @@ async def due_mails(
     blocking: Blocking,
     now: datetime,
     limit: int,
-    share: tuple[int, int] | None,
     *,
     claiming: bool,
 ) -> AsyncIterator[list[tuple[int, int]]]:
-    """(id, size) of the oldest mails due at ``now``, up to ``limit`` (of the ``share``).
-    ``claiming`` (many writers: PostgreSQL): their threads claimed for the block
+    """(id, size) of the oldest mails due at ``now``, up to ``limit``.
+    ``claiming`` (many writers: PostgreSQL): their senders claimed for the block
     (``SpoolRepo.claim_due``), so that no other worker gathers them for nothing, and let
     go after it."""
     with storage_errors("list due"):
         if claiming:
             due = await blocking.in_session(
-                lambda conn: SpoolRepo(conn).claim_due(now, limit, share), CLAIMS
+                lambda conn: SpoolRepo(conn).claim_due(now, limit), CLAIMS
             )
         else:
-            due = await blocking.read(lambda conn: SpoolRepo(conn).due_sizes(now, limit, share))
+            due = await blocking.read(lambda conn: SpoolRepo(conn).due_sizes(now, limit))
     try:
         yield due
     finally:

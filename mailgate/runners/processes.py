@@ -4,10 +4,11 @@ A worker applies mails in Python: parsing, routing, rendering, composing and the
 statements' own code hold the interpreter's lock, and one process's worker is bound
 by it while the database server and the second core wait (measured: the machine half
 idle). On PostgreSQL, which takes many writers, the daemon therefore starts
-``[worker] processes`` workers, each a process with its own connections, and each
-takes its share of the spool (``SpoolRepo.due_sizes``: by thread, so the mails of one
-thread stay in one process, in their order); the claim (``FOR UPDATE SKIP LOCKED``) and the
-caps' locks keep two of them, like two instances, from ever applying a mail twice.
+``[worker] processes`` workers, each a process with its own connections, each
+claiming a batch of the spool at a time as the workers of several instances do
+(``SpoolRepo.claim_due``: by sender, so that none waits for another's hold on the caps,
+a thread's mails in their order); the claim (``FOR UPDATE SKIP LOCKED``) and the caps'
+locks keep two of them, like two instances, from ever applying a mail twice.
 
 ``WorkerProcess`` is the daemon's side of one: a ``Runner`` like the in-process
 ``Processor``, whose rounds it hands to its process over a pipe. The process is
@@ -51,12 +52,12 @@ class WorkerProcess:
     def __init__(
         self,
         config: Config,
-        share: tuple[int, int],
+        number: int,
         metrics: Metrics,
         on_outbox: Callable[[], None],
     ) -> None:
         self.config = config
-        self.share = share
+        self.number = number  # its place among the instance's processes, for the logs
         self.metrics = metrics
         self.on_outbox = on_outbox
         self._process: Any = None  # multiprocessing's SpawnProcess
@@ -64,13 +65,13 @@ class WorkerProcess:
         self._working = False
 
     async def run_due(self, limit: int = 256) -> list[Outcome]:
-        """The process applies what is due in its share, up to ``limit``; its outcomes."""
+        """The process applies what is due, up to ``limit``; its outcomes."""
         reply = await self._ask(("due", limit))
         kind = reply[0]
         if kind == "unavailable":
             raise StorageUnavailable(reply[1])
         if kind == "bug":  # as a bug in the daemon's own worker: the daemon stops
-            raise RuntimeError(f"worker process {self.share[0]} failed:\n{reply[1]}")
+            raise RuntimeError(f"worker process {self.number} failed:\n{reply[1]}")
         outcomes: list[Outcome] = reply[1]
         for source, outcome, seconds in reply[2]:
             self.metrics.mail(source, outcome, seconds)
@@ -106,7 +107,7 @@ class WorkerProcess:
             conn.send(("stop",))
         await asyncio.to_thread(process.join, STOP_WAIT)
         if process.is_alive():
-            log.warning("worker.process_killed", share=self.share[0], pid=process.pid)
+            log.warning("worker.process_killed", process=self.number, pid=process.pid)
             process.kill()
             await asyncio.to_thread(process.join)
         conn.close()
@@ -122,10 +123,10 @@ class WorkerProcess:
         except (EOFError, OSError) as exc:
             process, self._process, self._conn = self._process, None, None
             code = process.exitcode if process is not None else None
-            log.error("worker.process_died", share=self.share[0], exitcode=code)
+            log.error("worker.process_died", process=self.number, exitcode=code)
             conn.close()
             # Its transaction died with it: its mails are pending again, for its successor.
-            raise StorageUnavailable(f"worker process {self.share[0]} died ({code})") from exc
+            raise StorageUnavailable(f"worker process {self.number} died ({code})") from exc
         return reply
 
     async def _start(self) -> None:
@@ -134,8 +135,8 @@ class WorkerProcess:
         general = self.config.general
         process = context.Process(
             target=serve,
-            args=(theirs, self.config, self.share, general.log_level, general.log_format),
-            name=f"mailgate-worker-{self.share[0]}",
+            args=(theirs, self.config, self.number, general.log_level, general.log_format),
+            name=f"mailgate-worker-{self.number}",
             daemon=True,
         )
         process.start()
@@ -147,8 +148,8 @@ class WorkerProcess:
         if ready[0] != "ready":
             ours.close()
             await asyncio.to_thread(process.join, STOP_WAIT)
-            raise StorageUnavailable(f"worker process {self.share[0]}: {ready[1]}")
-        log.info("worker.process_started", share=self.share[0], pid=process.pid)
+            raise StorageUnavailable(f"worker process {self.number}: {ready[1]}")
+        log.info("worker.process_started", process=self.number, pid=process.pid)
         self._process, self._conn = process, ours
 
 
@@ -165,18 +166,18 @@ class _Tally(Metrics):
         self.counted.append((source, outcome, seconds))
 
 
-def serve(conn: Connection, config: Config, share: tuple[int, int], level: str, fmt: str) -> None:
+def serve(conn: Connection, config: Config, number: int, level: str, fmt: str) -> None:
     """The worker process: rounds on the daemon's word until it says stop or is gone."""
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)  # the daemon stops us, after our round
     from mailgate.log import configure
 
     configure(level, fmt)
-    structlog.contextvars.bind_contextvars(worker=share[0])
-    asyncio.run(_serve(conn, config, share))
+    structlog.contextvars.bind_contextvars(worker=number)
+    asyncio.run(_serve(conn, config))
 
 
-async def _serve(conn: Connection, config: Config, share: tuple[int, int]) -> None:
+async def _serve(conn: Connection, config: Config) -> None:
     from mailgate.app import build_app
 
     try:
@@ -185,7 +186,6 @@ async def _serve(conn: Connection, config: Config, share: tuple[int, int]) -> No
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
     tally = _Tally()
-    app.processor.share = share
     app.processor.metrics = tally
     try:
         conn.send(("ready",))

@@ -52,7 +52,10 @@ MICROSECOND = timedelta(microseconds=1)
 log = structlog.get_logger("mailgate.runners.worker")
 NOTIFYING = (Action.CREATED, Action.APPENDED, Action.BOUNCE, Action.HELD)
 FIRST = 8  # mails in a round's first batch when parsing processes gather the next ones
-CLAIMED_BATCHES = 4  # PostgreSQL: the batches' worth of mail a round claims
+# PostgreSQL: the batches' worth of mail a round claims. One: a worker holds its senders
+# for one batch, and the others find theirs meanwhile (with few senders, more would leave
+# the others nothing: decision 0027).
+CLAIMED_BATCHES = 1
 
 __all__ = ["Outcome", "Processor"]
 
@@ -93,9 +96,6 @@ class Processor:
         self._working = False  # in a round that found mail due
         # SQLite has one writer at a time: lanes would only queue for its lock.
         self.lanes = 1 if blocking.single_writer else worker.lanes
-        # In a worker process of its own (PostgreSQL): (i, n), the i-th share of n of the
-        # mail (``SpoolRepo.due_sizes``); None: all of it.
-        self.share: tuple[int, int] | None = None
         # Many writers (PostgreSQL): a round's mails are claimed, so that no other worker
         # gathers them for nothing (``SpoolRepo.claim_due``).
         self.claiming = not blocking.single_writer and blocking.sync_engine is not None
@@ -110,10 +110,10 @@ class Processor:
         overlap the other's database work. The mails a batch did not reach (out of lock
         time, or waiting for the caps) lead the next one, gathered already."""
         count = min(self.worker.batch_size * self.lanes, limit)
-        if self.claiming:  # held for this round: a few batches, the next for other workers
+        if self.claiming:  # held for this round: a batch, the next for other workers
             limit = min(limit, CLAIMED_BATCHES * count)
         now = self.clock.now()
-        async with due_mails(self.blocking, now, limit, self.share, claiming=self.claiming) as due:
+        async with due_mails(self.blocking, now, limit, claiming=self.claiming) as due:
             return await self._run(due, count)
 
     async def _run(self, due: list[tuple[int, int]], count: int) -> list[Outcome]:

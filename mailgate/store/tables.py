@@ -79,6 +79,11 @@ PENDING_ROWS = text("state = 'pending'")
 WAITING_ROWS = text("state IN ('pending', 'sending')")
 
 
+def _pending(name: str, *columns: str) -> Index:
+    """An index of the spool's pending rows alone (``PENDING_ROWS``)."""
+    return Index(name, *columns, sqlite_where=PENDING_ROWS, postgresql_where=PENDING_ROWS)
+
+
 class SpoolRow(SQLModel, table=True):
     """One received mail: where its raw bytes are, and how far processing got."""
 
@@ -88,14 +93,9 @@ class SpoolRow(SQLModel, table=True):
         # The few pending rows among years of done ones, in their order, with what the
         # worker asks of them (``SpoolRepo.due_sizes``): covering, it is cheaper than a scan
         # of the table whatever the planner's statistics say (none for an empty index).
-        Index(
-            "ix_spool_pending",
-            "id",
-            "next_attempt_at",
-            "size",
-            sqlite_where=PENDING_ROWS,
-            postgresql_where=PENDING_ROWS,
-        ),
+        _pending("ix_spool_pending", "id", "next_attempt_at", "size"),
+        # The earlier pending mails of a mail's thread (``SpoolRepo.claim_due``).
+        _pending("ix_spool_pending_thread", "thread", "id"),
     )
     id: int | None = Field(default=None, primary_key=True)
     dedupe_key: str = Field(max_length=80, unique=True)
@@ -106,6 +106,8 @@ class SpoolRow(SQLModel, table=True):
     envelope_from: str | None = _text(nullable=True)
     envelope_to: str = _text()
     thread: str | None = _text(nullable=True)  # the Message-ID that started its thread
+    # What an automatic answer would count against (``core.parties.sender_key``)
+    sender_key: str | None = _text(nullable=True)
     received_at: datetime = _when()
     state: str = Field(max_length=16)
     attempts: int = 0

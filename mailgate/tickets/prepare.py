@@ -16,7 +16,7 @@ from mailgate.core.language import detect_language
 from mailgate.core.model import Attachment, ParsedMail, SpoolEntry, within_limits
 from mailgate.core.notify import LANGUAGES
 from mailgate.core.parse import parse_mail
-from mailgate.core.parties import PUBLIC_DOMAINS, domain_of, mailbox
+from mailgate.core.parties import cap_keys
 from mailgate.core.privacy import for_display
 from mailgate.core.route import Evidence, gather_evidence
 from mailgate.core.text import visible_reply
@@ -50,10 +50,7 @@ class Prepared:
         for address in (mail.from_addr, *mail.reply_to):
             if address is None:
                 continue
-            keys.add(f"mailbox {mailbox(address.email)}")
-            domain = domain_of(address.email)
-            if domain not in PUBLIC_DOMAINS:
-                keys.add(f"domain {domain}")
+            keys.update(cap_keys(address.email))
         if self.report is not None or self.evidence.bounces:
             keys.add("bounces")
         return frozenset(keys)

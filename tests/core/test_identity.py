@@ -72,3 +72,14 @@ def test_a_mails_thread_is_the_message_id_that_started_it() -> None:
     assert identify(head + b"\r\nzonder id\r\n").thread is None
     quoted = identify(head + b"Message-ID: <own@b.nl>\r\n\r\nReferences: <other@b.nl>\r\n")
     assert quoted.thread == "own@b.nl"  # a header line in the body is no header
+
+
+def test_the_sender_is_the_first_address_of_the_from_header() -> None:
+    named = b"From k@org.nl Mon Jan 5\r\nFrom: =?utf-8?q?K=C3=A9?= <Klant@Org.NL>, b@c.nl\r\n\r\nx"
+    assert identify(named).sender == "klant@org.nl"  # the mbox line is no header
+    folded = b"Subject: x\r\nfrom:\r\n Piet <piet@org.nl>\r\n\r\nFrom: quoted@elsewhere.nl\r\n"
+    assert identify(folded).sender == "piet@org.nl"
+    assert identify(b"Subject: x\r\n\r\nFrom: in@body.nl\r\n").sender is None
+    assert identify(b"From: undisclosed-recipients:;\r\n\r\nx").sender is None
+    assert identify(b"From: <a\xae@b.nl>\r\n\r\nx").sender is None  # not UTF-8
+    assert identify(b"From: a\x01b@c.nl\r\n\r\nx").sender is None  # a control character

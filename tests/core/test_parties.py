@@ -4,7 +4,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mailgate.core.parties import AnswerLimits, AutoAnswer, mailbox, subject_core, withheld
+from mailgate.core.parties import (
+    AnswerLimits,
+    AutoAnswer,
+    cap_keys,
+    mailbox,
+    sender_key,
+    subject_core,
+    withheld,
+)
 
 NOW = datetime(2026, 3, 2, 10, tzinfo=UTC)
 LIMITS = AnswerLimits(per_mailbox=3, per_domain=5)
@@ -67,3 +75,10 @@ def test_notices_count_against_the_mailbox_but_are_never_held_for_an_echo_or_a_d
     assert withheld("q@bedrijf.nl", notices, LIMITS) is None  # a notice, not an answer
     org = [sent(f"p{n}@bedrijf.nl", f"Subject {n}") for n in range(5)]
     assert withheld("p9@bedrijf.nl", org, LIMITS) is None  # the domain cap is for answers
+
+
+def test_an_answer_counts_against_the_mailbox_and_an_organisations_domain() -> None:
+    assert cap_keys("Piet+ticket@Org.NL") == ("mailbox piet@org.nl", "domain org.nl")
+    assert cap_keys("p.i.e.t@gmail.com") == ("mailbox piet@gmail.com",)  # no one's domain
+    assert sender_key("Piet@Org.NL") == "domain org.nl"
+    assert sender_key("piet@gmail.com") == "mailbox piet@gmail.com"

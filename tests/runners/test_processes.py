@@ -12,6 +12,7 @@ import pytest
 
 from mailgate.app import App, build_app
 from mailgate.config import Config
+from mailgate.core.model import Action
 from mailgate.errors import StorageUnavailable, TicketBusy
 from mailgate.intake.spool import Received
 from mailgate.runners.processes import WorkerProcess
@@ -103,41 +104,55 @@ async def test_a_worker_process_killed_mid_batch_leaves_its_mails_to_its_success
         await app.close()
 
 
-async def test_shares_split_the_due_mail_and_keep_a_threads_mails_together(
+async def test_a_senders_mails_are_claimed_by_one_worker_at_a_time(
     make_config: Callable[..., Config],
 ) -> None:
-    """One customer opens eight threads; each gets a reply (In-Reply-To) and a reply to
-    that (References): the shares hold each mail once, a thread's mails in one share, and
-    one sender's threads spread over the shares."""
-    app = await build_app(make_config(worker={"processes": 0}))
+    """Three people at each of four organisations and four people at a public provider
+    write twice. Two workers claim at once: each mail once, all mails of an organisation
+    (their answers count against one domain) with one worker, a public provider's
+    mailboxes apart; a mail stored before the spool knew its sender goes by its thread."""
+    config = make_config(worker={"processes": 0})
+    one, two = await build_app(config), await build_app(config)
     try:
-        thread_of: dict[int, int] = {}
-        for t in range(8):
-            root = f"<root-{t}@org.nl>"
-            for raw in (
-                make_mail(subject=f"Vraag {t}", message_id=root),
-                make_mail(subject=f"Re: Vraag {t}", in_reply_to=root),
-                make_mail(subject=f"Re: Vraag {t}", references=f"{root} <reply-{t}@org.nl>"),
-            ):
-                stored = await app.spool.store(Received(raw, "smtp", envelope_from="klant@org.nl"))
-                thread_of[stored.spool_id] = t
-        now = app.clock.now()
+        key_of: dict[int, str] = {}
+        for n in range(2):
+            for org in range(4):
+                for person in range(3):
+                    raw = make_mail(sender=f"Klant <k{person}@org{org}.nl>", subject=f"V{n}")
+                    stored = await one.spool.store(Received(raw, "smtp", envelope_from="x@y.nl"))
+                    key_of[stored.spool_id] = f"org{org}"
+            for person in range(4):
+                raw = make_mail(sender=f"Klant <Klant.{person}@GMail.com>", subject=f"V{n}")
+                stored = await one.spool.store(Received(raw, "smtp", envelope_from="x@y.nl"))
+                key_of[stored.spool_id] = f"gmail {person}"
+        older = make_mail(sender="Klant <k0@org0.nl>", message_id="<old@org0.nl>")
+        stored = await one.spool.store(Received(older, "smtp", envelope_from="k0@org0.nl"))
+        key_of[stored.spool_id] = "thread"
+        forget = f"UPDATE spool SET sender_key = NULL WHERE id = {stored.spool_id}"
+        await one.blocking.write(lambda conn: conn.exec_driver_sql(forget))
+        now = one.clock.now()
 
-        async def listed(share: tuple[int, int] | None) -> list[int]:
-            return await app.blocking.read(
-                lambda conn: [i for i, _ in SpoolRepo(conn).due_sizes(now, 100, share)]
+        async def claim(app: App, limit: int) -> list[int]:
+            listed = await app.blocking.in_session(
+                lambda conn: SpoolRepo(conn).claim_due(now, limit), "claims"
             )
+            return [i for i, _ in listed]
 
-        everything = await listed(None)
-        shares = [await listed((i, 3)) for i in range(3)]
-        assert sorted(everything) == sorted(thread_of)
-        assert sorted(i for share in shares for i in share) == sorted(thread_of)  # each once
-        assert sum(1 for share in shares if share) >= 2  # one sender's threads spread
-        for share in shares:  # a thread's three mails are in one share
-            threads = {thread_of[i] for i in share}
-            assert len(share) == 3 * len(threads)
+        first = await claim(one, 10)
+        assert first == sorted(key_of)[:10]  # the oldest, whoever sent them
+        second = await claim(two, 100)
+        held = {key_of[i] for i in first}
+        assert held == {"org0", "org1", "org2", "org3"}
+        # The other has the rest but for the first's organisations' later mails: its own
+        # mailboxes at the public provider, and the older mail of org0 (by its thread).
+        assert {key_of[i] for i in second} == {"gmail 0", "gmail 1", "gmail 2", "gmail 3", "thread"}
+        waiting = set(key_of) - set(first) - set(second)
+        assert not set(first) & set(second) and {key_of[i] for i in waiting} <= held
+        await one.blocking.in_session(lambda conn: SpoolRepo(conn).release_claims(), "claims")
+        assert sorted(await claim(one, 100)) == sorted([*first, *waiting])  # all but the other's
     finally:
-        await app.close()
+        await one.close()
+        await two.close()
 
 
 async def test_a_later_mail_of_a_batch_never_waits_for_a_ticket_another_batch_holds(
@@ -166,12 +181,13 @@ async def test_a_later_mail_of_a_batch_never_waits_for_a_ticket_another_batch_ho
         await app.close()
 
 
-async def test_workers_claim_whole_threads_so_that_none_gathers_what_another_holds(
+async def test_workers_claim_senders_and_a_threads_first_mail_so_that_none_waits_for_another(
     make_config: Callable[..., Config],
 ) -> None:
-    """Two instances list the spool at once: each mail is listed by one, a thread's later
-    mails are passed over while another worker holds its first, and a worker's round lets
-    go of what it claimed (so does a session that ends)."""
+    """Two instances list the spool at once: each mail is listed by one, a sender's mails
+    by one at a time, a thread's later mails (a colleague's, from another organisation:
+    another share) not while its first waits, and a worker's round lets go of what it
+    claimed (so does a session that ends)."""
     config = make_config(worker={"processes": 0})
     one, two = await build_app(config), await build_app(config)
     try:
@@ -180,27 +196,31 @@ async def test_workers_claim_whole_threads_so_that_none_gathers_what_another_hol
             for t in range(8):
                 root = f"<root-{t}@org.nl>"
                 raw = [
-                    make_mail(subject=f"Vraag {t}", message_id=root),
-                    make_mail(subject=f"Re: Vraag {t}", in_reply_to=root),
-                    make_mail(subject=f"Re: Vraag {t}", references=f"{root} <r-{t}@org.nl>"),
+                    make_mail(sender=f"<k@org{t}.nl>", subject=f"Vraag {t}", message_id=root),
+                    make_mail(sender=f"<c@other{t}.nl>", subject=f"Re: {t}", in_reply_to=root),
+                    make_mail(sender=f"<k@org{t}.nl>", references=f"{root} <r-{t}@org.nl>"),
                 ][step]
                 stored = await one.spool.store(Received(raw, "smtp", envelope_from="k@org.nl"))
                 thread_of[stored.spool_id] = t
+        again = make_mail(sender="<k@org0.nl>", subject="Nog een vraag")  # org0's 2nd thread
+        stored = await one.spool.store(Received(again, "smtp", envelope_from="k@org.nl"))
+        thread_of[stored.spool_id] = 8
         now = one.clock.now()
 
-        async def claim(app: App, limit: int) -> set[int]:
+        async def claim(app: App, limit: int) -> list[int]:
             listed = await app.blocking.in_session(
-                lambda conn: SpoolRepo(conn).claim_due(now, limit, None), "claims"
+                lambda conn: SpoolRepo(conn).claim_due(now, limit), "claims"
             )
-            return {thread_of[i] for i, _ in listed}
+            return [i for i, _ in listed]
 
         async def release(app: App) -> None:
             await app.blocking.in_session(lambda conn: SpoolRepo(conn).release_claims(), "claims")
 
-        assert await claim(one, 4) == {0, 1, 2, 3}  # the four oldest mails' threads
-        assert await claim(two, 100) == {4, 5, 6, 7}  # not the replies in 0-3
+        firsts = sorted(thread_of)[:8]  # each thread's first mail; no reply before it
+        assert await claim(one, 4) == firsts[:4]
+        assert await claim(two, 100) == firsts[4:]  # not org0's 2nd thread: one has org0
         await release(one)
-        assert await claim(one, 100) == {0, 1, 2, 3}  # 4-7 are still the other's
+        assert await claim(one, 100) == [*firsts[:4], stored.spool_id]  # 4-7: the other's
         await release(one)
         # A session that ends (its instance died) lets go of its claims with it; the next
         # claim of its instance connects again.
@@ -211,15 +231,21 @@ async def test_workers_claim_whole_threads_so_that_none_gathers_what_another_hol
         gone = f"SELECT count(*) FROM pg_stat_activity WHERE pid = {int(pid)}"
         while await count(one, gone):  # noqa: ASYNC110 - another process ends
             await asyncio.sleep(0.01)
-        assert await claim(one, 100) == set(range(8))
+        assert await claim(one, 100) == [*firsts, stored.spool_id]
         await release(one)
-        assert await claim(two, 100) == set(range(8))
+        assert await claim(two, 100) == [*firsts, stored.spool_id]
         await release(two)
-        # The workers of both: each mail applied once; after their rounds nothing is held.
-        done = await asyncio.gather(one.processor.run_due(), two.processor.run_due())
-        done += await asyncio.gather(one.processor.run_due(), two.processor.run_due())
-        assert sorted(o.spool_id for outcomes in done for o in outcomes) == sorted(thread_of)
-        assert await count(one, "SELECT count(*) FROM tickets") == 8  # replies threaded
+        # The workers of both, round after round: each mail applied once, a thread's in
+        # its order (the replies threaded); after their rounds nothing is held.
+        done: list[Outcome] = []
+        while found := await asyncio.gather(one.processor.run_due(), two.processor.run_due()):
+            if not any(found):
+                break
+            done += [o for outcomes in found for o in outcomes]
+        assert sorted(o.spool_id for o in done) == sorted(thread_of)
+        created = sorted(o.spool_id for o in done if o.action is Action.CREATED)
+        assert created == [*firsts, stored.spool_id]
+        assert await count(one, "SELECT count(*) FROM tickets") == 9  # replies threaded
         held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
         assert await count(one, held) == 0
     finally:

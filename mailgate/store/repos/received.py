@@ -30,6 +30,7 @@ def spool_values(item: NewSpoolItem, now: object) -> dict[str, object]:
         "envelope_from": item.envelope_from,
         "envelope_to": "\n".join(item.envelope_to),
         "thread": item.thread,
+        "sender_key": item.sender_key,
         "received_at": now,
         "state": PENDING,
         "attempts": 0,

@@ -18,6 +18,7 @@ from sqlalchemy import (
     delete,
     func,
     select,
+    text,
     update,
 )
 
@@ -54,24 +55,41 @@ def spool_entry(row: Any) -> SpoolEntry:
     )
 
 
-# The first key of a claimed thread's advisory lock (the two-key form: apart from the
+# The first key of a claimed sender's advisory lock (the two-key form: apart from the
 # one-key locks of leadership, the caps and migrations) and how many of the oldest due
-# mails one listing looks through for threads no other worker holds.
+# mails one listing looks through for senders no other worker holds.
 CLAIM_CLASS = 0x6D67  # "mg"
 CLAIM_WINDOW = 2048
+# What a worker claims a mail by: what an automatic answer to it would count against (its
+# sender's organisation domain or mailbox), else (a mail stored before the spool knew it,
+# one without a sender) its thread or id.
+_CLAIMED_BY = func.coalesce(SPOOL.c.sender_key, SPOOL.c.thread, cast(SPOOL.c.id, Text))
+_OLDER = SPOOL.alias("older")
 
 
-def _due(now: datetime, share: tuple[int, int] | None, *, thread: bool = False) -> Any:
-    """The pending mails due at ``now`` (of the ``share``), oldest first: ``PENDING_ROWS``,
-    as the partial index ``ix_spool_pending`` names them, read in their order through it,
-    never by a scan of the done mails (of years)."""
-    key = func.coalesce(SPOOL.c.thread, cast(SPOOL.c.id, Text))
-    columns = [SPOOL.c.id, SPOOL.c.size] + ([key.label("thread")] if thread else [])
+def _due(now: datetime, *, key: bool = False) -> Any:
+    """The pending mails due at ``now``, oldest first: ``PENDING_ROWS``, as the partial
+    index ``ix_spool_pending`` names them, read in their order through it, never by a
+    scan of the done mails (of years)."""
+    columns = [SPOOL.c.id, SPOOL.c.size] + ([_CLAIMED_BY.label("key")] if key else [])
     query = select(*columns).where(PENDING_ROWS, SPOOL.c.next_attempt_at <= now)
-    if share is not None:
-        index, count = share
-        query = query.where(func.abs(func.hashtext(key) % count) == index)
     return query.order_by(SPOOL.c.id)
+
+
+def _first_of_thread(now: datetime) -> Any:
+    """No earlier mail of the same thread is due (through ``ix_spool_pending_thread``):
+    a follow-up waits until the mail it answers is applied, whichever worker has it."""
+    earlier = (
+        select(_OLDER.c.id)
+        .where(
+            text("older.state = 'pending'"),  # as the partial index names its rows
+            _OLDER.c.thread == SPOOL.c.thread,
+            _OLDER.c.id < SPOOL.c.id,
+            _OLDER.c.next_attempt_at <= now,
+        )
+        .exists()
+    )
+    return ~earlier
 
 
 _CLAIM = (
@@ -116,36 +134,32 @@ class SpoolRepo:
         """Ids of pending mails whose next attempt is due, oldest first."""
         return [spool_id for spool_id, _ in self.due_sizes(now, limit)]
 
-    def due_sizes(
-        self, now: datetime, limit: int, share: tuple[int, int] | None = None
-    ) -> list[tuple[int, int]]:
-        """(id, size in bytes) of pending mails whose next attempt is due, oldest first.
-        ``share`` (PostgreSQL): ``(i, n)``, only the ``i``-th of ``n`` shares of the mail, by
-        thread (the mails of one thread stay in one share, in their order; mail without a
-        Message-ID, and mail stored before the spool kept threads, is spread by its id)."""
-        rows = run(self.conn, _due(now, share).limit(limit))
+    def due_sizes(self, now: datetime, limit: int) -> list[tuple[int, int]]:
+        """(id, size in bytes) of pending mails whose next attempt is due, oldest first."""
+        rows = run(self.conn, _due(now).limit(limit))
         return [(int(i), int(size)) for i, size in rows]
 
-    def claim_due(
-        self, now: datetime, limit: int, share: tuple[int, int] | None = None
-    ) -> list[tuple[int, int]]:
+    def claim_due(self, now: datetime, limit: int) -> list[tuple[int, int]]:
         """PostgreSQL, on a session of the caller's own outside any transaction: as
-        ``due_sizes``, each mail's thread held for this session (``pg_try_advisory_lock``)
-        until ``release_claims``, and the mails of the threads another session holds passed
-        over. Workers of several instances (or processes) that list the spool at the same
-        time therefore never gather the same mail (parse it, move its bytes) only for one to
-        apply it, and the mails of one thread are in one worker's hands at a time, in their
-        order: a follow-up is not applied beside its first mail. The claim is a courtesy,
-        not what makes a mail apply once: that is the transaction's row lock (``claim``)."""
-        window = _due(now, share, thread=True).limit(CLAIM_WINDOW).subquery()
-        held = func.pg_try_advisory_lock(CLAIM_CLASS, func.hashtext(window.c.thread))
+        ``due_sizes``, but only a thread's first due mail, and each mail's sender (what an
+        automatic answer to it would count against) held for this session
+        (``pg_try_advisory_lock``) until ``release_claims``, the mails of the senders
+        another session holds passed over.
+        Workers of several instances (or processes) that list the spool at the same time
+        therefore never gather the same mail (parse it, move its bytes) only for one to
+        apply it; a sender's mails are in one worker's hands at a time, so that no worker
+        waits for another's hold on the caps they count against; and a follow-up is never
+        applied before or beside the mail it answers. The claim is a courtesy, not what
+        makes a mail apply once: that is the transaction's row lock (``claim``)."""
+        window = (_due(now, key=True).where(_first_of_thread(now)).limit(CLAIM_WINDOW)).subquery()
+        held = func.pg_try_advisory_lock(CLAIM_CLASS, func.hashtext(window.c.key))
         # No ORDER BY outside: it could sort (and try to hold) the whole window first; the
         # subquery's order comes through, and the limit stops the holding at ``limit``.
         rows = run(self.conn, select(window.c.id, window.c.size).where(held).limit(limit))
         return sorted((int(i), int(size)) for i, size in rows)
 
     def release_claims(self) -> None:
-        """Let go of every thread this session holds (``claim_due``)."""
+        """Let go of every sender this session holds (``claim_due``)."""
         run(self.conn, select(func.pg_advisory_unlock_all()))
 
     def load(self, spool_ids: Sequence[int]) -> list[tuple[SpoolEntry, bytes | None]]:
