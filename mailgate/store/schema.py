@@ -76,10 +76,11 @@ def _state(connection: Connection) -> SchemaState:
 def _create_fresh(connection: Connection) -> None:
     from alembic import command
 
-    from mailgate.store import search  # it imports (so registers) the tables
+    from mailgate.store import compression, search  # search imports (registers) the tables
 
     SQLModel.metadata.create_all(connection)
     search.install(connection)
+    compression.install(connection)
     command.stamp(_with(connection), "head")
 
 

@@ -17,6 +17,7 @@ from mailgate.clock import FrozenClock
 from mailgate.config import Config
 from mailgate.errors import SchemaMismatch
 from mailgate.store import tables  # noqa: F401 - registers the tables
+from mailgate.store.compression import COLUMNS
 from mailgate.store.db import create_engine
 from mailgate.store.schema import (
     alembic_config,
@@ -68,6 +69,19 @@ def merging(connection: Connection) -> dict[str, dict[str, int]]:
     }
 
 
+def compressed(connection: Connection) -> set[tuple[str, str]]:
+    """The columns PostgreSQL compresses with LZ4 (``store.compression``)."""
+    if connection.dialect.name != "postgresql":
+        return set()
+    query = (
+        "SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "WHERE a.attcompression = 'l' AND c.relkind = 'r' "
+        "AND c.relnamespace = 'public'::regnamespace"
+    )
+    return {(str(t), str(c)) for t, c in connection.execute(text(query))}
+
+
+COMPRESSED = {"postgresql": set(COLUMNS), "sqlite": set()}
 MERGING = {
     "postgresql": {},
     "sqlite": {
@@ -99,6 +113,7 @@ async def test_every_migration_from_nothing_gives_exactly_the_models(db_url: str
             assert await conn.run_sync(revision) == head()
             assert await conn.run_sync(searchable) == SEARCH[conn.dialect.name]
             assert await conn.run_sync(merging) == MERGING[conn.dialect.name]
+            assert await conn.run_sync(compressed) == COMPRESSED[conn.dialect.name]
     finally:
         await engine.dispose()
 
@@ -112,6 +127,7 @@ async def test_a_fresh_database_is_made_at_the_newest_schema(db_url: str) -> Non
             assert await conn.run_sync(differences) == []
             assert await conn.run_sync(searchable) == SEARCH[conn.dialect.name]
             assert await conn.run_sync(merging) == MERGING[conn.dialect.name]
+            assert await conn.run_sync(compressed) == COMPRESSED[conn.dialect.name]
             assert await conn.run_sync(revision) == head()
     finally:
         await engine.dispose()
