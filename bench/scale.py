@@ -3,7 +3,8 @@
 Part 1, in one run with the same client (8 connections, ~5 KB mails, spread
 round-robin over the instances' SMTP ports): mails/s acknowledged and mails/s
 into tickets (until every stored mail is processed) for 1 instance on SQLite
-(the baseline) and 1, 2 and 3 `mailgate run` instances on one PostgreSQL.
+(the baseline) and 1, 2 and 3 `mailgate run` instances on one PostgreSQL; each setup
+``--rounds`` times, the setups in turn, and the medians compared.
 
 Part 2: the intake path (store + parse + route + persist, in process, as in
 bench/ingest.py; half the mails reply to existing tickets by their token) with a
@@ -18,7 +19,7 @@ merges, which the daemon leaves to a quiet moment (store/search.py), are done af
 run and their CPU printed beside it, and in a second CPU ratio.
 
     .venv/bin/python bench/scale.py [--mails 1500] [--big 1000000] [--big-sqlite 100000]
-                                    [--intake 600] [--repeat 3]
+                                    [--intake 600] [--repeat 3] [--rounds 3]
                                     [--skip-instances] [--skip-history]
 """
 
@@ -422,21 +423,33 @@ async def compare(
 
 
 async def instances_part(cluster: Cluster, args: argparse.Namespace) -> None:
+    """Each setup ``--rounds`` times, the setups in turn (the machine's pace drifts over
+    minutes): the runs' rates and, compared, their medians."""
     print(f"Part 1: {args.mails} mails of ~5 KB, {args.connections} connections in all")
-    print(f"{'setup':<28}{'acknowledged/s':>16}{'into tickets/s':>16}{'vs SQLite':>11}")
-    sqlite_dir = Path(tempfile.mkdtemp(prefix="mailgate-scale-sqlite-"))
-    try:
-        base = await run_instances(
-            f"sqlite+aiosqlite:///{sqlite_dir / 'm.db'}", 1, args.mails, args.connections
-        )
-    finally:
-        shutil.rmtree(sqlite_dir, ignore_errors=True)
-    print(f"{'SQLite, 1 instance':<28}{base[0]:16.1f}{base[1]:16.1f}{1.0:11.2f}")
-    for instances in (1, 2, 3):
-        url = await cluster.database(f"scale{instances}")
-        rates = await run_instances(url, instances, args.mails, args.connections)
-        label = f"PostgreSQL, {instances} instance{'s' if instances > 1 else ''}"
-        print(f"{label:<28}{rates[0]:16.1f}{rates[1]:16.1f}{rates[1] / base[1]:11.2f}")
+    setups = [0, 1, 2, 3]  # 0: SQLite, 1 instance; n: n instances on PostgreSQL
+    runs: dict[int, list[tuple[float, float]]] = {n: [] for n in setups}
+    for r in range(args.rounds):
+        for n in setups:
+            if n == 0:
+                work = Path(tempfile.mkdtemp(prefix="mailgate-scale-sqlite-"))
+                url = f"sqlite+aiosqlite:///{work / 'm.db'}"
+            else:
+                url = await cluster.database(f"scale{n}_{r}")
+            try:
+                runs[n].append(await run_instances(url, max(n, 1), args.mails, args.connections))
+            finally:
+                if n == 0:
+                    shutil.rmtree(work, ignore_errors=True)
+                else:
+                    await cluster.drop(url)
+    print(f"{'setup':<28}{'acknowledged/s':>16}{'into tickets/s':>16}{'vs SQLite':>11}  runs")
+    base = statistics.median(t for _, t in runs[0])
+    for n in setups:
+        label = "SQLite, 1 instance" if n == 0 else f"PostgreSQL, {n} instance{'s' * (n > 1)}"
+        acked = statistics.median(a for a, _ in runs[n])
+        into = statistics.median(t for _, t in runs[n])
+        each = ", ".join(f"{t:.1f}" for _, t in runs[n])
+        print(f"{label:<28}{acked:16.1f}{into:16.1f}{into / base:11.2f}  {each}")
 
 
 async def history_part(cluster: Cluster, args: argparse.Namespace) -> None:
@@ -477,6 +490,9 @@ def main() -> int:
     parser.add_argument("--skip-history", action="store_true")
     parser.add_argument("--intake", type=int, default=600)
     parser.add_argument("--repeat", type=int, default=3, help="pairs of history runs")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="runs of each instances setup (median printed)"
+    )
     asyncio.run(main_async(parser.parse_args()))
     return 0
 

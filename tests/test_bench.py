@@ -31,6 +31,11 @@ RUNS = [
     (["startup.py", "--runs", "1"], "mailgate ingest", None),
     (["web.py", "--tickets", "500", "--sqlite"], "every page", None),
     (
+        ["scale.py", "--mails", "30", "--connections", "2", "--skip-history", "--rounds", "1"],
+        "PostgreSQL, 3 instances",
+        "postgresql",
+    ),
+    (
         [
             "scale.py",
             "--mails",
