@@ -123,13 +123,19 @@ _TICKET_WORDS_PG = (
     "search_words_of(NEW.title || ' ' || coalesce(NEW.requester, '') || ' ' "
     "|| coalesce(NEW.organisation, ''))"
 )
+# The text split as SQLite's tokenizer splits it; no stemming ('simple'); the words
+# without their positions (``strip``), which no search asks for: a ticket's words are a
+# tenth of the bytes, cheaper to add to (measured: PostgreSQL's CPU a mail 0.1-0.5 ms
+# lower; migration 0019).
+WORDS_FUNCTION = (
+    "CREATE OR REPLACE FUNCTION search_words_of(t text) RETURNS tsvector LANGUAGE sql "
+    "IMMUTABLE AS $$ SELECT strip(to_tsvector('simple', "
+    "regexp_replace(coalesce(t, ''), '[^[:alnum:]]+', ' ', 'g'))) $$"
+)
 _POSTGRESQL = [
     *_LOWER,
     "ALTER TABLE tickets ADD COLUMN IF NOT EXISTS search_words tsvector",
-    # The text split as SQLite's tokenizer splits it; no stemming ('simple').
-    "CREATE OR REPLACE FUNCTION search_words_of(t text) RETURNS tsvector LANGUAGE sql "
-    "IMMUTABLE AS $$ SELECT to_tsvector('simple', "
-    "regexp_replace(coalesce(t, ''), '[^[:alnum:]]+', ' ', 'g')) $$",
+    WORDS_FUNCTION,
     # A ticket's words: its title, requester and organisation, and (when they change, or
     # a message's text does) the texts of its messages but our notices.
     "CREATE OR REPLACE FUNCTION search_ticket_words() RETURNS trigger LANGUAGE plpgsql AS $$ "  # noqa: S608 - constants
