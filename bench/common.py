@@ -91,7 +91,7 @@ async def through_intake(
         total += len(arriving)
         begun = time.perf_counter()
         # The daemon's workers (its own process, or on PostgreSQL worker processes, each
-        # with its share), side by side, until none finds more.
+        # claiming its own batches), side by side, until none finds more.
         while outcomes := [
             o for done in await asyncio.gather(*(w.run_due() for w in app.workers)) for o in done
         ]:

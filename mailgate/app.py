@@ -309,7 +309,7 @@ def _workers(
     on_outbox: Callable[[], None],
 ) -> list[Processor | WorkerProcess]:
     """The daemon's worker: ``processor`` itself, or on a database of many writers
-    (PostgreSQL) ``[worker] processes`` worker processes, each with its share."""
+    (PostgreSQL) ``[worker] processes`` worker processes, each claiming its own batches."""
     count = config.worker.processes
     if blocking.single_writer or count == 0:
         return [processor]
