@@ -20,6 +20,7 @@ run and their CPU printed beside it, and in a second CPU ratio.
 
     .venv/bin/python bench/scale.py [--mails 1500] [--big 1000000] [--big-sqlite 100000]
                                     [--intake 600] [--repeat 3] [--rounds 3]
+                                    [--instances 3]
                                     [--skip-instances] [--skip-history]
 """
 
@@ -426,7 +427,7 @@ async def instances_part(cluster: Cluster, args: argparse.Namespace) -> None:
     """Each setup ``--rounds`` times, the setups in turn (the machine's pace drifts over
     minutes): the runs' rates and, compared, their medians."""
     print(f"Part 1: {args.mails} mails of ~5 KB, {args.connections} connections in all")
-    setups = [0, 1, 2, 3]  # 0: SQLite, 1 instance; n: n instances on PostgreSQL
+    setups = [0, *range(1, args.instances + 1)]  # 0: SQLite, 1 instance; n: n on PostgreSQL
     runs: dict[int, list[tuple[float, float]]] = {n: [] for n in setups}
     for r in range(args.rounds):
         for n in setups:
@@ -493,6 +494,7 @@ def main() -> int:
     parser.add_argument(
         "--rounds", type=int, default=3, help="runs of each instances setup (median printed)"
     )
+    parser.add_argument("--instances", type=int, default=3, help="the most instances run")
     asyncio.run(main_async(parser.parse_args()))
     return 0
 

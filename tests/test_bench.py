@@ -31,8 +31,8 @@ RUNS = [
     (["startup.py", "--runs", "1"], "mailgate ingest", None),
     (["web.py", "--tickets", "500", "--sqlite"], "every page", None),
     (
-        ["scale.py", "--mails", "30", "--connections", "2", "--skip-history", "--rounds", "1"],
-        "PostgreSQL, 3 instances",
+        ["scale.py", "--mails", "30", "--skip-history", "--rounds", "1", "--instances", "1"],
+        "PostgreSQL, 1 instance",
         "postgresql",
     ),
     (
