@@ -55,8 +55,8 @@ class MailIdentity:
     message_id: str | None
     dedupe_key: str
     # The Message-ID that started the mail's thread: the first of its References, else of
-    # its In-Reply-To, else its own. Mails of one thread share it (the worker processes'
-    # shares keep them together and in order).
+    # its In-Reply-To, else its own. Mails of one thread share it (a worker claims a
+    # thread's mails in their order).
     thread: str | None = None
     # The first address of its From header, lower case (None: none readable): whom an
     # automatic answer would go to, and so what it would count against (the caps).
@@ -95,9 +95,18 @@ def _first_address(header: re.Pattern[bytes], block: bytes) -> str | None:
     except UnicodeDecodeError:
         return None
     for _, address in email.utils.getaddresses([value]):
-        if "@" in address and address.isprintable() and " " not in address:
-            return address.lower()
+        if (plain := plain_address(address)) is not None:
+            return plain
     return None
+
+
+def plain_address(address: str | None) -> str | None:
+    """``address`` without angle brackets, lower case; None unless it is one address: an
+    "@" and no space or other unprintable character (a surrogate, an undecodable byte of
+    an envelope sender, is not printable)."""
+    address = (address or "").strip().strip("<>")
+    ok = "@" in address and address.isprintable() and " " not in address
+    return address.lower() if ok else None
 
 
 def _first_id(header: re.Pattern[bytes], block: bytes) -> str | None:

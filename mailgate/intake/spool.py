@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
 
 from mailgate.clock import Clock
-from mailgate.core.identity import RawBytes, identify
+from mailgate.core.identity import RawBytes, identify, plain_address
 from mailgate.core.model import NewSpoolItem, Stored
 from mailgate.core.parties import sender_key
 from mailgate.errors import BadMail, StorageUnavailable
@@ -154,6 +154,7 @@ class Spool:
         ident = identify(received.raw)
         data = received.stored_bytes
         raw_sha256 = hashlib.sha256(data).hexdigest() if received.trace else ident.raw_sha256
+        author = ident.sender or plain_address(received.envelope_from)
         item = NewSpoolItem(
             dedupe_key=ident.dedupe_key,
             raw_sha256=raw_sha256,
@@ -163,7 +164,7 @@ class Spool:
             envelope_from=received.envelope_from,
             envelope_to=tuple(_clean(received.envelope_to)),
             thread=ident.thread,
-            sender_key=_sender_key(ident.sender or received.envelope_from),
+            sender_key=sender_key(author) if author is not None else None,
         )
         receipt = await self._record(item, data)
         bound = log.bind(
@@ -335,10 +336,3 @@ INLINE_BUSY_MS = 20
 
 def _clean(addresses: Sequence[str]) -> list[str]:
     return [a.strip().strip("<>") for a in addresses if a.strip().strip("<>")]
-
-
-def _sender_key(address: str | None) -> str | None:
-    """``sender_key`` of the mail's author (its From, else the envelope sender)."""
-    address = (address or "").strip().strip("<>")
-    # (a surrogate, an undecodable byte of an envelope sender, is not printable)
-    return sender_key(address) if "@" in address and address.isprintable() else None
