@@ -94,8 +94,6 @@ class SpoolRow(SQLModel, table=True):
         # worker asks of them (``SpoolRepo.due_sizes``): covering, it is cheaper than a scan
         # of the table whatever the planner's statistics say (none for an empty index).
         _pending("ix_spool_pending", "id", "next_attempt_at", "size"),
-        # The earlier pending mails of a mail's thread (``SpoolRepo.claim_due``).
-        _pending("ix_spool_pending_thread", "thread", "id"),
     )
     id: int | None = Field(default=None, primary_key=True)
     dedupe_key: str = Field(max_length=80, unique=True)
