@@ -123,14 +123,19 @@ _TICKET_WORDS_PG = (
     "search_words_of(NEW.title || ' ' || coalesce(NEW.requester, '') || ' ' "
     "|| coalesce(NEW.organisation, ''))"
 )
-# The text split as SQLite's tokenizer splits it; no stemming ('simple'); the words
-# without their positions (``strip``), which no search asks for: a ticket's words are a
-# tenth of the bytes, cheaper to add to (measured: PostgreSQL's CPU a mail 0.1-0.5 ms
-# lower; migration 0019).
+# The text split as SQLite's tokenizer splits it (at every character that is not a
+# letter or digit), lower case, no stemming; the words without their positions, which no
+# search asks for: a ticket's words are a tenth of the bytes, cheaper to add to
+# (migration 0019). Split by one regular expression straight into the words, not
+# replaced by spaces and parsed again by ``to_tsvector('simple', ...)``: the same words
+# (compared on random text of every script, the longest words too: a word of 2,047 bytes
+# or more is left out as the parser leaves it out) for a third less of the server's CPU
+# (0.59 ms against 0.89 for 5 KB; migration 0021).
 WORDS_FUNCTION = (
     "CREATE OR REPLACE FUNCTION search_words_of(t text) RETURNS tsvector LANGUAGE sql "
-    "IMMUTABLE AS $$ SELECT strip(to_tsvector('simple', "
-    "regexp_replace(coalesce(t, ''), '[^[:alnum:]]+', ' ', 'g'))) $$"
+    "IMMUTABLE AS $$ SELECT array_to_tsvector(ARRAY(SELECT w FROM unnest("
+    "regexp_split_to_array(lower(coalesce(t, '')), '[^[:alnum:]]+')) AS w "
+    "WHERE octet_length(w) BETWEEN 1 AND 2046)) $$"
 )
 _POSTGRESQL = [
     *_LOWER,

@@ -177,3 +177,38 @@ async def test_writes_leave_the_index_unmerged_until_merge_some_merges_it(app: A
         conn.execute(text(check))  # raises when the index's own structure is damaged
 
     await app.blocking.write(integrity)
+
+
+PARSED = (
+    "strip(to_tsvector('simple', regexp_replace(coalesce(CAST(:t AS text), ''), "
+    "'[^[:alnum:]]+', ' ', 'g')))"
+)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_words_are_split_as_postgresqls_parser_splits_the_text_at_non_letters(
+    app: App,
+) -> None:
+    """``search_words_of`` splits with one regular expression; the words are those that
+    PostgreSQL's own parser finds in the text with every non-letter made a space (what it
+    did before, at half again the CPU), the longest words left out as the parser does."""
+    texts = [
+        "",
+        "Printer brandt: bert@klant.nl https://klant.nl/a?b=1 12.5 1,000 foo_bar e-mail",
+        "Café ÉÉN Straße İstanbul ΑΒΓ αβγ ς 日本語のテキスト 한국어 ½ ² Ⅻ ﬁx a\u0301b 😀",
+        "x" * 2045 + " kort",
+        "x" * 2046 + " kort",
+        "é" * 1023 + " é",
+        "tab\tnew\nline\r\nend  don't it's C++ C#",
+    ]
+    same = text(f"SELECT search_words_of(:t) = {PARSED}, search_words_of(:t)::text")
+    for sample in texts:
+        equal, words = await app.blocking.read(
+            lambda conn, t=sample: conn.execute(same, {"t": t}).one()
+        )
+        assert equal, (sample[:40], words[:200])
+    words = await app.blocking.read(lambda conn: conn.execute(same, {"t": texts[1]}).one()[1])
+    assert words == (
+        "'000' '1' '12' '5' 'a' 'b' 'bar' 'bert' 'brandt' 'e' 'foo' 'https' 'klant' 'mail' "
+        "'nl' 'printer'"
+    )

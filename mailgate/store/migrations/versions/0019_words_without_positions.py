@@ -13,19 +13,24 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from mailgate.store import search
-
 revision: str = "0019"
 down_revision: str | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+WORDS_FUNCTION = (
+    "CREATE OR REPLACE FUNCTION search_words_of(t text) RETURNS tsvector LANGUAGE sql "
+    "IMMUTABLE AS $$ SELECT strip(to_tsvector('simple', "
+    "regexp_replace(coalesce(t, ''), '[^[:alnum:]]+', ' ', 'g'))) $$"
+)
+
+
 def upgrade() -> None:
     if op.get_context().dialect.name == "postgresql":
-        op.execute(search.WORDS_FUNCTION)
+        op.execute(WORDS_FUNCTION)
 
 
 def downgrade() -> None:
     if op.get_context().dialect.name == "postgresql":
-        op.execute(search.WORDS_FUNCTION.replace("strip(to_tsvector", "(to_tsvector"))
+        op.execute(WORDS_FUNCTION.replace("strip(to_tsvector", "(to_tsvector"))
