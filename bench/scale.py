@@ -4,7 +4,10 @@ Part 1, in one run with the same client (8 connections, ~5 KB mails, spread
 round-robin over the instances' SMTP ports): mails/s acknowledged and mails/s
 into tickets (until every stored mail is processed) for 1 instance on SQLite
 (the baseline) and 1, 2 and 3 `mailgate run` instances on one PostgreSQL; each setup
-``--rounds`` times, the setups in turn, and the medians compared.
+``--rounds`` times, the setups in turn, and the medians compared. Each instance runs
+the config's two worker processes, so that one instance alone keeps two cores busy;
+``--processes 1`` gives each instance one, to see what a second instance adds where
+there is a core for it.
 
 Part 2: the intake path (store + parse + route + persist, in process, as in
 bench/ingest.py; half the mails reply to existing tickets by their token) with a
@@ -20,7 +23,7 @@ run and their CPU printed beside it, and in a second CPU ratio.
 
     .venv/bin/python bench/scale.py [--mails 1500] [--big 1000000] [--big-sqlite 100000]
                                     [--intake 600] [--repeat 3] [--rounds 3]
-                                    [--instances 3]
+                                    [--instances 3] [--processes N]
                                     [--skip-instances] [--skip-history]
 """
 
@@ -150,9 +153,10 @@ async def pending(url: str) -> int:
 
 
 async def run_instances(
-    url: str, instances: int, mails: int, connections: int
+    url: str, instances: int, mails: int, connections: int, workers: int | None = None
 ) -> tuple[float, float]:
-    """(mails/s acknowledged, mails/s into tickets) for ``instances`` daemons on ``url``."""
+    """(mails/s acknowledged, mails/s into tickets) for ``instances`` daemons on ``url``,
+    each with ``workers`` worker processes (None: the config's)."""
     shared = Path(tempfile.mkdtemp(prefix="mailgate-scale-"))
     ports = [free_port() for _ in range(instances)]
     processes = []
@@ -160,9 +164,9 @@ async def run_instances(
         for n, port in enumerate(ports):
             directory = shared / f"i{n}"
             directory.mkdir()
-            processes.append(
-                start_mailgate(directory, port, url, general={"data_dir": str(shared / "var")})
-            )
+            worker = {} if workers is None else {"worker": {"processes": workers}}
+            general = {"data_dir": str(shared / "var")}
+            processes.append(start_mailgate(directory, port, url, general=general, **worker))
         batch = [mail(i) for i in range(mails)]
         started = time.perf_counter()
         shares = [batch[n::instances] for n in range(instances)]
@@ -426,7 +430,11 @@ async def compare(
 async def instances_part(cluster: Cluster, args: argparse.Namespace) -> None:
     """Each setup ``--rounds`` times, the setups in turn (the machine's pace drifts over
     minutes): the runs' rates and, compared, their medians."""
-    print(f"Part 1: {args.mails} mails of ~5 KB, {args.connections} connections in all")
+    each = "the config's" if args.processes is None else str(args.processes)
+    print(
+        f"Part 1: {args.mails} mails of ~5 KB, {args.connections} connections in all, "
+        f"{each} worker processes an instance"
+    )
     setups = [0, *range(1, args.instances + 1)]  # 0: SQLite, 1 instance; n: n on PostgreSQL
     runs: dict[int, list[tuple[float, float]]] = {n: [] for n in setups}
     for r in range(args.rounds):
@@ -437,7 +445,11 @@ async def instances_part(cluster: Cluster, args: argparse.Namespace) -> None:
             else:
                 url = await cluster.database(f"scale{n}_{r}")
             try:
-                runs[n].append(await run_instances(url, max(n, 1), args.mails, args.connections))
+                runs[n].append(
+                    await run_instances(
+                        url, max(n, 1), args.mails, args.connections, args.processes
+                    )
+                )
             finally:
                 if n == 0:
                     shutil.rmtree(work, ignore_errors=True)
@@ -495,6 +507,12 @@ def main() -> int:
         "--rounds", type=int, default=3, help="runs of each instances setup (median printed)"
     )
     parser.add_argument("--instances", type=int, default=3, help="the most instances run")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        help="[worker] processes of each instance (default: the config's, 2): with 1, "
+        "one instance leaves a core to a second",
+    )
     asyncio.run(main_async(parser.parse_args()))
     return 0
 
