@@ -432,8 +432,8 @@ async def instances_part(cluster: Cluster, args: argparse.Namespace) -> None:
     minutes): the runs' rates and, compared, their medians."""
     each = "the config's" if args.processes is None else str(args.processes)
     print(
-        f"Part 1: {args.mails} mails of ~5 KB, {args.connections} connections in all, "
-        f"{each} worker processes an instance"
+        f"Part 1: {args.mails} mails of ~5 KB, {args.connections} connections in all; "
+        f"worker processes an instance: {each}"
     )
     setups = [0, *range(1, args.instances + 1)]  # 0: SQLite, 1 instance; n: n on PostgreSQL
     runs: dict[int, list[tuple[float, float]]] = {n: [] for n in setups}
