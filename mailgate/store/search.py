@@ -134,11 +134,28 @@ _TICKET_WORDS_PG = (
 # for an update of a ticket's words with 5 KB of text; migration 0021). PL/pgSQL keeps
 # the function's plan for the session; a SQL function with a subquery is planned again
 # at every call of the trigger.
+# A tsvector holds at most 1 MB of words, and ``array_to_tsvector`` does not check: past
+# it the words it stores are garbage. A text of more than ``_WORDS_TEXT`` bytes (its
+# words, lower case, fit in ``_WORDS_BUDGET`` however it is written: lower case is at
+# most half again as long) therefore keeps its distinct words in the order they first
+# appear until they fill ``_WORDS_BUDGET``, half the limit, which leaves room for the
+# ticket's other words. (``to_tsvector`` refused such a text, and the mail's message
+# with it.)
+_WORDS_TEXT = 300_000
+_WORDS_BUDGET = 500_000
+_SPLIT = "regexp_split_to_array(lower(t), '[^[:alnum:]]+')"
+_WORD = "octet_length(w) BETWEEN 1 AND 2046"
 WORDS_FUNCTION = (
-    "CREATE OR REPLACE FUNCTION search_words_of(t text) RETURNS tsvector LANGUAGE plpgsql "
-    "IMMUTABLE AS $$ BEGIN RETURN array_to_tsvector(ARRAY(SELECT w FROM unnest("
-    "regexp_split_to_array(lower(coalesce(t, '')), '[^[:alnum:]]+')) AS w "
-    "WHERE octet_length(w) BETWEEN 1 AND 2046)); END $$"
+    "CREATE OR REPLACE FUNCTION search_words_of(t text) RETURNS tsvector LANGUAGE plpgsql "  # noqa: S608 - constants
+    "IMMUTABLE AS $$ BEGIN t := coalesce(t, ''); "
+    f"IF octet_length(t) <= {_WORDS_TEXT} THEN "
+    f"RETURN array_to_tsvector(ARRAY(SELECT w FROM unnest({_SPLIT}) AS w WHERE {_WORD})); "
+    "END IF; "
+    "RETURN array_to_tsvector(ARRAY(SELECT w FROM ("
+    "SELECT w, sum(octet_length(w)) OVER (ORDER BY first, w) AS total FROM ("
+    f"SELECT w, min(n) AS first FROM unnest({_SPLIT}) WITH ORDINALITY AS u(w, n) "
+    f"WHERE {_WORD} GROUP BY w) AS distinct_words) AS running "
+    f"WHERE total <= {_WORDS_BUDGET})); END $$"
 )
 _POSTGRESQL = [
     *_LOWER,

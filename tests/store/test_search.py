@@ -212,3 +212,29 @@ async def test_words_are_split_as_postgresqls_parser_splits_the_text_at_non_lett
         "'000' '1' '12' '5' 'a' 'b' 'bar' 'bert' 'brandt' 'e' 'foo' 'https' 'klant' 'mail' "
         "'nl' 'printer'"
     )
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_a_text_of_more_words_than_a_tsvector_holds_keeps_its_first_words(
+    app: App,
+) -> None:
+    """A tsvector holds 1 MB of words and ``array_to_tsvector`` does not check (past it,
+    garbage is stored): a log of 80,000 distinct words (1.4 MB) keeps its first words, as
+    many as fill half of that, and its mail is a ticket like any other."""
+    import secrets
+
+    first, *rest = [secrets.token_hex(8) for _ in range(80_000)]
+    body = f"Logboek {first}\n" + "\n".join(" ".join(rest[i : i + 8]) for i in range(0, 79_992, 8))
+    check = text(
+        "SELECT (w::text)::tsvector = w, length(w), "
+        "(SELECT sum(octet_length(x)) FROM unnest(tsvector_to_array(w)) AS x) "
+        "FROM search_words_of(:t) AS w"
+    )
+    intact, count, size = await app.blocking.read(
+        lambda conn: conn.execute(check, {"t": body}).one()
+    )
+    assert intact and 500_000 - 17 < size <= 500_000 and count < 80_000
+    outcome = await deliver(app, make_mail(subject="Crash", body=body))
+    assert outcome.action.value == "created"
+    assert await found(app, search=first) == [outcome.ticket]
+    assert await found(app, search=rest[-1]) == []  # past the budget
