@@ -143,6 +143,7 @@ _TICKET_WORDS_PG = (
 # with it.)
 _WORDS_TEXT = 300_000
 _WORDS_BUDGET = 500_000
+_WORDS_LIMIT = 1_048_575  # bytes of words a tsvector holds
 _SPLIT = "regexp_split_to_array(lower(t), '[^[:alnum:]]+')"
 _WORD = "octet_length(w) BETWEEN 1 AND 2046"
 WORDS_FUNCTION = (
@@ -156,6 +157,24 @@ WORDS_FUNCTION = (
     f"SELECT w, min(n) AS first FROM unnest({_SPLIT}) WITH ORDINALITY AS u(w, n) "
     f"WHERE {_WORD} GROUP BY w) AS distinct_words) AS running "
     f"WHERE total <= {_WORDS_BUDGET})); END $$"
+)
+# A new message adds its words to its ticket's while they fit in a tsvector (1,048,575
+# bytes of words; past it ``||`` refuses, and with it the message's insert, as it did
+# for a ticket that had gathered that many). Bounds of the words' bytes: 500 words of at
+# most 2,046 bytes; else the words written out as text less their quotes and spaces
+# (escaped quotes only make the text longer), read only for a ticket of more than 500
+# words. A ticket that is full keeps the words it has (its title's, its earlier
+# messages'); its messages are kept and shown whole all the same.
+MESSAGE_WORDS_FUNCTION = (
+    "CREATE OR REPLACE FUNCTION search_message_words() RETURNS trigger LANGUAGE plpgsql AS $$ "  # noqa: S608 - constants
+    "DECLARE had tsvector; adding tsvector; BEGIN "
+    "SELECT coalesce(search_words, ''::tsvector) INTO had FROM tickets "
+    "WHERE id = NEW.ticket_id FOR UPDATE; "
+    "adding := search_words_of(NEW.visible_text); "
+    "IF length(had) + length(adding) <= 500 OR octet_length(had::text) - 3 * length(had) "
+    f"+ octet_length(adding::text) - 3 * length(adding) + 2 <= {_WORDS_LIMIT} THEN "
+    "UPDATE tickets SET search_words = had || adding WHERE id = NEW.ticket_id; END IF; "
+    "RETURN NULL; END $$"
 )
 _POSTGRESQL = [
     *_LOWER,
@@ -171,10 +190,7 @@ _POSTGRESQL = [
     "RETURN NEW; END $$",
     "CREATE OR REPLACE TRIGGER search_tickets_words BEFORE INSERT OR UPDATE OF title, "
     "requester, organisation ON tickets FOR EACH ROW EXECUTE FUNCTION search_ticket_words()",
-    # A new message adds its words to its ticket's.
-    "CREATE OR REPLACE FUNCTION search_message_words() RETURNS trigger LANGUAGE plpgsql AS $$ "
-    "BEGIN UPDATE tickets SET search_words = coalesce(search_words, ''::tsvector) "
-    "|| search_words_of(NEW.visible_text) WHERE id = NEW.ticket_id; RETURN NULL; END $$",
+    MESSAGE_WORDS_FUNCTION,
     "CREATE OR REPLACE TRIGGER search_messages_words AFTER INSERT ON messages FOR EACH ROW "
     f"WHEN (NEW.kind <> '{SYSTEM}') EXECUTE FUNCTION search_message_words()",
     # A changed, moved (a merge) or removed text: the tickets' words made again (title =
