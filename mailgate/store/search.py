@@ -160,10 +160,10 @@ WORDS_FUNCTION = (
 )
 # A new message adds its words to its ticket's while they fit in a tsvector (1,048,575
 # bytes of words; past it ``||`` refuses, and with it the message's insert, as it did
-# for a ticket that had gathered that many). Bounds of the words' bytes: 500 words of at
-# most 2,046 bytes; else the words written out as text less their quotes and spaces
-# (escaped quotes only make the text longer), read only for a ticket of more than 500
-# words. A ticket that is full keeps the words it has (its title's, its earlier
+# for a ticket that had gathered that many). Up to 500 words (of at most 2,046 bytes)
+# they fit; past that, the ticket's words are made whole in memory (``|| ''``: stored,
+# they are compressed), where a tsvector's size is 8 bytes, 4 a word and the words'
+# bytes. A ticket that is full keeps the words it has (its title's, its earlier
 # messages'); its messages are kept and shown whole all the same.
 MESSAGE_WORDS_FUNCTION = (
     "CREATE OR REPLACE FUNCTION search_message_words() RETURNS trigger LANGUAGE plpgsql AS $$ "  # noqa: S608 - constants
@@ -171,9 +171,11 @@ MESSAGE_WORDS_FUNCTION = (
     "SELECT coalesce(search_words, ''::tsvector) INTO had FROM tickets "
     "WHERE id = NEW.ticket_id FOR UPDATE; "
     "adding := search_words_of(NEW.visible_text); "
-    "IF length(had) + length(adding) <= 500 OR octet_length(had::text) - 3 * length(had) "
-    f"+ octet_length(adding::text) - 3 * length(adding) + 2 <= {_WORDS_LIMIT} THEN "
-    "UPDATE tickets SET search_words = had || adding WHERE id = NEW.ticket_id; END IF; "
+    "IF length(had) + length(adding) > 500 THEN had := had || ''::tsvector; "
+    "IF pg_column_size(had) + pg_column_size(adding) - 16 "
+    f"- 4 * (length(had) + length(adding)) > {_WORDS_LIMIT} THEN RETURN NULL; END IF; "
+    "END IF; "
+    "UPDATE tickets SET search_words = had || adding WHERE id = NEW.ticket_id; "
     "RETURN NULL; END $$"
 )
 _POSTGRESQL = [
