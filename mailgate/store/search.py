@@ -144,8 +144,9 @@ _TICKET_WORDS_PG = (
 _WORDS_TEXT = 300_000
 _WORDS_BUDGET = 500_000
 _WORDS_LIMIT = 1_048_575  # bytes of words a tsvector holds
+_LONGEST_WORD = 2_046  # bytes: the parser leaves longer words out
 _SPLIT = "regexp_split_to_array(lower(t), '[^[:alnum:]]+')"
-_WORD = "octet_length(w) BETWEEN 1 AND 2046"
+_WORD = f"octet_length(w) BETWEEN 1 AND {_LONGEST_WORD}"
 WORDS_FUNCTION = (
     "CREATE OR REPLACE FUNCTION search_words_of(t text) RETURNS tsvector LANGUAGE plpgsql "  # noqa: S608 - constants
     "IMMUTABLE AS $$ BEGIN t := coalesce(t, ''); "
@@ -160,7 +161,7 @@ WORDS_FUNCTION = (
 )
 # A new message adds its words to its ticket's while they fit in a tsvector (1,048,575
 # bytes of words; past it ``||`` refuses, and with it the message's insert, as it did
-# for a ticket that had gathered that many). Up to 500 words (of at most 2,046 bytes)
+# for a ticket that had gathered that many). Up to 512 words (of at most 2,046 bytes)
 # they fit; past that, the ticket's words are made whole in memory (``|| ''``: stored,
 # they are compressed), where a tsvector's size is 8 bytes, 4 a word and the words'
 # bytes. A ticket that is full keeps the words it has (its title's, its earlier
@@ -171,7 +172,8 @@ MESSAGE_WORDS_FUNCTION = (
     "SELECT coalesce(search_words, ''::tsvector) INTO had FROM tickets "
     "WHERE id = NEW.ticket_id FOR UPDATE; "
     "adding := search_words_of(NEW.visible_text); "
-    "IF length(had) + length(adding) > 500 THEN had := had || ''::tsvector; "
+    f"IF length(had) + length(adding) > {_WORDS_LIMIT // _LONGEST_WORD} THEN "
+    "had := had || ''::tsvector; "
     "IF pg_column_size(had) + pg_column_size(adding) - 16 "
     f"- 4 * (length(had) + length(adding)) > {_WORDS_LIMIT} THEN RETURN NULL; END IF; "
     "END IF; "
