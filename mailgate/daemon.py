@@ -113,6 +113,7 @@ class _Runners:
     @classmethod
     def start(cls, app: App) -> _Runners:
         config, stop = app.config, asyncio.Event()
+        app.processor.parsers.start()  # SQLite: ready before the first burst of mail
         # Each worker hears of stored mail (one wake-up each: a loop clears its own).
         wakes = [asyncio.Event() for _ in app.workers]
         loops = [

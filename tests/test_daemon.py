@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import smtplib
@@ -162,6 +163,40 @@ def test_sigterm_finishes_a_transaction_in_flight_and_exits_0(tmp_path: Path, db
         stop_daemon(daemon)
     with sqlite3.connect(tmp_path / "mailgate.db") as conn:
         assert conn.execute("SELECT title FROM tickets").fetchall() == [("half",)]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_the_parsing_processes_start_with_the_daemon_before_any_mail(
+    tmp_path: Path, db_url: str
+) -> None:
+    """Started at the first large batch, their start (imports, the language model) fell in
+    the first burst of mail, while its clients waited for their 250s."""
+    config = write_config_file(
+        tmp_path / "config.toml", db_url, smtp={"port": free_port()}, worker={"processes": 2}
+    )
+    daemon, lines = start_daemon(config)
+    try:
+        deadline = time.monotonic() + 30
+        while len(_parsing_processes(daemon.pid)) < 2:
+            assert time.monotonic() < deadline, b"".join(lines).decode()[-2000:]
+            time.sleep(0.1)
+        assert len(_parsing_processes(daemon.pid)) == 2
+    finally:
+        assert stop_daemon(daemon) == 0
+    with sqlite3.connect(tmp_path / "mailgate.db") as conn:
+        assert conn.execute("SELECT count(*) FROM spool").fetchone() == (0,)
+
+
+def _parsing_processes(pid: int) -> list[int]:
+    """The children of ``pid`` that multiprocessing spawned to work (not its helper)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):  # ended meanwhile
+                command = Path(f"/proc/{child}/cmdline").read_bytes()
+                if b"spawn_main" in command and b"resource_tracker" not in command:
+                    found.append(int(child))
+    return found
 
 
 def _vm(pid: int, field: str) -> int:

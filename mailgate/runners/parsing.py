@@ -5,8 +5,8 @@ SQLite takes one writer, so the daemon applies every mail in its own process
 What a batch needs before its transaction — parsing, understanding, classifying,
 detecting the language: a third of a mail's CPU — needs no database at all. While the
 daemon applies one batch, ``Parsers`` parses the next in ``[worker] processes`` processes
-of their own (spawned at the first batch large enough to pay for the trip), the batch
-cut in one part per process; the mails go there as bytes and come back understood
+of their own (started with the daemon), a batch large enough to pay for the trip cut
+in one part per process; the mails go there as bytes and come back understood
 (``Prepared``). A batch of a few mails is parsed in the daemon, which costs less than
 the trip. Reading raw mails and writing blobs stays in the daemon (``runners.batch``).
 
@@ -25,7 +25,7 @@ import pickle
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 import structlog
@@ -101,18 +101,21 @@ class Parsers:
             return await asyncio.to_thread(prepare_all, raws, preparer)
         return functools.reduce(Gathered.joined, done)
 
-    async def warm(self) -> None:
-        """Start the processes now, each ready to parse (its imports done, the language
-        model loaded), instead of on the first large batch. The benchmarks do it before
-        their clock starts, as a daemon pays it once in its life."""
+    def start(self) -> list[Future[None]]:
+        """Start the processes now, each to get ready to parse (its imports done, the
+        language model loaded), instead of at the first large batch: the daemon does it as
+        it starts, so that the first burst of mail — an MTA's queue after downtime — does
+        not pay for it (a second of both cores) while its clients wait for their 250s.
+        Returns at once; the futures are done when the processes are ready."""
         if self.count <= 0:
-            return
+            return []
         pool = self._started()
-        loop = asyncio.get_running_loop()
         # Each process takes one (the pool spawns a process for a task no idle one takes).
-        await asyncio.gather(
-            *(loop.run_in_executor(pool, time.sleep, WARM_SECONDS) for _ in range(self.count))
-        )
+        return [pool.submit(time.sleep, WARM_SECONDS) for _ in range(self.count)]
+
+    async def warm(self) -> None:
+        """``start`` and wait until every process is ready (the benchmarks' start)."""
+        await asyncio.gather(*(asyncio.wrap_future(f) for f in self.start()))
 
     def _started(self) -> ProcessPoolExecutor:
         if self._pool is None:
