@@ -6,8 +6,11 @@ into tickets (until every stored mail is processed) for 1 instance on SQLite
 (the baseline) and 1, 2 and 3 `mailgate run` instances on one PostgreSQL; each setup
 ``--rounds`` times, the setups in turn, and the medians compared. Each instance runs
 the config's two worker processes, so that one instance alone keeps two cores busy;
-``--processes 1`` gives each instance one, to see what a second instance adds where
-there is a core for it.
+``--processes 1`` gives each instance one. The PostgreSQL instances run twice: sharing
+all of the machine's cores, and each on cores of its own (the machine's cores divided
+by ``--instances``, at least one; the first again when they run out), as instances on
+machines of their own would, PostgreSQL and the client on any: whether a second
+instance adds what a second machine brings, or only coordination.
 
 Part 2: the intake path (store + parse + route + persist, in process, as in
 bench/ingest.py; half the mails reply to existing tickets by their token) with a
@@ -153,10 +156,16 @@ async def pending(url: str) -> int:
 
 
 async def run_instances(
-    url: str, instances: int, mails: int, connections: int, workers: int | None = None
+    url: str,
+    instances: int,
+    mails: int,
+    connections: int,
+    workers: int | None = None,
+    cores: int = 0,
 ) -> tuple[float, float]:
     """(mails/s acknowledged, mails/s into tickets) for ``instances`` daemons on ``url``,
-    each with ``workers`` worker processes (None: the config's)."""
+    each with ``workers`` worker processes (None: the config's); with ``cores``, each
+    instance on that many cores of its own (``own_cores``)."""
     shared = Path(tempfile.mkdtemp(prefix="mailgate-scale-"))
     ports = [free_port() for _ in range(instances)]
     processes = []
@@ -166,7 +175,8 @@ async def run_instances(
             directory.mkdir()
             worker = {} if workers is None else {"worker": {"processes": workers}}
             general = {"data_dir": str(shared / "var")}
-            processes.append(start_mailgate(directory, port, url, general=general, **worker))
+            cpus = own_cores(n, cores) if cores else None
+            processes.append(start_mailgate(directory, port, url, cpus, general=general, **worker))
         batch = [mail(i) for i in range(mails)]
         started = time.perf_counter()
         shares = [batch[n::instances] for n in range(instances)]
@@ -187,6 +197,13 @@ async def run_instances(
         for process in processes:
             process.wait(timeout=120)
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def own_cores(n: int, cores: int) -> set[int]:
+    """The cores instance ``n`` runs on when each has ``cores`` of its own, as on a
+    machine of its own: the next ones in turn, the first again when they run out."""
+    usable = sorted(os.sched_getaffinity(0))
+    return {usable[(n * cores + i) % len(usable)] for i in range(cores)}
 
 
 # A realistic history per ticket: 3 messages (the customer's, our acknowledgment, an
@@ -435,19 +452,23 @@ async def instances_part(cluster: Cluster, args: argparse.Namespace) -> None:
         f"Part 1: {args.mails} mails of ~5 KB, {args.connections} connections in all; "
         f"worker processes an instance: {each}"
     )
-    setups = [0, *range(1, args.instances + 1)]  # 0: SQLite, 1 instance; n: n on PostgreSQL
-    runs: dict[int, list[tuple[float, float]]] = {n: [] for n in setups}
+    # (instances, cores of its own each): 0 instances is SQLite, one instance; 0 cores, the
+    # instances share all of the machine's; then each instance on cores of its own.
+    cores = max(1, len(os.sched_getaffinity(0)) // args.instances)
+    counts = range(1, args.instances + 1)
+    setups = [(0, 0), *((n, 0) for n in counts), *((n, cores) for n in counts)]
+    runs: dict[tuple[int, int], list[tuple[float, float]]] = {s: [] for s in setups}
     for r in range(args.rounds):
-        for n in setups:
+        for n, own in setups:
             if n == 0:
                 work = Path(tempfile.mkdtemp(prefix="mailgate-scale-sqlite-"))
                 url = f"sqlite+aiosqlite:///{work / 'm.db'}"
             else:
-                url = await cluster.database(f"scale{n}_{r}")
+                url = await cluster.database(f"scale{n}_{own}_{r}")
             try:
-                runs[n].append(
+                runs[n, own].append(
                     await run_instances(
-                        url, max(n, 1), args.mails, args.connections, args.processes
+                        url, max(n, 1), args.mails, args.connections, args.processes, own
                     )
                 )
             finally:
@@ -455,14 +476,16 @@ async def instances_part(cluster: Cluster, args: argparse.Namespace) -> None:
                     shutil.rmtree(work, ignore_errors=True)
                 else:
                     await cluster.drop(url)
-    print(f"{'setup':<28}{'acknowledged/s':>16}{'into tickets/s':>16}{'vs SQLite':>11}  runs")
-    base = statistics.median(t for _, t in runs[0])
-    for n in setups:
+    print(f"{'setup':<40}{'acknowledged/s':>16}{'into tickets/s':>16}{'vs SQLite':>11}  runs")
+    base = statistics.median(t for _, t in runs[0, 0])
+    for n, own in setups:
         label = "SQLite, 1 instance" if n == 0 else f"PostgreSQL, {n} instance{'s' * (n > 1)}"
-        acked = statistics.median(a for a, _ in runs[n])
-        into = statistics.median(t for _, t in runs[n])
-        each = ", ".join(f"{t:.1f}" for _, t in runs[n])
-        print(f"{label:<28}{acked:16.1f}{into:16.1f}{into / base:11.2f}  {each}")
+        if own:
+            label += f", {own} core{'s' * (own > 1)} each"
+        acked = statistics.median(a for a, _ in runs[n, own])
+        into = statistics.median(t for _, t in runs[n, own])
+        each = ", ".join(f"{t:.1f}" for _, t in runs[n, own])
+        print(f"{label:<40}{acked:16.1f}{into:16.1f}{into / base:11.2f}  {each}")
 
 
 async def history_part(cluster: Cluster, args: argparse.Namespace) -> None:

@@ -151,10 +151,11 @@ def start_sink(port: int) -> subprocess.Popen[bytes]:
 
 
 def start_mailgate(
-    directory: Path, port: int, url: str = "", **sections: Any
+    directory: Path, port: int, url: str = "", cpus: set[int] | None = None, **sections: Any
 ) -> subprocess.Popen[bytes]:
     """`mailgate run` with its config in ``directory`` (SQLite there unless ``url``), once
-    it listens and has started (``settle``: its worker processes too)."""
+    it listens and has started (``settle``: its worker processes too); on the cores
+    ``cpus`` only (its processes inherit them) when given."""
     config = write_config_file(
         directory / "config.toml",
         url or f"sqlite+aiosqlite:///{directory / 'mailgate.db'}",
@@ -174,6 +175,7 @@ def start_mailgate(
         stderr=subprocess.DEVNULL,
         env=env,
         cwd=ROOT,
+        preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -32,7 +32,7 @@ RUNS = [
     (["web.py", "--tickets", "500", "--sqlite"], "every page", None),
     (
         ["scale.py", "--mails", "30", "--skip-history", "--rounds", "1", "--instances", "1"],
-        "PostgreSQL, 1 instance",
+        "PostgreSQL, 1 instance, ",  # and on cores of its own
         "postgresql",
     ),
     (
