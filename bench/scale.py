@@ -127,6 +127,16 @@ class Cluster:
                 total += int(fields[11]) + int(fields[12])  # utime, stime
         return total / tick
 
+    async def settle(self) -> None:
+        """Write what the server holds dirty out now (``CHECKPOINT``) and the kernel's dirty
+        pages too: else a checkpoint of the part before lands in the runs that follow."""
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            await conn.execute("CHECKPOINT")
+        finally:
+            await conn.close()
+        os.sync()
+
     def restart(self) -> None:
         """Stop and start again (settings that need a restart, e.g. shared_buffers)."""
         self._run("stop")
@@ -511,6 +521,7 @@ async def main_async(args: argparse.Namespace) -> None:
         if not args.skip_instances:
             await instances_part(cluster, args)
         if not args.skip_history:
+            await cluster.settle()  # the instances' writes out before the history's runs
             await history_part(cluster, args)
     finally:
         cluster.stop()
