@@ -8,9 +8,9 @@ the query the web desk runs, 50 rows) for the team's usual asks, each the median
 after one warm-up. Goal: every filtered, sorted, searched page in <= 200 ms.
 
 The throwaway cluster is given what a server that holds such a desk is given
-(``shared_buffers`` 1 GB, ``random_page_cost`` 1.1 for data in RAM or on SSD,
-``effective_cache_size`` 4 GB, ``work_mem`` 16 MB); the test suite's defaults are for
-small databases.
+(``Cluster.tune``: ``shared_buffers`` 1 GB, ``random_page_cost`` 1.1 for data in RAM or
+on SSD, ``effective_cache_size`` 4 GB, ``work_mem`` 16 MB); the test suite's defaults
+are for small databases.
 
     .venv/bin/python bench/web.py [--tickets 1000000] [--sqlite]
 """
@@ -46,25 +46,6 @@ WORDS = [
     *("toegang", "account", "bijlage", "export2", "import", "synchronisatie"),
 ]
 OPEN = ("open", "in_progress", "waiting_customer")
-SERVER = {
-    "shared_buffers": "1GB",
-    "random_page_cost": "1.1",
-    "effective_cache_size": "4GB",
-    "work_mem": "16MB",
-}
-
-
-async def tune(cluster: Cluster) -> None:
-    """Settings of a server sized for the desk (restart for shared_buffers)."""
-    import asyncpg
-
-    conn = await asyncpg.connect(cluster.dsn)
-    try:
-        for name, value in SERVER.items():
-            await conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
-    finally:
-        await conn.close()
-    await asyncio.to_thread(cluster.restart)
 
 
 def vary(n: int) -> list[str]:
@@ -106,7 +87,7 @@ ASKS = [
 async def run(tickets: int, sqlite: bool) -> None:
     cluster = None if sqlite else Cluster()
     if cluster is not None:
-        await tune(cluster)
+        await cluster.tune()
     work = Path(tempfile.mkdtemp(prefix="mailgate-bench-web-"))
     try:
         url = (
