@@ -110,8 +110,14 @@ class Parsers:
         if self.count <= 0:
             return []
         pool = self._started()
-        # Each process takes one (the pool spawns a process for a task no idle one takes).
-        return [pool.submit(time.sleep, WARM_SECONDS) for _ in range(self.count)]
+        try:
+            # Each process takes one (the pool spawns a process for a task no idle one takes).
+            return [pool.submit(time.sleep, WARM_SECONDS) for _ in range(self.count)]
+        except OSError as exc:  # no process to be had now (limits, memory): at the first batch
+            log.warning("worker.parsers_not_started", error=str(exc))
+            self._pool = None
+            pool.shutdown(wait=False, cancel_futures=True)
+            return []
 
     async def warm(self) -> None:
         """``start`` and wait until every process is ready (the benchmarks' start)."""

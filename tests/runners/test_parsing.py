@@ -178,3 +178,23 @@ async def test_warming_starts_every_process_ready_before_the_first_batch() -> No
         await parsers.close()
     assert not [p for p in multiprocessing.active_children() if p.pid not in before]
     await Parsers(0, "error", "json").warm()  # none to start: nothing happens
+
+
+async def test_processes_that_cannot_start_leave_the_daemon_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The daemon starts them as it starts: a fork refused (limits, memory) is logged and
+    tried again at the first large batch, not a daemon that does not start."""
+    parsers = Parsers(2, "error", "json")
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("concurrent.futures.ProcessPoolExecutor.submit", refused)
+        assert parsers.start() == []
+    try:
+        await parsers.warm()  # the next try starts them
+        assert len(parsers._started()._processes) == 2
+    finally:
+        await parsers.close()
