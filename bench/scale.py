@@ -15,17 +15,17 @@ instance adds what a second machine brings, or only coordination.
 Part 2: the intake path (store + parse + route + persist, in process, as in
 bench/ingest.py; half the mails reply by their token to the newest 1,000 tickets, the
 same active desk with either history; ``--replies-anywhere``: to tickets of the whole
-history, each one whose pages no cache holds) with a
-history of 1,000 tickets and of 100,000 (SQLite) and 1,000,000 (PostgreSQL), each
-with 3 messages, 4 timers, 2 sent outbox mails (the newest month with their bytes),
-2 cap records and 3 events (PostgreSQL sized for it: ``SERVER``). Goal: the big history
-keeps >= 90 % of the small one's rate, because every query of the worker is indexed
-(tests/store/test_repos.py). Each history is filled
-once; every run takes a fresh copy of it, and ``--repeat`` pairs of runs alternate which
-size goes first (this machine's pace drifts over minutes): the ratio printed is the
-median of the pairs', beside the ratio of CPU time per mail. On SQLite the search index's
-merges, which the daemon leaves to a quiet moment (store/search.py), are done after each
-run and their CPU printed beside it, and in a second CPU ratio.
+history, each one whose pages no cache holds) with a history of 1,000 tickets and of
+100,000 (SQLite) and 1,000,000 (PostgreSQL), each with 3 messages, 4 timers, 2 sent
+outbox mails (the newest month with their bytes), 2 cap records and 3 events
+(PostgreSQL sized for it: ``SERVER``). Goal: the big history keeps >= 90 % of the small
+one's rate, because every query of the worker is indexed (tests/store/test_repos.py).
+Each history is filled once; every run takes a fresh copy of it, and ``--repeat`` pairs
+of runs alternate which size goes first (this machine's pace drifts over minutes): the
+ratio printed is the median of the pairs', beside the ratio of CPU time per mail. On
+SQLite the search index's merges, which the daemon leaves to a quiet moment
+(store/search.py), are done after each run and their CPU printed beside it, and in a
+second CPU ratio.
 
     .venv/bin/python bench/scale.py [--mails 1500] [--big 1000000] [--big-sqlite 100000]
                                     [--intake 600] [--repeat 3] [--rounds 3]
@@ -100,12 +100,9 @@ class Cluster:
     async def database(self, name: str, template: str = "") -> str:
         """A new database ``name``: empty, or a copy of the database ``template``."""
         copy = f" TEMPLATE {template} STRATEGY FILE_COPY" if template else ""
-        conn = await asyncpg.connect(self.dsn)
-        try:
-            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            await conn.execute(f"CREATE DATABASE {name}{copy}")
-        finally:
-            await conn.close()
+        await self.execute(
+            f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name}{copy}"
+        )
         return self.dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + (
             f"/{name}"
         )
@@ -116,9 +113,14 @@ class Cluster:
             for path in Path(url.split("///", 1)[1]).parent.glob(f"{url.rsplit('/', 1)[1]}*"):
                 path.unlink()
             return
+        await self.execute(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+
+    async def execute(self, *statements: str) -> None:
+        """Run ``statements`` in turn on a connection of the server's own."""
         conn = await asyncpg.connect(self.dsn)
         try:
-            await conn.execute(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+            for statement in statements:
+                await conn.execute(statement)
         finally:
             await conn.close()
 
@@ -144,22 +146,13 @@ class Cluster:
     async def settle(self) -> None:
         """Write what the server holds dirty out now (``CHECKPOINT``) and the kernel's dirty
         pages too: else a checkpoint of the part before lands in the runs that follow."""
-        conn = await asyncpg.connect(self.dsn)
-        try:
-            await conn.execute("CHECKPOINT")
-        finally:
-            await conn.close()
+        await self.execute("CHECKPOINT")
         os.sync()
 
     async def tune(self) -> None:
         """The settings of a server sized for a big desk (``SERVER``): set, and the server
         restarted for ``shared_buffers``."""
-        conn = await asyncpg.connect(self.dsn)
-        try:
-            for name, value in SERVER.items():
-                await conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
-        finally:
-            await conn.close()
+        await self.execute(*(f"ALTER SYSTEM SET {n} = '{v}'" for n, v in SERVER.items()))
         await asyncio.to_thread(self._run, "stop")
         await asyncio.to_thread(self._run, "start")
 
