@@ -63,10 +63,17 @@ class WorkerProcess:
         self._process: Any = None  # multiprocessing's SpawnProcess
         self._conn: Connection | None = None
         self._working = False
+        # One question on the pipe at a time: two readers of one pipe would each get part
+        # of an answer. The answer of an asker that was cancelled is read before the next.
+        self._asking = asyncio.Lock()
+        self._answer: asyncio.Future[tuple[Any, ...]] | None = None
 
     async def run_due(self, limit: int = 256) -> list[Outcome]:
         """The process applies what is due, up to ``limit``; its outcomes."""
-        reply = await self._ask(("due", limit))
+        return self._outcomes(await self._ask(("due", limit)))
+
+    def _outcomes(self, reply: tuple[Any, ...]) -> list[Outcome]:
+        """A round's answer: its outcomes, its counts replayed into the daemon's metrics."""
         kind = reply[0]
         if kind == "unavailable":
             raise StorageUnavailable(reply[1])
@@ -110,24 +117,37 @@ class WorkerProcess:
             log.warning("worker.process_killed", process=self.number, pid=process.pid)
             process.kill()
             await asyncio.to_thread(process.join)
+        if self._answer is not None:  # the answer of a cancelled round: read before closing
+            with contextlib.suppress(EOFError, OSError):
+                await self._answer
+            self._answer = None
         conn.close()
 
     async def _ask(self, message: tuple[Any, ...]) -> tuple[Any, ...]:
-        if self._conn is None:
-            await self._start()
-        conn = self._conn
-        assert conn is not None
-        try:
-            conn.send(message)
-            reply: tuple[Any, ...] = await asyncio.to_thread(conn.recv)
-        except (EOFError, OSError) as exc:
-            process, self._process, self._conn = self._process, None, None
-            code = process.exitcode if process is not None else None
-            log.error("worker.process_died", process=self.number, exitcode=code)
-            conn.close()
-            # Its transaction died with it: its mails are pending again, for its successor.
-            raise StorageUnavailable(f"worker process {self.number} died ({code})") from exc
-        return reply
+        async with self._asking:
+            if self._answer is not None:  # its asker was cancelled; its mails are applied
+                earlier, self._answer = self._answer, None
+                with contextlib.suppress(EOFError, OSError):  # the send below finds out
+                    self._outcomes(await earlier)
+            if self._conn is None:
+                await self._start()
+            conn = self._conn
+            assert conn is not None
+            try:
+                conn.send(message)
+                self._answer = asyncio.ensure_future(asyncio.to_thread(conn.recv))
+                reply = await asyncio.shield(self._answer)  # cancelled: the answer stays due
+            except (EOFError, OSError) as exc:
+                process, self._process, self._conn = self._process, None, None
+                code = process.exitcode if process is not None else None
+                log.error("worker.process_died", process=self.number, exitcode=code)
+                conn.close()
+                # Its transaction died with it: its mails are pending again, for its successor.
+                raise StorageUnavailable(f"worker process {self.number} died ({code})") from exc
+            finally:
+                if self._answer is not None and self._answer.done():
+                    self._answer = None
+            return reply
 
     async def _start(self) -> None:
         context = multiprocessing.get_context("spawn")  # no fork of a threaded event loop
@@ -192,7 +212,7 @@ async def _serve(conn: Connection, config: Config) -> None:
         while True:
             try:
                 message = await asyncio.to_thread(conn.recv)
-            except EOFError:  # the daemon is gone
+            except (EOFError, OSError):  # the daemon is gone
                 break
             if message[0] == "stop":
                 break

@@ -40,6 +40,14 @@ async def store_from(app: App, senders: int, each: int) -> list[int]:
     return ids
 
 
+async def started(app: App) -> WorkerProcess:
+    """The first worker process, started (a round of nothing)."""
+    worker = app.workers[0]
+    assert isinstance(worker, WorkerProcess)
+    await worker.run_due(0)
+    return worker
+
+
 async def drain(app: App) -> list[Outcome]:
     """Rounds of every worker side by side until none finds more."""
     done: list[Outcome] = []
@@ -81,9 +89,7 @@ async def test_a_worker_process_killed_mid_batch_leaves_its_mails_to_its_success
     app = await build_app(make_config(worker={"processes": 2, "batch_size": 4}))
     try:
         ids = await store_from(app, senders=4, each=30)
-        first = app.workers[0]
-        assert isinstance(first, WorkerProcess)
-        await first.run_due(0)  # started
+        first = await started(app)
         victim = first.pid
         assert victim is not None
         rounds = asyncio.ensure_future(asyncio.gather(*(w.run_due() for w in app.workers)))
@@ -102,6 +108,30 @@ async def test_a_worker_process_killed_mid_batch_leaves_its_mails_to_its_success
         assert await count(app, "SELECT count(*) FROM tickets") == len(ids)  # none twice
         inbound = "SELECT count(*) FROM messages WHERE direction = 'in'"
         assert await count(app, inbound) == len(ids)
+    finally:
+        await app.close()
+
+
+async def test_rounds_asked_of_one_process_at_once_each_get_their_own_answer(
+    make_config: Callable[..., Config],
+) -> None:
+    """One pipe, one question at a time: rounds asked at once wait their turn, and the
+    answer of a round whose asker gave up is read (and counted) before the next."""
+    app = await build_app(make_config(worker={"processes": 2, "batch_size": 4}))
+    try:
+        ids = await store_from(app, senders=4, each=30)
+        worker = await started(app)
+        given_up = asyncio.ensure_future(worker.run_due(8))
+        await asyncio.sleep(0)  # asked
+        given_up.cancel()
+        rounds = await asyncio.gather(*(worker.run_due(8) for _ in range(6)))
+        assert [len(outcomes) for outcomes in rounds] == [4] * 6  # a batch each
+        while await worker.run_due(8):
+            pass
+        assert await count(app, "SELECT count(*) FROM spool WHERE state = 'done'") == len(ids)
+        assert await count(app, "SELECT count(*) FROM tickets") == len(ids)
+        counted = app.metrics.mails.labels(source="smtp", outcome="created")._value.get()
+        assert counted == len(ids)  # the given-up round's mails too
     finally:
         await app.close()
 
