@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import ssl
 import threading
 import time
@@ -51,6 +52,36 @@ def _reason(exc: BaseException) -> str:
 class FolderState:
     uidvalidity: int
     waiting: int
+
+
+class Bearer:
+    """The client's side of a SASL OAUTHBEARER (RFC 7628) or XOAUTH2 exchange: the token
+    at the server's first (empty) challenge; at an error challenge (a JSON status), the
+    dummy answer after which the server says NO (RFC 7628 3.2.3: ``\\x01``; an empty line
+    for XOAUTH2), not the token again, as imapclient's own logins answer. The error's
+    status (``invalid_token``, ...) is kept for the log."""
+
+    def __init__(self, mechanism: str, user: str, token: str) -> None:
+        if mechanism == "OAUTHBEARER":
+            authzid = user.replace("=", "=3D").replace(",", "=2C")
+            self.first = f"n,a={authzid},\x01auth=Bearer {token}\x01\x01".encode()
+            self.dummy = b"\x01"
+        else:
+            self.first = f"user={user}\x01auth=Bearer {token}\x01\x01".encode()
+            self.dummy = b""
+        self.answered = False
+        self.status = ""  # the server's reason for a refusal, from its error challenge
+
+    def __call__(self, challenge: bytes) -> bytes:
+        if not self.answered:
+            self.answered = True
+            return self.first
+        try:
+            error = json.loads(challenge)
+        except ValueError:
+            error = None
+        self.status = str(error.get("status", "")) if isinstance(error, dict) else ""
+        return self.dummy
 
 
 class ImapConnection:
@@ -103,15 +134,14 @@ class ImapConnection:
         """SASL OAUTHBEARER (RFC 7628) where the server offers it, else XOAUTH2, with the
         kept token; refused, once more with a fresh one (the kept one may have been
         revoked or expired early), then the refusal stands."""
-        if b"AUTH=OAUTHBEARER" in client.capabilities():
-            login = client.oauthbearer_login
-        else:
-            login = client.oauth2_login
+        mechanism = "OAUTHBEARER" if b"AUTH=OAUTHBEARER" in client.capabilities() else "XOAUTH2"
+        user = self.config.username
+        kept = Bearer(mechanism, user, tokens.token())
         try:
-            login(self.config.username, tokens.token())
+            client.sasl_login(mechanism, kept)
         except LoginError:
-            log.info("imap.token_refused", mailbox=self.config.name)
-            login(self.config.username, tokens.token(fresh=True))
+            log.info("imap.token_refused", mailbox=self.config.name, status=kept.status)
+            client.sasl_login(mechanism, Bearer(mechanism, user, tokens.token(fresh=True)))
 
     def path(self, folder: str) -> str:
         """A configured folder name (with ``/``) in the server's own hierarchy delimiter."""
